@@ -1,0 +1,33 @@
+//! Matrix products: `a [..., M, K] @ b [..., K, N]` with batch dims broadcast (torch.matmul for
+//! rank ≥ 2). 1-D operands are not promoted; reshape them explicitly.
+
+use super::{broadcast_shapes, Tensor};
+use crate::autograd::Op;
+use crate::backend::cpu::matmul as cpu;
+use crate::{Error, Result};
+
+impl Tensor {
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        Tensor::same_dtype("matmul", self, rhs)?;
+        self.require_float("matmul")?;
+        let (ra, rb) = (self.rank(), rhs.rank());
+        if ra < 2 || rb < 2 || self.shape()[ra - 1] != rhs.shape()[rb - 2] {
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+        }
+        let batch = broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
+        let rec = Tensor::track(&[self, rhs], || Op::Matmul(self.clone(), rhs.clone()));
+        cpu::matmul(self, rhs, &batch, rec)
+    }
+
+    /// `x @ wᵀ + b` with torch.nn.Linear's weight layout [out, in]; x may have any leading dims.
+    pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if w.rank() != 2 {
+            return Err(Error::bad_shape("linear", "weight must be [out, in]", w.shape()));
+        }
+        let y = self.matmul(&w.t()?)?;
+        match b {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Shared test utilities: seeded random tensors, f64 comparison with written tolerances, and a
+//! finite-difference gradient check.
+#![allow(dead_code)]
+
+use ldm_engine::{DType, Result, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Standard-normal f32 tensor (never all-zero).
+pub fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, 0.0, 1.0, DType::F32, &mut rng(seed))
+}
+
+/// Uniform tensor in [lo, hi).
+pub fn rand(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
+    Tensor::rand(shape, lo, hi, DType::F32, &mut rng(seed))
+}
+
+pub fn vals(t: &Tensor) -> Vec<f64> {
+    t.to_vec_f64().unwrap()
+}
+
+/// Asserts |a − e| ≤ atol + rtol·|e| elementwise, reporting the worst element.
+pub fn assert_close(actual: &[f64], expected: &[f64], atol: f64, rtol: f64, what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length {} vs {}", actual.len(), expected.len());
+    let mut worst = (0usize, 0f64);
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        let excess = (a - e).abs() - (atol + rtol * e.abs());
+        if !(excess <= 0.0) && (excess > worst.1 || a.is_nan()) {
+            worst = (i, if a.is_nan() { f64::INFINITY } else { excess });
+        }
+    }
+    if worst.1 > 0.0 {
+        let i = worst.0;
+        panic!("{what}: element {i}: got {} expected {} (atol {atol}, rtol {rtol})", actual[i], expected[i]);
+    }
+}
+
+/// Row-major index → multi-index.
+pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    idx
+}
+
+pub fn ravel(idx: &[usize], shape: &[usize]) -> usize {
+    idx.iter().zip(shape).fold(0, |acc, (&i, &s)| acc * s + i)
+}
+
+/// A non-contiguous tensor with the same values as `t`: stored transposed, viewed back.
+pub fn strided_copy(t: &Tensor) -> Tensor {
+    let r = t.rank();
+    assert!(r >= 2);
+    let s = t.transpose(-1, -2).unwrap().contiguous().unwrap().transpose(-1, -2).unwrap();
+    assert!(!s.is_contiguous() || t.dim(-1).unwrap() == 1 || t.dim(-2).unwrap() == 1);
+    s
+}
+
+/// Checks the analytic gradients of `f` against central finite differences.
+///
+/// The scalar loss is L = Σ wᵢ·f(x)ᵢ with fixed random weights w (so every output element
+/// matters, with different weights), evaluated in f64 from the f32 outputs. With a step h, the
+/// FD error is O(h²·f''') plus the f32 rounding of the forward, about 6e-8·‖w∘y‖/h; h = 1e-2 keeps
+/// both near 1e-4 for O(1) inputs, so the default tolerance is atol 2e-3 + rtol 2e-2.
+/// At most `max_probe` elements of each input are probed (chosen with a fixed stride).
+pub fn grad_check(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], what: &str) {
+    grad_check_with(f, inputs, 1e-2, 2e-3, 2e-2, 40, what)
+}
+
+pub fn grad_check_with(
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+    inputs: &[Tensor],
+    h: f64,
+    atol: f64,
+    rtol: f64,
+    max_probe: usize,
+    what: &str,
+) {
+    let vars: Vec<Tensor> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let y = f(&vars).unwrap();
+    let w = randn(y.shape(), 9_999);
+    let loss = y.mul(&w).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let wv = vals(&w);
+    let eval = |xs: &[Tensor]| -> f64 {
+        let _g = ldm_engine::no_grad();
+        let y = f(xs).unwrap();
+        vals(&y).iter().zip(&wv).map(|(a, b)| a * b).sum()
+    };
+    for (k, x) in inputs.iter().enumerate() {
+        let g = grads.get(&vars[k]).unwrap_or_else(|| panic!("{what}: no gradient for input {k}"));
+        assert_eq!(g.shape(), x.shape(), "{what}: gradient shape of input {k}");
+        let gv = vals(g);
+        let xv: Vec<f32> = x.to_vec::<f32>().unwrap();
+        let n = xv.len();
+        let step = (n / max_probe).max(1);
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        for i in (0..n).step_by(step).take(max_probe) {
+            let mut plus = xv.clone();
+            plus[i] += h as f32;
+            let mut minus = xv.clone();
+            minus[i] -= h as f32;
+            let real_h = (plus[i] as f64 - minus[i] as f64) / 2.0;
+            let mut xs: Vec<Tensor> = inputs.to_vec();
+            xs[k] = Tensor::from_vec(plus, x.shape()).unwrap();
+            let lp = eval(&xs);
+            xs[k] = Tensor::from_vec(minus, x.shape()).unwrap();
+            let lm = eval(&xs);
+            want.push((lp - lm) / (2.0 * real_h));
+            got.push(gv[i]);
+        }
+        assert_close(&got, &want, atol, rtol, &format!("{what}: d/d input {k}"));
+    }
+}
