@@ -15,10 +15,10 @@ pub enum Error {
     #[error("{op}: dimension {dim} out of range for a tensor of rank {rank}")]
     DimOutOfRange { op: &'static str, dim: isize, rank: usize },
 
-    #[error("{op}: dtype mismatch: {lhs:?} vs {rhs:?}")]
+    #[error("{op}: dtype mismatch: {lhs} vs {rhs}")]
     DTypeMismatch { op: &'static str, lhs: DType, rhs: DType },
 
-    #[error("{op}: unsupported dtype {dtype:?}")]
+    #[error("{op}: unsupported dtype {dtype}")]
     UnsupportedDType { op: &'static str, dtype: DType },
 
     #[error("{op}: device mismatch: {lhs:?} vs {rhs:?}")]
