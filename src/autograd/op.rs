@@ -89,6 +89,62 @@ impl Op {
         }
     }
 
+    /// Moves the input tensors out (used to free long graphs without recursion).
+    pub(crate) fn take_inputs(&mut self) -> Vec<Tensor> {
+        let dummy = || Tensor::zeros(&[], crate::DType::U8);
+        let mut out = Vec::new();
+        let mut take = |t: &mut Tensor| out.push(std::mem::replace(t, dummy()));
+        match self {
+            Op::Reshape(x)
+            | Op::Permute(x, _)
+            | Op::Narrow(x, ..)
+            | Op::Broadcast(x)
+            | Op::Copy(x)
+            | Op::Cast(x)
+            | Op::Unary(x, _)
+            | Op::Affine(x, ..)
+            | Op::Powf(x, _)
+            | Op::Sum(x, _)
+            | Op::Max(x, _)
+            | Op::Min(x, _)
+            | Op::Softmax(x, _)
+            | Op::LogSoftmax(x, _)
+            | Op::UpsampleNearest2d(x)
+            | Op::AvgPool2d { x, .. }
+            | Op::Pad { x, .. } => take(x),
+            Op::IndexSelect { x, idx, .. } | Op::Gather { x, idx, .. } => {
+                take(x);
+                take(idx)
+            }
+            Op::Binary(a, b, _) | Op::Matmul(a, b) => {
+                take(a);
+                take(b)
+            }
+            Op::Where(c, a, b) => {
+                take(c);
+                take(a);
+                take(b)
+            }
+            Op::Conv2d { x, w, .. } | Op::ConvTranspose2d { x, w, .. } => {
+                take(x);
+                take(w)
+            }
+            Op::GroupNorm { x, weight, bias, .. } | Op::LayerNorm { x, weight, bias, .. } => {
+                take(x);
+                weight.iter_mut().chain(bias.iter_mut()).for_each(take)
+            }
+            Op::Cat(xs, _) => out.append(xs),
+            Op::Attention { q, k, v, mask, lse, .. } => {
+                take(q);
+                take(k);
+                take(v);
+                take(lse);
+                mask.iter_mut().for_each(take)
+            }
+        }
+        out
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Op::Reshape(_) => "reshape",

@@ -77,6 +77,22 @@ pub struct TensorInner {
 #[derive(Clone)]
 pub struct Tensor(Arc<TensorInner>);
 
+/// Frees a recorded graph iteratively: the default recursive drop of a 100k-op chain (a long
+/// unrolled loop) would overflow the stack.
+impl Drop for TensorInner {
+    fn drop(&mut self) {
+        let Some(mut op) = self.op.take() else { return };
+        let mut stack = op.take_inputs();
+        while let Some(t) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+                if let Some(mut op) = inner.op.take() {
+                    stack.append(&mut op.take_inputs());
+                }
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tensor[{:?}, {}, {:?}{}]", self.shape(), self.dtype(), self.device(), if self.tracked() { ", tracked" } else { "" })
