@@ -84,11 +84,10 @@ impl Drop for TensorInner {
         let Some(mut op) = self.op.take() else { return };
         let mut stack = op.take_inputs();
         while let Some(t) = stack.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
-                if let Some(mut op) = inner.op.take() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.0)
+                && let Some(mut op) = inner.op.take() {
                     stack.append(&mut op.take_inputs());
                 }
-            }
         }
     }
 }

@@ -18,7 +18,7 @@ impl<T: bytemuck::Pod> Buf<T> {
     /// otherwise returns None and the caller copies.
     pub fn mapped(map: Arc<memmap2::Mmap>, byte_start: usize, len: usize) -> Option<Self> {
         let ptr = map[byte_start..].as_ptr();
-        (ptr as usize % std::mem::align_of::<T>() == 0).then_some(Buf::Mapped { map, byte_start, len, _t: PhantomData })
+        (ptr as usize).is_multiple_of(std::mem::align_of::<T>()).then_some(Buf::Mapped { map, byte_start, len, _t: PhantomData })
     }
     pub fn as_slice(&self) -> &[T] {
         match self {

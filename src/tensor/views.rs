@@ -31,7 +31,7 @@ impl Tensor {
     pub fn reshape_infer(&self, shape: &[isize]) -> Result<Tensor> {
         let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
         let infer = shape.iter().filter(|&&d| d < 0).count();
-        if infer > 1 || (infer == 1 && (known == 0 || self.numel() % known != 0)) {
+        if infer > 1 || (infer == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
             return Err(Error::bad_shape("reshape", format!("cannot infer {shape:?}"), self.shape()));
         }
         let dims: Vec<usize> = shape.iter().map(|&d| if d < 0 { self.numel() / known } else { d as usize }).collect();
