@@ -1,0 +1,51 @@
+"""torch CPU twin of `ldm-engine bench`: the same cases, names and work counts, so the two
+outputs join line by line (tools/bench_vs_torch.sh does that).
+
+torch.set_num_threads(2) matches the 2-core machines; the median of --reps runs after a warm-up.
+"""
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+p = argparse.ArgumentParser()
+p.add_argument("--reps", type=int, default=5)
+p.add_argument("--filter", default=None)
+p.add_argument("--threads", type=int, default=2)
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+r = torch.randn
+
+cases = []
+for n in (1024, 2048):
+    a, b = r(n, n), r(n, n)
+    cases.append((f"gemm {n}x{n}x{n}", 2.0 * n**3, False, lambda a=a, b=b: a @ b))
+for c, hw in ((320, 64), (640, 32), (1280, 16)):
+    x, w = r(1, c, hw, hw), r(c, c, 3, 3)
+    cases.append((f"conv3x3 1x{c}x{hw}x{hw}->{c}", 2.0 * c * c * 9 * hw * hw, False, lambda x=x, w=w: F.conv2d(x, w, padding=1)))
+x, w = r(1, 320, 64, 64), r(320, 320, 1, 1)
+cases.append(("conv1x1 1x320x64x64->320", 2.0 * 320 * 320 * 64 * 64, False, lambda x=x, w=w: F.conv2d(x, w)))
+for lq, lk, d in ((4096, 4096, 40), (1024, 1024, 80), (4096, 77, 40)):
+    q, k, v = r(1, 8, lq, d), r(1, 8, lk, d), r(1, 8, lk, d)
+    cases.append((f"attention h8 {lq}x{lk} hd{d}", 4.0 * 8 * lq * lk * d, False,
+                  lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v)))
+x = r(1, 320, 64, 64)
+cases.append(("group_norm 1x320x64x64 g32", 2.0 * 4.0 * x.numel(), True, lambda x=x: F.group_norm(x, 32, eps=1e-5)))
+
+print(f"threads: {torch.get_num_threads()} (torch {torch.__version__})")
+with torch.inference_mode():
+    for name, work, is_bytes, fn in cases:
+        if args.filter and args.filter not in name:
+            continue
+        fn()
+        ts = []
+        for _ in range(max(args.reps, 1)):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        ts.sort()
+        med = ts[len(ts) // 2]
+        unit = "GB/s" if is_bytes else "GFLOP/s"
+        print(f"{name:<32} {med*1e3:>9.3f} ms  {work/med/1e9:>8.1f} {unit}")
