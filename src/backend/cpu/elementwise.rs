@@ -51,7 +51,14 @@ pub fn map(t: &Tensor, f: impl Fn(f32) -> f32 + Sync + Send, op: Option<Op>) -> 
 }
 
 pub fn unary(t: &Tensor, u: UnaryOp, op: Option<Op>) -> Result<Tensor> {
-    map(t, move |x| unary_f32(u, x), op)
+    // One arm per op so each closure has a constant op and its loop compiles (and vectorises)
+    // without a per-element match.
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match u { $(UnaryOp::$v => map(t, |x| unary_f32(UnaryOp::$v, x), op),)* }
+        };
+    }
+    each!(Neg, Abs, Exp, Log, Sqrt, Rsqrt, Recip, Sqr, Tanh, Sigmoid, Silu, Relu, GeluErf, GeluTanh, QuickGelu, Sin, Cos)
 }
 
 /// g · op'(x), the unary backward rule as one fused pass.
