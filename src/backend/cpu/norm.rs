@@ -204,9 +204,7 @@ pub fn layer_norm(x: &[f32], dim: usize, w: Option<&[f32]>, b: Option<&[f32]>, e
         // Four specialised loops so each one vectorises without per-element Option checks.
         match (w, b) {
             (Some(w), Some(b)) => {
-                for i in 0..dim {
-                    o[i] = (xs[i] - mh - ml) * rstdf * w[i] + b[i];
-                }
+                o.iter_mut().zip(xs.iter().zip(w.iter().zip(b))).for_each(|(o, (&x, (&w, &b)))| *o = (x - mh - ml) * rstdf * w + b)
             }
             (Some(w), None) => o.iter_mut().zip(xs.iter().zip(w)).for_each(|(o, (&x, &w))| *o = (x - mh - ml) * rstdf * w),
             (None, Some(b)) => o.iter_mut().zip(xs.iter().zip(b)).for_each(|(o, (&x, &b))| *o = (x - mh - ml) * rstdf + b),
@@ -244,6 +242,7 @@ pub fn layer_norm_backward(
     let task = |((dxs, xs), gs): ((&mut [f32], &[f32]), &[f32])| -> (Vec<f32>, Vec<f32>) {
         let mut pw = if want_w { vec![0f32; dim] } else { Vec::new() };
         let mut pb = if want_b { vec![0f32; dim] } else { Vec::new() };
+        let mut gh = vec![0f32; if w.is_some() { dim } else { 0 }]; // ĝ = g·γ of the current row
         for ((dr, xr), gr) in dxs.chunks_mut(dim).zip(xs.chunks(dim)).zip(gs.chunks(dim)) {
             let k = xr[0] as f64;
             let mut m = Moments::default();
@@ -253,7 +252,7 @@ pub fn layer_norm_backward(
             // Σĝ and Σĝ·(x−k) with ĝ = g·γ, in f64 lanes.
             let (sg, sgx) = match w {
                 Some(w) => {
-                    let gh: Vec<f32> = gr.iter().zip(w).map(|(&g, &w)| g * w).collect();
+                    gh.iter_mut().zip(gr.iter().zip(w)).for_each(|(h, (&g, &w))| *h = g * w);
                     grad_sums(xr, &gh, k)
                 }
                 None => grad_sums(xr, gr, k),
@@ -263,22 +262,10 @@ pub fn layer_norm_backward(
             let m2 = rstd * (sgx - (mean - k) * sg) / n;
             let bcoef = (-rstd * rstd * m2) as f32;
             let ccoef = (-rstd * m1) as f32;
-            match w {
-                Some(w) => {
-                    for i in 0..dim {
-                        dr[i] = rstdf * w[i] * gr[i] + bcoef * (xr[i] - mh - ml) + ccoef;
-                    }
-                }
-                None => {
-                    for i in 0..dim {
-                        dr[i] = rstdf * gr[i] + bcoef * (xr[i] - mh - ml) + ccoef;
-                    }
-                }
-            }
+            let ghat: &[f32] = if w.is_some() { &gh } else { gr };
+            dr.iter_mut().zip(ghat.iter().zip(xr)).for_each(|(d, (&gh, &x))| *d = rstdf * gh + bcoef * (x - mh - ml) + ccoef);
             if want_w {
-                for i in 0..dim {
-                    pw[i] += gr[i] * (xr[i] - mh - ml) * rstdf;
-                }
+                pw.iter_mut().zip(gr.iter().zip(xr)).for_each(|(p, (&g, &x))| *p += g * (x - mh - ml) * rstdf);
             }
             if want_b {
                 pb.iter_mut().zip(gr).for_each(|(p, &g)| *p += g);
