@@ -20,10 +20,12 @@ const LANES: usize = 16;
 /// here uses fused multiply-add explicitly and Rust never contracts a*b+c on its own.
 macro_rules! multiversion {
     (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $inner:ident) => {
+        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $inner($($arg),*)
                 }
@@ -173,8 +175,9 @@ pub fn group_norm_backward(
     let (unit, cpg, s) = (d.unit(), d.cpg(), d.s);
     // Per (n, c): (Σg, Σg·x̂), the pieces of dβ and dγ before summing over the batch.
     let mut part = vec![(0f64, 0f64); d.n * d.c];
+    type Unit<'a> = (usize, ((&'a mut [f32], &'a mut [(f64, f64)]), (&'a [f32], &'a [f32])));
     if !x.is_empty() && unit > 0 {
-        let task = |(u, ((dxs, ps), (xs, gs))): (usize, ((&mut [f32], &mut [(f64, f64)]), (&[f32], &[f32])))| {
+        let task = |(u, ((dxs, ps), (xs, gs))): Unit| {
             gn_bwd_unit(dxs, ps, xs, gs, (u % d.groups) * cpg, s, w, eps)
         };
         if x.len() >= PAR_MIN {
@@ -299,13 +302,14 @@ pub fn layer_norm_backward(
     }
     let block = dim * LN_ROWS_PER_TASK;
     let task = |((dxs, xs), gs): ((&mut [f32], &[f32]), &[f32])| ln_bwd_rows(dxs, xs, gs, dim, w, eps, want_w, want_b);
-    let parts: Vec<(Vec<f32>, Vec<f32>)> = if x.len() >= PAR_MIN {
+    type Partials = (Vec<f32>, Vec<f32>);
+    let parts: Vec<Partials> = if x.len() >= PAR_MIN {
         dx.par_chunks_mut(block).zip(x.par_chunks(block)).zip(g.par_chunks(block)).map(task).collect()
     } else {
         dx.chunks_mut(block).zip(x.chunks(block)).zip(g.chunks(block)).map(task).collect()
     };
     // Blocks are combined in f64 so a long batch of rows does not drift.
-    let combine = |pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| -> Vec<f32> {
+    let combine = |pick: fn(&Partials) -> &Vec<f32>| -> Vec<f32> {
         (0..dim).map(|i| parts.iter().map(|p| pick(p)[i] as f64).sum::<f64>() as f32).collect()
     };
     let dw = want_w.then(|| combine(|p| &p.0));
