@@ -1,16 +1,19 @@
 """Torch CPU reference timings for benches/norm.rs: the same group_norm / layer_norm shapes,
 f32, 2 threads (the shared 2-core machine), warm-up then the median of 15 runs.
 
-    /opt/torchref/bin/python tools/torch_bench/norm.py
-Run it right next to `cargo bench --bench norm`; compare ratios, not absolute times.
+    /opt/torchref/bin/python tools/torch_bench/norm.py [threads]
+Run it right next to `cargo bench --bench norm`; compare ratios, not absolute times. On a busy
+shared machine, 2 OpenMP threads can stall on a barrier for a whole scheduler tick (~12 ms per
+call); compare 1 thread against `RAYON_NUM_THREADS=1 cargo bench --bench norm` then.
 """
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 torch.manual_seed(0)
 
 
