@@ -15,9 +15,10 @@ use rayon::prelude::*;
 const LANES: usize = 16;
 
 /// Defines `$name` to call the `#[inline(always)]` kernel `$inner`, compiled twice: for the
-/// baseline target and with AVX2+FMA (chosen at run time), so a portable build still runs the
-/// f64 statistics and f32 passes 4/8 lanes wide. Results do not depend on the choice: nothing
-/// here uses fused multiply-add explicitly and Rust never contracts a*b+c on its own.
+/// baseline target and with AVX2+FMA (chosen at run time), so the default x86-64 build (SSE2
+/// only) still runs the f64 statistics 4 lanes and the f32 passes 8 lanes wide on an AVX2 CPU
+/// (2-3× on the bench shapes). Results do not depend on the choice: nothing here asks for fused
+/// multiply-add and Rust never contracts a*b+c on its own.
 macro_rules! multiversion {
     (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $inner:ident) => {
         #[allow(clippy::too_many_arguments)]
@@ -232,7 +233,7 @@ fn gn_bwd_unit_impl(dxs: &mut [f32], ps: &mut [(f64, f64)], xs: &[f32], gs: &[f3
     }
     let n = unit as f64;
     let (m1, m2) = (sg / n, sgx / n);
-    // dx = rstd·γ_c·g − rstd²·m2·(x − μ) − rstd·m1: one fused multiply-add pass.
+    // dx = rstd·γ_c·g − rstd²·m2·(x − μ) − rstd·m1: one pass with per-channel coefficients.
     let bcoef = (-rstd * rstd * m2) as f32;
     let ccoef = (-rstd * m1) as f32;
     let (mh, ml) = split_mean(mean);
