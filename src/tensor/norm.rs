@@ -1,39 +1,149 @@
 //! group_norm (NC..., as torch.nn.functional.group_norm) and layer_norm over the last dim.
-//! OWNED BY THE NORM/SPATIAL WORK ITEM — signatures fixed, bodies to be implemented.
+//! Both use the biased variance, like torch. Arguments are validated here; the fused kernels are
+//! in backend/cpu/norm.rs. f16/bf16 inputs compute in f32 and come back in their own dtype.
 
-use super::Tensor;
+use super::{numel, Tensor};
+use crate::autograd::Op;
+use crate::backend::cpu::norm::{self as cpu, GroupDims};
 use crate::{Error, Result};
+
+/// Checks an optional affine parameter: a float tensor on x's device with exactly `shape`.
+fn check_param(op: &'static str, what: &str, p: Option<&Tensor>, x: &Tensor, shape: &[usize]) -> Result<()> {
+    if let Some(p) = p {
+        p.require_float(op)?;
+        Tensor::same_device(op, x, p)?;
+        if p.shape() != shape {
+            return Err(Error::invalid(op, format!("{what} has shape {:?}, expected {shape:?}", p.shape())));
+        }
+    }
+    Ok(())
+}
+
+fn check_eps(op: &'static str, eps: f64) -> Result<()> {
+    if !(eps >= 0.0 && eps.is_finite()) {
+        crate::bail!(op, "eps must be finite and >= 0, got {eps}");
+    }
+    Ok(())
+}
+
+/// Validated group-norm dims of x [N, C, *].
+fn group_dims(op: &'static str, x: &Tensor, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<GroupDims> {
+    x.require_float(op)?;
+    if x.rank() < 2 {
+        return Err(Error::bad_shape(op, "expected input [N, C, *] of rank >= 2", x.shape()));
+    }
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    if groups == 0 || c % groups != 0 {
+        return Err(Error::invalid(op, format!("{c} channels are not divisible into {groups} groups (input {:?})", x.shape())));
+    }
+    check_param(op, "weight", weight, x, &[c])?;
+    check_param(op, "bias", bias, x, &[c])?;
+    check_eps(op, eps)?;
+    Ok(GroupDims { n, c, s: numel(&x.shape()[2..]), groups })
+}
+
+/// Validated row length of layer_norm's input.
+fn layer_dim(op: &'static str, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<usize> {
+    x.require_float(op)?;
+    let Some(&d) = x.shape().last() else {
+        return Err(Error::bad_shape(op, "expected an input of rank >= 1", x.shape()));
+    };
+    check_param(op, "weight", weight, x, &[d])?;
+    check_param(op, "bias", bias, x, &[d])?;
+    check_eps(op, eps)?;
+    Ok(d)
+}
+
+fn check_grad(op: &'static str, x: &Tensor, g: &Tensor) -> Result<()> {
+    if g.shape() != x.shape() {
+        return Err(Error::ShapeMismatch { op, lhs: g.shape().to_vec(), rhs: x.shape().to_vec() });
+    }
+    Tensor::same_device(op, x, g)
+}
+
+/// The f32 values of an optional parameter (owned: parameters are small).
+fn param_values(p: Option<&Tensor>) -> Result<Option<Vec<f32>>> {
+    p.map(|p| p.f32_data().map(|d| d.into_vec())).transpose()
+}
+
+/// Gradient of an affine parameter, in the parameter's own dtype.
+fn param_grad(v: Option<Vec<f32>>, p: Option<&Tensor>) -> Option<Tensor> {
+    match (v, p) {
+        (Some(v), Some(p)) => Some(Tensor::from_f32_values(v, p.shape(), p.dtype(), None)),
+        _ => None,
+    }
+}
 
 impl Tensor {
     /// x [N, C, *], weight/bias [C].
-    pub fn group_norm(&self, _groups: usize, _weight: Option<&Tensor>, _bias: Option<&Tensor>, _eps: f64) -> Result<Tensor> {
-        Err(Error::invalid("group_norm", "not implemented yet"))
+    pub fn group_norm(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+        let d = group_dims("group_norm", self, groups, weight, bias, eps)?;
+        let (w, b) = (param_values(weight)?, param_values(bias)?);
+        let out = {
+            let x = self.f32_data()?;
+            cpu::group_norm(&x, d, w.as_deref(), b.as_deref(), eps)
+        };
+        let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
+        let rec = Tensor::track(&inputs, || Op::GroupNorm {
+            x: self.clone(),
+            weight: weight.cloned(),
+            bias: bias.cloned(),
+            groups,
+            eps,
+        });
+        Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), rec))
     }
 
     /// Normalises over the last dim; weight/bias [D].
-    pub fn layer_norm(&self, _weight: Option<&Tensor>, _bias: Option<&Tensor>, _eps: f64) -> Result<Tensor> {
-        Err(Error::invalid("layer_norm", "not implemented yet"))
+    pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+        let d = layer_dim("layer_norm", self, weight, bias, eps)?;
+        let (w, b) = (param_values(weight)?, param_values(bias)?);
+        let out = {
+            let x = self.f32_data()?;
+            cpu::layer_norm(&x, d, w.as_deref(), b.as_deref(), eps)
+        };
+        let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
+        let rec = Tensor::track(&inputs, || Op::LayerNorm { x: self.clone(), weight: weight.cloned(), bias: bias.cloned(), eps });
+        Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), rec))
     }
 }
 
 /// (dx, dweight, dbias); the weight/bias grads are Some exactly when the inputs are.
 pub(crate) fn group_norm_backward(
-    _x: &Tensor,
-    _weight: Option<&Tensor>,
-    _bias: Option<&Tensor>,
-    _groups: usize,
-    _eps: f64,
-    _g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    groups: usize,
+    eps: f64,
+    g: &Tensor,
 ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
-    Err(Error::invalid("group_norm_backward", "not implemented yet"))
+    const OP: &str = "group_norm_backward";
+    let d = group_dims(OP, x, groups, weight, bias, eps)?;
+    check_grad(OP, x, g)?;
+    let w = param_values(weight)?;
+    let (dx, dw, db) = {
+        let (xv, gv) = (x.f32_data()?, g.f32_data()?);
+        cpu::group_norm_backward(&xv, &gv, d, w.as_deref(), eps, weight.is_some(), bias.is_some())
+    };
+    let dx = Tensor::from_f32_values(dx, x.shape(), x.dtype(), None);
+    Ok((dx, param_grad(dw, weight), param_grad(db, bias)))
 }
 
 pub(crate) fn layer_norm_backward(
-    _x: &Tensor,
-    _weight: Option<&Tensor>,
-    _bias: Option<&Tensor>,
-    _eps: f64,
-    _g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    g: &Tensor,
 ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
-    Err(Error::invalid("layer_norm_backward", "not implemented yet"))
+    const OP: &str = "layer_norm_backward";
+    let d = layer_dim(OP, x, weight, bias, eps)?;
+    check_grad(OP, x, g)?;
+    let w = param_values(weight)?;
+    let (dx, dw, db) = {
+        let (xv, gv) = (x.f32_data()?, g.f32_data()?);
+        cpu::layer_norm_backward(&xv, &gv, d, w.as_deref(), eps, weight.is_some(), bias.is_some())
+    };
+    let dx = Tensor::from_f32_values(dx, x.shape(), x.dtype(), None);
+    Ok((dx, param_grad(dw, weight), param_grad(db, bias)))
 }

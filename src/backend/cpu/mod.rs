@@ -4,7 +4,9 @@
 pub mod elementwise;
 pub mod math;
 pub mod matmul;
+pub mod norm;
 pub mod reduce;
+pub mod spatial;
 
 use crate::tensor::{CpuStorage, Layout, Storage, Tensor, WithDType};
 use std::sync::RwLockReadGuard;
