@@ -29,9 +29,10 @@ pub struct Tiles {
     pub bk: usize,
 }
 
-/// Forward tiles, measured with `cargo bench --bench attention` (which sweeps them) on the 2-core
-/// AVX-512 EPYC: see the sweep printed there. A 64-row query block keeps the Q block and the
-/// output accumulator in L1; a long key block amortises each gemm call's packing of Q.
+/// Forward tiles, measured (`ATTN_SWEEP=1 cargo bench --bench attention`, 1 thread, min of 6, on
+/// the 2-core AVX-512 EPYC, 8×4096² D=40): bq 64 × bk 512/1024/4096 took 254–258 ms; bq 32, 128
+/// or 256, or bk ≤ 256, took 284–420 ms. 64 rows keep the Q block and the output accumulator in L1
+/// while amortising the gemm crate's per-call packing of the K block.
 pub const FWD_TILES: Tiles = Tiles { bq: 64, bk: 512 };
 /// Backward tiles: two score-sized tiles (P and dP) plus the dK/dV accumulators of a key block.
 pub const BWD_TILES: Tiles = Tiles { bq: 64, bk: 128 };
