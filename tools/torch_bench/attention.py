@@ -4,6 +4,7 @@ Run: /opt/torchref/bin/python tools/torch_bench/attention.py
 Prints one line per shape: median ms over >= 10 timed runs after warm-up, and GFLOP/s counted as
 4*B*H*Lq*Lk*D (the two matrix products; the softmax is not counted), like the Rust bench.
 """
+import os
 import statistics
 import sys
 import time
@@ -11,7 +12,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-torch.set_num_threads(2)
+# TORCH_THREADS=1 pairs with RAYON_NUM_THREADS=1 for a comparison less disturbed by shared load.
+torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
 torch.manual_seed(0)
 
 SHAPES = [
