@@ -1,28 +1,150 @@
-//! Fused scaled-dot-product attention. OWNED BY THE ATTENTION WORK ITEM — signatures fixed,
-//! bodies to be implemented.
+//! Fused scaled-dot-product attention (torch.nn.functional.scaled_dot_product_attention, as used by
+//! ldm/modules/attention.py's CrossAttention): validation, dtype handling and autograd recording.
+//! The tiled kernels are in backend/cpu/attention.rs.
 
-use super::Tensor;
+use super::{DType, Layout, Tensor};
+use crate::autograd::Op;
+use crate::backend::cpu::attention::{self as cpu, Dims, Src};
+use crate::backend::cpu::f32_strided;
 use crate::{Error, Result};
+
+const OP: &str = "scaled_dot_product_attention";
+
+/// Checks q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv] and returns their sizes.
+fn check_qkv(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Dims> {
+    Tensor::same_dtype(OP, q, k)?;
+    Tensor::same_dtype(OP, q, v)?;
+    q.require_float(OP)?;
+    for (name, t) in [("q", q), ("k", k), ("v", v)] {
+        if t.rank() != 4 {
+            return Err(Error::bad_shape(OP, format!("{name} must be [B, H, L, D]"), t.shape()));
+        }
+    }
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    if qs[0] != ks[0] || qs[1] != ks[1] || qs[3] != ks[3] {
+        return Err(Error::bad_shape(OP, format!("k must be [B, H, Lk, D] = [{}, {}, _, {}]", qs[0], qs[1], qs[3]), ks));
+    }
+    if vs[0] != ks[0] || vs[1] != ks[1] || vs[2] != ks[2] {
+        return Err(Error::bad_shape(OP, format!("v must be [B, H, Lk, Dv] = [{}, {}, {}, _]", ks[0], ks[1], ks[2]), vs));
+    }
+    if ks[2] == 0 || qs[3] == 0 || vs[3] == 0 {
+        // A softmax over zero keys, or a zero head dim (scale 1/√0), has no meaning.
+        return Err(Error::bad_shape(OP, "Lk, D and Dv must be > 0", &[ks[2], qs[3], vs[3]]));
+    }
+    Ok(Dims { b: qs[0], h: qs[1], lq: qs[2], lk: ks[2], d: qs[3], dv: vs[3] })
+}
+
+fn src<'a>(data: &'a [f32], l: &Layout) -> Src<'a> {
+    let s = l.strides();
+    Src { data, offset: l.offset(), strides: [s[0], s[1], s[2], s[3]] }
+}
+
+/// The mask's layout broadcast to [B, H, Lq, Lk].
+fn mask_layout(mask: &Tensor, l: &Layout, dims: &Dims) -> Result<Layout> {
+    let target = [dims.b, dims.h, dims.lq, dims.lk];
+    if mask.rank() > 4 {
+        return Err(Error::bad_shape(OP, format!("mask must broadcast to [B, H, Lq, Lk] = {target:?}"), mask.shape()));
+    }
+    l.broadcast_as(&target)
+        .map_err(|_| Error::bad_shape(OP, format!("mask must broadcast to [B, H, Lq, Lk] = {target:?}"), mask.shape()))
+}
 
 impl Tensor {
     /// softmax(q kᵀ · scale + mask) v for q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv];
     /// `mask` is additive and broadcasts to [B, H, Lq, Lk]; `scale` defaults to 1/√D.
-    pub fn scaled_dot_product_attention(_q: &Tensor, _k: &Tensor, _v: &Tensor, _mask: Option<&Tensor>, _scale: Option<f64>) -> Result<Tensor> {
-        Err(Error::invalid("scaled_dot_product_attention", "not implemented yet"))
+    ///
+    /// Computes in f32 whatever the input dtype (f16/bf16 are widened) and returns q's dtype.
+    /// A row whose keys are all masked (−inf) has no probability mass: its output is 0 (and its
+    /// gradient 0), where a plain softmax would give NaN. The mask gets no gradient.
+    pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: Option<f64>) -> Result<Tensor> {
+        let dims = check_qkv(q, k, v)?;
+        if let Some(m) = mask {
+            m.require_float(OP)?;
+            Tensor::same_device(OP, q, m)?;
+        }
+        let scale = scale.unwrap_or(1.0 / (dims.d as f64).sqrt());
+        if !scale.is_finite() {
+            crate::bail!(OP, "scale must be finite, got {scale}");
+        }
+        let (qd, ql) = f32_strided(q);
+        let (kd, kl) = f32_strided(k);
+        let (vd, vl) = f32_strided(v);
+        let md = mask.map(f32_strided);
+        let ml = match (&md, mask) {
+            (Some((_, l)), Some(m)) => Some(mask_layout(m, l, &dims)?),
+            _ => None,
+        };
+        let msrc = md.as_ref().zip(ml.as_ref()).map(|((d, _), l)| src(d, l));
+        let (out, lse) = cpu::forward(dims, src(&qd, &ql), src(&kd, &kl), src(&vd, &vl), msrc, scale as f32, cpu::FWD_TILES);
+        drop((qd, kd, vd, md));
+        let lse = Tensor::from_f32_values(lse, &[dims.b, dims.h, dims.lq], DType::F32, None);
+        let rec = Tensor::track(&[q, k, v], || Op::Attention {
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            mask: mask.cloned(),
+            scale,
+            lse: lse.clone(),
+        });
+        Ok(Tensor::from_f32_values(out, &[dims.b, dims.h, dims.lq, dims.dv], q.dtype(), rec))
+    }
+
+    /// The row log-sum-exp of the scaled, masked scores [B, H, Lq] that the forward saved for
+    /// backward (natural log, −inf for fully masked rows), or None when nothing was recorded.
+    pub fn attention_lse(&self) -> Option<&Tensor> {
+        match self.op() {
+            Some(Op::Attention { lse, .. }) => Some(lse),
+            _ => None,
+        }
     }
 }
 
 /// (dq, dk, dv) given the forward output and its row log-sum-exp.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_backward(
-    _q: &Tensor,
-    _k: &Tensor,
-    _v: &Tensor,
-    _mask: Option<&Tensor>,
-    _scale: f64,
-    _out: &Tensor,
-    _lse: &Tensor,
-    _g: &Tensor,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    out: &Tensor,
+    lse: &Tensor,
+    g: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    Err(Error::invalid("attention_backward", "not implemented yet"))
+    let dims = check_qkv(q, k, v)?;
+    let out_shape = [dims.b, dims.h, dims.lq, dims.dv];
+    for (name, t, want) in [("output", out, &out_shape[..]), ("gradient", g, &out_shape[..]), ("lse", lse, &out_shape[..3])] {
+        if t.shape() != want {
+            return Err(Error::bad_shape("attention_backward", format!("{name} must have shape {want:?}"), t.shape()));
+        }
+    }
+    let out_data = out.f32_data()?;
+    let lse_data = lse.f32_data()?;
+    let (qd, ql) = f32_strided(q);
+    let (kd, kl) = f32_strided(k);
+    let (vd, vl) = f32_strided(v);
+    let (gd, gl) = f32_strided(g);
+    let md = mask.map(f32_strided);
+    let ml = match (&md, mask) {
+        (Some((_, l)), Some(m)) => Some(mask_layout(m, l, &dims)?),
+        _ => None,
+    };
+    let msrc = md.as_ref().zip(ml.as_ref()).map(|((d, _), l)| src(d, l));
+    let (dq, dk, dv) = cpu::backward(
+        dims,
+        src(&qd, &ql),
+        src(&kd, &kl),
+        src(&vd, &vl),
+        msrc,
+        scale as f32,
+        &out_data,
+        &lse_data,
+        src(&gd, &gl),
+        cpu::BWD_TILES,
+    );
+    Ok((
+        Tensor::from_f32_values(dq, &[dims.b, dims.h, dims.lq, dims.d], q.dtype(), None),
+        Tensor::from_f32_values(dk, &[dims.b, dims.h, dims.lk, dims.d], k.dtype(), None),
+        Tensor::from_f32_values(dv, &[dims.b, dims.h, dims.lk, dims.dv], v.dtype(), None),
+    ))
 }
