@@ -242,35 +242,10 @@ fn add_mask_impl<const F: bool>(s: &mut [f32], cols: usize, mask: &[f32], rs: us
     }
 }
 
-/// Defines `$name` that runs `$imp::<true>` compiled for AVX-512 or AVX2+FMA when the CPU has them
-/// (checked at run time; std caches the CPUID query), else `$imp::<false>` for the baseline.
-macro_rules! multiversion {
-    ($name:ident => $imp:ident ($($a:ident: $t:ty),*)) => {
-        fn $name($($a: $t),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn v512($($a: $t),*) { $imp::<true>($($a),*) }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v256($($a: $t),*) { $imp::<true>($($a),*) }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports the features v512 is compiled for.
-                    return unsafe { v512($($a),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: as above.
-                    return unsafe { v256($($a),*) };
-                }
-            }
-            $imp::<false>($($a),*)
-        }
-    };
-}
-
-multiversion!(online_softmax => online_softmax_impl(s: &mut [f32], cols: usize, m: &mut [f32], l: &mut [f32], acc: &mut [f32], dv: usize));
-multiversion!(probs => probs_impl(s: &mut [f32], cols: usize, lse2: &[f32]));
-multiversion!(dscores => dscores_impl(dp: &mut [f32], p: &[f32], cols: usize, di: &[f32], scale: f32));
-multiversion!(add_mask => add_mask_impl(s: &mut [f32], cols: usize, mask: &[f32], rs: usize, cs: usize));
+multiversion!(fn online_softmax(s: &mut [f32], cols: usize, m: &mut [f32], l: &mut [f32], acc: &mut [f32], dv: usize) => online_softmax_impl::<true>, online_softmax_impl::<false>);
+multiversion!(fn probs(s: &mut [f32], cols: usize, lse2: &[f32]) => probs_impl::<true>, probs_impl::<false>);
+multiversion!(fn dscores(dp: &mut [f32], p: &[f32], cols: usize, di: &[f32], scale: f32) => dscores_impl::<true>, dscores_impl::<false>);
+multiversion!(fn add_mask(s: &mut [f32], cols: usize, mask: &[f32], rs: usize, cs: usize) => add_mask_impl::<true>, add_mask_impl::<false>);
 
 /// Copies rows × d of a strided head into `dst` (contiguous) times `mul`.
 fn copy_scaled(dst: &mut [f32], src: &Src, head: usize, row0: usize, rows: usize, d: usize, mul: f32) {

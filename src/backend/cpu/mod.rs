@@ -1,6 +1,9 @@
 //! CPU backend: f32 compute, rayon threads, the `gemm` crate for matrix products. It is both the
 //! usable fast path and the reference twin every CUDA kernel is tested against.
 
+#[macro_use]
+mod simd;
+
 pub mod attention;
 pub mod elementwise;
 pub mod math;

@@ -14,32 +14,6 @@ use rayon::prelude::*;
 /// addition is not reassociated on its own) and keeps several add chains in flight.
 const LANES: usize = 16;
 
-/// Defines `$name` to call the `#[inline(always)]` kernel `$inner`, compiled twice: for the
-/// baseline target and with AVX2+FMA (chosen at run time), so the default x86-64 build (SSE2
-/// only) still runs the f64 statistics 4 lanes and the f32 passes 8 lanes wide on an AVX2 CPU
-/// (2-3× on the bench shapes). Results do not depend on the choice: nothing here asks for fused
-/// multiply-add and Rust never contracts a*b+c on its own.
-macro_rules! multiversion {
-    (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $inner:ident) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $inner($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the running CPU has the features avx2() was compiled for.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $inner($($arg),*)
-        }
-    };
-}
-
 /// Shifted sums Σ(x−k), Σ(x−k)² over a run of values, in f64. Shifting by a sample of the data
 /// (k = the unit's first value) keeps E[x²] − E[x]² from cancelling catastrophically when the
 /// mean is large against the spread, at the cost of one subtraction.
@@ -144,7 +118,7 @@ pub fn group_norm(x: &[f32], d: GroupDims, w: Option<&[f32]>, b: Option<&[f32]>,
     out
 }
 
-multiversion!(fn gn_fwd_unit(o: &mut [f32], xs: &[f32], c0: usize, s: usize, w: Option<&[f32]>, b: Option<&[f32]>, eps: f64) => gn_fwd_unit_impl);
+multiversion!(fn gn_fwd_unit(o: &mut [f32], xs: &[f32], c0: usize, s: usize, w: Option<&[f32]>, b: Option<&[f32]>, eps: f64) => gn_fwd_unit_impl, gn_fwd_unit_impl);
 
 /// One (n, group) unit: statistics, then y = (x − μ)·(rstd·γ_c) + β_c channel by channel.
 #[inline(always)]
@@ -208,7 +182,7 @@ multiversion!(fn gn_bwd_unit(
     s: usize,
     w: Option<&[f32]>,
     eps: f64,
-) => gn_bwd_unit_impl);
+) => gn_bwd_unit_impl, gn_bwd_unit_impl);
 
 /// One (n, group) unit of the backward: per-channel (Σg, Σg·x̂) into `ps`, dx in closed form.
 #[inline(always)]
@@ -261,7 +235,7 @@ pub fn layer_norm(x: &[f32], dim: usize, w: Option<&[f32]>, b: Option<&[f32]>, e
     out
 }
 
-multiversion!(fn ln_fwd_rows(o: &mut [f32], xs: &[f32], dim: usize, w: Option<&[f32]>, b: Option<&[f32]>, eps: f64) => ln_fwd_rows_impl);
+multiversion!(fn ln_fwd_rows(o: &mut [f32], xs: &[f32], dim: usize, w: Option<&[f32]>, b: Option<&[f32]>, eps: f64) => ln_fwd_rows_impl, ln_fwd_rows_impl);
 
 #[inline(always)]
 fn ln_fwd_rows_impl(o: &mut [f32], xs: &[f32], dim: usize, w: Option<&[f32]>, b: Option<&[f32]>, eps: f64) {
@@ -327,7 +301,7 @@ multiversion!(fn ln_bwd_rows(
     eps: f64,
     want_w: bool,
     want_b: bool,
-) -> (Vec<f32>, Vec<f32>) => ln_bwd_rows_impl);
+) -> (Vec<f32>, Vec<f32>) => ln_bwd_rows_impl, ln_bwd_rows_impl);
 
 /// One block of rows of the backward: their dx, plus the block's f32 partial Σg·x̂ and Σg per column.
 #[inline(always)]
