@@ -1,6 +1,7 @@
 //! CPU backend: f32 compute, rayon threads, the `gemm` crate for matrix products. It is both the
 //! usable fast path and the reference twin every CUDA kernel is tested against.
 
+pub mod conv;
 pub mod elementwise;
 pub mod math;
 pub mod matmul;
