@@ -19,6 +19,17 @@ SHAPES = [
 ]
 
 
+def median_ms(f, runs):
+    for _ in range(3):
+        f()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
 def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -29,16 +40,20 @@ def main():
             wt = torch.randn(co, ci, k, k) * 0.05
             b = torch.randn(co)
             f = lambda: torch.nn.functional.conv2d(x, wt, b, padding=pad)
-            for _ in range(3):
-                f()
-            times = []
-            for _ in range(15):
-                t0 = time.perf_counter()
-                f()
-                times.append(time.perf_counter() - t0)
-            ms = statistics.median(times) * 1e3
+            ms = median_ms(f, 15)
             flops = 2.0 * n * co * ci * k * k * h * w
             print(f"{name}: {ms:.2f} ms, {flops / ms / 1e6:.1f} GFLOP/s")
+        # Training: dx and dw together, as benches/conv.rs times its two backward kernels.
+        for name, n, ci, h, w, co, k, pad in SHAPES[:3]:
+            x = torch.randn(n, ci, h, w)
+            wt = torch.randn(co, ci, k, k) * 0.05
+            dy = torch.randn(n, co, h, w)
+            f = lambda: torch.ops.aten.convolution_backward(
+                dy, x, wt, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, [True, True, False]
+            )
+            ms = median_ms(f, 10)
+            flops = 4.0 * n * co * ci * k * k * h * w
+            print(f"{name} backward (dx+dw): {ms:.2f} ms, {flops / ms / 1e6:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

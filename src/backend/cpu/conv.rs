@@ -55,17 +55,23 @@ impl Geom {
         self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.padding == (0, 0) && self.h == self.ho && self.w == self.wo
     }
     /// Output pixels per im2col tile: the whole image when the column matrix fits the budget,
-    /// otherwise a multiple of 64 columns (gemm's register tiles divide it evenly).
+    /// otherwise a multiple of 64 columns (gemm's register tiles divide it evenly). Each tile's
+    /// gemm re-packs the whole weight matrix (O(Og·K) for O(Og·K·tile) flops), so tiles stay
+    /// ≥ 256 columns: below that deep layers (1280 channels at 16×16) lose more to re-packing
+    /// the 59 MB of weights than they gain from a cache-sized column buffer.
     fn tile(&self, budget_bytes: usize) -> usize {
         let p = self.p();
         let cols = budget_bytes / (4 * self.k().max(1));
-        if cols >= p { p } else { (cols / 64 * 64).max(64).min(p) }
+        if cols >= p { p } else { (cols / 64 * 64).max(MIN_TILE).min(p) }
     }
 }
 
-/// Column-buffer budget per tile. Measured on the 2-core EPYC with benches/conv.rs
-/// (`tile sweep` lines): see the commit that set it.
+/// Column-buffer budget per tile. On the 2-core EPYC (benches/conv.rs `tile sweep` lines),
+/// 1–16 MiB all run 320×64×64 3×3 in ~60–70 ms against ~110–150 ms for the untiled 47 MB
+/// buffer (the gemm itself slows down on a rhs that large); 4 MiB sits in the middle.
 pub const COL_BUDGET: usize = 4 << 20;
+const MIN_TILE: usize = 256;
+
 
 fn threads() -> usize {
     rayon::current_num_threads()
@@ -235,7 +241,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> V
     conv2d_forward_with(x, w, bias, g, COL_BUDGET)
 }
 
-/// `conv2d_forward` with an explicit im2col tile budget (benches sweep it).
+/// `conv2d_forward` with an explicit im2col tile budget in bytes (benches sweep it).
 pub fn conv2d_forward_with(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom, budget: usize) -> Vec<f32> {
     let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
     let mut y = init_out(g.n, g.c_out, p, bias);
