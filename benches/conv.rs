@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
             let g = geom(*n, *ci, *h, *w, *co, *k, *pad);
             let x = Tensor::randn(&[n * ci * h * w], 0.0, 1.0, DType::F32, &mut rng).to_vec::<f32>().unwrap();
             let wt = Tensor::randn(&[co * ci * k * k], 0.0, 0.05, DType::F32, &mut rng).to_vec::<f32>().unwrap();
-            for budget_kib in [1024, 4096, 16384, 1 << 20] {
+            for budget_kib in [2048, 4096, 8192, 16384, 32768, 1 << 20] {
                 let ms = median_ms(|| drop(black_box(conv2d_forward_with(&x, &wt, None, &g, budget_kib << 10))), 7);
                 println!("tile sweep {name} budget {budget_kib} KiB: {ms:.2} ms");
             }

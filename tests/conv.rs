@@ -175,13 +175,14 @@ fn conv_transpose2d_forward_matches_scatter_loops() {
 }
 
 /// On an image large enough that the im2col buffer is split into several tiles (K·P·4 bytes
-/// above the 4 MiB budget, with a tile edge in the middle of an output row), forward and both
+/// above the budget; two tiles of 1088 pixels, so a tile edge falls mid-row), forward and both
 /// backward passes against the direct loops. With L = Σ y·r: dL/dx = conv_transpose2d(r, w)
 /// (the scatter reference, w read as [C_in_t, C_out_t, KH, KW]) and
 /// dL/dw[o,c,ki,kj] = Σ r[n,o,oy,ox]·x[n,c,oy+ki−1,ox+kj−1] (a direct loop below).
 #[test]
 fn tiled_sizes_forward_and_backward_match_direct_loops() {
-    let (ci, co, h, wd) = (64, 3, 48, 45);
+    let (ci, co, h, wd) = (128, 3, 48, 45);
+    assert!(ci * 9 * h * wd * 4 > ldm_engine::backend::cpu::conv::COL_BUDGET, "size must need more than one tile");
     let x = randn(&[1, ci, h, wd], 41);
     let w = randn(&[co, ci, 3, 3], 42).mul_scalar(0.1).unwrap();
     let p = p2(1, 1, 1, 1);

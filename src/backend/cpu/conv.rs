@@ -55,21 +55,27 @@ impl Geom {
         self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.padding == (0, 0) && self.h == self.ho && self.w == self.wo
     }
     /// Output pixels per im2col tile: the whole image when the column matrix fits the budget,
-    /// otherwise a multiple of 64 columns (gemm's register tiles divide it evenly). Each tile's
+    /// otherwise about equal tiles of a multiple of 64 columns. Each tile's
     /// gemm re-packs the whole weight matrix (O(Og·K) for O(Og·K·tile) flops), so tiles stay
     /// ≥ 256 columns: below that deep layers (1280 channels at 16×16) lose more to re-packing
     /// the 59 MB of weights than they gain from a cache-sized column buffer.
     fn tile(&self, budget_bytes: usize) -> usize {
         let p = self.p();
-        let cols = budget_bytes / (4 * self.k().max(1));
-        if cols >= p { p } else { (cols / 64 * 64).max(MIN_TILE).min(p) }
+        let cols = (budget_bytes / (4 * self.k().max(1))).max(MIN_TILE);
+        if cols >= p {
+            return p;
+        }
+        // Equal tiles (no thin last tile), rounded up to whole register tiles.
+        let tiles = p.div_ceil(cols);
+        p.div_ceil(tiles).next_multiple_of(64).min(p)
     }
 }
 
-/// Column-buffer budget per tile. On the 2-core EPYC (benches/conv.rs `tile sweep` lines),
-/// 1–16 MiB all run 320×64×64 3×3 in ~60–70 ms against ~110–150 ms for the untiled 47 MB
-/// buffer (the gemm itself slows down on a rhs that large); 4 MiB sits in the middle.
-pub const COL_BUDGET: usize = 4 << 20;
+/// Column-buffer budget per tile. On the 2-core EPYC (benches/conv.rs `tile sweep` lines,
+/// AVX-512 gemm), 2–8 MiB run 320×64×64 3×3 in ~24 ms when the machine is quiet, against
+/// ~68 ms for the untiled 47 MB buffer and ~49 ms for the bare gemm of the same size: the gemm
+/// itself runs faster on a cache-sized rhs. Deeper layers are flat across budgets.
+pub const COL_BUDGET: usize = 8 << 20;
 const MIN_TILE: usize = 256;
 
 
