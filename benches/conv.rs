@@ -76,6 +76,11 @@ fn bench(c: &mut Criterion) {
             5,
         );
         println!("{name} backward (dx+dw): {ms:.2} ms, {:.1} GFLOP/s", 4.0 * (n * co * ci * k * k * h * w) as f64 / ms / 1e6);
+        if std::env::var_os("CONV_SWEEP").is_some() {
+            let dx_ms = median_ms(|| drop(black_box(conv2d_backward_data(&dy, &wt, None, &g))), 5);
+            let dw_ms = median_ms(|| drop(black_box(conv2d_backward_weight(&x, &dy, &g))), 5);
+            println!("{name} backward split: dx {dx_ms:.2} ms, dw {dw_ms:.2} ms");
+        }
     }
 
     if std::env::var_os("CONV_SWEEP").is_some() {
