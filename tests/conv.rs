@@ -307,3 +307,25 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(x.conv_transpose2d(&randn(&[4, 2, 1, 1], 8), None, tp(1, 3, 0, 1)).is_err());
     assert!(x.conv_transpose2d(&randn(&[4, 2, 3, 3], 8), Some(&randn(&[4], 9)), tp(2, 1, 1, 1)).is_err());
 }
+
+#[test]
+fn untracked_bias_is_fused_and_gradients_still_reach_x_and_w() {
+    // With x and w tracked but the bias a plain tensor, the bias goes into the kernel's output
+    // buffer (no separate add is recorded); the conv's own gradients must not depend on it.
+    let (x, w, b) = (randn(&[2, 3, 5, 7], 300), randn(&[4, 3, 3, 3], 301), randn(&[4], 302));
+    let p = p2(2, 1, 1, 1);
+    let r = randn(&[2, 4, 3, 4], 303);
+    let grads = |bias: Option<&Tensor>| {
+        let (xv, wv) = (x.requires_grad(), w.requires_grad());
+        let y = xv.conv2d(&wv, bias, p).unwrap();
+        let gs = y.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+        (vals(&y), vals(gs.get(&xv).unwrap()), vals(gs.get(&wv).unwrap()))
+    };
+    let (y_b, gx_b, gw_b) = grads(Some(&b));
+    let (_, gx, gw) = grads(None);
+    let (want, _) = ref_conv2d(&x, &w, Some(&b), p);
+    assert_close(&y_b, &want, tol(27), 0.0, "fused-bias forward");
+    // Same kernels on the same inputs: identical up to the order of float additions.
+    assert_close(&gx_b, &gx, 1e-6, 0.0, "dx with vs without fused bias");
+    assert_close(&gw_b, &gw, 1e-6, 0.0, "dw with vs without fused bias");
+}
