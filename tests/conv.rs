@@ -175,7 +175,7 @@ fn conv_transpose2d_forward_matches_scatter_loops() {
 }
 
 /// On an image large enough that the im2col buffer is split into several tiles (K·P·4 bytes
-/// above the budget; two tiles of 1088 pixels, so a tile edge falls mid-row), forward and both
+/// above the budget; at 4 MiB, three tiles of 768 pixels, so tile edges fall mid-row), forward and both
 /// backward passes against the direct loops. With L = Σ y·r: dL/dx = conv_transpose2d(r, w)
 /// (the scatter reference, w read as [C_in_t, C_out_t, KH, KW]) and
 /// dL/dw[o,c,ki,kj] = Σ r[n,o,oy,ox]·x[n,c,oy+ki−1,ox+kj−1] (a direct loop below).

@@ -72,10 +72,10 @@ impl Geom {
 }
 
 /// Column-buffer budget per tile. On the 2-core EPYC (benches/conv.rs `tile sweep` lines,
-/// AVX-512 gemm), 2–8 MiB run 320×64×64 3×3 in ~24 ms when the machine is quiet, against
-/// ~68 ms for the untiled 47 MB buffer and ~49 ms for the bare gemm of the same size: the gemm
-/// itself runs faster on a cache-sized rhs. Deeper layers are flat across budgets.
-pub const COL_BUDGET: usize = 8 << 20;
+/// AVX-512 gemm, quiet machine) 2–8 MiB run 320×64×64 3×3 in ~18–19.5 ms against ~32 ms for
+/// the untiled 47 MB buffer and ~20 ms for the bare gemm of the same size (the gemm itself is
+/// faster on a cache-sized rhs); 4 MiB was best by a hair on both 320- and 640-channel shapes.
+pub const COL_BUDGET: usize = 4 << 20;
 const MIN_TILE: usize = 256;
 
 
