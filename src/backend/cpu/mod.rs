@@ -5,6 +5,7 @@
 mod simd;
 
 pub mod attention;
+pub mod conv;
 pub mod elementwise;
 pub mod math;
 pub mod matmul;

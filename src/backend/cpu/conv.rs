@@ -1,0 +1,338 @@
+//! CPU 2-D convolution kernels (NCHW, OIHW weights), f32 on contiguous buffers.
+//!
+//! Everything is lowered to GEMM through the `gemm` crate:
+//! - forward:          y[n,g] [Og, P]  = w_g [Og, K] · col(x[n,g]) [K, P]     (im2col)
+//! - backward data:    dx[n,g]         = col2im(w_gᵀ [K, Og] · dy[n,g] [Og, P])
+//! - backward weight:  dw_g [Og, K]   += dy[n,g] [Og, P] · col(x[n,g])ᵀ [P, K]
+//! with K = Cg·KH·KW and P = H_out·W_out. A transposed convolution is the backward-data pass of
+//! the convolution that goes the other way, so three kernels serve conv2d, conv_transpose2d and
+//! both their backward passes.
+//!
+//! 1×1 stride-1 unpadded convolutions skip im2col: x[n,g] viewed as [Cg, H·W] already *is* the
+//! column matrix. For k×k, the column matrix is built in tiles of output pixels so that the
+//! buffer stays cache-sized instead of K·P floats (47 MB for 320×64×64 3×3).
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Geometry of one convolution `x [n, c_in, h, w] → y [n, c_out, ho, wo]` with weight
+/// `[c_out, c_in/groups, kh, kw]`. For a transposed convolution this describes the forward
+/// convolution it is the adjoint of (its output is the `x` side here).
+#[derive(Clone, Copy, Debug)]
+pub struct Geom {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub groups: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geom {
+    fn cg_in(&self) -> usize {
+        self.c_in / self.groups
+    }
+    fn cg_out(&self) -> usize {
+        self.c_out / self.groups
+    }
+    /// Rows of the column matrix: Cg·KH·KW.
+    fn k(&self) -> usize {
+        self.cg_in() * self.kh * self.kw
+    }
+    /// Output pixels per image.
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// A 1×1, stride-1, unpadded conv: the input plane is the column matrix as it is.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.padding == (0, 0) && self.h == self.ho && self.w == self.wo
+    }
+    /// Output pixels per im2col tile: the whole image when the column matrix fits the budget,
+    /// otherwise about equal tiles of a multiple of 64 columns. Each tile's
+    /// gemm re-packs the whole weight matrix (O(Og·K) for O(Og·K·tile) flops), so tiles stay
+    /// ≥ 256 columns: below that deep layers (1280 channels at 16×16) lose more to re-packing
+    /// the 59 MB of weights than they gain from a cache-sized column buffer.
+    fn tile(&self, budget_bytes: usize) -> usize {
+        let p = self.p();
+        let cols = (budget_bytes / (4 * self.k().max(1))).max(MIN_TILE);
+        if cols >= p {
+            return p;
+        }
+        // Equal tiles (no thin last tile), rounded up to whole register tiles.
+        let tiles = p.div_ceil(cols);
+        p.div_ceil(tiles).next_multiple_of(64).min(p)
+    }
+}
+
+/// Column-buffer budget per tile. On the 2-core EPYC (benches/conv.rs `tile sweep` lines,
+/// AVX-512 gemm, quiet machine) 2–8 MiB run 320×64×64 3×3 in ~18–19.5 ms against ~32 ms for
+/// the untiled 47 MB buffer and ~20 ms for the bare gemm of the same size (the gemm itself is
+/// faster on a cache-sized rhs); 4 MiB was best by a hair on both 320- and 640-channel shapes.
+pub const COL_BUDGET: usize = 4 << 20;
+const MIN_TILE: usize = 256;
+
+
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, all strided.
+///
+/// # Safety
+/// Every pointer must cover what its shape and strides address, and `dst` must not alias.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    dst_cs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: *const f32,
+    rhs_rs: isize,
+    rhs_cs: isize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                (0..n).for_each(|j| unsafe { *dst.offset(i as isize * dst_rs + j as isize * dst_cs) = 0.0 });
+            }
+        }
+        return;
+    }
+    // Small products lose more to thread hand-off than they gain.
+    let par = if m * n * k >= (1 << 18) { Parallelism::Rayon(threads()) } else { Parallelism::None };
+    unsafe {
+        gemm::gemm(m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, par)
+    }
+}
+
+/// The output columns `ox` in `[lo, hi)` whose input column `ox·s + off` lies in `[0, len)`.
+fn valid_range(off: isize, s: usize, len: usize, n_out: usize) -> (usize, usize) {
+    let s = s as isize;
+    // ox·s + off ≥ 0  ⇔  ox ≥ ceil(−off / s)
+    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
+    // ox·s + off < len  ⇔  ox < ceil((len − off) / s)
+    let hi = if (len as isize) <= off { 0 } else { (len as isize - off + s - 1) / s };
+    let lo = (lo as usize).min(n_out);
+    (lo, (hi as usize).clamp(lo, n_out))
+}
+
+/// Walks output pixels `[p0, p1)` one output row segment at a time, calling
+/// `f(seg_start_in_tile, iy or None when the input row is padding, ox0, ox1)`.
+fn for_segments(g: &Geom, ki: usize, p0: usize, p1: usize, mut f: impl FnMut(usize, Option<usize>, usize, usize)) {
+    let mut p = p0;
+    while p < p1 {
+        let (oy, ox0) = (p / g.wo, p % g.wo);
+        let ox1 = g.wo.min(ox0 + (p1 - p));
+        let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+        let iy = (iy >= 0 && (iy as usize) < g.h).then_some(iy as usize);
+        f(p - p0, iy, ox0, ox1);
+        p += ox1 - ox0;
+    }
+}
+
+/// Fills one column-matrix row (channel plane `xc`, kernel tap (ki, kj)) for output pixels
+/// `[p0, p1)`; `out.len() == p1 - p0`.
+fn im2col_row(xc: &[f32], g: &Geom, ki: usize, kj: usize, p0: usize, p1: usize, out: &mut [f32]) {
+    let off = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+    let sw = g.stride.1;
+    let (vlo, vhi) = valid_range(off, sw, g.w, g.wo);
+    for_segments(g, ki, p0, p1, |at, iy, ox0, ox1| {
+        let seg = &mut out[at..at + (ox1 - ox0)];
+        let Some(iy) = iy else { return seg.fill(0.0) };
+        let row = &xc[iy * g.w..(iy + 1) * g.w];
+        let (lo, hi) = (vlo.clamp(ox0, ox1), vhi.clamp(ox0, ox1));
+        seg[..lo - ox0].fill(0.0);
+        seg[hi.max(lo) - ox0..].fill(0.0);
+        if hi > lo {
+            let dst = &mut seg[lo - ox0..hi - ox0];
+            let start = (lo as isize * sw as isize + off) as usize;
+            if sw == 1 {
+                dst.copy_from_slice(&row[start..start + dst.len()]);
+            } else {
+                dst.iter_mut().enumerate().for_each(|(i, d)| *d = row[start + i * sw]);
+            }
+        }
+    });
+}
+
+/// Adds one column-matrix row back into channel plane `xc` (the adjoint of `im2col_row`).
+fn col2im_row(xc: &mut [f32], g: &Geom, ki: usize, kj: usize, p0: usize, p1: usize, col: &[f32]) {
+    let off = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+    let sw = g.stride.1;
+    let (vlo, vhi) = valid_range(off, sw, g.w, g.wo);
+    for_segments(g, ki, p0, p1, |at, iy, ox0, ox1| {
+        let Some(iy) = iy else { return };
+        let (lo, hi) = (vlo.clamp(ox0, ox1), vhi.clamp(ox0, ox1));
+        if hi <= lo {
+            return;
+        }
+        let src = &col[at + lo - ox0..at + hi - ox0];
+        let row = &mut xc[iy * g.w..(iy + 1) * g.w];
+        let start = (lo as isize * sw as isize + off) as usize;
+        if sw == 1 {
+            row[start..start + src.len()].iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        } else {
+            src.iter().enumerate().for_each(|(i, s)| row[start + i * sw] += s);
+        }
+    });
+}
+
+/// Column matrix [K, p1−p0] of one (image, group) input block `xg` [Cg, H, W], rows in
+/// parallel (each row is an independent gather).
+fn im2col(xg: &[f32], g: &Geom, p0: usize, p1: usize, col: &mut [f32]) {
+    let (tw, taps) = (p1 - p0, g.kh * g.kw);
+    let plane = g.h * g.w;
+    let body = |(r, out): (usize, &mut [f32])| {
+        let (c, t) = (r / taps, r % taps);
+        im2col_row(&xg[c * plane..(c + 1) * plane], g, t / g.kw, t % g.kw, p0, p1, out);
+    };
+    if g.k() * tw >= super::PAR_MIN {
+        col[..g.k() * tw].par_chunks_mut(tw).enumerate().with_min_len(8).for_each(body);
+    } else {
+        col[..g.k() * tw].chunks_mut(tw).enumerate().for_each(body);
+    }
+}
+
+/// Adds the column matrix [K, p1−p0] back into `xg` [Cg, H, W]; channels in parallel (a
+/// channel's plane is written only by its own KH·KW rows, so there are no races).
+fn col2im(xg: &mut [f32], g: &Geom, p0: usize, p1: usize, col: &[f32]) {
+    let (tw, taps) = (p1 - p0, g.kh * g.kw);
+    let plane = g.h * g.w;
+    let body = |(c, xc): (usize, &mut [f32])| {
+        for t in 0..taps {
+            let r = c * taps + t;
+            col2im_row(xc, g, t / g.kw, t % g.kw, p0, p1, &col[r * tw..(r + 1) * tw]);
+        }
+    };
+    if g.k() * tw >= super::PAR_MIN {
+        xg[..g.cg_in() * plane].par_chunks_mut(plane).enumerate().for_each(body);
+    } else {
+        xg[..g.cg_in() * plane].chunks_mut(plane).enumerate().for_each(body);
+    }
+}
+
+/// Output filled with the bias per channel (the gemms then accumulate onto it), or zeros.
+fn init_out(n: usize, c: usize, plane: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut v = zeros_touched(n * c * plane);
+    if let Some(b) = bias {
+        v.par_chunks_mut(plane.max(1)).enumerate().for_each(|(i, ch)| ch.fill(b[i % c]));
+    }
+    v
+}
+
+/// A zeroed buffer whose pages are already mapped. A fresh allocation is mapped lazily, one
+/// page fault per 4 KiB on first write; taken inside the gemm those faults cost far more than
+/// up front (the 59 MB weight gradient of a 1280-channel 3×3 conv: 140 ms vs 55 ms, measured),
+/// and here both threads take them at once.
+fn zeros_touched(len: usize) -> Vec<f32> {
+    let mut v = vec![0f32; len];
+    if len >= 1 << 18 {
+        v.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
+    }
+    v
+}
+
+/// y [n, c_out, ho, wo] = conv2d(x [n, c_in, h, w], w [c_out, c_in/groups, kh, kw]) (+ bias).
+pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> Vec<f32> {
+    conv2d_forward_with(x, w, bias, g, COL_BUDGET)
+}
+
+/// `conv2d_forward` with an explicit im2col tile budget in bytes (benches sweep it).
+pub fn conv2d_forward_with(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom, budget: usize) -> Vec<f32> {
+    let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
+    let mut y = init_out(g.n, g.c_out, p, bias);
+    let tw = g.tile(budget);
+    let mut col = if g.is_pointwise() { Vec::new() } else { vec![0f32; k * tw] };
+    for n in 0..g.n {
+        for gi in 0..g.groups {
+            let xg = &x[(n * g.c_in + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
+            let yg = y[(n * g.c_out + gi * og) * p..].as_mut_ptr();
+            let wg = w[gi * og * k..].as_ptr();
+            for p0 in (0..p).step_by(tw.max(1)) {
+                let p1 = (p0 + tw).min(p);
+                // The rhs [K, p1−p0]: x itself for pointwise convs, else a fresh column tile.
+                let (rhs, rhs_rs) = if g.is_pointwise() {
+                    (xg[p0..].as_ptr(), p as isize)
+                } else {
+                    im2col(xg, g, p0, p1, &mut col);
+                    (col.as_ptr(), (p1 - p0) as isize)
+                };
+                unsafe { gemm_into(og, p1 - p0, k, yg.add(p0), p as isize, 1, true, wg, k as isize, 1, rhs, rhs_rs, 1) };
+            }
+        }
+    }
+    y
+}
+
+/// dx [n, c_in, h, w] = conv2d's input gradient for dy [n, c_out, ho, wo] (+ bias per c_in
+/// channel, which makes this conv_transpose2d's forward with its bias).
+pub fn conv2d_backward_data(dy: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> Vec<f32> {
+    let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
+    let plane = g.h * g.w;
+    let mut dx = init_out(g.n, g.c_in, plane, bias);
+    let tw = g.tile(COL_BUDGET);
+    let mut col = if g.is_pointwise() { Vec::new() } else { vec![0f32; k * tw] };
+    for n in 0..g.n {
+        for gi in 0..g.groups {
+            let dyg = dy[(n * g.c_out + gi * og) * p..].as_ptr();
+            let wg = w[gi * og * k..].as_ptr();
+            let dxg = &mut dx[(n * g.c_in + gi * cg) * plane..][..cg * plane];
+            for p0 in (0..p).step_by(tw.max(1)) {
+                let p1 = (p0 + tw).min(p);
+                // w_gᵀ [K, Og] · dy_g[:, p0..p1] [Og, tw]
+                unsafe {
+                    if g.is_pointwise() {
+                        gemm_into(k, p1 - p0, og, dxg[p0..].as_mut_ptr(), p as isize, 1, true, wg, 1, k as isize, dyg.add(p0), p as isize, 1);
+                    } else {
+                        gemm_into(k, p1 - p0, og, col.as_mut_ptr(), (p1 - p0) as isize, 1, false, wg, 1, k as isize, dyg.add(p0), p as isize, 1);
+                        col2im(dxg, g, p0, p1, &col);
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// dw [c_out, c_in/groups, kh, kw] = conv2d's weight gradient, summed over the batch.
+pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
+    let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
+    let mut dw = zeros_touched(g.c_out * k);
+    let tw = g.tile(COL_BUDGET);
+    let mut col = if g.is_pointwise() { Vec::new() } else { vec![0f32; k * tw] };
+    for n in 0..g.n {
+        for gi in 0..g.groups {
+            let xg = &x[(n * g.c_in + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
+            let dyg = dy[(n * g.c_out + gi * og) * p..].as_ptr();
+            let dwg = dw[gi * og * k..].as_mut_ptr();
+            for p0 in (0..p).step_by(tw.max(1)) {
+                let p1 = (p0 + tw).min(p);
+                // dy_g[:, p0..p1] [Og, tw] · colᵀ [tw, K]; colᵀ(q, r) sits at col[r·rs + q].
+                let (cm, col_rs) = if g.is_pointwise() {
+                    (xg[p0..].as_ptr(), p as isize)
+                } else {
+                    im2col(xg, g, p0, p1, &mut col);
+                    (col.as_ptr(), (p1 - p0) as isize)
+                };
+                unsafe { gemm_into(og, k, p1 - p0, dwg, k as isize, 1, true, dyg.add(p0), p as isize, 1, cm, 1, col_rs) };
+            }
+        }
+    }
+    dw
+}
