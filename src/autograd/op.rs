@@ -10,6 +10,29 @@ pub enum PadMode {
     Reflect,
 }
 
+/// The variants whose only tensor is the input `x`, as one pattern binding it.
+macro_rules! one_input {
+    ($x:ident) => {
+        Op::Reshape($x)
+            | Op::Permute($x, _)
+            | Op::Narrow($x, ..)
+            | Op::Broadcast($x)
+            | Op::Copy($x)
+            | Op::Cast($x)
+            | Op::Unary($x, _)
+            | Op::Affine($x, ..)
+            | Op::Powf($x, _)
+            | Op::Sum($x, _)
+            | Op::Max($x, _)
+            | Op::Min($x, _)
+            | Op::Softmax($x, _)
+            | Op::LogSoftmax($x, _)
+            | Op::UpsampleNearest2d($x)
+            | Op::AvgPool2d { x: $x, .. }
+            | Op::Pad { x: $x, .. }
+    };
+}
+
 #[derive(Clone)]
 pub enum Op {
     // views and copies
@@ -59,25 +82,7 @@ impl Op {
     /// The inputs gradients can flow to.
     pub fn inputs(&self) -> Vec<&Tensor> {
         match self {
-            Op::Reshape(x)
-            | Op::Permute(x, _)
-            | Op::Narrow(x, ..)
-            | Op::Broadcast(x)
-            | Op::Copy(x)
-            | Op::Cast(x)
-            | Op::Unary(x, _)
-            | Op::Affine(x, ..)
-            | Op::Powf(x, _)
-            | Op::Sum(x, _)
-            | Op::Max(x, _)
-            | Op::Min(x, _)
-            | Op::Softmax(x, _)
-            | Op::LogSoftmax(x, _)
-            | Op::UpsampleNearest2d(x)
-            | Op::AvgPool2d { x, .. }
-            | Op::Pad { x, .. }
-            | Op::IndexSelect { x, .. }
-            | Op::Gather { x, .. } => vec![x],
+            one_input!(x) | Op::IndexSelect { x, .. } | Op::Gather { x, .. } => vec![x],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
             Op::Where(_, a, b) => vec![a, b],
             Op::Conv2d { x, w, .. } | Op::ConvTranspose2d { x, w, .. } => vec![x, w],
@@ -95,23 +100,7 @@ impl Op {
         let mut out = Vec::new();
         let mut take = |t: &mut Tensor| out.push(std::mem::replace(t, dummy()));
         match self {
-            Op::Reshape(x)
-            | Op::Permute(x, _)
-            | Op::Narrow(x, ..)
-            | Op::Broadcast(x)
-            | Op::Copy(x)
-            | Op::Cast(x)
-            | Op::Unary(x, _)
-            | Op::Affine(x, ..)
-            | Op::Powf(x, _)
-            | Op::Sum(x, _)
-            | Op::Max(x, _)
-            | Op::Min(x, _)
-            | Op::Softmax(x, _)
-            | Op::LogSoftmax(x, _)
-            | Op::UpsampleNearest2d(x)
-            | Op::AvgPool2d { x, .. }
-            | Op::Pad { x, .. } => take(x),
+            one_input!(x) => take(x),
             Op::IndexSelect { x, idx, .. } | Op::Gather { x, idx, .. } => {
                 take(x);
                 take(idx)

@@ -12,6 +12,7 @@
 //! column matrix. For k×k, the column matrix is built in tiles of output pixels so that the
 //! buffer stays cache-sized instead of K·P floats (47 MB for 320×64×64 3×3).
 
+use super::matmul::{gemm_strided, threads};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -79,46 +80,9 @@ pub const COL_BUDGET: usize = 4 << 20;
 const MIN_TILE: usize = 256;
 
 
-fn threads() -> usize {
-    rayon::current_num_threads()
-}
-
-/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, all strided.
-///
-/// # Safety
-/// Every pointer must cover what its shape and strides address, and `dst` must not alias.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_into(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: isize,
-    dst_cs: isize,
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_rs: isize,
-    lhs_cs: isize,
-    rhs: *const f32,
-    rhs_rs: isize,
-    rhs_cs: isize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                (0..n).for_each(|j| unsafe { *dst.offset(i as isize * dst_rs + j as isize * dst_cs) = 0.0 });
-            }
-        }
-        return;
-    }
-    // Small products lose more to thread hand-off than they gain.
-    let par = if m * n * k >= (1 << 18) { Parallelism::Rayon(threads()) } else { Parallelism::None };
-    unsafe {
-        gemm::gemm(m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, par)
-    }
+/// Small products lose more to thread hand-off than they gain.
+fn par_for(m: usize, n: usize, k: usize) -> Parallelism {
+    if m * n * k >= (1 << 18) { Parallelism::Rayon(threads()) } else { Parallelism::None }
 }
 
 /// The output columns `ox` in `[lo, hi)` whose input column `ox·s + off` lies in `[0, len)`.
@@ -273,7 +237,7 @@ pub fn conv2d_forward_with(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom,
                     im2col(xg, g, p0, p1, &mut col);
                     (col.as_ptr(), (p1 - p0) as isize)
                 };
-                unsafe { gemm_into(og, p1 - p0, k, yg.add(p0), p as isize, 1, true, wg, k as isize, 1, rhs, rhs_rs, 1) };
+                unsafe { gemm_strided(og, p1 - p0, k, yg.add(p0), p as isize, 1, true, wg, k as isize, 1, rhs, rhs_rs, 1, par_for(og, p1 - p0, k)) };
             }
         }
     }
@@ -298,9 +262,9 @@ pub fn conv2d_backward_data(dy: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo
                 // w_gᵀ [K, Og] · dy_g[:, p0..p1] [Og, tw]
                 unsafe {
                     if g.is_pointwise() {
-                        gemm_into(k, p1 - p0, og, dxg[p0..].as_mut_ptr(), p as isize, 1, true, wg, 1, k as isize, dyg.add(p0), p as isize, 1);
+                        gemm_strided(k, p1 - p0, og, dxg[p0..].as_mut_ptr(), p as isize, 1, true, wg, 1, k as isize, dyg.add(p0), p as isize, 1, par_for(k, p1 - p0, og));
                     } else {
-                        gemm_into(k, p1 - p0, og, col.as_mut_ptr(), (p1 - p0) as isize, 1, false, wg, 1, k as isize, dyg.add(p0), p as isize, 1);
+                        gemm_strided(k, p1 - p0, og, col.as_mut_ptr(), (p1 - p0) as isize, 1, false, wg, 1, k as isize, dyg.add(p0), p as isize, 1, par_for(k, p1 - p0, og));
                         col2im(dxg, g, p0, p1, &col);
                     }
                 }
@@ -330,7 +294,7 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
                     im2col(xg, g, p0, p1, &mut col);
                     (col.as_ptr(), (p1 - p0) as isize)
                 };
-                unsafe { gemm_into(og, k, p1 - p0, dwg, k as isize, 1, true, dyg.add(p0), p as isize, 1, cm, 1, col_rs) };
+                unsafe { gemm_strided(og, k, p1 - p0, dwg, k as isize, 1, true, dyg.add(p0), p as isize, 1, cm, 1, col_rs, par_for(og, k, p1 - p0)) };
             }
         }
     }

@@ -8,7 +8,46 @@ use crate::Result;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// One strided matrix product `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` (dst contiguous row-major).
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with every operand strided (row stride, column stride).
+/// With k = 0 the product is zero: `dst` is cleared unless accumulating.
+///
+/// # Safety
+/// Every pointer must cover what its shape and strides address, and `dst` must not alias them.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    dst_cs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: *const f32,
+    rhs_rs: isize,
+    rhs_cs: isize,
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                (0..n).for_each(|j| unsafe { *dst.offset(i as isize * dst_rs + j as isize * dst_cs) = 0.0 });
+            }
+        }
+        return;
+    }
+    // gemm's argument order is (column stride, row stride) and dst := 1·dst + 1·lhs·rhs.
+    unsafe {
+        gemm::gemm(m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, par)
+    }
+}
+
+/// `gemm_strided` into a contiguous row-major `dst`.
 ///
 /// # Safety
 /// `lhs`/`rhs` must cover every element their shapes and strides address.
@@ -27,30 +66,8 @@ pub unsafe fn sgemm(
     rhs_cs: isize,
     par: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n);
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    assert!(dst.len() >= m * n, "sgemm: destination holds {} of {} elements", dst.len(), m * n);
+    unsafe { gemm_strided(m, n, k, dst.as_mut_ptr(), n as isize, 1, accumulate, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, par) }
 }
 
 pub fn threads() -> usize {
