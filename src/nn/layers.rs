@@ -1,0 +1,124 @@
+//! The basic layers, with torch.nn's parameter names and layouts (so checkpoints load as they are):
+//! Linear (weight [out, in], bias [out]), Conv2d (weight [out, in/groups, kh, kw]), GroupNorm and
+//! LayerNorm (weight, bias), Embedding (weight [num, dim]).
+
+use super::{Init, VarBuilder};
+use crate::tensor::conv::Conv2dParams;
+use crate::{Result, Tensor};
+
+/// A layer that maps one tensor to one tensor.
+pub trait Module {
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let init = Init::FanInUniform { fan_in: in_dim };
+        let weight = vb.get_with_init(&[out_dim, in_dim], "weight", init)?;
+        let bias = if bias { Some(vb.get_with_init(&[out_dim], "bias", init)?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub params: Conv2dParams,
+}
+
+impl Conv2d {
+    pub fn new(vb: &VarBuilder, in_ch: usize, out_ch: usize, kernel: usize, params: Conv2dParams, bias: bool) -> Result<Self> {
+        let init = Init::FanInUniform { fan_in: in_ch / params.groups.max(1) * kernel * kernel };
+        let weight = vb.get_with_init(&[out_ch, in_ch / params.groups.max(1), kernel, kernel], "weight", init)?;
+        let bias = if bias { Some(vb.get_with_init(&[out_ch], "bias", init)?) } else { None };
+        Ok(Conv2d { weight, bias, params })
+    }
+
+    /// A k×k conv with "same" padding (k odd), stride 1: the UNet/VAE workhorse.
+    pub fn same(vb: &VarBuilder, in_ch: usize, out_ch: usize, kernel: usize) -> Result<Self> {
+        let p = kernel / 2;
+        Self::new(vb, in_ch, out_ch, kernel, Conv2dParams { padding: (p, p), ..Default::default() }, true)
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.weight, self.bias.as_ref(), self.params)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub groups: usize,
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    pub fn new(vb: &VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        Ok(GroupNorm {
+            weight: vb.get_with_init(&[channels], "weight", Init::Ones)?,
+            bias: vb.get_with_init(&[channels], "bias", Init::Zeros)?,
+            groups,
+            eps,
+        })
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.group_norm(self.groups, Some(&self.weight), Some(&self.bias), self.eps)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: &VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get_with_init(&[dim], "weight", Init::Ones)?,
+            bias: Some(vb.get_with_init(&[dim], "bias", Init::Zeros)?),
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.layer_norm(Some(&self.weight), self.bias.as_ref(), self.eps)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    pub fn new(vb: &VarBuilder, num: usize, dim: usize) -> Result<Self> {
+        Ok(Embedding { weight: vb.get_with_init(&[num, dim], "weight", Init::Normal { std: 1.0 })? })
+    }
+    /// ids [...] (I64) → [..., dim]
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.weight.embedding(ids)
+    }
+}

@@ -1,0 +1,7 @@
+//! Layers and the parameter builder the models are made of (ARCHITECTURE.md: `nn`).
+
+mod layers;
+mod var_builder;
+
+pub use layers::{Conv2d, Embedding, GroupNorm, LayerNorm, Linear, Module};
+pub use var_builder::{Init, VarBuilder};

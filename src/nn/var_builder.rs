@@ -1,0 +1,211 @@
+//! Building a model's parameters by name, the way checkpoints name them.
+//!
+//! Models take a `VarBuilder` and ask for each parameter by its local name under a prefix
+//! (`vb.pp("input_blocks").pp(1).get(&[320, 4, 3, 3], "weight")`), so the struct tree *is* the
+//! checkpoint key tree. A load does not stop at the first problem: every missing key and shape
+//! mismatch is recorded (the model still builds, with zero placeholders), and `finish()` reports
+//! them together with every key of the file the model never asked for, in one error.
+
+use crate::io::safetensors::SafeTensorsFile;
+use crate::tensor::{numel, DType, Tensor};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Where parameter values come from.
+enum Source {
+    /// One or more safetensors files (sharded checkpoints), searched in order.
+    Files(Vec<SafeTensorsFile>),
+    Tensors(HashMap<String, Tensor>),
+    /// No values: every parameter is a zero-memory broadcast of one zero (shapes, counts).
+    ShapesOnly,
+    /// Fresh parameters from an initializer (training from scratch).
+    Init(Box<dyn Fn(&str, &[usize], Init) -> Tensor + Send + Sync>),
+}
+
+/// How a parameter is initialised when a model is built from scratch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    Zeros,
+    Ones,
+    /// Uniform(−b, b) with b = 1/√fan_in, torch's default for Linear and Conv weights and biases.
+    FanInUniform { fan_in: usize },
+    Normal { std: f64 },
+}
+
+#[derive(Default)]
+struct Report {
+    requested: BTreeMap<String, Vec<usize>>,
+    missing: Vec<String>,
+    mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// (full name, tensor) of every parameter handed out, in request order
+    params: Vec<(String, Tensor)>,
+}
+
+#[derive(Clone)]
+pub struct VarBuilder {
+    source: Arc<Source>,
+    report: Arc<Mutex<Report>>,
+    prefix: String,
+    dtype: DType,
+}
+
+impl VarBuilder {
+    fn new(source: Source, dtype: DType) -> Self {
+        VarBuilder { source: Arc::new(source), report: Arc::default(), prefix: String::new(), dtype }
+    }
+
+    /// Parameters from safetensors files (memory-mapped), converted to `dtype`.
+    pub fn from_safetensors<P: AsRef<Path>>(paths: &[P], dtype: DType) -> Result<Self> {
+        let files = paths.iter().map(SafeTensorsFile::open).collect::<Result<Vec<_>>>()?;
+        Ok(Self::new(Source::Files(files), dtype))
+    }
+
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, dtype: DType) -> Self {
+        Self::new(Source::Tensors(tensors), dtype)
+    }
+
+    /// Builds a model without any weight memory: for parameter counts and shape checks of
+    /// full-size configs.
+    pub fn shapes_only(dtype: DType) -> Self {
+        Self::new(Source::ShapesOnly, dtype)
+    }
+
+    /// Fresh parameters (as autograd variables): `init(full_name, shape, hint)` decides each value.
+    pub fn from_init(dtype: DType, init: impl Fn(&str, &[usize], Init) -> Tensor + Send + Sync + 'static) -> Self {
+        Self::new(Source::Init(Box::new(init)), dtype)
+    }
+
+    /// Fresh parameters following each layer's torch-default init, from a seeded RNG.
+    pub fn seeded_init(dtype: DType, seed: u64) -> Self {
+        use rand::SeedableRng;
+        let rng = Mutex::new(rand::rngs::StdRng::seed_from_u64(seed));
+        Self::from_init(dtype, move |_, shape, init| {
+            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+            match init {
+                Init::Zeros => Tensor::zeros(shape, dtype),
+                Init::Ones => Tensor::ones(shape, dtype),
+                Init::FanInUniform { fan_in } => {
+                    let b = 1.0 / (fan_in.max(1) as f64).sqrt();
+                    Tensor::rand(shape, -b, b, dtype, &mut *rng)
+                }
+                Init::Normal { std } => Tensor::randn(shape, 0.0, std, dtype, &mut *rng),
+            }
+        })
+    }
+
+    /// The builder one level down: `vb.pp("down").pp(0)` names "down.0.…".
+    pub fn pp(&self, name: impl std::fmt::Display) -> VarBuilder {
+        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        VarBuilder { prefix, ..self.clone() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+    }
+
+    /// The parameter `name` under this prefix, which must have `shape`.
+    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+        self.get_with_init(shape, name, Init::Zeros)
+    }
+
+    /// Like `get`, with the init used when building from scratch.
+    pub fn get_with_init(&self, shape: &[usize], name: &str, init: Init) -> Result<Tensor> {
+        let full = self.full_name(name);
+        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(prev) = report.requested.insert(full.clone(), shape.to_vec()) {
+            if prev != shape {
+                return Err(Error::Weights(format!("{full} requested twice with shapes {prev:?} and {shape:?}")));
+            }
+        }
+        let placeholder = || Tensor::zeros(&[], self.dtype).broadcast_as(shape);
+        let found: Option<Tensor> = match &*self.source {
+            Source::ShapesOnly => Some(placeholder()?),
+            // fresh parameters are variables: a model built to train backprops into them directly
+            Source::Init(f) => Some(f(&full, shape, init).to_dtype(self.dtype)?.requires_grad()),
+            Source::Tensors(m) => m.get(&full).cloned(),
+            Source::Files(files) => match files.iter().find(|f| f.entry(&full).is_some()) {
+                Some(f) => Some(f.get(&full)?),
+                None => None,
+            },
+        };
+        let t = match found {
+            None => {
+                report.missing.push(full.clone());
+                placeholder()?
+            }
+            Some(t) if t.shape() != shape => {
+                report.mismatched.push((full.clone(), shape.to_vec(), t.shape().to_vec()));
+                placeholder()?
+            }
+            Some(t) if t.is_var() => t,
+            Some(t) => t.to_dtype(self.dtype)?,
+        };
+        report.params.push((full, t.clone()));
+        Ok(t)
+    }
+
+    /// Whether the source has `name` under this prefix (for optional parts of a checkpoint).
+    pub fn contains(&self, name: &str) -> bool {
+        let full = self.full_name(name);
+        match &*self.source {
+            Source::ShapesOnly | Source::Init(_) => true,
+            Source::Tensors(m) => m.contains_key(&full),
+            Source::Files(files) => files.iter().any(|f| f.entry(&full).is_some()),
+        }
+    }
+
+    /// Every parameter handed out so far, by full name (for optimisers and saving).
+    pub fn params(&self) -> Vec<(String, Tensor)> {
+        self.report.lock().unwrap_or_else(|e| e.into_inner()).params.clone()
+    }
+
+    /// Total number of parameter elements handed out.
+    pub fn num_params(&self) -> usize {
+        self.report.lock().unwrap_or_else(|e| e.into_inner()).requested.values().map(|s| numel(s)).sum()
+    }
+
+    /// Ends a load: one error listing every missing key, shape mismatch, and (when
+    /// `allow_unexpected` is false) every key in the source under `prefix` that no layer asked for.
+    pub fn finish(&self, allow_unexpected: bool) -> Result<()> {
+        let report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        let in_scope = |k: &str| self.prefix.is_empty() || k.starts_with(&format!("{}.", self.prefix));
+        let source_keys: BTreeSet<String> = match &*self.source {
+            Source::Tensors(m) => m.keys().filter(|k| in_scope(k)).cloned().collect(),
+            Source::Files(files) => files.iter().flat_map(|f| f.entries().iter().map(|e| e.name.clone())).filter(|k| in_scope(k)).collect(),
+            Source::ShapesOnly | Source::Init(_) => BTreeSet::new(),
+        };
+        let unexpected: Vec<&String> =
+            if allow_unexpected { vec![] } else { source_keys.iter().filter(|k| !report.requested.contains_key(*k)).collect() };
+        if report.missing.is_empty() && report.mismatched.is_empty() && unexpected.is_empty() {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        if !report.missing.is_empty() {
+            parts.push(format!("{} missing: {}", report.missing.len(), list(&report.missing)));
+        }
+        if !report.mismatched.is_empty() {
+            let m: Vec<String> = report.mismatched.iter().map(|(n, want, got)| format!("{n} (model {want:?}, file {got:?})")).collect();
+            parts.push(format!("{} shape mismatches: {}", m.len(), list(&m)));
+        }
+        if !unexpected.is_empty() {
+            parts.push(format!("{} unexpected: {}", unexpected.len(), list(&unexpected)));
+        }
+        Err(Error::Weights(format!("checkpoint does not fit the model: {}", parts.join("; "))))
+    }
+}
+
+/// A comma-separated list, shortened after 20 names so one line stays readable.
+fn list<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<&str> = names.iter().take(20).map(|s| s.as_ref()).collect();
+    let more = names.len().saturating_sub(20);
+    if more > 0 { format!("{} … and {more} more", shown.join(", ")) } else { shown.join(", ") }
+}
