@@ -1,2 +1,12 @@
 pub mod bench;
 pub mod inspect;
+
+/// Writes a command's output; a reader that went away (`| head`) ends it quietly, as in any
+/// Unix tool, instead of the panic `println!` gives.
+pub fn print_stdout(text: &str) -> ldm_engine::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
