@@ -1,3 +1,4 @@
 //! File formats: safetensors (memory-mapped, zero-copy on the CPU where the dtype allows).
 
+pub mod name_map;
 pub mod safetensors;

@@ -1,0 +1,233 @@
+//! UNet building blocks, after CompVis ldm/modules/diffusionmodules/openaimodel.py (ResBlock) and
+//! ldm/modules/attention.py (SpatialTransformer, BasicTransformerBlock, CrossAttention, GEGLU
+//! FeedForward). Parameter names are the CompVis ones, so a block built under
+//! `vb.pp("model.diffusion_model.input_blocks.1.0")` loads an SD1.x single-file checkpoint as is;
+//! diffusers names are mapped in io/name_map.rs.
+
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, Module, VarBuilder};
+use crate::tensor::conv::Conv2dParams;
+use crate::{Result, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResBlockConfig {
+    pub groups: usize,
+    pub eps: f64,
+    /// FiLM-style conditioning: emb gives (scale, shift) applied after out_layers' norm.
+    pub scale_shift: bool,
+    /// A 3×3 conv skip when channels change (CompVis `use_conv`), else 1×1.
+    pub conv_skip: bool,
+}
+
+impl Default for ResBlockConfig {
+    fn default() -> Self {
+        ResBlockConfig { groups: 32, eps: 1e-5, scale_shift: false, conv_skip: false }
+    }
+}
+
+/// x + F(x, emb): norm → SiLU → conv, plus the projected time embedding, norm → SiLU → conv.
+pub struct ResBlock {
+    in_norm: GroupNorm,
+    in_conv: Conv2d,
+    emb_proj: Linear,
+    out_norm: GroupNorm,
+    out_conv: Conv2d,
+    skip: Option<Conv2d>,
+    scale_shift: bool,
+}
+
+impl ResBlock {
+    pub fn new(vb: &VarBuilder, in_ch: usize, out_ch: usize, emb_ch: usize, cfg: ResBlockConfig) -> Result<Self> {
+        let emb_out = if cfg.scale_shift { 2 * out_ch } else { out_ch };
+        let skip = match (in_ch == out_ch, cfg.conv_skip) {
+            (true, _) => None,
+            (false, true) => Some(Conv2d::same(&vb.pp("skip_connection"), in_ch, out_ch, 3)?),
+            (false, false) => Some(Conv2d::same(&vb.pp("skip_connection"), in_ch, out_ch, 1)?),
+        };
+        Ok(ResBlock {
+            in_norm: GroupNorm::new(&vb.pp("in_layers.0"), cfg.groups, in_ch, cfg.eps)?,
+            in_conv: Conv2d::same(&vb.pp("in_layers.2"), in_ch, out_ch, 3)?,
+            emb_proj: Linear::new(&vb.pp("emb_layers.1"), emb_ch, emb_out, true)?,
+            out_norm: GroupNorm::new(&vb.pp("out_layers.0"), cfg.groups, out_ch, cfg.eps)?,
+            out_conv: Conv2d::same(&vb.pp("out_layers.3"), out_ch, out_ch, 3)?,
+            skip,
+            scale_shift: cfg.scale_shift,
+        })
+    }
+
+    /// x [N, C_in, H, W], emb [N, E] → [N, C_out, H, W]
+    pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
+        let h = self.in_conv.forward(&self.in_norm.forward(x)?.silu()?)?;
+        let e = self.emb_proj.forward(&emb.silu()?)?;
+        let e = e.reshape(&[e.dim(0)?, e.dim(1)?, 1, 1])?; // [N, C or 2C, 1, 1]
+        let h = if self.scale_shift {
+            let parts = e.chunk(2, 1)?;
+            self.out_norm.forward(&h)?.mul(&parts[0].add_scalar(1.0)?)?.add(&parts[1])?
+        } else {
+            self.out_norm.forward(&h.add(&e)?)?
+        };
+        let h = self.out_conv.forward(&h.silu()?)?;
+        match &self.skip {
+            Some(s) => s.forward(x)?.add(&h),
+            None => x.add(&h),
+        }
+    }
+}
+
+/// Multi-head attention with separate query and context inputs (self-attention when the
+/// context is the input itself).
+pub struct CrossAttention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+}
+
+impl CrossAttention {
+    pub fn new(vb: &VarBuilder, query_dim: usize, context_dim: usize, heads: usize, head_dim: usize) -> Result<Self> {
+        let inner = heads * head_dim;
+        Ok(CrossAttention {
+            to_q: Linear::new(&vb.pp("to_q"), query_dim, inner, false)?,
+            to_k: Linear::new(&vb.pp("to_k"), context_dim, inner, false)?,
+            to_v: Linear::new(&vb.pp("to_v"), context_dim, inner, false)?,
+            to_out: Linear::new(&vb.pp("to_out.0"), inner, query_dim, true)?,
+            heads,
+        })
+    }
+
+    /// x [N, L, Cq], context [N, Lc, Cc] (None: x) → [N, L, Cq]
+    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let ctx = context.unwrap_or(x);
+        let split = |t: Tensor| -> Result<Tensor> {
+            let (n, l, c) = (t.dim(0)?, t.dim(1)?, t.dim(2)?);
+            t.reshape(&[n, l, self.heads, c / self.heads])?.transpose(1, 2) // [N, H, L, D]
+        };
+        let q = split(self.to_q.forward(x)?)?;
+        let k = split(self.to_k.forward(ctx)?)?;
+        let v = split(self.to_v.forward(ctx)?)?;
+        let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None)?; // [N, H, L, D]
+        let (n, l) = (x.dim(0)?, x.dim(1)?);
+        self.to_out.forward(&a.transpose(1, 2)?.reshape(&[n, l, q.dim(1)? * q.dim(3)?])?)
+    }
+}
+
+/// GEGLU feed-forward: Linear(dim → 2·inner), a·GELU(gate), Linear(inner → dim).
+pub struct FeedForward {
+    proj_in: Linear,
+    proj_out: Linear,
+}
+
+impl FeedForward {
+    pub fn new(vb: &VarBuilder, dim: usize, mult: usize) -> Result<Self> {
+        let inner = dim * mult;
+        Ok(FeedForward { proj_in: Linear::new(&vb.pp("net.0.proj"), dim, 2 * inner, true)?, proj_out: Linear::new(&vb.pp("net.2"), inner, dim, true)? })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.proj_in.forward(x)?;
+        let parts = p.chunk(2, -1)?;
+        self.proj_out.forward(&parts[0].mul(&parts[1].gelu()?)?)
+    }
+}
+
+/// Pre-norm transformer block: self-attention, cross-attention to the context, GEGLU FF.
+pub struct BasicTransformerBlock {
+    attn1: CrossAttention,
+    attn2: CrossAttention,
+    ff: FeedForward,
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    norm3: LayerNorm,
+}
+
+impl BasicTransformerBlock {
+    pub fn new(vb: &VarBuilder, dim: usize, heads: usize, head_dim: usize, context_dim: usize) -> Result<Self> {
+        Ok(BasicTransformerBlock {
+            attn1: CrossAttention::new(&vb.pp("attn1"), dim, dim, heads, head_dim)?,
+            attn2: CrossAttention::new(&vb.pp("attn2"), dim, context_dim, heads, head_dim)?,
+            ff: FeedForward::new(&vb.pp("ff"), dim, 4)?,
+            norm1: LayerNorm::new(&vb.pp("norm1"), dim, 1e-5)?,
+            norm2: LayerNorm::new(&vb.pp("norm2"), dim, 1e-5)?,
+            norm3: LayerNorm::new(&vb.pp("norm3"), dim, 1e-5)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let x = self.attn1.forward(&self.norm1.forward(x)?, None)?.add(x)?;
+        let x = self.attn2.forward(&self.norm2.forward(&x)?, Some(context))?.add(&x)?;
+        self.ff.forward(&self.norm3.forward(&x)?)?.add(&x)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpatialTransformerConfig {
+    pub heads: usize,
+    pub head_dim: usize,
+    pub depth: usize,
+    pub context_dim: usize,
+    /// SD2-style linear proj_in/proj_out instead of 1×1 convs
+    pub linear_proj: bool,
+    pub groups: usize,
+}
+
+/// Attention over the pixels of a feature map, conditioned on a context sequence.
+pub struct SpatialTransformer {
+    norm: GroupNorm,
+    proj_in: Proj,
+    blocks: Vec<BasicTransformerBlock>,
+    proj_out: Proj,
+}
+
+enum Proj {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+impl SpatialTransformer {
+    pub fn new(vb: &VarBuilder, channels: usize, cfg: SpatialTransformerConfig) -> Result<Self> {
+        let inner = cfg.heads * cfg.head_dim;
+        let proj = |name: &str, i: usize, o: usize| -> Result<Proj> {
+            Ok(if cfg.linear_proj {
+                Proj::Linear(Linear::new(&vb.pp(name), i, o, true)?)
+            } else {
+                Proj::Conv(Conv2d::new(&vb.pp(name), i, o, 1, Conv2dParams::default(), true)?)
+            })
+        };
+        let blocks = (0..cfg.depth)
+            .map(|i| BasicTransformerBlock::new(&vb.pp("transformer_blocks").pp(i), inner, cfg.heads, cfg.head_dim, cfg.context_dim))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SpatialTransformer {
+            norm: GroupNorm::new(&vb.pp("norm"), cfg.groups, channels, 1e-6)?,
+            proj_in: proj("proj_in", channels, inner)?,
+            blocks,
+            proj_out: proj("proj_out", inner, channels)?,
+        })
+    }
+
+    /// x [N, C, H, W], context [N, Lc, Cc] → [N, C, H, W]
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = (x.dim(0)?, x.dim(1)?, x.dim(2)?, x.dim(3)?);
+        let to_tokens = |t: &Tensor| -> Result<Tensor> {
+            let ch = t.dim(1)?;
+            t.reshape(&[n, ch, h * w])?.transpose(1, 2) // [N, HW, C]
+        };
+        let normed = self.norm.forward(x)?;
+        let mut t = match &self.proj_in {
+            Proj::Conv(conv) => to_tokens(&conv.forward(&normed)?)?,
+            Proj::Linear(lin) => lin.forward(&to_tokens(&normed)?)?,
+        };
+        for b in &self.blocks {
+            t = b.forward(&t, context)?;
+        }
+        let to_map = |t: &Tensor| -> Result<Tensor> {
+            let ch = t.dim(2)?;
+            t.transpose(1, 2)?.reshape(&[n, ch, h, w])
+        };
+        let out = match &self.proj_out {
+            Proj::Conv(conv) => conv.forward(&to_map(&t)?)?,
+            Proj::Linear(lin) => to_map(&lin.forward(&t)?)?,
+        };
+        debug_assert_eq!(out.dim(1)?, c);
+        out.add(x)
+    }
+}
