@@ -5,7 +5,8 @@
 
 mod common;
 use common::vals;
-use ldm_engine::io::name_map::{resnet_to_compvis, transformer_to_compvis};
+use ldm_engine::io::name_map::{resnet_to_compvis, transformer_to_compvis, unet_to_compvis, UNetLayout};
+use ldm_engine::models::unet::{UNet, UNetConfig};
 use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::models::unet_blocks::{ResBlock, ResBlockConfig, SpatialTransformer, SpatialTransformerConfig};
 use ldm_engine::nn::VarBuilder;
@@ -31,7 +32,10 @@ impl Fixture {
         self.file.metadata()[key].parse().unwrap()
     }
     /// The reference weights, renamed to the engine's (CompVis) names.
-    fn weights(&self, rename: fn(&str) -> String) -> VarBuilder {
+    fn list(&self, key: &str) -> Vec<usize> {
+        self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
+    }
+    fn weights(&self, rename: impl Fn(&str) -> String) -> VarBuilder {
         let m: HashMap<String, Tensor> = self
             .file
             .entries()
@@ -92,4 +96,34 @@ fn a_wrong_block_config_is_a_load_error_not_a_panic() {
     ResBlock::new(&vb, 32, 32, f.meta("emb_channels"), ResBlockConfig { groups: 8, ..Default::default() }).unwrap();
     let e = vb.finish(false).unwrap_err().to_string();
     assert!(e.contains("in_layers.0.weight (model [32], file [16])") && e.contains("unexpected: skip_connection.bias"), "{e}");
+}
+
+#[test]
+fn unets_match_diffusers() {
+    for name in ["unet_sd1_style", "unet_sd2_style", "unet_class_cond"] {
+        let f = Fixture::open(name);
+        let attention_levels: Vec<usize> = f.list("attn_levels").iter().enumerate().filter(|(_, a)| **a == 1).map(|(i, _)| i).collect();
+        let cfg = UNetConfig {
+            in_channels: f.meta("in_channels"),
+            out_channels: f.meta("out_channels"),
+            model_channels: f.meta("model_channels"),
+            channel_mult: f.list("channel_mult"),
+            num_res_blocks: f.meta("num_res_blocks"),
+            attention_levels: attention_levels.clone(),
+            heads: f.list("heads"),
+            transformer_depth: 1,
+            context_dim: f.meta("context_dim"),
+            linear_proj: f.meta("linear_proj") == 1,
+            groups: f.meta("groups"),
+            num_classes: Some(f.meta("num_classes")).filter(|&n| n > 0),
+            conv_resample: true,
+        };
+        let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels };
+        let vb = f.weights(|n| unet_to_compvis(n, &layout));
+        let unet = UNet::new(&vb, &cfg).unwrap();
+        vb.finish(false).unwrap();
+        let labels = cfg.num_classes.map(|_| f.tensor("labels"));
+        let y = unet.forward(&f.tensor("x"), &f.tensor("t"), &f.tensor("context"), labels.as_ref()).unwrap();
+        assert_parity(&y, &f.tensor("out"), name);
+    }
 }

@@ -79,8 +79,56 @@ def transformer_fixtures():
                   linear_proj=int(linear), groups=groups))
 
 
+def unet_fixtures():
+    from diffusers import UNet2DConditionModel
+
+    cases = [
+        # SD1-style: conv proj, heads count (diffusers' legacy `attention_head_dim` = heads), odd
+        # latent (9×7) so the upsamplers must resize to the skip's size, batch 2.
+        ("unet_sd1_style", dict(block_out_channels=(16, 32), layers_per_block=1, attention_head_dim=2,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                use_linear_projection=False), (9, 7), None),
+        # SD2-style: linear proj, three levels, attention only at the two deeper levels.
+        ("unet_sd2_style", dict(block_out_channels=(16, 16, 32), layers_per_block=2, attention_head_dim=(2, 2, 4),
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                                use_linear_projection=True), (8, 8), None),
+        # class-conditional, with concat conditioning (extra input channels).
+        ("unet_class_cond", dict(block_out_channels=(16, 32), layers_per_block=1, attention_head_dim=2,
+                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                 use_linear_projection=False, num_class_embeds=5), (6, 6), [1, 4]),
+    ]
+    for i, (name, cfg, (h, w), labels) in enumerate(cases):
+        torch.manual_seed(500 + i)
+        in_ch = 6 if labels else 4
+        m = UNet2DConditionModel(in_channels=in_ch, out_channels=4, cross_attention_dim=12, norm_num_groups=8, **cfg).eval()
+        perturb(m, 600 + i)
+        x, c = torch.randn(2, in_ch, h, w), torch.randn(2, 5, 12)
+        t = torch.tensor([17.0, 803.0])
+        extra = {}
+        tensors = {"x": x, "context": c, "t": t}
+        if labels:
+            extra["class_labels"] = torch.tensor(labels)
+            tensors["labels"] = torch.tensor(labels, dtype=torch.int64)
+        with torch.no_grad():
+            y = m(x, t, encoder_hidden_states=c, **extra).sample
+        tensors["out"] = y
+        heads = cfg["attention_head_dim"]
+        heads = heads if isinstance(heads, tuple) else (heads,) * len(cfg["block_out_channels"])
+        meta = dict(in_channels=in_ch, out_channels=4, model_channels=cfg["block_out_channels"][0],
+                    channel_mult=",".join(str(c // cfg["block_out_channels"][0]) for c in cfg["block_out_channels"]),
+                    num_res_blocks=cfg["layers_per_block"], heads=",".join(map(str, heads)),
+                    attn_levels=",".join("1" if t.startswith("CrossAttn") else "0" for t in cfg["down_block_types"]),
+                    context_dim=12, groups=8, linear_proj=int(cfg["use_linear_projection"]),
+                    num_classes=cfg.get("num_class_embeds", 0) or 0)
+        save(name, m, tensors, meta)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
     resnet_fixtures()
     transformer_fixtures()
+    unet_fixtures()

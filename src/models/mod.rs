@@ -1,4 +1,5 @@
 //! The paper's networks on the engine's tensors: UNet blocks today; autoencoders, the full UNet
 //! and the text conditioners next (issue: model zoo).
 
+pub mod unet;
 pub mod unet_blocks;
