@@ -4,56 +4,10 @@
 //! max|ours − ref| / max|ref| ≤ 1e-4 in f32.
 
 mod common;
-use common::vals;
+use common::fixture::{assert_parity, Fixture};
 use ldm_engine::io::name_map::{resnet_to_compvis, transformer_to_compvis, unet_to_compvis, UNetLayout};
 use ldm_engine::models::unet::{UNet, UNetConfig};
-use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::models::unet_blocks::{ResBlock, ResBlockConfig, SpatialTransformer, SpatialTransformerConfig};
-use ldm_engine::nn::VarBuilder;
-use ldm_engine::{DType, Tensor};
-use std::collections::HashMap;
-
-struct Fixture {
-    file: SafeTensorsFile,
-}
-
-impl Fixture {
-    fn open(name: &str) -> Self {
-        let path = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
-        Fixture { file: SafeTensorsFile::open(path).unwrap() }
-    }
-    fn tensor(&self, name: &str) -> Tensor {
-        self.file.get(name).unwrap()
-    }
-    fn meta(&self, key: &str) -> usize {
-        self.file.metadata()[key].parse().unwrap_or_else(|_| panic!("metadata {key}"))
-    }
-    fn meta_f(&self, key: &str) -> f64 {
-        self.file.metadata()[key].parse().unwrap()
-    }
-    /// The reference weights, renamed to the engine's (CompVis) names.
-    fn list(&self, key: &str) -> Vec<usize> {
-        self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
-    }
-    fn weights(&self, rename: impl Fn(&str) -> String) -> VarBuilder {
-        let m: HashMap<String, Tensor> = self
-            .file
-            .entries()
-            .iter()
-            .filter_map(|e| e.name.strip_prefix("weights.").map(|local| (rename(local), self.tensor(&e.name))))
-            .collect();
-        VarBuilder::from_tensors(m, DType::F32)
-    }
-}
-
-fn assert_parity(ours: &Tensor, reference: &Tensor, what: &str) {
-    assert_eq!(ours.shape(), reference.shape(), "{what}: shape");
-    let (o, r) = (vals(ours), vals(reference));
-    let max_ref = r.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let max_err = o.iter().zip(&r).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    println!("{what}: max|err|/max|ref| = {:.2e}", max_err / max_ref);
-    assert!(max_err / max_ref <= 1e-4, "{what}: max|err| {max_err:e} vs max|ref| {max_ref:e}");
-}
 
 #[test]
 fn resblocks_match_diffusers() {

@@ -126,9 +126,27 @@ def unet_fixtures():
         save(name, m, tensors, meta)
 
 
+def vae_fixtures():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(700)
+    cfg = dict(block_out_channels=(16, 32), layers_per_block=1, latent_channels=4, norm_num_groups=8)
+    m = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                      up_block_types=("UpDecoderBlock2D",) * 2, **cfg).eval()
+    perturb(m, 701)
+    x = torch.randn(2, 3, 12, 10)  # non-square, two levels: latent 6×5
+    z = torch.randn(2, 4, 5, 7)  # decoded on its own: an odd latent
+    with torch.no_grad():
+        dist = m.encode(x).latent_dist
+        dec = m.decode(z).sample
+    save("vae_kl", m, {"x": x, "mean": dist.mean, "logvar": dist.logvar, "z": z, "decoded": dec},
+         dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, groups=8))
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
     resnet_fixtures()
     transformer_fixtures()
     unet_fixtures()
+    vae_fixtures()

@@ -87,3 +87,59 @@ pub fn unet_to_compvis(name: &str, l: &UNetLayout) -> String {
         _ => name.to_string(),
     }
 }
+
+/// A diffusers `AutoencoderKL` key → the CompVis one. `levels` = len(ch_mult): diffusers numbers
+/// decoder up-blocks deepest first, CompVis by resolution level.
+pub fn vae_to_compvis(name: &str, levels: usize) -> String {
+    let Some((part, rest)) = name.split_once('.') else { return name.to_string() };
+    if part != "encoder" && part != "decoder" {
+        return name.to_string();
+    }
+    let p: Vec<&str> = rest.splitn(5, '.').collect();
+    let num = |i: usize| p.get(i).and_then(|s| s.parse::<usize>().ok());
+    let attn = |a: &str| -> String {
+        let a = a.replacen("group_norm.", "norm.", 1).replacen("to_q.", "q.", 1).replacen("to_k.", "k.", 1).replacen("to_v.", "v.", 1);
+        a.replacen("to_out.0.", "proj_out.", 1)
+    };
+    let res = |r: &str| r.replacen("conv_shortcut.", "nin_shortcut.", 1);
+    let mapped = match (p.first().copied(), p.get(2).copied()) {
+        (Some("down_blocks"), Some(kind)) if p.len() == 5 => match (num(1), num(3), kind) {
+            (Some(i), Some(j), "resnets") => format!("down.{i}.block.{j}.{}", res(p[4])),
+            (Some(i), Some(j), "attentions") => format!("down.{i}.attn.{j}.{}", attn(p[4])),
+            (Some(i), Some(0), "downsamplers") => format!("down.{i}.downsample.{}", p[4]),
+            _ => rest.to_string(),
+        },
+        (Some("up_blocks"), Some(kind)) if p.len() == 5 => match (num(1), num(3), kind) {
+            (Some(k), Some(j), "resnets") => format!("up.{}.block.{j}.{}", levels - 1 - k, res(p[4])),
+            (Some(k), Some(j), "attentions") => format!("up.{}.attn.{j}.{}", levels - 1 - k, attn(p[4])),
+            (Some(k), Some(0), "upsamplers") => format!("up.{}.upsample.{}", levels - 1 - k, p[4]),
+            _ => rest.to_string(),
+        },
+        (Some("mid_block"), _) => {
+            let r = p[1..].join(".");
+            if let Some(x) = r.strip_prefix("resnets.0.") {
+                format!("mid.block_1.{}", res(x))
+            } else if let Some(x) = r.strip_prefix("resnets.1.") {
+                format!("mid.block_2.{}", res(x))
+            } else if let Some(x) = r.strip_prefix("attentions.0.") {
+                format!("mid.attn_1.{}", attn(x))
+            } else {
+                rest.to_string()
+            }
+        }
+        (Some("conv_norm_out"), _) => format!("norm_out.{}", p[1..].join(".")),
+        _ => rest.to_string(),
+    };
+    format!("{part}.{mapped}")
+}
+
+/// diffusers stores the VAE attention projections as Linear [C, C]; CompVis as 1×1 conv
+/// [C, C, 1, 1]. Same numbers, one reshape.
+pub fn vae_fix_shape(compvis_name: &str, t: crate::Tensor) -> crate::Result<crate::Tensor> {
+    let is_attn_proj = [".q.weight", ".k.weight", ".v.weight", ".proj_out.weight"].iter().any(|s| compvis_name.ends_with(s));
+    if is_attn_proj && t.rank() == 2 {
+        let (o, i) = (t.dim(0)?, t.dim(1)?);
+        return t.reshape(&[o, i, 1, 1]);
+    }
+    Ok(t)
+}

@@ -1,5 +1,6 @@
 //! The paper's networks on the engine's tensors: UNet blocks today; autoencoders, the full UNet
 //! and the text conditioners next (issue: model zoo).
 
+pub mod autoencoder;
 pub mod unet;
 pub mod unet_blocks;

@@ -2,6 +2,8 @@
 //! finite-difference gradient check.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use ldm_engine::{DType, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;

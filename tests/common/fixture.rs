@@ -1,0 +1,55 @@
+//! Parity fixtures made by tools/gen_fixtures.py: reference weights under `weights.*`, inputs and
+//! outputs beside them, config in the metadata.
+
+use super::vals;
+use ldm_engine::io::safetensors::SafeTensorsFile;
+use ldm_engine::nn::VarBuilder;
+use ldm_engine::{DType, Tensor};
+use std::collections::HashMap;
+
+pub struct Fixture {
+    file: SafeTensorsFile,
+}
+
+impl Fixture {
+    pub fn open(name: &str) -> Self {
+        let path = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+        Fixture { file: SafeTensorsFile::open(path).unwrap() }
+    }
+    pub fn tensor(&self, name: &str) -> Tensor {
+        self.file.get(name).unwrap()
+    }
+    pub fn meta(&self, key: &str) -> usize {
+        self.file.metadata()[key].parse().unwrap_or_else(|_| panic!("metadata {key}"))
+    }
+    pub fn meta_f(&self, key: &str) -> f64 {
+        self.file.metadata()[key].parse().unwrap()
+    }
+    /// The reference weights, renamed to the engine's (CompVis) names.
+    pub fn list(&self, key: &str) -> Vec<usize> {
+        self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
+    }
+    pub fn weights(&self, rename: impl Fn(&str) -> String) -> VarBuilder {
+        self.weights_with(|name, t| (rename(name), t))
+    }
+    /// Renames and reshapes each reference weight (`weights.*` in the file).
+    pub fn weights_with(&self, convert: impl Fn(&str, Tensor) -> (String, Tensor)) -> VarBuilder {
+        let m: HashMap<String, Tensor> = self
+            .file
+            .entries()
+            .iter()
+            .filter_map(|e| e.name.strip_prefix("weights.").map(|local| convert(local, self.tensor(&e.name))))
+            .collect();
+        VarBuilder::from_tensors(m, DType::F32)
+    }
+}
+
+pub fn assert_parity(ours: &Tensor, reference: &Tensor, what: &str) {
+    assert_eq!(ours.shape(), reference.shape(), "{what}: shape");
+    let (o, r) = (vals(ours), vals(reference));
+    let max_ref = r.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let max_err = o.iter().zip(&r).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    println!("{what}: max|err|/max|ref| = {:.2e}", max_err / max_ref);
+    assert!(max_err / max_ref <= 1e-4, "{what}: max|err| {max_err:e} vs max|ref| {max_ref:e}");
+}
+
