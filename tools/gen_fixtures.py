@@ -27,8 +27,8 @@ def perturb(module, seed):
     return module
 
 
-def save(name, module, tensors, meta):
-    d = {f"weights.{k}": v.detach().contiguous() for k, v in module.state_dict().items()}
+def save(name, module, tensors, meta, key_prefix=""):
+    d = {f"weights.{key_prefix}{k}": v.detach().contiguous() for k, v in module.state_dict().items()}
     d.update({k: v.detach().contiguous() for k, v in tensors.items()})
     path = os.path.join(OUT, f"{name}.safetensors")
     save_file(d, path, metadata={k: str(v) for k, v in meta.items()})
@@ -143,6 +143,28 @@ def vae_fixtures():
          dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, groups=8))
 
 
+def clip_fixtures():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    for i, act in enumerate(["quick_gelu", "gelu"]):
+        torch.manual_seed(800 + i)
+        cfg = CLIPTextConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                             num_attention_heads=4, max_position_embeddings=77, hidden_act=act)
+        m = CLIPTextModel(cfg).eval()
+        perturb(m, 810 + i)
+        ids = torch.randint(0, 1000, (2, 77), generator=torch.Generator().manual_seed(820 + i))
+        with torch.no_grad():
+            o = m(input_ids=ids, output_hidden_states=True)
+            # penultimate layer through the final norm: diffusers' clip_skip=1
+            final_norm = m.text_model.final_layer_norm if hasattr(m, "text_model") else m.final_layer_norm
+            penult = final_norm(o.hidden_states[-2])
+        # transformers 5 drops the `text_model.` level from CLIPTextModel's keys; real SD1.x files
+        # and diffusers text_encoder/ folders (written by transformers 4) carry it, so store that.
+        prefix = "" if hasattr(m, "text_model") else "text_model."
+        save(f"clip_text_{act}", m, {"ids": ids, "last_hidden_state": o.last_hidden_state, "penultimate": penult},
+             dict(vocab=1000, width=32, intermediate=64, layers=3, heads=4, max_positions=77, act=act), prefix)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
@@ -150,3 +172,4 @@ if __name__ == "__main__":
     transformer_fixtures()
     unet_fixtures()
     vae_fixtures()
+    clip_fixtures()

@@ -2,5 +2,6 @@
 //! and the text conditioners next (issue: model zoo).
 
 pub mod autoencoder;
+pub mod clip;
 pub mod unet;
 pub mod unet_blocks;
