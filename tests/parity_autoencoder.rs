@@ -47,3 +47,59 @@ fn sd_vae_has_the_published_parameter_count() {
         assert!(names.iter().any(|n| n == k), "missing {k}");
     }
 }
+
+#[test]
+fn vq_model_matches_diffusers_with_identical_indices() {
+    use ldm_engine::models::vq::VQModel;
+    let f = Fixture::open("vq");
+    let cfg = AutoencoderConfig {
+        in_channels: 3,
+        out_channels: 3,
+        ch: f.meta("ch"),
+        ch_mult: f.list("ch_mult"),
+        num_res_blocks: f.meta("num_res_blocks"),
+        attn_levels: vec![],
+        z_channels: f.meta("z_channels"),
+        embed_dim: f.meta("embed_dim"),
+        groups: f.meta("groups"),
+    };
+    let levels = cfg.ch_mult.len();
+    let vb = f.weights_with(|n, t| {
+        let name = vae_to_compvis(n, levels);
+        (name.clone(), vae_fix_shape(&name, t).unwrap())
+    });
+    let vq = VQModel::new(&vb, &cfg, f.meta("n_embed"), f.meta_f("beta"), true).unwrap();
+    vb.finish(false).unwrap();
+    let h = vq.encode(&f.tensor("x")).unwrap();
+    assert_parity(&h, &f.tensor("latents"), "vq encode");
+    // indices are decided on the reference latents, so a 1e-7 difference in h cannot flip a tie
+    let q = vq.quantize.forward(&f.tensor("latents")).unwrap();
+    assert_eq!(q.indices.to_vec::<i64>().unwrap(), f.tensor("indices").to_vec::<i64>().unwrap(), "indices exactly equal");
+    assert_eq!(vq.quantize.indices(&h).unwrap().to_vec::<i64>().unwrap(), f.tensor("indices").to_vec::<i64>().unwrap(), "and on our own latents");
+    assert_parity(&q.z_q, &f.tensor("quantized"), "vq codes");
+    assert_parity(&q.loss.reshape(&[1]).unwrap(), &f.tensor("commit_loss"), "vq loss (legacy beta)");
+    assert_parity(&vq.decode(&f.tensor("latents")).unwrap(), &f.tensor("decoded"), "vq decode");
+}
+
+#[test]
+fn vq_gradients_follow_the_beta_convention_and_pass_straight_through() {
+    use ldm_engine::models::vq::VectorQuantizer;
+    use ldm_engine::Tensor;
+    let codebook = common::randn(&[8, 3], 1);
+    let z0 = common::randn(&[1, 3, 2, 2], 2);
+    for legacy in [true, false] {
+        let vq = VectorQuantizer { codebook: codebook.requires_grad(), beta: 0.25, legacy };
+        let z = z0.requires_grad();
+        let q = vq.forward(&z).unwrap();
+        let zq = vq.lookup(&q.indices.reshape(&[1, 2, 2]).unwrap()).unwrap();
+        // d loss / d z: only the commitment term reaches the encoder (weight 1 legacy, β otherwise)
+        let g = q.loss.backward().unwrap();
+        let w = if legacy { 1.0 } else { 0.25 };
+        let want: Vec<f64> = common::vals(&z0).iter().zip(common::vals(&zq)).map(|(a, b)| w * 2.0 * (a - b) / 12.0).collect();
+        common::assert_close(&common::vals(g.get(&z).unwrap()), &want, 1e-7, 1e-5, "commitment gradient");
+        assert!(g.get(&vq.codebook).is_some(), "the codebook term trains the codebook");
+        // straight-through: downstream gradients reach z unchanged
+        let g = q.z_q.mul(&Tensor::full(3.0, &[], ldm_engine::DType::F32)).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_eq!(common::vals(g.get(&z).unwrap()), vec![3.0; 12]);
+    }
+}

@@ -143,6 +143,24 @@ def vae_fixtures():
          dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, groups=8))
 
 
+def vq_fixtures():
+    from diffusers import VQModel
+
+    torch.manual_seed(900)
+    m = VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), layers_per_block=1,
+                latent_channels=4, num_vq_embeddings=16, vq_embed_dim=4, norm_num_groups=8).eval()
+    perturb(m, 901)
+    x = torch.randn(2, 3, 10, 12)
+    with torch.no_grad():
+        h = m.encode(x).latents
+        zq, loss, (_, _, idx) = m.quantize(h)
+        dec = m.decode(h)
+    save("vq", m, {"x": x, "latents": h, "indices": idx.reshape(-1).to(torch.int64), "quantized": zq,
+                   "commit_loss": loss.reshape(1), "decoded": dec.sample},
+         dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, n_embed=16, groups=8, beta=0.25))
+
+
 def clip_fixtures():
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -172,4 +190,5 @@ if __name__ == "__main__":
     transformer_fixtures()
     unet_fixtures()
     vae_fixtures()
+    vq_fixtures()
     clip_fixtures()

@@ -4,4 +4,5 @@
 pub mod autoencoder;
 pub mod clip;
 pub mod unet;
+pub mod vq;
 pub mod unet_blocks;
