@@ -183,6 +183,46 @@ def clip_fixtures():
              dict(vocab=1000, width=32, intermediate=64, layers=3, heads=4, max_positions=77, act=act), prefix)
 
 
+def sd_folder_fixture():
+    """A real diffusers pipeline folder (save_pretrained, fp16 variant files) of a tiny SD1-style
+    model, and the reference outputs of its three components computed from those f16 weights."""
+    import json
+    import shutil
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    root = os.path.join(OUT, "tiny_sd")
+    shutil.rmtree(root, ignore_errors=True)
+    torch.manual_seed(1000)
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+                                attention_head_dim=2, cross_attention_dim=32, norm_num_groups=8, sample_size=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = AutoencoderKL(block_out_channels=(16, 32), layers_per_block=1, latent_channels=4, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+                                        bos_token_id=998, eos_token_id=999, pad_token_id=999))
+    for i, (name, m) in enumerate([("unet", unet), ("vae", vae), ("text_encoder", clip)]):
+        perturb(m, 1001 + i)
+        m.half().eval().save_pretrained(os.path.join(root, name), variant="fp16", safe_serialization=True)
+        m.float()  # the f16-rounded weights, computed in f32 like the engine does
+    json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+               "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+               "text_encoder": ["transformers", "CLIPTextModel"]}, open(os.path.join(root, "model_index.json"), "w"), indent=2)
+    ids = torch.randint(0, 1000, (2, 77), generator=torch.Generator().manual_seed(1010))
+    x, t, z = torch.randn(2, 4, 8, 8), torch.tensor([999.0, 1.0]), torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        ctx = clip(input_ids=ids).last_hidden_state
+        eps = unet(x, t, encoder_hidden_states=ctx).sample
+        img = vae.decode(z).sample
+    save_file({"ids": ids, "context": ctx, "x": x, "t": t, "eps": eps, "z": z, "image": img},
+              os.path.join(OUT, "tiny_sd_outputs.safetensors"))
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+    print(f"tiny_sd folder: {total} bytes")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
@@ -192,3 +232,4 @@ if __name__ == "__main__":
     vae_fixtures()
     vq_fixtures()
     clip_fixtures()
+    sd_folder_fixture()

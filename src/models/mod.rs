@@ -2,6 +2,7 @@
 //! and the text conditioners next (issue: model zoo).
 
 pub mod autoencoder;
+pub mod checkpoint;
 pub mod clip;
 pub mod unet;
 pub mod vq;

@@ -4,4 +4,4 @@ mod layers;
 mod var_builder;
 
 pub use layers::{Conv2d, Embedding, GroupNorm, LayerNorm, Linear, Module};
-pub use var_builder::{Init, VarBuilder};
+pub use var_builder::{Fixer, Init, VarBuilder};

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex};
 
 /// Where parameter values come from.
 enum Source {
-    /// One or more safetensors files (sharded checkpoints), searched in order.
-    Files(Vec<SafeTensorsFile>),
+    /// One or more safetensors files (sharded checkpoints), under the engine's names: `index`
+    /// maps each engine name to (file, name in the file); `fix` adjusts a tensor after loading
+    /// (e.g. a Linear [C, C] stored where the engine has a 1×1 conv).
+    Files { files: Vec<SafeTensorsFile>, index: HashMap<String, (usize, String)>, fix: Option<Fixer> },
     Tensors(HashMap<String, Tensor>),
     /// No values: every parameter is a zero-memory broadcast of one zero (shapes, counts).
     ShapesOnly,
@@ -33,6 +35,8 @@ pub enum Init {
     FanInUniform { fan_in: usize },
     Normal { std: f64 },
 }
+
+pub type Fixer = Box<dyn Fn(&str, Tensor) -> Result<Tensor> + Send + Sync>;
 
 #[derive(Default)]
 struct Report {
@@ -58,8 +62,30 @@ impl VarBuilder {
 
     /// Parameters from safetensors files (memory-mapped), converted to `dtype`.
     pub fn from_safetensors<P: AsRef<Path>>(paths: &[P], dtype: DType) -> Result<Self> {
+        Self::from_safetensors_mapped(paths, dtype, |n| Some(n.to_string()), None)
+    }
+
+    /// Parameters from files whose key names differ from the engine's: `rename` gives the engine
+    /// name of a file key (None: not a parameter of this model, e.g. another component's), `fix`
+    /// adjusts a loaded tensor by its engine name. Two file keys renamed to one name is an error.
+    pub fn from_safetensors_mapped<P: AsRef<Path>>(
+        paths: &[P],
+        dtype: DType,
+        rename: impl Fn(&str) -> Option<String>,
+        fix: Option<Fixer>,
+    ) -> Result<Self> {
         let files = paths.iter().map(SafeTensorsFile::open).collect::<Result<Vec<_>>>()?;
-        Ok(Self::new(Source::Files(files), dtype))
+        let mut index = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            for e in f.entries() {
+                if let Some(name) = rename(&e.name) {
+                    if let Some((_, prev)) = index.insert(name.clone(), (i, e.name.clone())) {
+                        return Err(Error::Weights(format!("both '{prev}' and '{}' map to '{name}'", e.name)));
+                    }
+                }
+            }
+        }
+        Ok(Self::new(Source::Files { files, index, fix }, dtype))
     }
 
     pub fn from_tensors(tensors: HashMap<String, Tensor>, dtype: DType) -> Self {
@@ -132,8 +158,14 @@ impl VarBuilder {
             // fresh parameters are variables: a model built to train backprops into them directly
             Source::Init(f) => Some(f(&full, shape, init).to_dtype(self.dtype)?.requires_grad()),
             Source::Tensors(m) => m.get(&full).cloned(),
-            Source::Files(files) => match files.iter().find(|f| f.entry(&full).is_some()) {
-                Some(f) => Some(f.get(&full)?),
+            Source::Files { files, index, fix } => match index.get(&full) {
+                Some((i, key)) => {
+                    let t = files[*i].get(key)?;
+                    Some(match fix {
+                        Some(f) => f(&full, t)?,
+                        None => t,
+                    })
+                }
                 None => None,
             },
         };
@@ -159,7 +191,7 @@ impl VarBuilder {
         match &*self.source {
             Source::ShapesOnly | Source::Init(_) => true,
             Source::Tensors(m) => m.contains_key(&full),
-            Source::Files(files) => files.iter().any(|f| f.entry(&full).is_some()),
+            Source::Files { index, .. } => index.contains_key(&full),
         }
     }
 
@@ -180,7 +212,7 @@ impl VarBuilder {
         let in_scope = |k: &str| self.prefix.is_empty() || k.starts_with(&format!("{}.", self.prefix));
         let source_keys: BTreeSet<String> = match &*self.source {
             Source::Tensors(m) => m.keys().filter(|k| in_scope(k)).cloned().collect(),
-            Source::Files(files) => files.iter().flat_map(|f| f.entries().iter().map(|e| e.name.clone())).filter(|k| in_scope(k)).collect(),
+            Source::Files { index, .. } => index.keys().filter(|k| in_scope(k)).cloned().collect(),
             Source::ShapesOnly | Source::Init(_) => BTreeSet::new(),
         };
         let unexpected: Vec<&String> =

@@ -1,0 +1,282 @@
+//! Loading the checkpoints people have: diffusers pipeline folders (model_index.json, one folder
+//! per component with config.json and .safetensors weights, optionally a "fp16" variant or
+//! sharded) and CompVis/SD single files (model.diffusion_model.*, first_stage_model.*,
+//! cond_stage_model.transformer.*). Configs come from config.json for folders and from the caller
+//! (a preset such as `UNetConfig::sd15()`) for single files, which carry none.
+
+use super::autoencoder::{AutoencoderConfig, AutoencoderKL};
+use super::clip::{ClipActivation, ClipTextConfig, ClipTextModel};
+use super::unet::{UNet, UNetConfig};
+use crate::io::name_map::{unet_to_compvis, vae_fix_shape, vae_to_compvis, UNetLayout};
+use crate::nn::VarBuilder;
+use crate::{DType, Error, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::File { path: path.display().to_string(), msg: msg.into() }
+}
+
+/// A diffusers pipeline folder.
+pub struct DiffusersFolder {
+    root: PathBuf,
+    /// weight-file variant to prefer, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors`
+    pub variant: Option<String>,
+}
+
+impl DiffusersFolder {
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let index = root.join("model_index.json");
+        let text = std::fs::read_to_string(&index).map_err(|e| err(&index, format!("not a diffusers pipeline folder: {e}")))?;
+        serde_json::from_str::<Value>(&text).map_err(|e| err(&index, format!("invalid JSON: {e}")))?;
+        Ok(DiffusersFolder { root, variant: None })
+    }
+
+    pub fn config(&self, component: &str) -> Result<Value> {
+        let p = self.root.join(component).join("config.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| err(&p, format!("cannot read: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| err(&p, format!("invalid JSON: {e}")))
+    }
+
+    /// The component's .safetensors files: the preferred variant if present, else the plain
+    /// file; a sharded checkpoint's shards from its index.
+    pub fn weight_files(&self, component: &str) -> Result<Vec<PathBuf>> {
+        let dir = self.root.join(component);
+        let mut tried = Vec::new();
+        for stem in ["diffusion_pytorch_model", "model"] {
+            let variants: Vec<String> = match &self.variant {
+                Some(v) => vec![format!("{stem}.{v}.safetensors"), format!("{stem}.safetensors")],
+                None => vec![format!("{stem}.safetensors")],
+            };
+            for name in variants {
+                let single = dir.join(&name);
+                if single.is_file() {
+                    return Ok(vec![single]);
+                }
+                let index = dir.join(format!("{name}.index.json"));
+                if index.is_file() {
+                    let v: Value = serde_json::from_str(&std::fs::read_to_string(&index)?).map_err(|e| err(&index, format!("invalid JSON: {e}")))?;
+                    let map = v["weight_map"].as_object().ok_or_else(|| err(&index, "no weight_map"))?;
+                    let mut shards: Vec<PathBuf> = map.values().filter_map(|s| s.as_str()).map(|s| dir.join(s)).collect();
+                    shards.sort();
+                    shards.dedup();
+                    return Ok(shards);
+                }
+                tried.push(name);
+            }
+        }
+        let bin = dir.join("diffusion_pytorch_model.bin").is_file() || dir.join("pytorch_model.bin").is_file();
+        let hint = if bin { " (only PyTorch .bin weights are there: convert them to .safetensors first)" } else { "" };
+        Err(err(&dir, format!("no weights found: tried {}{hint}", tried.join(", "))))
+    }
+
+    pub fn unet(&self, dtype: DType) -> Result<UNet> {
+        let cfg = unet_config(&self.config("unet")?).map_err(|m| err(&self.root.join("unet/config.json"), m))?;
+        let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels: cfg.attention_levels.clone() };
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("unet")?, dtype, |n| Some(unet_to_compvis(n, &layout)), None)?;
+        let unet = UNet::new(&vb, &cfg)?;
+        vb.finish(false)?;
+        Ok(unet)
+    }
+
+    pub fn vae(&self, dtype: DType) -> Result<AutoencoderKL> {
+        let cfg = vae_config(&self.config("vae")?).map_err(|m| err(&self.root.join("vae/config.json"), m))?;
+        let levels = cfg.ch_mult.len();
+        let fix: crate::nn::Fixer = Box::new(|name, t| vae_fix_shape(name, t));
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
+        let vae = AutoencoderKL::new(&vb, &cfg)?;
+        vb.finish(false)?;
+        Ok(vae)
+    }
+
+    pub fn text_encoder(&self, dtype: DType) -> Result<ClipTextModel> {
+        let cfg = clip_config(&self.config("text_encoder")?).map_err(|m| err(&self.root.join("text_encoder/config.json"), m))?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("text_encoder")?, dtype, clip_key, None)?;
+        let clip = ClipTextModel::new(&vb, &cfg)?;
+        vb.finish(false)?;
+        Ok(clip)
+    }
+}
+
+/// transformers 4 writes `text_model.embeddings…`, transformers 5 `embeddings…`: one name.
+/// `position_ids` is a buffer some files carry, not a parameter.
+fn clip_key(n: &str) -> Option<String> {
+    if n.ends_with("position_ids") {
+        None
+    } else if n.starts_with("text_model.") {
+        Some(n.to_string())
+    } else {
+        Some(format!("text_model.{n}"))
+    }
+}
+
+fn usize_of(v: &Value, key: &str) -> std::result::Result<usize, String> {
+    v[key].as_u64().map(|x| x as usize).ok_or_else(|| format!("'{key}' must be a non-negative integer, got {}", v[key]))
+}
+
+fn usize_list(v: &Value, key: &str) -> std::result::Result<Vec<usize>, String> {
+    v[key].as_array().and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect()).ok_or_else(|| format!("'{key}' must be a list of integers, got {}", v[key]))
+}
+
+/// Fails on a set option the engine does not implement, rather than silently computing
+/// something else.
+fn reject(v: &Value, key: &str, allowed: &[Value]) -> std::result::Result<(), String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(()),
+        Some(x) if allowed.contains(x) => Ok(()),
+        Some(x) => Err(format!("'{key}' = {x} is not supported")),
+    }
+}
+
+/// diffusers `UNet2DConditionModel` config.json → the engine's config.
+pub fn unet_config(v: &Value) -> std::result::Result<UNetConfig, String> {
+    use serde_json::json;
+    for (k, ok) in [
+        ("resnet_time_scale_shift", vec![json!("default")]),
+        ("class_embed_type", vec![]),
+        ("addition_embed_type", vec![]),
+        ("time_embedding_type", vec![json!("positional")]),
+        ("act_fn", vec![json!("silu")]),
+        ("mid_block_type", vec![json!("UNetMidBlock2DCrossAttn")]),
+        ("flip_sin_to_cos", vec![json!(true)]),
+        ("freq_shift", vec![json!(0)]),
+        ("conv_in_kernel", vec![json!(3)]),
+        ("conv_out_kernel", vec![json!(3)]),
+        ("upcast_attention", vec![json!(false)]),
+        ("only_cross_attention", vec![json!(false)]),
+        ("dual_cross_attention", vec![json!(false)]),
+        ("encoder_hid_dim", vec![]),
+        ("time_cond_proj_dim", vec![]),
+    ] {
+        reject(v, k, &ok)?;
+    }
+    let blocks = usize_list(v, "block_out_channels")?;
+    let mc = *blocks.first().ok_or("'block_out_channels' is empty")?;
+    if mc == 0 || blocks.iter().any(|b| b % mc != 0) {
+        return Err(format!("block_out_channels {blocks:?} are not multiples of the first"));
+    }
+    let down = v["down_block_types"].as_array().ok_or("'down_block_types' must be a list")?;
+    let mut attention_levels = Vec::new();
+    for (i, t) in down.iter().enumerate() {
+        match t.as_str() {
+            Some("CrossAttnDownBlock2D") => attention_levels.push(i),
+            Some("DownBlock2D") => {}
+            _ => return Err(format!("down block type {t} is not supported")),
+        }
+    }
+    if down.len() != blocks.len() {
+        return Err(format!("{} down blocks for {} block_out_channels", down.len(), blocks.len()));
+    }
+    // diffusers' legacy naming: `attention_head_dim` holds the head *count* unless
+    // `num_attention_heads` is given
+    let heads_v = if v["num_attention_heads"].is_null() { &v["attention_head_dim"] } else { &v["num_attention_heads"] };
+    let heads: Vec<usize> = match heads_v {
+        Value::Number(n) => vec![n.as_u64().ok_or("bad head count")? as usize; blocks.len()],
+        Value::Array(_) => usize_list(v, if v["num_attention_heads"].is_null() { "attention_head_dim" } else { "num_attention_heads" })?,
+        x => return Err(format!("attention heads {x} not understood")),
+    };
+    let depth = match &v["transformer_layers_per_block"] {
+        Value::Null => 1,
+        Value::Number(n) => n.as_u64().unwrap_or(1) as usize,
+        x => return Err(format!("'transformer_layers_per_block' = {x}: per-level depths are not supported")),
+    };
+    Ok(UNetConfig {
+        in_channels: usize_of(v, "in_channels")?,
+        out_channels: usize_of(v, "out_channels")?,
+        model_channels: mc,
+        channel_mult: blocks.iter().map(|b| b / mc).collect(),
+        num_res_blocks: usize_of(v, "layers_per_block")?,
+        attention_levels,
+        heads,
+        transformer_depth: depth,
+        context_dim: usize_of(v, "cross_attention_dim")?,
+        linear_proj: v["use_linear_projection"].as_bool().unwrap_or(false),
+        groups: v.get("norm_num_groups").and_then(Value::as_u64).unwrap_or(32) as usize,
+        num_classes: v["num_class_embeds"].as_u64().map(|n| n as usize),
+        conv_resample: true,
+    })
+}
+
+/// diffusers `AutoencoderKL` config.json → the engine's config.
+pub fn vae_config(v: &Value) -> std::result::Result<AutoencoderConfig, String> {
+    use serde_json::json;
+    reject(v, "use_quant_conv", &[json!(true)])?;
+    reject(v, "use_post_quant_conv", &[json!(true)])?;
+    reject(v, "mid_block_add_attention", &[json!(true)])?;
+    let blocks = usize_list(v, "block_out_channels")?;
+    let ch = *blocks.first().ok_or("'block_out_channels' is empty")?;
+    if ch == 0 || blocks.iter().any(|b| b % ch != 0) {
+        return Err(format!("block_out_channels {blocks:?} are not multiples of the first"));
+    }
+    let latent = usize_of(v, "latent_channels")?;
+    Ok(AutoencoderConfig {
+        in_channels: usize_of(v, "in_channels")?,
+        out_channels: usize_of(v, "out_channels")?,
+        ch,
+        ch_mult: blocks.iter().map(|b| b / ch).collect(),
+        num_res_blocks: usize_of(v, "layers_per_block")?,
+        attn_levels: vec![],
+        z_channels: latent,
+        embed_dim: latent,
+        groups: v.get("norm_num_groups").and_then(Value::as_u64).unwrap_or(32) as usize,
+    })
+}
+
+/// transformers `CLIPTextConfig` config.json → the engine's config.
+pub fn clip_config(v: &Value) -> std::result::Result<ClipTextConfig, String> {
+    let activation = match v["hidden_act"].as_str() {
+        Some("quick_gelu") => ClipActivation::QuickGelu,
+        Some("gelu") => ClipActivation::Gelu,
+        other => return Err(format!("hidden_act {other:?} is not supported (quick_gelu or gelu)")),
+    };
+    Ok(ClipTextConfig {
+        vocab: usize_of(v, "vocab_size")?,
+        width: usize_of(v, "hidden_size")?,
+        intermediate: usize_of(v, "intermediate_size")?,
+        layers: usize_of(v, "num_hidden_layers")?,
+        heads: usize_of(v, "num_attention_heads")?,
+        max_positions: usize_of(v, "max_position_embeddings")?,
+        activation,
+    })
+}
+
+/// The three SD components of a CompVis single-file checkpoint, each under its prefix.
+pub struct SingleFile {
+    path: PathBuf,
+}
+
+impl SingleFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        crate::io::safetensors::SafeTensorsFile::open(&path)?; // validate up front
+        Ok(SingleFile { path })
+    }
+
+    fn builder(&self, prefix: &'static str, dtype: DType, fix: Option<crate::nn::Fixer>) -> Result<VarBuilder> {
+        VarBuilder::from_safetensors_mapped(&[&self.path], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)
+    }
+
+    pub fn unet(&self, cfg: &UNetConfig, dtype: DType) -> Result<UNet> {
+        let vb = self.builder("model.diffusion_model.", dtype, None)?;
+        let unet = UNet::new(&vb, cfg)?;
+        vb.finish(false)?;
+        Ok(unet)
+    }
+
+    pub fn vae(&self, cfg: &AutoencoderConfig, dtype: DType) -> Result<AutoencoderKL> {
+        // some converters store the VAE attention projections as Linear [C, C]
+        let fix: crate::nn::Fixer = Box::new(|name, t| vae_fix_shape(name, t));
+        let vb = self.builder("first_stage_model.", dtype, Some(fix))?;
+        let vae = AutoencoderKL::new(&vb, cfg)?;
+        vb.finish(false)?;
+        Ok(vae)
+    }
+
+    pub fn text_encoder(&self, cfg: &ClipTextConfig, dtype: DType) -> Result<ClipTextModel> {
+        let vb = VarBuilder::from_safetensors_mapped(&[&self.path], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?;
+        let clip = ClipTextModel::new(&vb, cfg)?;
+        vb.finish(false)?;
+        Ok(clip)
+    }
+}

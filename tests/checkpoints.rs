@@ -1,0 +1,131 @@
+//! Loading real checkpoint layouts: a diffusers pipeline folder written by save_pretrained (fp16
+//! variant files, transformers-5 CLIP keys) against diffusers' own outputs, the same weights as a
+//! CompVis single file giving identical outputs, and broken checkpoints giving one clear error.
+
+mod common;
+use common::fixture::assert_parity;
+use ldm_engine::io::name_map::{unet_to_compvis, vae_to_compvis, UNetLayout};
+use ldm_engine::io::safetensors::{save, SafeTensorsFile};
+use ldm_engine::models::checkpoint::{unet_config, DiffusersFolder, SingleFile};
+use ldm_engine::{DType, Tensor};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ldm-ckpt-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
+    let mut folder = DiffusersFolder::open(fixtures().join("tiny_sd")).unwrap();
+    folder.variant = Some("fp16".into());
+    let reference = SafeTensorsFile::open(fixtures().join("tiny_sd_outputs.safetensors")).unwrap();
+    let r = |n: &str| reference.get(n).unwrap();
+
+    // f16 weights, f32 compute (the reference computed in f32 from the same rounded weights)
+    let clip = folder.text_encoder(DType::F32).unwrap();
+    let unet = folder.unet(DType::F32).unwrap();
+    let vae = folder.vae(DType::F32).unwrap();
+    let ctx = clip.forward(&r("ids"), 0).unwrap();
+    assert_parity(&ctx, &r("context"), "text encoder");
+    let eps = unet.forward(&r("x"), &r("t"), &r("context"), None).unwrap();
+    assert_parity(&eps, &r("eps"), "unet");
+    let img = vae.decode(&r("z")).unwrap();
+    assert_parity(&img, &r("image"), "vae decode");
+
+    // The same weights as one CompVis single file (as SD1.x ships): identical outputs.
+    let cfg = unet_config(&folder.config("unet").unwrap()).unwrap();
+    let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels: cfg.attention_levels.clone() };
+    let mut all: Vec<(String, Tensor)> = Vec::new();
+    let component = |c: &str, f: &str| SafeTensorsFile::open(fixtures().join("tiny_sd").join(c).join(f)).unwrap();
+    let u = component("unet", "diffusion_pytorch_model.fp16.safetensors");
+    for e in u.entries() {
+        all.push((format!("model.diffusion_model.{}", unet_to_compvis(&e.name, &layout)), u.get(&e.name).unwrap()));
+    }
+    let v = component("vae", "diffusion_pytorch_model.fp16.safetensors");
+    for e in v.entries() {
+        // left as Linear [C, C] for the attention projections, as some converters write them
+        all.push((format!("first_stage_model.{}", vae_to_compvis(&e.name, 2)), v.get(&e.name).unwrap()));
+    }
+    let t = component("text_encoder", "model.fp16.safetensors");
+    for e in t.entries() {
+        all.push((format!("cond_stage_model.transformer.text_model.{}", e.name), t.get(&e.name).unwrap()));
+    }
+    all.push(("cond_stage_model.transformer.text_model.embeddings.position_ids".into(), Tensor::arange(0.0, 77.0, 1.0, DType::I64).unwrap().unsqueeze(0).unwrap()));
+    let dir = tmpdir("single");
+    let single = dir.join("tiny_sd.safetensors");
+    let refs: Vec<(&str, &Tensor)> = all.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    save(&single, &refs, None).unwrap();
+    let sf = SingleFile::open(&single).unwrap();
+    let clip2 = sf.text_encoder(clip.config(), DType::F32).unwrap();
+    let unet2 = sf.unet(unet.config(), DType::F32).unwrap();
+    let vae2 = sf.vae(vae.config(), DType::F32).unwrap();
+    assert_eq!(common::vals(&clip2.forward(&r("ids"), 0).unwrap()), common::vals(&ctx));
+    assert_eq!(common::vals(&unet2.forward(&r("x"), &r("t"), &r("context"), None).unwrap()), common::vals(&eps));
+    assert_eq!(common::vals(&vae2.decode(&r("z")).unwrap()), common::vals(&img));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Copies the tiny folder so a test can break one file of it.
+fn copy_folder(tag: &str) -> PathBuf {
+    let dst = tmpdir(tag);
+    for c in ["", "unet", "vae", "text_encoder"] {
+        let (from, to) = (fixtures().join("tiny_sd").join(c), dst.join(c));
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(&from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    dst
+}
+
+#[test]
+fn broken_checkpoints_give_one_clear_error() {
+    let one_line = |e: ldm_engine::Error| {
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "{s}");
+        s
+    };
+    let e = one_line(DiffusersFolder::open(fixtures()).err().unwrap());
+    assert!(e.contains("model_index.json") && e.contains("not a diffusers pipeline folder"), "{e}");
+
+    let d = copy_folder("nofp16");
+    let e = one_line(DiffusersFolder::open(&d).unwrap().unet(DType::F32).err().unwrap());
+    assert!(e.contains("no weights found") && e.contains("diffusion_pytorch_model.safetensors"), "{e}");
+
+    // truncated weights
+    let mut f = DiffusersFolder::open(&d).unwrap();
+    f.variant = Some("fp16".into());
+    let w = d.join("unet/diffusion_pytorch_model.fp16.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let e = one_line(f.unet(DType::F32).err().unwrap());
+    assert!(e.contains("diffusion_pytorch_model.fp16.safetensors"), "{e}");
+
+    // a config the weights do not fit: every mismatch by name
+    let cfgp = d.join("vae/config.json");
+    let text = std::fs::read_to_string(&cfgp).unwrap().replace("\"latent_channels\": 4", "\"latent_channels\": 8");
+    std::fs::write(&cfgp, text).unwrap();
+    let e = one_line(f.vae(DType::F32).err().unwrap());
+    assert!(e.contains("shape mismatches") && e.contains("decoder.conv_in.weight (model [32, 8, 3, 3], file [32, 4, 3, 3])"), "{e}");
+
+    // an option the engine does not implement is refused, not ignored
+    let cfgp = d.join("unet/config.json");
+    let text = std::fs::read_to_string(&cfgp).unwrap().replace("\"resnet_time_scale_shift\": \"default\"", "\"resnet_time_scale_shift\": \"scale_shift\"");
+    std::fs::write(&cfgp, text).unwrap();
+    let e = one_line(f.unet(DType::F32).err().unwrap());
+    assert!(e.contains("unet/config.json") && e.contains("'resnet_time_scale_shift' = \"scale_shift\" is not supported"), "{e}");
+
+    // a single file that lacks a component
+    let e = one_line(SingleFile::open(fixtures().join("vae_kl.safetensors")).unwrap().vae(&ldm_engine::models::autoencoder::AutoencoderConfig::sd_kl_f8(), DType::F32).err().unwrap());
+    assert!(e.contains("missing: first_stage_model") || e.contains("missing: encoder"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
