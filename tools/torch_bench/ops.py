@@ -31,6 +31,30 @@ for lq, lk, d in ((4096, 4096, 40), (1024, 1024, 80), (4096, 77, 40)):
     q, k, v = r(1, 8, lq, d), r(1, 8, lk, d), r(1, 8, lk, d)
     cases.append((f"attention h8 {lq}x{lk} hd{d}", 4.0 * 8 * lq * lk * d, False,
                   lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v)))
+# Whole models, random weights from the same configs (diffusers' SD1.5 UNet and VAE), built
+# lazily so a --filter that skips them does not pay for them.
+def _unet():
+    from diffusers import UNet2DConditionModel
+    m = UNet2DConditionModel(sample_size=64, cross_attention_dim=768).eval()  # defaults are SD1.x's
+    x, t, c = r(2, 4, 64, 64), torch.tensor([999, 999]), r(2, 77, 768)
+    return lambda: m(x, t, encoder_hidden_states=c).sample
+
+def _vae():
+    from diffusers import AutoencoderKL
+    m = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                      down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
+    z = r(1, 4, 64, 64)
+    return lambda: m.decode(z).sample
+
+class Lazy:
+    def __init__(self, make):
+        self.make, self.fn = make, None
+    def __call__(self):
+        self.fn = self.fn or self.make()
+        return self.fn()
+
+cases.append(("sd15 unet 64x64 b2", 1.0, "runs", Lazy(_unet)))
+cases.append(("sd vae decode 512x512", 1.0, "runs", Lazy(_vae)))
 x = r(1, 320, 64, 64)
 cases.append(("group_norm 1x320x64x64 g32", 2.0 * 4.0 * x.numel(), True, lambda x=x: F.group_norm(x, 32, eps=1e-5)))
 
@@ -47,5 +71,8 @@ with torch.inference_mode():
             ts.append(time.perf_counter() - t)
         ts.sort()
         med = ts[len(ts) // 2]
-        unit = "GB/s" if is_bytes else "GFLOP/s"
-        print(f"{name:<32} {med*1e3:>9.3f} ms  {work/med/1e9:>8.1f} {unit}")
+        if is_bytes == "runs":
+            print(f"{name:<32} {med*1e3:>9.3f} ms  {1/med:>8.3f} runs/s")
+        else:
+            unit = "GB/s" if is_bytes else "GFLOP/s"
+            print(f"{name:<32} {med*1e3:>9.3f} ms  {work/med/1e9:>8.1f} {unit}")
