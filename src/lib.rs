@@ -8,6 +8,7 @@ pub mod autograd;
 pub mod backend;
 pub mod error;
 pub mod io;
+pub mod models;
 pub mod tensor;
 
 pub use autograd::{no_grad, GradStore};
