@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::replace::ReplacePattern;
 use tokenizers::normalizers::{Lowercase, Replace, Sequence as NormSeq, NFC};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSeq;
@@ -70,13 +71,14 @@ impl ClipTokenizer {
             .map_err(|e| file_err(merges_path, format!("does not match {}: {e}", vocab_path.display())))?;
 
         let mut tok = Tokenizer::new(bpe);
-        let ws = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
-            .map_err(|e| Error::invalid("clip_tokenizer", e.to_string()))?;
+        let ws = Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(pipeline_err)?;
         tok.with_normalizer(Some(NormSeq::new(vec![NFC.into(), ws.into(), Lowercase.into()])))
-            .map_err(|e| Error::invalid("clip_tokenizer", e.to_string()))?;
+            .map_err(pipeline_err)?;
         // invert = true with Removed: keep the regex matches, drop everything between them.
         let split = Split::new(SplitPattern::Regex(CLIP_PATTERN.into()), SplitDelimiterBehavior::Removed, true)
-            .map_err(|e| Error::invalid("clip_tokenizer", e.to_string()))?;
+            .map_err(pipeline_err)?;
+        // ByteLevel keeps transformers' use_regex = true: GPT-2's split never cuts a CLIP piece
+        // further, but mirroring the reference config keeps tokenizer.json output identical.
         tok.with_pre_tokenizer(Some(PreSeq::new(vec![
             split.into(),
             ByteLevel::default().add_prefix_space(false).into(),
@@ -85,7 +87,7 @@ impl ClipTokenizer {
         // Special, not normalized: matched verbatim in the raw text (so "<|ENDOFTEXT|>" is plain
         // text), exactly as transformers registers bos/eos.
         tok.add_special_tokens([AddedToken::from(BOS_TOKEN, true), AddedToken::from(EOS_TOKEN, true)])
-            .map_err(|e| Error::invalid("clip_tokenizer", e.to_string()))?;
+            .map_err(pipeline_err)?;
         let (bos, eos) = special_ids(&tok, vocab_path)?;
         tok.with_post_processor(Some(
             RobertaProcessing::new((EOS_TOKEN.into(), eos), (BOS_TOKEN.into(), bos))
@@ -150,7 +152,8 @@ impl ClipTokenizer {
     /// The whole pipeline in the tokenizers library's `tokenizer.json` format (what
     /// `from_tokenizer_json` reads back, and what transformers writes next to vocab.json).
     pub fn to_tokenizer_json(&self) -> Result<String> {
-        self.tok.to_string(false).map_err(|e| Error::invalid("clip_tokenizer.to_tokenizer_json", e.to_string()))
+        let json = self.tok.to_string(false);
+        json.map_err(|e| Error::invalid("clip_tokenizer.to_tokenizer_json", e.to_string()))
     }
 
     /// Token ids of `text` with BOS/EOS, untruncated.
@@ -192,6 +195,11 @@ impl ClipTokenizer {
             .map_err(|e| Error::invalid("clip_tokenizer.decode", e.to_string()))?;
         Ok(text.replace("</w>", " ").trim().to_string())
     }
+}
+
+/// Only a bug in the fixed pipeline above could fail here (e.g. a regex the crate rejects).
+fn pipeline_err(e: impl std::fmt::Display) -> Error {
+    Error::invalid("clip_tokenizer", e.to_string())
 }
 
 fn file_err(path: &Path, msg: impl Into<String>) -> Error {
