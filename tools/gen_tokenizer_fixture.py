@@ -8,6 +8,10 @@ class is backed by the `tokenizers` library (the pipeline formerly called CLIPTo
 uses ftfy: NFC + whitespace collapse + lowercase, CLIP's regex, byte-level BPE. (transformers 4's slow
 CLIPTokenizer ran ftfy.fix_text when ftfy was installed, else BERT's BasicTokenizer, which also spaces
 out CJK characters; those paths are not the reference here.) The script refuses to run on 4.x.
+Cross-check done when this fixture was made: open_clip 3.3.0's SimpleTokenizer (OpenAI's original
+code, ftfy replaced by identity) gives the same ids for every case except three it treats differently
+by design: the two prompts with literal <|startoftext|>/<|endoftext|> (special only in transformers)
+and the decomposed accent (composed by ftfy's NFC there, by the NFC normalizer here).
 
 Each case: prompt, ids (padding="max_length", max_length=77, truncation=True), length (real tokens,
 = sum of attention_mask), unpadded (ids with no truncation or padding).
