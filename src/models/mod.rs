@@ -1,9 +1,11 @@
-//! The paper's networks on the engine's tensors: UNet blocks today; autoencoders, the full UNet
-//! and the text conditioners next (issue: model zoo).
+//! The paper's networks on the engine's tensors: the first stage (KL and VQ autoencoders), the
+//! UNet with cross-attention, the CLIP text conditioner and its tokenizer, and the loaders for
+//! diffusers folders and CompVis single files.
 
 pub mod autoencoder;
 pub mod checkpoint;
 pub mod clip;
+pub mod clip_tokenizer;
 pub mod unet;
-pub mod vq;
 pub mod unet_blocks;
+pub mod vq;
