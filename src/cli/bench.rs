@@ -96,7 +96,9 @@ pub fn run(filter: Option<&str>, reps: usize) -> Result<()> {
             println!("{:<32} unavailable: {e}", c.name);
             continue;
         }
-        let mut times: Vec<f64> = (0..reps.max(1))
+        // whole models take seconds a run: three runs give a stable median
+        let runs = if c.steps { reps.clamp(1, 3) } else { reps.max(1) };
+        let mut times: Vec<f64> = (0..runs)
             .map(|_| {
                 let t = Instant::now();
                 let _ = (c.run)();

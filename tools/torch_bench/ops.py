@@ -65,7 +65,8 @@ with torch.inference_mode():
             continue
         fn()
         ts = []
-        for _ in range(max(args.reps, 1)):
+        runs = min(max(args.reps, 1), 3) if is_bytes == "runs" else max(args.reps, 1)
+        for _ in range(runs):
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
