@@ -39,7 +39,7 @@ lines = [f"# CPU: ldm-engine vs torch, {os.cpu_count()} cores ({cpu}), commit {c
          "| case | ldm-engine ms | torch ms | ratio (ours/torch) | ldm-engine rate |", "|---|---:|---:|---:|---:|"]
 for k, (ms, rate, unit) in ours.items():
     t = torch.get(k)
-    lines.append(f"| {k} | {ms:.2f} | {t[0]:.2f} | {ms / t[0]:.2f} | {rate:.1f} {unit} |" if t else f"| {k} | {ms:.2f} | – | – | {rate:.1f} {unit} |")
+    lines.append(f"| {k} | {ms:.2f} | {t[0]:.2f} | {ms / t[0]:.2f} | {rate:.3g} {unit} |" if t else f"| {k} | {ms:.2f} | – | – | {rate:.3g} {unit} |")
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
