@@ -129,3 +129,14 @@ fn broken_checkpoints_give_one_clear_error() {
     assert!(e.contains("missing: first_stage_model") || e.contains("missing: encoder"), "{e}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// tests/fixtures/unknown_dtype.safetensors: written by the Python safetensors library with an
+/// f8_e4m3 tensor `w` [2] beside an f32 tensor `ok` [2].
+#[test]
+fn a_dtype_the_engine_cannot_load_is_named() {
+    let path = fixtures().join("unknown_dtype.safetensors");
+    let vb = ldm_engine::nn::VarBuilder::from_safetensors(&[&path], DType::F32).unwrap();
+    assert_eq!(common::vals(&vb.get(&[2], "ok").unwrap()), vec![1.0, 1.0]);
+    let e = vb.get(&[2], "w").unwrap_err().to_string();
+    assert!(e.contains("tensor 'w' has dtype F8_E4M3, which the engine cannot load") && !e.contains('\n'), "{e}");
+}
