@@ -183,6 +183,21 @@ def clip_fixtures():
              dict(vocab=1000, width=32, intermediate=64, layers=3, heads=4, max_positions=77, act=act), prefix)
 
 
+def ldm_bert_fixture():
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
+
+    torch.manual_seed(1100)
+    # inner width (3 heads × 8 = 24) differs from d_model (20), as the real model's may
+    cfg = dict(vocab_size=500, max_position_embeddings=77, encoder_layers=2, encoder_ffn_dim=48,
+               encoder_attention_heads=3, head_dim=8, d_model=20)
+    m = LDMBertModel(LDMBertConfig(**cfg)).eval()
+    perturb(m, 1101)
+    ids = torch.randint(0, 500, (2, 77), generator=torch.Generator().manual_seed(1102))
+    with torch.no_grad():
+        y = m(ids)[0]
+    save("ldm_bert", m, {"ids": ids, "last_hidden_state": y}, cfg)
+
+
 def sd_folder_fixture():
     """A real diffusers pipeline folder (save_pretrained, fp16 variant files) of a tiny SD1-style
     model, and the reference outputs of its three components computed from those f16 weights."""
@@ -233,3 +248,4 @@ if __name__ == "__main__":
     vq_fixtures()
     clip_fixtures()
     sd_folder_fixture()
+    ldm_bert_fixture()
