@@ -8,9 +8,8 @@ use ldm_engine::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use ldm_engine::nn::VarBuilder;
 use ldm_engine::DType;
 
-#[test]
-fn kl_autoencoder_matches_diffusers() {
-    let f = Fixture::open("vae_kl");
+/// The fixture's first-stage config (from its metadata) and its weights under CompVis names.
+fn first_stage(f: &Fixture) -> (AutoencoderConfig, VarBuilder) {
     let cfg = AutoencoderConfig {
         in_channels: 3,
         out_channels: 3,
@@ -28,6 +27,13 @@ fn kl_autoencoder_matches_diffusers() {
         let t = vae_fix_shape(&name, t).unwrap();
         (name, t)
     });
+    (cfg, vb)
+}
+
+#[test]
+fn kl_autoencoder_matches_diffusers() {
+    let f = Fixture::open("vae_kl");
+    let (cfg, vb) = first_stage(&f);
     let vae = AutoencoderKL::new(&vb, &cfg).unwrap();
     vb.finish(false).unwrap();
     let post = vae.encode(&f.tensor("x")).unwrap();
@@ -52,22 +58,7 @@ fn sd_vae_has_the_published_parameter_count() {
 fn vq_model_matches_diffusers_with_identical_indices() {
     use ldm_engine::models::vq::VQModel;
     let f = Fixture::open("vq");
-    let cfg = AutoencoderConfig {
-        in_channels: 3,
-        out_channels: 3,
-        ch: f.meta("ch"),
-        ch_mult: f.list("ch_mult"),
-        num_res_blocks: f.meta("num_res_blocks"),
-        attn_levels: vec![],
-        z_channels: f.meta("z_channels"),
-        embed_dim: f.meta("embed_dim"),
-        groups: f.meta("groups"),
-    };
-    let levels = cfg.ch_mult.len();
-    let vb = f.weights_with(|n, t| {
-        let name = vae_to_compvis(n, levels);
-        (name.clone(), vae_fix_shape(&name, t).unwrap())
-    });
+    let (cfg, vb) = first_stage(&f);
     let vq = VQModel::new(&vb, &cfg, f.meta("n_embed"), f.meta_f("beta"), true).unwrap();
     vb.finish(false).unwrap();
     let h = vq.encode(&f.tensor("x")).unwrap();

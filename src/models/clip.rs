@@ -4,16 +4,12 @@
 //! layer_norm2}`, `text_model.final_layer_norm` (prefixed `cond_stage_model.transformer.` in SD
 //! single files). Pre-norm blocks with a causal mask.
 
-use crate::nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
+use super::transformer::{Activation, EncoderLayer, EncoderLayerSpec};
+use crate::nn::{Embedding, LayerNorm, Module, VarBuilder};
 use crate::{DType, Error, Result, Tensor};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClipActivation {
-    /// x·σ(1.702x): OpenAI CLIP (SD1.x's ViT-L/14)
-    QuickGelu,
-    /// exact GELU: OpenCLIP models (SD2.x)
-    Gelu,
-}
+/// CLIP's MLP activation (QuickGelu for OpenAI CLIP, Gelu for OpenCLIP).
+pub type ClipActivation = Activation;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipTextConfig {
@@ -33,17 +29,6 @@ impl ClipTextConfig {
     }
 }
 
-struct EncoderLayer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    ln1: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    ln2: LayerNorm,
-}
-
 pub struct ClipTextModel {
     token_embedding: Embedding,
     position_embedding: Tensor,
@@ -61,21 +46,20 @@ impl ClipTextModel {
         let tm = vb.pp("text_model");
         let emb = tm.pp("embeddings");
         let w = cfg.width;
+        let spec = EncoderLayerSpec {
+            attn_norm: "layer_norm1",
+            ffn_norm: "layer_norm2",
+            fc1: "mlp.fc1",
+            fc2: "mlp.fc2",
+            qkv_bias: true,
+            d_model: w,
+            heads: cfg.heads,
+            head_dim: w / cfg.heads,
+            ffn_dim: cfg.intermediate,
+            activation: cfg.activation,
+        };
         let layers = (0..cfg.layers)
-            .map(|i| {
-                let l = tm.pp("encoder.layers").pp(i);
-                let a = l.pp("self_attn");
-                Ok(EncoderLayer {
-                    q: Linear::new(&a.pp("q_proj"), w, w, true)?,
-                    k: Linear::new(&a.pp("k_proj"), w, w, true)?,
-                    v: Linear::new(&a.pp("v_proj"), w, w, true)?,
-                    out: Linear::new(&a.pp("out_proj"), w, w, true)?,
-                    ln1: LayerNorm::new(&l.pp("layer_norm1"), w, 1e-5)?,
-                    fc1: Linear::new(&l.pp("mlp.fc1"), w, cfg.intermediate, true)?,
-                    fc2: Linear::new(&l.pp("mlp.fc2"), cfg.intermediate, w, true)?,
-                    ln2: LayerNorm::new(&l.pp("layer_norm2"), w, 1e-5)?,
-                })
-            })
+            .map(|i| EncoderLayer::new(&tm.pp("encoder.layers").pp(i), spec))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipTextModel {
             token_embedding: Embedding::new(&emb.pp("token_embedding"), cfg.vocab, w)?,
@@ -94,8 +78,8 @@ impl ClipTextModel {
     /// layer norm. `skip_last` = 0 gives the last layer (SD1.x); 1 the penultimate layer, still
     /// through the final norm (diffusers' `clip_skip`, "CLIP skip 2" in other UIs).
     pub fn forward(&self, ids: &Tensor, skip_last: usize) -> Result<Tensor> {
-        let (n, l) = match ids.shape() {
-            &[n, l] if l <= self.cfg.max_positions && l > 0 => (n, l),
+        let l = match ids.shape() {
+            &[_, l] if l <= self.cfg.max_positions && l > 0 => l,
             s => return Err(Error::bad_shape("ClipTextModel", format!("ids must be [N, L] with 0 < L <= {}", self.cfg.max_positions), s)),
         };
         if skip_last >= self.cfg.layers {
@@ -104,19 +88,8 @@ impl ClipTextModel {
         let dtype = self.position_embedding.dtype();
         let mut x = self.token_embedding.forward(ids)?.add(&self.position_embedding.narrow(0, 0, l)?)?;
         let mask = causal_mask(l, dtype)?;
-        let (h, d) = (self.cfg.heads, self.cfg.width / self.cfg.heads);
         for layer in &self.layers[..self.cfg.layers - skip_last] {
-            let y = layer.ln1.forward(&x)?;
-            let split = |t: Tensor| t.reshape(&[n, l, h, d])?.transpose(1, 2); // [N, H, L, D]
-            let (q, k, v) = (split(layer.q.forward(&y)?)?, split(layer.k.forward(&y)?)?, split(layer.v.forward(&y)?)?);
-            let a = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), None)?;
-            x = x.add(&layer.out.forward(&a.transpose(1, 2)?.reshape(&[n, l, h * d])?)?)?;
-            let y = layer.fc1.forward(&layer.ln2.forward(&x)?)?;
-            let y = match self.cfg.activation {
-                ClipActivation::QuickGelu => y.quick_gelu()?,
-                ClipActivation::Gelu => y.gelu()?,
-            };
-            x = x.add(&layer.fc2.forward(&y)?)?;
+            x = layer.forward(&x, Some(&mask))?;
         }
         self.final_norm.forward(&x)
     }

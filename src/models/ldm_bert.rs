@@ -4,6 +4,7 @@
 //! `model.embed_positions`, `model.layers.{i}.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm,
 //! fc1, fc2, final_layer_norm}`, `model.layer_norm`).
 
+use super::transformer::{Activation, EncoderLayer, EncoderLayerSpec};
 use crate::nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use crate::{Error, Result, Tensor};
 
@@ -26,21 +27,10 @@ impl LdmBertConfig {
     }
 }
 
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    attn_norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    ffn_norm: LayerNorm,
-}
-
 pub struct LdmBert {
     embed_tokens: Embedding,
     embed_positions: Embedding,
-    layers: Vec<Layer>,
+    layers: Vec<EncoderLayer>,
     final_norm: LayerNorm,
     /// the token-prediction head (`to_logits`) of the pre-trained model, when the file has it;
     /// conditioning uses the hidden states only
@@ -52,22 +42,21 @@ impl LdmBert {
     /// `vb` at the model root (its children are `model.…`).
     pub fn new(vb: &VarBuilder, cfg: &LdmBertConfig) -> Result<Self> {
         let m = vb.pp("model");
-        let (d, inner) = (cfg.d_model, cfg.heads * cfg.head_dim);
+        let d = cfg.d_model;
+        let spec = EncoderLayerSpec {
+            attn_norm: "self_attn_layer_norm",
+            ffn_norm: "final_layer_norm",
+            fc1: "fc1",
+            fc2: "fc2",
+            qkv_bias: false,
+            d_model: d,
+            heads: cfg.heads,
+            head_dim: cfg.head_dim,
+            ffn_dim: cfg.ffn_dim,
+            activation: Activation::Gelu,
+        };
         let layers = (0..cfg.layers)
-            .map(|i| {
-                let l = m.pp("layers").pp(i);
-                let a = l.pp("self_attn");
-                Ok(Layer {
-                    q: Linear::new(&a.pp("q_proj"), d, inner, false)?,
-                    k: Linear::new(&a.pp("k_proj"), d, inner, false)?,
-                    v: Linear::new(&a.pp("v_proj"), d, inner, false)?,
-                    out: Linear::new(&a.pp("out_proj"), inner, d, true)?,
-                    attn_norm: LayerNorm::new(&l.pp("self_attn_layer_norm"), d, 1e-5)?,
-                    fc1: Linear::new(&l.pp("fc1"), d, cfg.ffn_dim, true)?,
-                    fc2: Linear::new(&l.pp("fc2"), cfg.ffn_dim, d, true)?,
-                    ffn_norm: LayerNorm::new(&l.pp("final_layer_norm"), d, 1e-5)?,
-                })
-            })
+            .map(|i| EncoderLayer::new(&m.pp("layers").pp(i), spec))
             .collect::<Result<Vec<_>>>()?;
         Ok(LdmBert {
             embed_tokens: Embedding::new(&m.pp("embed_tokens"), cfg.vocab, d)?,
@@ -82,21 +71,14 @@ impl LdmBert {
     /// Token ids [N, L] (I64) → [N, L, d_model]. No padding mask: the LDM pipeline attends to
     /// pad tokens too, and so does this.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let (n, l) = match ids.shape() {
-            &[n, l] if l > 0 && l <= self.cfg.max_positions => (n, l),
+        let l = match ids.shape() {
+            &[_, l] if l > 0 && l <= self.cfg.max_positions => l,
             s => return Err(Error::bad_shape("LdmBert", format!("ids must be [N, L] with 0 < L <= {}", self.cfg.max_positions), s)),
         };
         let pos = Tensor::arange(0.0, l as f64, 1.0, crate::DType::I64)?;
         let mut x = self.embed_tokens.forward(ids)?.add(&self.embed_positions.forward(&pos)?)?;
-        let (h, hd) = (self.cfg.heads, self.cfg.head_dim);
         for layer in &self.layers {
-            let y = layer.attn_norm.forward(&x)?;
-            let split = |t: Tensor| t.reshape(&[n, l, h, hd])?.transpose(1, 2); // [N, H, L, D]
-            let (q, k, v) = (split(layer.q.forward(&y)?)?, split(layer.k.forward(&y)?)?, split(layer.v.forward(&y)?)?);
-            let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None)?;
-            x = x.add(&layer.out.forward(&a.transpose(1, 2)?.reshape(&[n, l, h * hd])?)?)?;
-            let y = layer.fc1.forward(&layer.ffn_norm.forward(&x)?)?.gelu()?;
-            x = x.add(&layer.fc2.forward(&y)?)?;
+            x = layer.forward(&x, None)?;
         }
         self.final_norm.forward(&x)
     }

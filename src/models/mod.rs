@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod clip_tokenizer;
 pub mod ldm_bert;
+pub mod transformer;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vq;

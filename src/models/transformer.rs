@@ -1,0 +1,77 @@
+//! The pre-norm transformer encoder layer the text conditioners share (CLIP's text tower and the
+//! paper's LDMBert): x += Attn(LN(x)); x += FC2(act(FC1(LN(x)))). Only the checkpoint key names,
+//! the q/k/v bias and the activation differ between them, so those are the layer's spec.
+
+use crate::nn::{LayerNorm, Linear, Module, VarBuilder};
+use crate::{Result, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// x·σ(1.702x): OpenAI CLIP (SD1.x's ViT-L/14)
+    QuickGelu,
+    /// exact GELU: OpenCLIP (SD2.x), BERT-style models
+    Gelu,
+}
+
+/// Key names and sizes of one encoder layer, as a checkpoint family spells them.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderLayerSpec {
+    pub attn_norm: &'static str,
+    pub ffn_norm: &'static str,
+    pub fc1: &'static str,
+    pub fc2: &'static str,
+    pub qkv_bias: bool,
+    pub d_model: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub activation: Activation,
+}
+
+pub struct EncoderLayer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    attn_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    ffn_norm: LayerNorm,
+    spec: EncoderLayerSpec,
+}
+
+impl EncoderLayer {
+    /// `vb` at the layer (its children are `self_attn.{q,k,v,out}_proj` and the spec's names).
+    pub fn new(vb: &VarBuilder, spec: EncoderLayerSpec) -> Result<Self> {
+        let (d, inner) = (spec.d_model, spec.heads * spec.head_dim);
+        let a = vb.pp("self_attn");
+        Ok(EncoderLayer {
+            q: Linear::new(&a.pp("q_proj"), d, inner, spec.qkv_bias)?,
+            k: Linear::new(&a.pp("k_proj"), d, inner, spec.qkv_bias)?,
+            v: Linear::new(&a.pp("v_proj"), d, inner, spec.qkv_bias)?,
+            out: Linear::new(&a.pp("out_proj"), inner, d, true)?,
+            attn_norm: LayerNorm::new(&vb.pp(spec.attn_norm), d, 1e-5)?,
+            fc1: Linear::new(&vb.pp(spec.fc1), d, spec.ffn_dim, true)?,
+            fc2: Linear::new(&vb.pp(spec.fc2), spec.ffn_dim, d, true)?,
+            ffn_norm: LayerNorm::new(&vb.pp(spec.ffn_norm), d, 1e-5)?,
+            spec,
+        })
+    }
+
+    /// x [N, L, d_model], optional additive mask broadcastable to [N, H, L, L].
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (n, l) = (x.dim(0)?, x.dim(1)?);
+        let (h, hd) = (self.spec.heads, self.spec.head_dim);
+        let y = self.attn_norm.forward(x)?;
+        let split = |t: Tensor| t.reshape(&[n, l, h, hd])?.transpose(1, 2); // [N, H, L, D]
+        let (q, k, v) = (split(self.q.forward(&y)?)?, split(self.k.forward(&y)?)?, split(self.v.forward(&y)?)?);
+        let a = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, None)?;
+        let x = x.add(&self.out.forward(&a.transpose(1, 2)?.reshape(&[n, l, h * hd])?)?)?;
+        let y = self.fc1.forward(&self.ffn_norm.forward(&x)?)?;
+        let y = match self.spec.activation {
+            Activation::QuickGelu => y.quick_gelu()?,
+            Activation::Gelu => y.gelu()?,
+        };
+        x.add(&self.fc2.forward(&y)?)
+    }
+}
