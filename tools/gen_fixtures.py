@@ -141,6 +141,15 @@ def vae_fixtures():
         dec = m.decode(z).sample
     save("vae_kl", m, {"x": x, "mean": dist.mean, "logvar": dist.logvar, "z": z, "decoded": dec},
          dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, groups=8))
+    # diffusers' tiled decode on the same weights: latent tiles of 4 (samples 8), overlap 0.25, on
+    # a 7×9 latent so edge tiles are partial
+    m.enable_tiling()
+    m.tile_latent_min_size, m.tile_sample_min_size, m.tile_overlap_factor = 4, 8, 0.25
+    zt = torch.randn(1, 4, 7, 9)
+    with torch.no_grad():
+        tiled = m.decode(zt).sample
+    save_file({"z": zt, "decoded": tiled}, os.path.join(OUT, "vae_kl_tiled.safetensors"),
+              metadata={"latent_tile": "4", "overlap": "0.25"})
 
 
 def vq_fixtures():

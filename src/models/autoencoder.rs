@@ -281,4 +281,69 @@ impl AutoencoderKL {
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         self.decoder.forward(&self.post_quant_conv.forward(z)?)
     }
+
+    /// `decode` in overlapping latent tiles of `tile`×`tile`, so the decoder's activations never
+    /// cover more than one tile (memory for them does not grow with the image; the output and one
+    /// row of decoded tiles do). Tiles
+    /// step by `tile·(1 − overlap)`; each is blended linearly into the finished tile above and then
+    /// the one to its left over `overlap` of a decoded tile, then cropped: the scheme and result of
+    /// diffusers' `AutoencoderKL.tiled_decode`. Only the previous row of tiles is kept.
+    pub fn decode_tiled(&self, z: &Tensor, tile: usize, overlap: f64) -> Result<Tensor> {
+        if z.rank() != 4 {
+            return Err(Error::bad_shape("decode_tiled", "latents must be [N, C, H, W]", z.shape()));
+        }
+        let step = (tile as f64 * (1.0 - overlap)) as usize;
+        if tile == 0 || step == 0 || !(0.0..1.0).contains(&overlap) {
+            return Err(Error::invalid("decode_tiled", format!("tile {tile} with overlap {overlap} gives no progress")));
+        }
+        let f = 1 << (self.cfg.ch_mult.len() - 1);
+        let sample_tile = tile * f;
+        let blend = (sample_tile as f64 * overlap) as usize;
+        let keep = sample_tile - blend;
+        let (h, w) = (z.dim(2)?, z.dim(3)?);
+        // as diffusers: a latent that fits in one tile is decoded whole
+        if h <= tile && w <= tile {
+            return self.decode(z);
+        }
+        let mut prev: Vec<Tensor> = Vec::new();
+        let mut rows = Vec::new();
+        for i in (0..h).step_by(step) {
+            let mut cur: Vec<Tensor> = Vec::new();
+            for (jj, j) in (0..w).step_by(step).enumerate() {
+                let t = z.narrow(2, i, tile.min(h - i))?.narrow(3, j, tile.min(w - j))?;
+                let mut d = self.decode(&t)?;
+                if let Some(above) = prev.get(jj) {
+                    d = blend_edge(above, &d, blend, 2)?;
+                }
+                if let Some(left) = cur.last() {
+                    d = blend_edge(left, &d, blend, 3)?;
+                }
+                cur.push(d);
+            }
+            let cropped = cur
+                .iter()
+                .map(|t| t.narrow(2, 0, keep.min(t.dim(2)?))?.narrow(3, 0, keep.min(t.dim(3)?)))
+                .collect::<Result<Vec<_>>>()?;
+            rows.push(Tensor::cat(&cropped.iter().collect::<Vec<_>>(), 3)?);
+            prev = cur;
+        }
+        Tensor::cat(&rows.iter().collect::<Vec<_>>(), 2)
+    }
+}
+
+/// Ramps from the end of `a` into the start of `b` along `dim` over `extent` rows (or columns):
+/// row y of b becomes a[len_a − e + y]·(1 − y/e) + b[y]·(y/e).
+fn blend_edge(a: &Tensor, b: &Tensor, extent: usize, dim: usize) -> Result<Tensor> {
+    let e = extent.min(a.dim(dim as isize)?).min(b.dim(dim as isize)?);
+    if e == 0 {
+        return Ok(b.clone());
+    }
+    let mut wshape = vec![1; 4];
+    wshape[dim] = e;
+    let w = Tensor::from_vec((0..e).map(|y| y as f32 / e as f32).collect(), &wshape)?.to_dtype(b.dtype())?;
+    let a_end = a.narrow(dim as isize, a.dim(dim as isize)? - e, e)?;
+    let b_start = b.narrow(dim as isize, 0, e)?;
+    let mixed = a_end.mul(&w.affine(-1.0, 1.0)?)?.add(&b_start.mul(&w)?)?;
+    let rest = b.narrow(dim as isize, e, b.dim(dim as isize)? - e)?;
+    Tensor::cat(&[&mixed, &rest], dim as isize)
 }
