@@ -96,7 +96,12 @@ impl Op {
 
     /// Moves the input tensors out (used to free long graphs without recursion).
     pub(crate) fn take_inputs(&mut self) -> Vec<Tensor> {
-        let dummy = || Tensor::zeros(&[], crate::DType::U8);
+        // One shared placeholder (an Arc clone), not an allocation per input: this runs for every
+        // node of every graph freed. During thread teardown the cache may be gone: allocate then.
+        thread_local! {
+            static PLACEHOLDER: Tensor = Tensor::zeros(&[], crate::DType::U8);
+        }
+        let dummy = || PLACEHOLDER.try_with(Tensor::clone).unwrap_or_else(|_| Tensor::zeros(&[], crate::DType::U8));
         let mut out = Vec::new();
         let mut take = |t: &mut Tensor| out.push(std::mem::replace(t, dummy()));
         match self {
