@@ -8,20 +8,30 @@ use crate::tensor::{CpuStorage, Tensor};
 use crate::Result;
 use rayon::prelude::*;
 
-/// Values arranged as [kept..., reduced...] contiguous, with the run length of the reduced part.
-fn reduced_last(x: &Tensor, dims: &[usize]) -> Result<(Vec<f32>, usize)> {
+/// Calls `f` with the values arranged as [kept..., reduced...] contiguous and the run length of
+/// the reduced part: borrowed from storage when they already are (reducing trailing dims of a
+/// contiguous f32 tensor), gathered otherwise.
+fn with_reduced_last<R>(x: &Tensor, dims: &[usize], f: impl FnOnce(&[f32], usize) -> R) -> Result<R> {
     let kept: Vec<usize> = (0..x.rank()).filter(|d| !dims.contains(d)).collect();
     let perm: Vec<usize> = kept.iter().chain(dims).copied().collect();
     let run: usize = dims.iter().map(|&d| x.shape()[d]).product();
     let (src, layout) = f32_strided(x);
     let l = layout.permute(&perm)?;
-    Ok((gather_strided(&src, &l), run))
+    Ok(match l.contiguous_range() {
+        Some(r) => f(&src[r], run),
+        None => f(&gather_strided(&src, &l), run),
+    })
 }
 
 pub fn reduce(x: &Tensor, kind: ReduceOp, dims: &[usize], op: Option<Op>) -> Result<Tensor> {
-    let (v, run) = reduced_last(x, dims)?;
     let out_shape = keep_dims_shape(x.shape(), dims);
-    let rows = if run == 0 { crate::tensor::numel(&out_shape) } else { v.len() / run };
+    let rows = crate::tensor::numel(&out_shape);
+    let out = with_reduced_last(x, dims, |v, run| reduce_runs(v, run, rows, kind))?;
+    Ok(Tensor::from_f32_values(out, &out_shape, x.dtype(), op))
+}
+
+/// One value per run of `run` consecutive elements, for `rows` runs (an empty run sums to 0).
+fn reduce_runs(v: &[f32], run: usize, rows: usize, kind: ReduceOp) -> Vec<f32> {
     let f = |r: usize| -> f32 {
         let s = &v[r * run..(r + 1) * run];
         match kind {
@@ -31,7 +41,7 @@ pub fn reduce(x: &Tensor, kind: ReduceOp, dims: &[usize], op: Option<Op>) -> Res
             ReduceOp::Min => s.iter().copied().fold(f32::INFINITY, |a, b| if b < a || b.is_nan() { b } else { a }),
         }
     };
-    let out: Vec<f32> = if run == 0 {
+    if run == 0 {
         vec![0.0; rows]
     } else if rows == 1 && run >= PAR_MIN && kind == ReduceOp::Sum {
         vec![v.par_chunks(8192).map(|c| c.iter().map(|&x| x as f64).sum::<f64>()).sum::<f64>() as f32]
@@ -39,24 +49,23 @@ pub fn reduce(x: &Tensor, kind: ReduceOp, dims: &[usize], op: Option<Op>) -> Res
         (0..rows).into_par_iter().map(f).collect()
     } else {
         (0..rows).map(f).collect()
-    };
-    Ok(Tensor::from_f32_values(out, &out_shape, x.dtype(), op))
+    }
 }
 
 pub fn argmax(x: &Tensor, dim: usize) -> Result<Tensor> {
-    let (v, run) = reduced_last(x, &[dim])?;
-    let out: Vec<i64> = v
-        .chunks(run)
-        .map(|s| {
-            let mut best = 0;
-            for (i, &x) in s.iter().enumerate() {
-                if x > s[best] {
-                    best = i;
+    let out: Vec<i64> = with_reduced_last(x, &[dim], |v, run| {
+        v.chunks(run)
+            .map(|s| {
+                let mut best = 0;
+                for (i, &x) in s.iter().enumerate() {
+                    if x > s[best] {
+                        best = i;
+                    }
                 }
-            }
-            best as i64
-        })
-        .collect();
+                best as i64
+            })
+            .collect()
+    })?;
     Ok(Tensor::from_cpu(CpuStorage::from_vec(out), &keep_dims_shape(x.shape(), &[dim]), None))
 }
 
