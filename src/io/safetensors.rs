@@ -34,7 +34,8 @@ impl TensorEntry {
     }
 }
 
-/// An open, validated, memory-mapped safetensors file.
+/// An open, validated, memory-mapped safetensors file. Cloning shares the map.
+#[derive(Clone)]
 pub struct SafeTensorsFile {
     path: PathBuf,
     map: Arc<memmap2::Mmap>,

@@ -8,6 +8,7 @@ use super::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use super::clip::{ClipActivation, ClipTextConfig, ClipTextModel};
 use super::unet::{UNet, UNetConfig};
 use crate::io::name_map::{unet_to_compvis, vae_fix_shape, vae_to_compvis, UNetLayout};
+use crate::io::safetensors::SafeTensorsFile;
 use crate::nn::VarBuilder;
 use crate::{DType, Error, Result};
 use serde_json::Value;
@@ -243,18 +244,17 @@ pub fn clip_config(v: &Value) -> std::result::Result<ClipTextConfig, String> {
 
 /// The three SD components of a CompVis single-file checkpoint, each under its prefix.
 pub struct SingleFile {
-    path: PathBuf,
+    /// opened once; each component's builder shares the map
+    file: SafeTensorsFile,
 }
 
 impl SingleFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        crate::io::safetensors::SafeTensorsFile::open(&path)?; // validate up front
-        Ok(SingleFile { path })
+        Ok(SingleFile { file: SafeTensorsFile::open(path)? })
     }
 
     fn builder(&self, prefix: &'static str, dtype: DType, fix: Option<crate::nn::Fixer>) -> Result<VarBuilder> {
-        VarBuilder::from_safetensors_mapped(&[&self.path], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)
+        VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)
     }
 
     pub fn unet(&self, cfg: &UNetConfig, dtype: DType) -> Result<UNet> {
@@ -274,7 +274,7 @@ impl SingleFile {
     }
 
     pub fn text_encoder(&self, cfg: &ClipTextConfig, dtype: DType) -> Result<ClipTextModel> {
-        let vb = VarBuilder::from_safetensors_mapped(&[&self.path], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?;
+        let vb = VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?;
         let clip = ClipTextModel::new(&vb, cfg)?;
         vb.finish(false)?;
         Ok(clip)

@@ -75,6 +75,16 @@ impl VarBuilder {
         fix: Option<Fixer>,
     ) -> Result<Self> {
         let files = paths.iter().map(SafeTensorsFile::open).collect::<Result<Vec<_>>>()?;
+        Self::from_files_mapped(files, dtype, rename, fix)
+    }
+
+    /// `from_safetensors_mapped` over files already open (one file serving several models).
+    pub fn from_files_mapped(
+        files: Vec<SafeTensorsFile>,
+        dtype: DType,
+        rename: impl Fn(&str) -> Option<String>,
+        fix: Option<Fixer>,
+    ) -> Result<Self> {
         let mut index = HashMap::new();
         for (i, f) in files.iter().enumerate() {
             for e in f.entries() {
