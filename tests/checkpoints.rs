@@ -33,7 +33,7 @@ fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
     let vae = folder.vae(DType::F32).unwrap();
     let ctx = clip.forward(&r("ids"), 0).unwrap();
     assert_parity(&ctx, &r("context"), "text encoder");
-    let eps = unet.forward(&r("x"), &r("t"), &r("context"), None).unwrap();
+    let eps = unet.forward(&r("x"), &r("t"), Some(&r("context")), None).unwrap();
     assert_parity(&eps, &r("eps"), "unet");
     let img = vae.decode(&r("z")).unwrap();
     assert_parity(&img, &r("image"), "vae decode");
@@ -66,7 +66,7 @@ fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
     let unet2 = sf.unet(unet.config(), DType::F32).unwrap();
     let vae2 = sf.vae(vae.config(), DType::F32).unwrap();
     assert_eq!(common::vals(&clip2.forward(&r("ids"), 0).unwrap()), common::vals(&ctx));
-    assert_eq!(common::vals(&unet2.forward(&r("x"), &r("t"), &r("context"), None).unwrap()), common::vals(&eps));
+    assert_eq!(common::vals(&unet2.forward(&r("x"), &r("t"), Some(&r("context")), None).unwrap()), common::vals(&eps));
     assert_eq!(common::vals(&vae2.decode(&r("z")).unwrap()), common::vals(&img));
     std::fs::remove_dir_all(&dir).unwrap();
 }

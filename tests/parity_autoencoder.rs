@@ -20,6 +20,7 @@ fn first_stage(f: &Fixture) -> (AutoencoderConfig, VarBuilder) {
         z_channels: f.meta("z_channels"),
         embed_dim: f.meta("embed_dim"),
         groups: f.meta("groups"),
+        mid_attn: true,
     };
     let levels = cfg.ch_mult.len();
     let vb = f.weights_with(|n, t| {

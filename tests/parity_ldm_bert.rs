@@ -2,6 +2,7 @@
 
 mod common;
 use common::fixture::{assert_parity, Fixture};
+use ldm_engine::io::name_map::ldm_bert_to_compvis;
 use ldm_engine::models::ldm_bert::{LdmBert, LdmBertConfig};
 use ldm_engine::nn::VarBuilder;
 use ldm_engine::DType;
@@ -18,7 +19,7 @@ fn ldm_bert_matches_diffusers() {
         head_dim: f.meta("head_dim"),
         d_model: f.meta("d_model"),
     };
-    let vb = f.weights(|n| n.to_string());
+    let vb = f.weights(ldm_bert_to_compvis);
     let bert = LdmBert::new(&vb, &cfg).unwrap();
     vb.finish(false).unwrap();
     let hidden = bert.forward(&f.tensor("ids")).unwrap();

@@ -14,7 +14,7 @@ fn resblocks_match_diffusers() {
     for name in ["resblock_same", "resblock_shortcut", "resblock_scale_shift"] {
         let f = Fixture::open(name);
         let vb = f.weights(resnet_to_compvis);
-        let cfg = ResBlockConfig { groups: f.meta("groups"), eps: f.meta_f("eps"), scale_shift: f.meta("scale_shift") == 1, conv_skip: false };
+        let cfg = ResBlockConfig { groups: f.meta("groups"), eps: f.meta_f("eps"), scale_shift: f.meta("scale_shift") == 1, conv_skip: false, resample: None };
         let block = ResBlock::new(&vb, f.meta("in_channels"), f.meta("out_channels"), f.meta("emb_channels"), cfg).unwrap();
         vb.finish(false).unwrap();
         let y = block.forward(&f.tensor("x"), &f.tensor("emb")).unwrap();
@@ -71,13 +71,16 @@ fn unets_match_diffusers() {
             groups: f.meta("groups"),
             num_classes: Some(f.meta("num_classes")).filter(|&n| n > 0),
             conv_resample: true,
+            spatial_transformer: true,
+            scale_shift: false,
+            resblock_updown: false,
         };
         let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels };
         let vb = f.weights(|n| unet_to_compvis(n, &layout));
         let unet = UNet::new(&vb, &cfg).unwrap();
         vb.finish(false).unwrap();
         let labels = cfg.num_classes.map(|_| f.tensor("labels"));
-        let y = unet.forward(&f.tensor("x"), &f.tensor("t"), &f.tensor("context"), labels.as_ref()).unwrap();
+        let y = unet.forward(&f.tensor("x"), &f.tensor("t"), Some(&f.tensor("context")), labels.as_ref()).unwrap();
         assert_parity(&y, &f.tensor("out"), name);
     }
 }

@@ -64,7 +64,7 @@ fn cases() -> Vec<Case> {
             run: Box::new(move || {
                 let unet = unet.get_or_init(|| UNet::new(&VarBuilder::seeded_init(DType::F32, 1), &UNetConfig::sd15()));
                 let _g = ldm_engine::no_grad();
-                unet.as_ref().map_err(|e| ldm_engine::Error::invalid("bench", e.to_string()))?.forward(&x, &t, &ctx, None)
+                unet.as_ref().map_err(|e| ldm_engine::Error::invalid("bench", e.to_string()))?.forward(&x, &t, Some(&ctx), None)
             }),
         });
         let vae = std::sync::OnceLock::new();

@@ -26,6 +26,44 @@ pub fn transformer_to_compvis(name: &str) -> String {
     name.to_string()
 }
 
+/// A diffusers `LDMBertModel` key → the CompVis `BERTEmbedder` (x-transformers) key under
+/// `cond_stage_model.transformer`: layer i's attention is `attn_layers.layers.{2i}` and its
+/// feed-forward `attn_layers.layers.{2i+1}`, each [LayerNorm, block].
+pub fn ldm_bert_to_compvis(name: &str) -> String {
+    let simple = [
+        ("model.embed_tokens.", "token_emb."),
+        ("model.embed_positions.", "pos_emb.emb."),
+        ("model.layer_norm.", "norm."),
+    ];
+    for (d, c) in simple {
+        if let Some(rest) = name.strip_prefix(d) {
+            return format!("{c}{rest}");
+        }
+    }
+    let Some(rest) = name.strip_prefix("model.layers.") else { return name.to_string() };
+    let Some((i, local)) = rest.split_once('.') else { return name.to_string() };
+    let Ok(i) = i.parse::<usize>() else { return name.to_string() };
+    let (slot, part) = match local.split_once('.') {
+        Some(("self_attn_layer_norm", p)) => (2 * i, format!("0.{p}")),
+        Some(("self_attn", p)) => {
+            let Some((proj, p)) = p.split_once('.') else { return name.to_string() };
+            let to = match proj {
+                "q_proj" => "to_q",
+                "k_proj" => "to_k",
+                "v_proj" => "to_v",
+                "out_proj" => "to_out",
+                _ => return name.to_string(),
+            };
+            (2 * i, format!("1.{to}.{p}"))
+        }
+        Some(("final_layer_norm", p)) => (2 * i + 1, format!("0.{p}")),
+        Some(("fc1", p)) => (2 * i + 1, format!("1.net.0.0.{p}")),
+        Some(("fc2", p)) => (2 * i + 1, format!("1.net.2.{p}")),
+        _ => return name.to_string(),
+    };
+    format!("attn_layers.layers.{slot}.{part}")
+}
+
 /// The shape of a UNet that decides how diffusers' block indices become CompVis slot indices.
 pub struct UNetLayout {
     pub levels: usize,

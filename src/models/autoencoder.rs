@@ -19,12 +19,15 @@ pub struct AutoencoderConfig {
     pub z_channels: usize,
     pub embed_dim: usize,
     pub groups: usize,
+    /// The middle block's self-attention; false for CompVis `attn_type: none` (e.g. the
+    /// vq-f4-noattn first stage), which also drops every per-level attention.
+    pub mid_attn: bool,
 }
 
 impl AutoencoderConfig {
     /// Stable Diffusion's KL-f8 VAE (configs/stable-diffusion/v1-inference.yaml first_stage_config).
     pub fn sd_kl_f8() -> Self {
-        AutoencoderConfig { in_channels: 3, out_channels: 3, ch: 128, ch_mult: vec![1, 2, 4, 4], num_res_blocks: 2, attn_levels: vec![], z_channels: 4, embed_dim: 4, groups: 32 }
+        AutoencoderConfig { in_channels: 3, out_channels: 3, ch: 128, ch_mult: vec![1, 2, 4, 4], num_res_blocks: 2, attn_levels: vec![], z_channels: 4, embed_dim: 4, groups: 32, mid_attn: true }
     }
 }
 
@@ -92,16 +95,26 @@ struct Level {
 
 struct Mid {
     block_1: ResnetBlock,
-    attn_1: AttnBlock,
+    attn_1: Option<AttnBlock>,
     block_2: ResnetBlock,
 }
 
 impl Mid {
-    fn new(vb: &VarBuilder, c: usize, groups: usize) -> Result<Self> {
-        Ok(Mid { block_1: ResnetBlock::new(&vb.pp("block_1"), c, c, groups)?, attn_1: AttnBlock::new(&vb.pp("attn_1"), c, groups)?, block_2: ResnetBlock::new(&vb.pp("block_2"), c, c, groups)? })
+    fn new(vb: &VarBuilder, c: usize, cfg: &AutoencoderConfig) -> Result<Self> {
+        let g = cfg.groups;
+        Ok(Mid {
+            block_1: ResnetBlock::new(&vb.pp("block_1"), c, c, g)?,
+            attn_1: cfg.mid_attn.then(|| AttnBlock::new(&vb.pp("attn_1"), c, g)).transpose()?,
+            block_2: ResnetBlock::new(&vb.pp("block_2"), c, c, g)?,
+        })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.block_2.forward(&self.attn_1.forward(&self.block_1.forward(x)?)?)
+        let h = self.block_1.forward(x)?;
+        let h = match &self.attn_1 {
+            Some(a) => a.forward(&h)?,
+            None => h,
+        };
+        self.block_2.forward(&h)
     }
 }
 
@@ -136,7 +149,7 @@ impl Encoder {
             for j in 0..cfg.num_res_blocks {
                 blocks.push(ResnetBlock::new(&lv.pp("block").pp(j), block_in, out, cfg.groups)?);
                 block_in = out;
-                if cfg.attn_levels.contains(&i) {
+                if cfg.mid_attn && cfg.attn_levels.contains(&i) {
                     attns.push(AttnBlock::new(&lv.pp("attn").pp(j), out, cfg.groups)?);
                 }
             }
@@ -150,7 +163,7 @@ impl Encoder {
         Ok(Encoder {
             conv_in: Conv2d::same(&vb.pp("conv_in"), cfg.in_channels, cfg.ch, 3)?,
             down,
-            mid: Mid::new(&vb.pp("mid"), block_in, cfg.groups)?,
+            mid: Mid::new(&vb.pp("mid"), block_in, cfg)?,
             norm_out: GroupNorm::new(&vb.pp("norm_out"), cfg.groups, block_in, EPS)?,
             conv_out: Conv2d::same(&vb.pp("conv_out"), block_in, zc, 3)?,
         })
@@ -183,7 +196,7 @@ impl Decoder {
         let levels = cfg.ch_mult.len();
         let mut block_in = cfg.ch * cfg.ch_mult[levels - 1];
         let conv_in = Conv2d::same(&vb.pp("conv_in"), cfg.z_channels, block_in, 3)?;
-        let mid = Mid::new(&vb.pp("mid"), block_in, cfg.groups)?;
+        let mid = Mid::new(&vb.pp("mid"), block_in, cfg)?;
         let mut up: Vec<Option<Level>> = (0..levels).map(|_| None).collect();
         for i in (0..levels).rev() {
             let lv = vb.pp("up").pp(i);
@@ -193,7 +206,7 @@ impl Decoder {
             for j in 0..=cfg.num_res_blocks {
                 blocks.push(ResnetBlock::new(&lv.pp("block").pp(j), block_in, out, cfg.groups)?);
                 block_in = out;
-                if cfg.attn_levels.contains(&i) {
+                if cfg.mid_attn && cfg.attn_levels.contains(&i) {
                     attns.push(AttnBlock::new(&lv.pp("attn").pp(j), out, cfg.groups)?);
                 }
             }

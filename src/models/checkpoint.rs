@@ -196,6 +196,9 @@ pub fn unet_config(v: &Value) -> std::result::Result<UNetConfig, String> {
         groups: v.get("norm_num_groups").and_then(Value::as_u64).unwrap_or(32) as usize,
         num_classes: v["num_class_embeds"].as_u64().map(|n| n as usize),
         conv_resample: true,
+        spatial_transformer: true,
+        scale_shift: false,
+        resblock_updown: false,
     })
 }
 
@@ -204,7 +207,6 @@ pub fn vae_config(v: &Value) -> std::result::Result<AutoencoderConfig, String> {
     use serde_json::json;
     reject(v, "use_quant_conv", &[json!(true)])?;
     reject(v, "use_post_quant_conv", &[json!(true)])?;
-    reject(v, "mid_block_add_attention", &[json!(true)])?;
     let blocks = usize_list(v, "block_out_channels")?;
     let ch = *blocks.first().ok_or("'block_out_channels' is empty")?;
     if ch == 0 || blocks.iter().any(|b| b % ch != 0) {
@@ -221,6 +223,7 @@ pub fn vae_config(v: &Value) -> std::result::Result<AutoencoderConfig, String> {
         z_channels: latent,
         embed_dim: latent,
         groups: v.get("norm_num_groups").and_then(Value::as_u64).unwrap_or(32) as usize,
+        mid_attn: v["mid_block_add_attention"].as_bool().unwrap_or(true),
     })
 }
 

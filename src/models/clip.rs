@@ -4,7 +4,7 @@
 //! layer_norm2}`, `text_model.final_layer_norm` (prefixed `cond_stage_model.transformer.` in SD
 //! single files). Pre-norm blocks with a causal mask.
 
-use super::transformer::{Activation, EncoderLayer, EncoderLayerSpec};
+use super::transformer::{Activation, EncoderLayer, EncoderLayerSpec, LayerParts};
 use crate::nn::{Embedding, LayerNorm, Module, VarBuilder};
 use crate::{DType, Error, Result, Tensor};
 
@@ -47,10 +47,6 @@ impl ClipTextModel {
         let emb = tm.pp("embeddings");
         let w = cfg.width;
         let spec = EncoderLayerSpec {
-            attn_norm: "layer_norm1",
-            ffn_norm: "layer_norm2",
-            fc1: "mlp.fc1",
-            fc2: "mlp.fc2",
             qkv_bias: true,
             d_model: w,
             heads: cfg.heads,
@@ -59,7 +55,21 @@ impl ClipTextModel {
             activation: cfg.activation,
         };
         let layers = (0..cfg.layers)
-            .map(|i| EncoderLayer::new(&tm.pp("encoder.layers").pp(i), spec))
+            .map(|i| {
+                let l = tm.pp("encoder.layers").pp(i);
+                let a = l.pp("self_attn");
+                let parts = LayerParts {
+                    q: a.pp("q_proj"),
+                    k: a.pp("k_proj"),
+                    v: a.pp("v_proj"),
+                    out: a.pp("out_proj"),
+                    attn_norm: l.pp("layer_norm1"),
+                    fc1: l.pp("mlp.fc1"),
+                    fc2: l.pp("mlp.fc2"),
+                    ffn_norm: l.pp("layer_norm2"),
+                };
+                EncoderLayer::new(&parts, spec)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipTextModel {
             token_embedding: Embedding::new(&emb.pp("token_embedding"), cfg.vocab, w)?,

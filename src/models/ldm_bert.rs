@@ -1,10 +1,12 @@
-//! The paper's text conditioner for LDM text-to-image ("LDM-KL-8-G", text2img-large): a
-//! pre-norm transformer encoder over BERT WordPiece tokens with learned positions (CompVis
-//! BERTEmbedder; diffusers' `LDMBertModel`, whose key names this follows: `model.embed_tokens`,
-//! `model.embed_positions`, `model.layers.{i}.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm,
-//! fc1, fc2, final_layer_norm}`, `model.layer_norm`).
+//! The paper's text conditioner for LDM text-to-image ("LDM-KL-8-G", text2img-large) and its
+//! layout conditioner: a pre-norm transformer encoder over token ids with learned positions
+//! (CompVis `BERTEmbedder`/`TransformerEmbedder`, an x-transformers `TransformerWrapper`; diffusers
+//! ports it as `LDMBertModel`). The module tree is the CompVis one, under
+//! `cond_stage_model.transformer`: `token_emb`, `pos_emb.emb`, `attn_layers.layers.{2i}` =
+//! [LayerNorm, Attention{to_q,to_k,to_v,to_out}], `attn_layers.layers.{2i+1}` = [LayerNorm,
+//! FeedForward{net.0.0, net.2}], `norm`, `to_logits`. diffusers names map in io/name_map.rs.
 
-use super::transformer::{Activation, EncoderLayer, EncoderLayerSpec};
+use super::transformer::{Activation, EncoderLayer, EncoderLayerSpec, LayerParts};
 use crate::nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use crate::{Error, Result, Tensor};
 
@@ -39,15 +41,10 @@ pub struct LdmBert {
 }
 
 impl LdmBert {
-    /// `vb` at the model root (its children are `model.…`).
+    /// `vb` at the TransformerWrapper (`cond_stage_model.transformer` in a CompVis file).
     pub fn new(vb: &VarBuilder, cfg: &LdmBertConfig) -> Result<Self> {
-        let m = vb.pp("model");
         let d = cfg.d_model;
         let spec = EncoderLayerSpec {
-            attn_norm: "self_attn_layer_norm",
-            ffn_norm: "final_layer_norm",
-            fc1: "fc1",
-            fc2: "fc2",
             qkv_bias: false,
             d_model: d,
             heads: cfg.heads,
@@ -56,13 +53,27 @@ impl LdmBert {
             activation: Activation::Gelu,
         };
         let layers = (0..cfg.layers)
-            .map(|i| EncoderLayer::new(&m.pp("layers").pp(i), spec))
+            .map(|i| {
+                let (attn, ff) = (vb.pp("attn_layers.layers").pp(2 * i), vb.pp("attn_layers.layers").pp(2 * i + 1));
+                let a = attn.pp(1);
+                let parts = LayerParts {
+                    q: a.pp("to_q"),
+                    k: a.pp("to_k"),
+                    v: a.pp("to_v"),
+                    out: a.pp("to_out"),
+                    attn_norm: attn.pp(0),
+                    fc1: ff.pp("1.net.0.0"),
+                    fc2: ff.pp("1.net.2"),
+                    ffn_norm: ff.pp(0),
+                };
+                EncoderLayer::new(&parts, spec)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(LdmBert {
-            embed_tokens: Embedding::new(&m.pp("embed_tokens"), cfg.vocab, d)?,
-            embed_positions: Embedding::new(&m.pp("embed_positions"), cfg.max_positions, d)?,
+            embed_tokens: Embedding::new(&vb.pp("token_emb"), cfg.vocab, d)?,
+            embed_positions: Embedding::new(&vb.pp("pos_emb.emb"), cfg.max_positions, d)?,
             layers,
-            final_norm: LayerNorm::new(&m.pp("layer_norm"), d, 1e-5)?,
+            final_norm: LayerNorm::new(&vb.pp("norm"), d, 1e-5)?,
             to_logits: vb.contains("to_logits.weight").then(|| Linear::new(&vb.pp("to_logits"), d, cfg.vocab, true)).transpose()?,
             cfg: cfg.clone(),
         })

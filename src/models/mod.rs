@@ -6,6 +6,7 @@ pub mod autoencoder;
 pub mod checkpoint;
 pub mod clip;
 pub mod clip_tokenizer;
+pub mod embedders;
 pub mod ldm_bert;
 pub mod transformer;
 pub mod unet;

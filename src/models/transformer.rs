@@ -1,6 +1,7 @@
 //! The pre-norm transformer encoder layer the text conditioners share (CLIP's text tower and the
 //! paper's LDMBert): x += Attn(LN(x)); x += FC2(act(FC1(LN(x)))). Only the checkpoint key names,
-//! the q/k/v bias and the activation differ between them, so those are the layer's spec.
+//! the q/k/v bias and the activation differ between them: the sizes are the layer's spec, and the
+//! caller hands each part its own VarBuilder (`LayerParts`).
 
 use crate::nn::{LayerNorm, Linear, Module, VarBuilder};
 use crate::{Result, Tensor};
@@ -13,13 +14,9 @@ pub enum Activation {
     Gelu,
 }
 
-/// Key names and sizes of one encoder layer, as a checkpoint family spells them.
+/// Sizes and options of one encoder layer.
 #[derive(Clone, Copy, Debug)]
 pub struct EncoderLayerSpec {
-    pub attn_norm: &'static str,
-    pub ffn_norm: &'static str,
-    pub fc1: &'static str,
-    pub fc2: &'static str,
     pub qkv_bias: bool,
     pub d_model: usize,
     pub heads: usize,
@@ -40,20 +37,30 @@ pub struct EncoderLayer {
     spec: EncoderLayerSpec,
 }
 
+/// Where each part of a layer lives in a checkpoint's key tree.
+pub struct LayerParts {
+    pub q: VarBuilder,
+    pub k: VarBuilder,
+    pub v: VarBuilder,
+    pub out: VarBuilder,
+    pub attn_norm: VarBuilder,
+    pub fc1: VarBuilder,
+    pub fc2: VarBuilder,
+    pub ffn_norm: VarBuilder,
+}
+
 impl EncoderLayer {
-    /// `vb` at the layer (its children are `self_attn.{q,k,v,out}_proj` and the spec's names).
-    pub fn new(vb: &VarBuilder, spec: EncoderLayerSpec) -> Result<Self> {
+    pub fn new(p: &LayerParts, spec: EncoderLayerSpec) -> Result<Self> {
         let (d, inner) = (spec.d_model, spec.heads * spec.head_dim);
-        let a = vb.pp("self_attn");
         Ok(EncoderLayer {
-            q: Linear::new(&a.pp("q_proj"), d, inner, spec.qkv_bias)?,
-            k: Linear::new(&a.pp("k_proj"), d, inner, spec.qkv_bias)?,
-            v: Linear::new(&a.pp("v_proj"), d, inner, spec.qkv_bias)?,
-            out: Linear::new(&a.pp("out_proj"), inner, d, true)?,
-            attn_norm: LayerNorm::new(&vb.pp(spec.attn_norm), d, 1e-5)?,
-            fc1: Linear::new(&vb.pp(spec.fc1), d, spec.ffn_dim, true)?,
-            fc2: Linear::new(&vb.pp(spec.fc2), spec.ffn_dim, d, true)?,
-            ffn_norm: LayerNorm::new(&vb.pp(spec.ffn_norm), d, 1e-5)?,
+            q: Linear::new(&p.q, d, inner, spec.qkv_bias)?,
+            k: Linear::new(&p.k, d, inner, spec.qkv_bias)?,
+            v: Linear::new(&p.v, d, inner, spec.qkv_bias)?,
+            out: Linear::new(&p.out, inner, d, true)?,
+            attn_norm: LayerNorm::new(&p.attn_norm, d, 1e-5)?,
+            fc1: Linear::new(&p.fc1, d, spec.ffn_dim, true)?,
+            fc2: Linear::new(&p.fc2, spec.ffn_dim, d, true)?,
+            ffn_norm: LayerNorm::new(&p.ffn_norm, d, 1e-5)?,
             spec,
         })
     }

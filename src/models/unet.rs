@@ -3,7 +3,7 @@
 //! output_blocks.{i}.{j}, out.{0,2}. Like diffusers, an upsampler resizes to the skip's size, so
 //! odd latent sizes (and sizes not divisible by 2^levels) work.
 
-use super::unet_blocks::{ResBlock, ResBlockConfig, SpatialTransformer, SpatialTransformerConfig};
+use super::unet_blocks::{AttentionBlock, ResBlock, ResBlockConfig, ResBlockResample, SpatialTransformer, SpatialTransformerConfig};
 use crate::nn::{Conv2d, Embedding, GroupNorm, Linear, Module, VarBuilder};
 use crate::tensor::conv::Conv2dParams;
 use crate::{DType, Error, Result, Tensor};
@@ -15,18 +15,27 @@ pub struct UNetConfig {
     pub model_channels: usize,
     pub channel_mult: Vec<usize>,
     pub num_res_blocks: usize,
-    /// Levels (0 = full resolution) whose blocks carry a SpatialTransformer.
+    /// Levels (0 = full resolution) whose blocks carry attention.
     pub attention_levels: Vec<usize>,
     /// Attention heads per level (the middle block uses the last level's).
     pub heads: Vec<usize>,
+    /// SpatialTransformer with cross-attention (true) or the context-free `AttentionBlock` of the
+    /// unconditional / concat-conditioned LDMs (CompVis `use_spatial_transformer`).
+    pub spatial_transformer: bool,
     pub transformer_depth: usize,
+    /// Width of the cross-attention context (ignored without spatial transformers).
     pub context_dim: usize,
     pub linear_proj: bool,
     pub groups: usize,
     /// Class-conditional models: the number of classes of `label_emb`.
     pub num_classes: Option<usize>,
-    /// Downsample with a strided conv (true) or 2×2 average pooling.
+    /// Resample with convs (a strided conv down, a conv after the nearest 2× up) or without them
+    /// (2×2 average pooling down, plain nearest up).
     pub conv_resample: bool,
+    /// ResBlocks apply the time embedding as scale and shift (CompVis `use_scale_shift_norm`).
+    pub scale_shift: bool,
+    /// Resolution changes happen inside ResBlocks instead of separate resamplers.
+    pub resblock_updown: bool,
 }
 
 impl UNetConfig {
@@ -40,12 +49,38 @@ impl UNetConfig {
             num_res_blocks: 2,
             attention_levels: vec![0, 1, 2],
             heads: vec![8; 4],
+            spatial_transformer: true,
             transformer_depth: 1,
             context_dim: 768,
             linear_proj: false,
             groups: 32,
             num_classes: None,
             conv_resample: true,
+            scale_shift: false,
+            resblock_updown: false,
+        }
+    }
+
+    /// Heads per level for a fixed head width (CompVis `num_head_channels`): ch / head_channels.
+    pub fn heads_for_head_channels(model_channels: usize, channel_mult: &[usize], head_channels: usize) -> Vec<usize> {
+        channel_mult.iter().map(|m| (m * model_channels / head_channels.max(1)).max(1)).collect()
+    }
+}
+
+/// Attention inside a UNet slot.
+enum Attention {
+    Spatial(SpatialTransformer),
+    Legacy(AttentionBlock),
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor, ctx: Option<&Tensor>) -> Result<Tensor> {
+        match self {
+            Attention::Legacy(a) => a.forward(x),
+            Attention::Spatial(st) => match ctx {
+                Some(c) => st.forward(x, c),
+                None => Err(Error::invalid("UNet", "this model cross-attends to a context: pass one")),
+            },
         }
     }
 }
@@ -55,6 +90,11 @@ enum Resample {
     Down(Conv2d),
     DownPool,
     Up(Conv2d),
+    /// `conv_resample: false`: nearest 2× with no conv
+    UpNearest,
+    /// `resblock_updown`: a ResBlock that resizes
+    DownRes(ResBlock),
+    UpRes(ResBlock),
 }
 
 /// One `TimestepEmbedSequential` slot: a ResBlock, then optionally attention, then optionally a
@@ -62,12 +102,12 @@ enum Resample {
 struct Slot {
     conv_in: Option<Conv2d>,
     res: Option<ResBlock>,
-    attn: Option<SpatialTransformer>,
+    attn: Option<Attention>,
     resample: Option<Resample>,
 }
 
 impl Slot {
-    fn forward(&self, x: &Tensor, emb: &Tensor, ctx: &Tensor, up_to: Option<(usize, usize)>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, emb: &Tensor, ctx: Option<&Tensor>, up_to: Option<(usize, usize)>) -> Result<Tensor> {
         let mut h = match &self.conv_in {
             Some(c) => c.forward(x)?,
             None => x.clone(),
@@ -85,6 +125,12 @@ impl Slot {
                 let (hh, ww) = up_to.unwrap_or((h.dim(2)? * 2, h.dim(3)? * 2));
                 c.forward(&h.upsample_nearest2d(hh, ww)?)
             }
+            Some(Resample::UpNearest) => {
+                let (hh, ww) = up_to.unwrap_or((h.dim(2)? * 2, h.dim(3)? * 2));
+                h.upsample_nearest2d(hh, ww)
+            }
+            Some(Resample::DownRes(r)) => r.forward(&h, emb),
+            Some(Resample::UpRes(r)) => r.forward_to(&h, emb, up_to),
             None => Ok(h),
         }
     }
@@ -95,7 +141,7 @@ pub struct UNet {
     time_embed: (Linear, Linear),
     label_emb: Option<Embedding>,
     input_blocks: Vec<Slot>,
-    middle: (ResBlock, SpatialTransformer, ResBlock),
+    middle: (ResBlock, Attention, ResBlock),
     output_blocks: Vec<Slot>,
     out_norm: GroupNorm,
     out_conv: Conv2d,
@@ -109,10 +155,18 @@ impl UNet {
         }
         let mc = cfg.model_channels;
         let emb_dim = 4 * mc;
-        let rcfg = ResBlockConfig { groups: cfg.groups, ..Default::default() };
-        let st = |ch: usize, level: usize| -> SpatialTransformerConfig {
+        let rcfg = ResBlockConfig { groups: cfg.groups, scale_shift: cfg.scale_shift, ..Default::default() };
+        let attention = |vb: &VarBuilder, ch: usize, level: usize| -> Result<Attention> {
             let heads = cfg.heads[level];
-            SpatialTransformerConfig { heads, head_dim: ch / heads, depth: cfg.transformer_depth, context_dim: cfg.context_dim, linear_proj: cfg.linear_proj, groups: cfg.groups }
+            if heads == 0 || ch % heads != 0 {
+                return Err(Error::invalid("UNet", format!("level {level}: {ch} channels do not split into {heads} heads")));
+            }
+            Ok(if cfg.spatial_transformer {
+                let st = SpatialTransformerConfig { heads, head_dim: ch / heads, depth: cfg.transformer_depth, context_dim: cfg.context_dim, linear_proj: cfg.linear_proj, groups: cfg.groups };
+                Attention::Spatial(SpatialTransformer::new(vb, ch, st)?)
+            } else {
+                Attention::Legacy(AttentionBlock::new(vb, ch, heads, cfg.groups)?)
+            })
         };
         let te = vb.pp("time_embed");
         let time_embed = (Linear::new(&te.pp(0), mc, emb_dim, true)?, Linear::new(&te.pp(2), emb_dim, emb_dim, true)?);
@@ -129,13 +183,16 @@ impl UNet {
                 let out = mult * mc;
                 let res = ResBlock::new(&slot.pp(0), ch, out, emb_dim, rcfg)?;
                 ch = out;
-                let attn = cfg.attention_levels.contains(&level).then(|| SpatialTransformer::new(&slot.pp(1), ch, st(ch, level))).transpose()?;
+                let attn = cfg.attention_levels.contains(&level).then(|| attention(&slot.pp(1), ch, level)).transpose()?;
                 input_blocks.push(Slot { conv_in: None, res: Some(res), attn, resample: None });
                 skip_chans.push(ch);
             }
             if level + 1 < levels {
                 let slot = ib.pp(input_blocks.len());
-                let down = if cfg.conv_resample {
+                let down = if cfg.resblock_updown {
+                    let r = ResBlockConfig { resample: Some(ResBlockResample::Down), ..rcfg };
+                    Resample::DownRes(ResBlock::new(&slot.pp(0), ch, ch, emb_dim, r)?)
+                } else if cfg.conv_resample {
                     let p = Conv2dParams { stride: (2, 2), padding: (1, 1), ..Default::default() };
                     Resample::Down(Conv2d::new(&slot.pp(0).pp("op"), ch, ch, 3, p, true)?)
                 } else {
@@ -149,7 +206,7 @@ impl UNet {
         let mb = vb.pp("middle_block");
         let middle = (
             ResBlock::new(&mb.pp(0), ch, ch, emb_dim, rcfg)?,
-            SpatialTransformer::new(&mb.pp(1), ch, st(ch, levels - 1))?,
+            attention(&mb.pp(1), ch, levels - 1)?,
             ResBlock::new(&mb.pp(2), ch, ch, emb_dim, rcfg)?,
         );
 
@@ -162,10 +219,17 @@ impl UNet {
                 let out = mult * mc;
                 let res = ResBlock::new(&slot.pp(0), ch + skip, out, emb_dim, rcfg)?;
                 ch = out;
-                let attn = cfg.attention_levels.contains(&level).then(|| SpatialTransformer::new(&slot.pp(1), ch, st(ch, level))).transpose()?;
+                let attn = cfg.attention_levels.contains(&level).then(|| attention(&slot.pp(1), ch, level)).transpose()?;
                 let resample = if level > 0 && i == cfg.num_res_blocks {
-                    let idx = if attn.is_some() { 2 } else { 1 };
-                    Some(Resample::Up(Conv2d::new(&slot.pp(idx).pp("conv"), ch, ch, 3, same3, true)?))
+                    let at = slot.pp(if attn.is_some() { 2 } else { 1 });
+                    Some(if cfg.resblock_updown {
+                        let r = ResBlockConfig { resample: Some(ResBlockResample::Up), ..rcfg };
+                        Resample::UpRes(ResBlock::new(&at, ch, ch, emb_dim, r)?)
+                    } else if cfg.conv_resample {
+                        Resample::Up(Conv2d::new(&at.pp("conv"), ch, ch, 3, same3, true)?)
+                    } else {
+                        Resample::UpNearest
+                    })
                 } else {
                     None
                 };
@@ -188,9 +252,10 @@ impl UNet {
         &self.cfg
     }
 
-    /// ε (or v) prediction. x [N, C_in, H, W], t [N] (float timesteps), context [N, L, C_ctx],
-    /// labels [N] (I64) for class-conditional models → [N, C_out, H, W].
-    pub fn forward(&self, x: &Tensor, t: &Tensor, context: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+    /// ε (or v) prediction. x [N, C_in, H, W], t [N] (float timesteps), context [N, L, C_ctx]
+    /// for cross-attending models (None for the others), labels [N] (I64) for class-conditional
+    /// models → [N, C_out, H, W].
+    pub fn forward(&self, x: &Tensor, t: &Tensor, context: Option<&Tensor>, labels: Option<&Tensor>) -> Result<Tensor> {
         if x.rank() != 4 || x.dim(1)? != self.cfg.in_channels {
             return Err(Error::bad_shape("UNet", format!("expected [N, {}, H, W]", self.cfg.in_channels), x.shape()));
         }

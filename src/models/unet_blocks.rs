@@ -16,11 +16,20 @@ pub struct ResBlockConfig {
     pub scale_shift: bool,
     /// A 3×3 conv skip when channels change (CompVis `use_conv`), else 1×1.
     pub conv_skip: bool,
+    /// `resblock_updown`: this block also halves (2×2 average pool) or doubles (nearest) the
+    /// resolution, between its first norm and first conv, on both paths.
+    pub resample: Option<ResBlockResample>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResBlockResample {
+    Down,
+    Up,
 }
 
 impl Default for ResBlockConfig {
     fn default() -> Self {
-        ResBlockConfig { groups: 32, eps: 1e-5, scale_shift: false, conv_skip: false }
+        ResBlockConfig { groups: 32, eps: 1e-5, scale_shift: false, conv_skip: false, resample: None }
     }
 }
 
@@ -33,6 +42,7 @@ pub struct ResBlock {
     out_conv: Conv2d,
     skip: Option<Conv2d>,
     scale_shift: bool,
+    resample: Option<ResBlockResample>,
 }
 
 impl ResBlock {
@@ -51,12 +61,30 @@ impl ResBlock {
             out_conv: Conv2d::same(&vb.pp("out_layers.3"), out_ch, out_ch, 3)?,
             skip,
             scale_shift: cfg.scale_shift,
+            resample: cfg.resample,
         })
     }
 
     /// x [N, C_in, H, W], emb [N, E] → [N, C_out, H, W]
     pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
-        let h = self.in_conv.forward(&self.in_norm.forward(x)?.silu()?)?;
+        self.forward_to(x, emb, None)
+    }
+
+    /// Like `forward`; an upsampling block resizes to `up_to` (the skip's size, so odd sizes work)
+    /// instead of exactly 2×.
+    pub fn forward_to(&self, x: &Tensor, emb: &Tensor, up_to: Option<(usize, usize)>) -> Result<Tensor> {
+        let resize = |t: &Tensor| -> Result<Tensor> {
+            match self.resample {
+                None => Ok(t.clone()),
+                Some(ResBlockResample::Down) => t.avg_pool2d((2, 2), (2, 2)),
+                Some(ResBlockResample::Up) => {
+                    let (hh, ww) = up_to.unwrap_or((t.dim(2)? * 2, t.dim(3)? * 2));
+                    t.upsample_nearest2d(hh, ww)
+                }
+            }
+        };
+        let h = self.in_conv.forward(&resize(&self.in_norm.forward(x)?.silu()?)?)?;
+        let x = &resize(x)?;
         let e = self.emb_proj.forward(&emb.silu()?)?;
         let e = e.reshape(&[e.dim(0)?, e.dim(1)?, 1, 1])?; // [N, C or 2C, 1, 1]
         let h = if self.scale_shift {
@@ -70,6 +98,53 @@ impl ResBlock {
             Some(s) => s.forward(x)?.add(&h),
             None => x.add(&h),
         }
+    }
+}
+
+/// The UNet's self-attention over pixels when it has no SpatialTransformer (CompVis
+/// `AttentionBlock` with `QKVAttentionLegacy`, the unconditional and concat-conditioned LDMs):
+/// GroupNorm, one fused 1×1 qkv projection whose channels are grouped per head as [q | k | v],
+/// softmax(q·k/√d)·v, 1×1 proj_out, residual.
+pub struct AttentionBlock {
+    norm: GroupNorm,
+    qkv_w: Tensor,
+    qkv_b: Tensor,
+    out_w: Tensor,
+    out_b: Tensor,
+    heads: usize,
+}
+
+impl AttentionBlock {
+    pub fn new(vb: &VarBuilder, channels: usize, heads: usize, groups: usize) -> Result<Self> {
+        if heads == 0 || channels % heads != 0 {
+            return Err(crate::Error::invalid("AttentionBlock", format!("{channels} channels do not split into {heads} heads")));
+        }
+        let c = channels;
+        // stored as conv1d weights [out, in, 1]; used as linear maps over the channel axis
+        let qkv_w = vb.get(&[3 * c, c, 1], "qkv.weight")?.reshape(&[3 * c, c])?;
+        let out_w = vb.get(&[c, c, 1], "proj_out.weight")?.reshape(&[c, c])?;
+        Ok(AttentionBlock {
+            norm: GroupNorm::new(&vb.pp("norm"), groups, c, 1e-5)?,
+            qkv_w,
+            qkv_b: vb.get(&[3 * c], "qkv.bias")?,
+            out_w,
+            out_b: vb.get(&[c], "proj_out.bias")?,
+            heads,
+        })
+    }
+
+    /// x [N, C, H, W] → [N, C, H, W]
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = (x.dim(0)?, x.dim(1)?, x.dim(2)?, x.dim(3)?);
+        let (heads, t) = (self.heads, h * w);
+        let d = c / heads;
+        let tokens = self.norm.forward(x)?.reshape(&[n, c, t])?.transpose(1, 2)?; // [N, T, C]
+        let qkv = tokens.linear(&self.qkv_w, Some(&self.qkv_b))?.reshape(&[n, t, heads, 3, d])?;
+        let part = |i: usize| qkv.narrow(3, i, 1)?.squeeze(3)?.transpose(1, 2); // [N, heads, T, d]
+        let a = Tensor::scaled_dot_product_attention(&part(0)?, &part(1)?, &part(2)?, None, None)?;
+        let a = a.transpose(1, 2)?.reshape(&[n, t, c])?; // heads back in head-major channel order
+        let out = a.linear(&self.out_w, Some(&self.out_b))?.transpose(1, 2)?.reshape(&[n, c, h, w])?;
+        out.add(x)
     }
 }
 
