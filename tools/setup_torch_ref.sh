@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the reference torch (CPU use only) into .venv-torch for the comparison benches and the
-# fixture generators in tools/. Not needed to build or test the engine.
+# Installs the reference stack (CPU use only) into .venv-torch for the comparison benches and the
+# fixture generators in tools/: torch, diffusers, transformers, and the CompVis `ldm` package
+# (from the stable-diffusion-sdkit wheel, MIT; --no-deps because its pins are for training, the
+# generators only import its model modules, which need einops and omegaconf).
+# Not needed to build or test the engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-torch
-.venv-torch/bin/pip install --quiet torch numpy safetensors
-.venv-torch/bin/python -c "import torch; print('torch', torch.__version__)"
+.venv-torch/bin/pip install --quiet torch numpy safetensors diffusers==0.42.1 transformers==5.23.0 einops omegaconf
+.venv-torch/bin/pip install --quiet --no-deps stable-diffusion-sdkit==2.1.5
+.venv-torch/bin/python -c "import torch, diffusers, transformers, ldm; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"

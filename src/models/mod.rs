@@ -8,6 +8,7 @@ pub mod clip;
 pub mod clip_tokenizer;
 pub mod embedders;
 pub mod ldm_bert;
+pub mod presets;
 pub mod transformer;
 pub mod unet;
 pub mod unet_blocks;

@@ -25,7 +25,11 @@ impl Fixture {
     pub fn meta_f(&self, key: &str) -> f64 {
         self.file.metadata()[key].parse().unwrap()
     }
-    /// The reference weights, renamed to the engine's (CompVis) names.
+    /// A metadata value written as JSON (tools/gen_compvis_fixtures.py); absent keys are Null.
+    #[allow(dead_code)]
+    pub fn json(&self, key: &str) -> serde_json::Value {
+        self.file.metadata().get(key).map(|v| serde_json::from_str(v).unwrap_or_else(|_| panic!("metadata {key}: {v}"))).unwrap_or(serde_json::Value::Null)
+    }
     pub fn list(&self, key: &str) -> Vec<usize> {
         self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
     }
