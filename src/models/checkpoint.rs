@@ -6,7 +6,10 @@
 
 use super::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use super::clip::{ClipActivation, ClipTextConfig, ClipTextModel};
+use super::embedders::{ClassEmbedder, SpatialRescaler};
+use super::ldm_bert::{LdmBert, LdmBertConfig};
 use super::unet::{UNet, UNetConfig};
+use super::vq::VQModel;
 use crate::io::name_map::{unet_to_compvis, vae_fix_shape, vae_to_compvis, UNetLayout};
 use crate::io::safetensors::SafeTensorsFile;
 use crate::nn::VarBuilder;
@@ -245,7 +248,9 @@ pub fn clip_config(v: &Value) -> std::result::Result<ClipTextConfig, String> {
     })
 }
 
-/// The three SD components of a CompVis single-file checkpoint, each under its prefix.
+/// The components of a CompVis single-file checkpoint (a `LatentDiffusion` state dict), each
+/// under its prefix: `model.diffusion_model.` (UNet), `first_stage_model.` (KL or VQ
+/// autoencoder), `cond_stage_model.` (CLIP, LDMBert, class embedder or spatial rescaler).
 pub struct SingleFile {
     /// opened once; each component's builder shares the map
     file: SafeTensorsFile,
@@ -274,6 +279,48 @@ impl SingleFile {
         let vae = AutoencoderKL::new(&vb, cfg)?;
         vb.finish(false)?;
         Ok(vae)
+    }
+
+    pub fn vq(&self, cfg: &AutoencoderConfig, n_embed: usize, dtype: DType) -> Result<VQModel> {
+        let vb = self.builder("first_stage_model.", dtype, None)?;
+        // β only shapes the training loss; 0.25 with the legacy convention is CompVis' default
+        let vq = VQModel::new(&vb, cfg, n_embed, 0.25, true)?;
+        vb.finish(false)?;
+        Ok(vq)
+    }
+
+    /// The paper's text (or layout) transformer, `cond_stage_model.transformer.*`.
+    pub fn ldm_bert(&self, cfg: &LdmBertConfig, dtype: DType) -> Result<LdmBert> {
+        let vb = self.builder("cond_stage_model.transformer.", dtype, None)?;
+        let bert = LdmBert::new(&vb, cfg)?;
+        vb.finish(false)?;
+        Ok(bert)
+    }
+
+    pub fn class_embedder(&self, n_classes: usize, embed_dim: usize, dtype: DType) -> Result<ClassEmbedder> {
+        let vb = self.builder("cond_stage_model.", dtype, None)?;
+        let emb = ClassEmbedder::new(&vb, n_classes, embed_dim)?;
+        vb.finish(false)?;
+        Ok(emb)
+    }
+
+    pub fn spatial_rescaler(&self, n_stages: usize, in_channels: usize, out_channels: Option<usize>, dtype: DType) -> Result<SpatialRescaler> {
+        let vb = self.builder("cond_stage_model.", dtype, None)?;
+        let r = SpatialRescaler::new(&vb, n_stages, in_channels, out_channels)?;
+        vb.finish(false)?;
+        Ok(r)
+    }
+
+    /// The latent scale factor a `scale_by_std` model measured and stored as a buffer, if any.
+    pub fn scale_factor(&self) -> Result<Option<f64>> {
+        if !self.file.entries().iter().any(|e| e.name == "scale_factor") {
+            return Ok(None);
+        }
+        let t = self.file.get("scale_factor")?;
+        if t.numel() != 1 {
+            return Err(Error::Weights(format!("'scale_factor' has shape {:?}, expected a scalar", t.shape())));
+        }
+        Ok(Some(t.to_scalar()?))
     }
 
     pub fn text_encoder(&self, cfg: &ClipTextConfig, dtype: DType) -> Result<ClipTextModel> {

@@ -30,6 +30,11 @@ impl Fixture {
     pub fn json(&self, key: &str) -> serde_json::Value {
         self.file.metadata().get(key).map(|v| serde_json::from_str(v).unwrap_or_else(|_| panic!("metadata {key}: {v}"))).unwrap_or(serde_json::Value::Null)
     }
+    /// Local names of the reference weights (`weights.` stripped).
+    #[allow(dead_code)]
+    pub fn weight_names(&self) -> Vec<String> {
+        self.file.entries().iter().filter_map(|e| e.name.strip_prefix("weights.").map(str::to_string)).collect()
+    }
     pub fn list(&self, key: &str) -> Vec<usize> {
         self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
     }
