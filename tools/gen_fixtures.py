@@ -7,6 +7,7 @@ them, all f32.
 Run:  python tools/gen_fixtures.py        (needs torch, diffusers: tools/setup_torch_ref.sh)
 Writes tests/fixtures/<name>.safetensors. Keep every fixture small (KBs, not MBs).
 """
+import json
 import os
 
 import torch
@@ -167,7 +168,9 @@ def vq_fixtures():
         dec = m.decode(h)
     save("vq", m, {"x": x, "latents": h, "indices": idx.reshape(-1).to(torch.int64), "quantized": zq,
                    "commit_loss": loss.reshape(1), "decoded": dec.sample},
-         dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, n_embed=16, groups=8, beta=0.25))
+         dict(ch=16, ch_mult="1,2", num_res_blocks=1, z_channels=4, embed_dim=4, n_embed=16, groups=8, beta=0.25,
+              # what save_pretrained writes as vqvae/config.json, so a test can rebuild the folder
+              config_json=json.dumps({"_class_name": "VQModel", **dict(m.config)})))
 
 
 def clip_fixtures():
@@ -204,7 +207,7 @@ def ldm_bert_fixture():
     ids = torch.randint(0, 500, (2, 77), generator=torch.Generator().manual_seed(1102))
     with torch.no_grad():
         y = m(ids)[0]
-    save("ldm_bert", m, {"ids": ids, "last_hidden_state": y}, cfg)
+    save("ldm_bert", m, {"ids": ids, "last_hidden_state": y}, dict(cfg, config_json=m.config.to_json_string()))
 
 
 def sd_folder_fixture():

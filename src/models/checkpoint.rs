@@ -10,7 +10,7 @@ use super::embedders::{ClassEmbedder, SpatialRescaler};
 use super::ldm_bert::{LdmBert, LdmBertConfig};
 use super::unet::{UNet, UNetConfig};
 use super::vq::VQModel;
-use crate::io::name_map::{unet_to_compvis, vae_fix_shape, vae_to_compvis, UNetLayout};
+use crate::io::name_map::{ldm_bert_to_compvis, unet_to_compvis, vae_fix_shape, vae_to_compvis, UNetLayout};
 use crate::io::safetensors::SafeTensorsFile;
 use crate::nn::VarBuilder;
 use crate::{DType, Error, Result};
@@ -92,6 +92,28 @@ impl DiffusersFolder {
         let vae = AutoencoderKL::new(&vb, &cfg)?;
         vb.finish(false)?;
         Ok(vae)
+    }
+
+    /// The VQ first stage of the paper's diffusers pipelines (`vqvae/`, diffusers `VQModel`).
+    pub fn vqvae(&self, dtype: DType) -> Result<VQModel> {
+        let path = self.root.join("vqvae/config.json");
+        let v = self.config("vqvae")?;
+        let (cfg, n_embed) = vq_config(&v).map_err(|m| err(&path, m))?;
+        let levels = cfg.ch_mult.len();
+        let fix: crate::nn::Fixer = Box::new(|name, t| vae_fix_shape(name, t));
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vqvae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
+        let vq = VQModel::new(&vb, &cfg, n_embed, 0.25, true)?;
+        vb.finish(false)?;
+        Ok(vq)
+    }
+
+    /// The paper's text model (`bert/`, diffusers `LDMBertModel`).
+    pub fn ldm_bert(&self, dtype: DType) -> Result<LdmBert> {
+        let cfg = ldm_bert_config(&self.config("bert")?).map_err(|m| err(&self.root.join("bert/config.json"), m))?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("bert")?, dtype, |n| Some(ldm_bert_to_compvis(n)), None)?;
+        let bert = LdmBert::new(&vb, &cfg)?;
+        vb.finish(false)?;
+        Ok(bert)
     }
 
     pub fn text_encoder(&self, dtype: DType) -> Result<ClipTextModel> {
@@ -227,6 +249,32 @@ pub fn vae_config(v: &Value) -> std::result::Result<AutoencoderConfig, String> {
         embed_dim: latent,
         groups: v.get("norm_num_groups").and_then(Value::as_u64).unwrap_or(32) as usize,
         mid_attn: v["mid_block_add_attention"].as_bool().unwrap_or(true),
+    })
+}
+
+/// diffusers `VQModel` config.json → the engine's config and the codebook size.
+pub fn vq_config(v: &Value) -> std::result::Result<(AutoencoderConfig, usize), String> {
+    use serde_json::json;
+    reject(v, "norm_type", &[json!("group")])?;
+    reject(v, "lookup_from_codebook", &[json!(false)])?;
+    let mut cfg = vae_config(v)?;
+    cfg.embed_dim = usize_of(v, "vq_embed_dim").or_else(|_| usize_of(v, "latent_channels"))?;
+    Ok((cfg, usize_of(v, "num_vq_embeddings")?))
+}
+
+/// diffusers `LDMBertConfig` config.json → the engine's config.
+pub fn ldm_bert_config(v: &Value) -> std::result::Result<LdmBertConfig, String> {
+    use serde_json::json;
+    reject(v, "activation_function", &[json!("gelu")])?;
+    reject(v, "scale_embedding", &[json!(false)])?;
+    Ok(LdmBertConfig {
+        vocab: usize_of(v, "vocab_size")?,
+        max_positions: usize_of(v, "max_position_embeddings")?,
+        layers: usize_of(v, "encoder_layers")?,
+        ffn_dim: usize_of(v, "encoder_ffn_dim")?,
+        heads: usize_of(v, "encoder_attention_heads")?,
+        head_dim: usize_of(v, "head_dim")?,
+        d_model: usize_of(v, "d_model")?,
     })
 }
 
