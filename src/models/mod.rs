@@ -1,8 +1,9 @@
 //! The paper's networks on the engine's tensors: the first stage (KL and VQ autoencoders), the
-//! UNet with cross-attention, the CLIP text conditioner and its tokenizer, and the loaders for
-//! diffusers folders and CompVis single files.
+//! UNet with cross-attention, the CLIP and LDMBert text conditioners and their tokenizers, and the
+//! loaders for diffusers folders and CompVis single files.
 
 pub mod autoencoder;
+pub mod bert_tokenizer;
 pub mod checkpoint;
 pub mod clip;
 pub mod clip_tokenizer;
