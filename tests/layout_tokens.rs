@@ -172,5 +172,6 @@ fn errors_are_invalid_argument() {
     assert_invalid(LayoutTokenizer::new(LayoutConfig { num_classes: 512, ..cfg.clone() }), "none");
     assert!(LayoutTokenizer::new(LayoutConfig { num_classes: 511, ..cfg.clone() }).is_ok()); // 511·16 − 1 = 8175
     assert_invalid(LayoutTokenizer::new(LayoutConfig { num_tokens: 3, ..cfg.clone() }), "num_tokens");
+    assert_invalid(LayoutTokenizer::new(LayoutConfig { num_classes: usize::MAX, ..cfg.clone() }), "none");
     assert_invalid(LayoutTokenizer::new(LayoutConfig { num_classes: 0, ..cfg }), "num_classes");
 }

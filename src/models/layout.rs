@@ -139,7 +139,7 @@ impl LayoutTokenizer {
         }
         let tok = LayoutTokenizer { cfg, sections };
         // the largest class token must stay below none, or decode would take it for an empty slot
-        let top = tok.cfg.num_classes * (tok.max_modifier() + 1) - 1;
+        let top = tok.cfg.num_classes.saturating_mul(tok.max_modifier() + 1) - 1;
         if top >= tok.none() as usize {
             return Err(Error::invalid("layout", format!("{:?}: class tokens reach {top}, not below the none token", tok.cfg)));
         }
