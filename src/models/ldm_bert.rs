@@ -27,6 +27,15 @@ impl LdmBertConfig {
     pub fn text2img_large() -> Self {
         LdmBertConfig { vocab: 30522, max_positions: 77, layers: 32, ffn_dim: 5120, heads: 8, head_dim: 64, d_model: 1280 }
     }
+
+    /// The layout-to-image model's conditioner (models/ldm/layout2img-openimages256/config.yaml:
+    /// n_embed 512, n_layer 16, vocab_size 8192, max_seq_len 92, over the ids of
+    /// `layout::LayoutTokenizer`). The rest are x-transformers' defaults in CompVis
+    /// x_transformer.py, as for text2img_large: 8 heads of DEFAULT_DIM_HEAD 64, feed-forward mult 4
+    /// with exact GELU, pre-norm LayerNorm (eps 1e-5), q/k/v without bias, learned absolute positions.
+    pub fn layout2img_openimages256() -> Self {
+        LdmBertConfig { vocab: 8192, max_positions: 92, layers: 16, ffn_dim: 2048, heads: 8, head_dim: 64, d_model: 512 }
+    }
 }
 
 pub struct LdmBert {
