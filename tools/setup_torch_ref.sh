@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-torch
-.venv-torch/bin/pip install --quiet torch numpy safetensors diffusers==0.42.1 transformers==5.23.0 einops omegaconf
+.venv-torch/bin/pip install --quiet torch numpy safetensors diffusers==0.42.1 transformers==5.23.0 einops omegaconf more-itertools
 .venv-torch/bin/pip install --quiet --no-deps stable-diffusion-sdkit==2.1.5
 .venv-torch/bin/python -c "import torch, diffusers, transformers, ldm; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"

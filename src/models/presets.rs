@@ -161,7 +161,7 @@ pub fn paper_presets() -> Vec<LdmPreset> {
             name: "txt2img_1p4b",
             unet: unet(320, &[1, 2, 4, 4], &[4, 2, 1], 4, 4, Count(8), Some((1280, 1)), false, false),
             first_stage: kl_f8.clone(),
-            cond_stage: bert(1280, 32, 30522, 77),
+            cond_stage: CondStageConfig::Bert(LdmBertConfig::text2img_large()),
             diffusion: diffusion(0.00085, 0.012, CrossAttn, 32, 4, 0.18215),
         },
         LdmPreset {
@@ -189,7 +189,7 @@ pub fn paper_presets() -> Vec<LdmPreset> {
             name: "layout2img_openimages256",
             unet: unet(128, &[1, 2, 3, 4], &[8, 4, 2], 3, 3, Width(32), Some((512, 3)), false, false),
             first_stage: vq_f4(true),
-            cond_stage: bert(512, 16, 8192, 92),
+            cond_stage: CondStageConfig::Bert(LdmBertConfig::layout2img_openimages256()),
             diffusion: diffusion(0.0015, 0.0205, CrossAttn, 64, 3, 1.0),
         },
         LdmPreset {
