@@ -136,6 +136,39 @@ def test_ema_substitutes_model_weights(ckpt, sd):
     same(got["model.diffusion_model.out.2.bias"], got["model_ema.diffusion_modelout2bias"], "shared")
 
 
+def test_ema_names_match_compvis_litema():
+    """--ema against CompVis' own LitEma on a real (tiny) openaimodel UNet: the converted UNet must
+    equal the model after LitEma.copy_to, CompVis' way of applying the EMA weights."""
+    try:
+        from ldm.modules.diffusionmodules.openaimodel import UNetModel
+        from ldm.modules.ema import LitEma
+    except ImportError as e:
+        return print(f"     skipped: CompVis ldm is not importable ({e})")
+    torch.manual_seed(0)
+    wrapper = torch.nn.Module()  # DiffusionWrapper: LatentDiffusion.model, the module LitEma shadows
+    wrapper.diffusion_model = UNetModel(image_size=8, in_channels=4, out_channels=4, model_channels=32,
+                                        attention_resolutions=[2], num_res_blocks=1, channel_mult=[1, 2],
+                                        num_heads=2, use_spatial_transformer=True, context_dim=16)
+    ema = LitEma(wrapper)
+    with torch.no_grad():
+        for p in wrapper.parameters():
+            p.add_(torch.randn_like(p))  # training moves the weights away from the shadow...
+    ema(wrapper)  # ...and one EMA step mixes them in
+    sd = {"model." + k: v.clone() for k, v in wrapper.state_dict().items()}
+    sd.update({"model_ema." + k: v.clone() for k, v in ema.state_dict().items()})
+    ckpt = save_ckpt("litema.ckpt", sd)
+    out = os.path.join(TMP, "litema.safetensors")
+    rc, so, se = run(ckpt, out, "--ema")
+    n = len(list(wrapper.parameters()))
+    assert rc == 0 and f"EMA weights for {n} of {n} model.* tensors" in so, so + se
+    ema.copy_to(wrapper)
+    got = load_file(out)
+    assert sorted(got) == sorted("model." + k for k in wrapper.state_dict())
+    for k, v in wrapper.state_dict().items():
+        same(got["model." + k], v, k)
+    assert not torch.equal(got["model.diffusion_model.out.2.weight"], sd["model.diffusion_model.out.2.weight"])
+
+
 def test_dtype_casts_floats_only(ckpt, sd):
     for flag, dt in [("f16", torch.float16), ("bf16", torch.bfloat16), ("f32", torch.float32)]:
         out = os.path.join(TMP, f"{flag}.safetensors")
@@ -237,6 +270,7 @@ def main():
     tests = [
         ("default keeps every tensor bit-exact", lambda: test_default_keeps_every_tensor_bit_exact(ckpt, sd)),
         ("--ema substitutes model weights", lambda: test_ema_substitutes_model_weights(ckpt, sd)),
+        ("--ema names match CompVis LitEma", test_ema_names_match_compvis_litema),
         ("--dtype casts floats only", lambda: test_dtype_casts_floats_only(ckpt, sd)),
         ("--drop-prefix", lambda: test_drop_prefix(ckpt)),
         ("bare legacy state dict", test_bare_legacy_state_dict),
