@@ -266,6 +266,9 @@ def main():
     tmp = args.output + ".partial"
     try:
         save_file(out, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes through a private (0600) temp file
         os.replace(tmp, args.output)
     except Exception as e:
         if os.path.exists(tmp):
