@@ -6,7 +6,7 @@ mod common;
 use common::fixture::assert_parity;
 use ldm_engine::io::name_map::{unet_to_compvis, vae_to_compvis, UNetLayout};
 use ldm_engine::io::safetensors::{save, SafeTensorsFile};
-use ldm_engine::models::checkpoint::{unet_config, DiffusersFolder, SingleFile};
+use ldm_engine::models::checkpoint::{clip_config, unet_config, vae_config, DiffusersFolder, SingleFile};
 use ldm_engine::{DType, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +39,21 @@ fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
     assert_parity(&img, &r("image"), "vae decode");
 
     // The same weights as one CompVis single file (as SD1.x ships): identical outputs.
+    let dir = tmpdir("single");
+    let single = dir.join("tiny_sd.safetensors");
+    write_single_file(&folder, &single);
+    let sf = SingleFile::open(&single).unwrap();
+    let clip2 = sf.text_encoder(clip.config(), DType::F32).unwrap();
+    let unet2 = sf.unet(unet.config(), DType::F32).unwrap();
+    let vae2 = sf.vae(vae.config(), DType::F32).unwrap();
+    assert_eq!(common::vals(&clip2.forward(&r("ids"), 0).unwrap()), common::vals(&ctx));
+    assert_eq!(common::vals(&unet2.forward(&r("x"), &r("t"), Some(&r("context")), None).unwrap()), common::vals(&eps));
+    assert_eq!(common::vals(&vae2.decode(&r("z")).unwrap()), common::vals(&img));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The tiny folder's fp16 weights as one CompVis single file, named through io/name_map.rs.
+fn write_single_file(folder: &DiffusersFolder, path: &Path) {
     let cfg = unet_config(&folder.config("unet").unwrap()).unwrap();
     let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels: cfg.attention_levels.clone() };
     let mut all: Vec<(String, Tensor)> = Vec::new();
@@ -57,18 +72,8 @@ fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
         all.push((format!("cond_stage_model.transformer.text_model.{}", e.name), t.get(&e.name).unwrap()));
     }
     all.push(("cond_stage_model.transformer.text_model.embeddings.position_ids".into(), Tensor::arange(0.0, 77.0, 1.0, DType::I64).unwrap().unsqueeze(0).unwrap()));
-    let dir = tmpdir("single");
-    let single = dir.join("tiny_sd.safetensors");
     let refs: Vec<(&str, &Tensor)> = all.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    save(&single, &refs, None).unwrap();
-    let sf = SingleFile::open(&single).unwrap();
-    let clip2 = sf.text_encoder(clip.config(), DType::F32).unwrap();
-    let unet2 = sf.unet(unet.config(), DType::F32).unwrap();
-    let vae2 = sf.vae(vae.config(), DType::F32).unwrap();
-    assert_eq!(common::vals(&clip2.forward(&r("ids"), 0).unwrap()), common::vals(&ctx));
-    assert_eq!(common::vals(&unet2.forward(&r("x"), &r("t"), Some(&r("context")), None).unwrap()), common::vals(&eps));
-    assert_eq!(common::vals(&vae2.decode(&r("z")).unwrap()), common::vals(&img));
-    std::fs::remove_dir_all(&dir).unwrap();
+    save(path, &refs, None).unwrap();
 }
 
 /// Copies the tiny folder so a test can break one file of it.
@@ -139,6 +144,47 @@ fn a_dtype_the_engine_cannot_load_is_named() {
     assert_eq!(common::vals(&vb.get(&[2], "ok").unwrap()), vec![1.0, 1.0]);
     let e = vb.get(&[2], "w").unwrap_err().to_string();
     assert!(e.contains("tensor 'w' has dtype F8_E4M3, which the engine cannot load") && !e.contains('\n'), "{e}");
+}
+
+/// tools/convert_ckpt.py writes what SingleFile reads: the tiny single file's tensors torch.save'd
+/// as a CompVis .ckpt (state_dict with model_ema.* copies, global_step, optimizer state) and
+/// converted back are the same bits, and load and compute as diffusers does. Needs a Python with
+/// torch and safetensors:
+/// `LDM_TORCH_PYTHON=.venv-torch/bin/python cargo test --release --test checkpoints -- --ignored`
+#[test]
+#[ignore = "needs a Python with torch and safetensors (LDM_TORCH_PYTHON, default .venv-torch/bin/python)"]
+fn converted_ckpt_loads_like_the_single_file() {
+    let python = std::env::var("LDM_TORCH_PYTHON").unwrap_or_else(|_| ".venv-torch/bin/python".into());
+    let mut folder = DiffusersFolder::open(fixtures().join("tiny_sd")).unwrap();
+    folder.variant = Some("fp16".into());
+    let dir = tmpdir("convert");
+    let (single, converted) = (dir.join("tiny_sd.safetensors"), dir.join("converted.safetensors"));
+    write_single_file(&folder, &single);
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/test_convert_ckpt.py");
+    let status = std::process::Command::new(&python).arg(tool).arg("--roundtrip").arg(&single).arg(&converted).status();
+    assert!(status.as_ref().is_ok_and(|s| s.success()), "{python} tools/test_convert_ckpt.py --roundtrip: {status:?}");
+
+    let (a, b) = (SafeTensorsFile::open(&single).unwrap(), SafeTensorsFile::open(&converted).unwrap());
+    let listing = |f: &SafeTensorsFile| {
+        let mut v: Vec<_> = f.entries().iter().map(|e| (e.name.clone(), e.file_dtype.clone(), e.shape.clone())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing(&a), listing(&b));
+    for e in a.entries() {
+        assert_eq!(common::vals(&a.get(&e.name).unwrap()), common::vals(&b.get(&e.name).unwrap()), "{}", e.name);
+    }
+
+    let reference = SafeTensorsFile::open(fixtures().join("tiny_sd_outputs.safetensors")).unwrap();
+    let r = |n: &str| reference.get(n).unwrap();
+    let sf = SingleFile::open(&converted).unwrap();
+    let clip = sf.text_encoder(&clip_config(&folder.config("text_encoder").unwrap()).unwrap(), DType::F32).unwrap();
+    let unet = sf.unet(&unet_config(&folder.config("unet").unwrap()).unwrap(), DType::F32).unwrap();
+    let vae = sf.vae(&vae_config(&folder.config("vae").unwrap()).unwrap(), DType::F32).unwrap();
+    assert_parity(&clip.forward(&r("ids"), 0).unwrap(), &r("context"), "text encoder (converted)");
+    assert_parity(&unet.forward(&r("x"), &r("t"), Some(&r("context")), None).unwrap(), &r("eps"), "unet (converted)");
+    assert_parity(&vae.decode(&r("z")).unwrap(), &r("image"), "vae decode (converted)");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The paper's diffusers pipelines (CompVis/ldm-* on the Hub) keep the first stage in `vqvae/` and
