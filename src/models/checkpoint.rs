@@ -87,7 +87,7 @@ impl DiffusersFolder {
     pub fn vae(&self, dtype: DType) -> Result<AutoencoderKL> {
         let cfg = vae_config(&self.config("vae")?).map_err(|m| err(&self.root.join("vae/config.json"), m))?;
         let levels = cfg.ch_mult.len();
-        let fix: crate::nn::Fixer = Box::new(|name, t| vae_fix_shape(name, t));
+        let fix: crate::nn::Fixer = Box::new(vae_fix_shape);
         let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
         let vae = AutoencoderKL::new(&vb, &cfg)?;
         vb.finish(false)?;
@@ -100,7 +100,7 @@ impl DiffusersFolder {
         let v = self.config("vqvae")?;
         let (cfg, n_embed) = vq_config(&v).map_err(|m| err(&path, m))?;
         let levels = cfg.ch_mult.len();
-        let fix: crate::nn::Fixer = Box::new(|name, t| vae_fix_shape(name, t));
+        let fix: crate::nn::Fixer = Box::new(vae_fix_shape);
         let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vqvae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
         let vq = VQModel::new(&vb, &cfg, n_embed, 0.25, true)?;
         vb.finish(false)?;
@@ -322,7 +322,7 @@ impl SingleFile {
 
     pub fn vae(&self, cfg: &AutoencoderConfig, dtype: DType) -> Result<AutoencoderKL> {
         // some converters store the VAE attention projections as Linear [C, C]
-        let fix: crate::nn::Fixer = Box::new(|name, t| vae_fix_shape(name, t));
+        let fix: crate::nn::Fixer = Box::new(vae_fix_shape);
         let vb = self.builder("first_stage_model.", dtype, Some(fix))?;
         let vae = AutoencoderKL::new(&vb, cfg)?;
         vb.finish(false)?;

@@ -158,7 +158,7 @@ impl UNet {
         let rcfg = ResBlockConfig { groups: cfg.groups, scale_shift: cfg.scale_shift, ..Default::default() };
         let attention = |vb: &VarBuilder, ch: usize, level: usize| -> Result<Attention> {
             let heads = cfg.heads[level];
-            if heads == 0 || ch % heads != 0 {
+            if heads == 0 || !ch.is_multiple_of(heads) {
                 return Err(Error::invalid("UNet", format!("level {level}: {ch} channels do not split into {heads} heads")));
             }
             Ok(if cfg.spatial_transformer {

@@ -116,7 +116,7 @@ pub struct AttentionBlock {
 
 impl AttentionBlock {
     pub fn new(vb: &VarBuilder, channels: usize, heads: usize, groups: usize) -> Result<Self> {
-        if heads == 0 || channels % heads != 0 {
+        if heads == 0 || !channels.is_multiple_of(heads) {
             return Err(crate::Error::invalid("AttentionBlock", format!("{channels} channels do not split into {heads} heads")));
         }
         let c = channels;
