@@ -21,10 +21,14 @@ Run: /opt/torchref/bin/python tools/gen_bert_tokenizer_fixture.py   (any venv wi
 """
 import json
 import os
+import sys
 
 import transformers
 from transformers import BertTokenizerFast
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_tokenizer_fixture import write_cases  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 VOCAB_DIR = os.path.join(ROOT, "weights", "bert_tokenizer")
@@ -106,15 +110,7 @@ def main():
         "unk_id": fast.unk_token_id,
         "cases": cases,
     }
-    path = os.path.join(ROOT, "tests", "fixtures", "bert_tokenizer_cases.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        # One case per line: small diffs when a case changes.
-        head = json.dumps({k: v for k, v in out.items() if k != "cases"}, ensure_ascii=False)[:-1]
-        f.write(head + ', "cases": [\n')
-        f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases))
-        f.write("\n]}\n")
-    print(f"wrote {len(cases)} cases to {os.path.normpath(path)}")
+    write_cases(out, "bert_tokenizer_cases.json")
 
 
 if __name__ == "__main__":

@@ -90,15 +90,19 @@ def main():
         "pad_id": tok.pad_token_id,
         "cases": cases,
     }
-    path = os.path.join(ROOT, "tests", "fixtures", "clip_tokenizer_cases.json")
+    write_cases(out, "clip_tokenizer_cases.json")
+
+
+def write_cases(out, name):
+    """Writes tests/fixtures/<name>, one case per line so a changed case is a small diff."""
+    path = os.path.join(ROOT, "tests", "fixtures", name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        # One case per line: small diffs when a case changes.
         head = json.dumps({k: v for k, v in out.items() if k != "cases"}, ensure_ascii=False)[:-1]
         f.write(head + ', "cases": [\n')
-        f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases))
+        f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in out["cases"]))
         f.write("\n]}\n")
-    print(f"wrote {len(cases)} cases to {os.path.normpath(path)}")
+    print(f"wrote {len(out['cases'])} cases to {os.path.normpath(path)}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, ModelWrapper, Tokenizer};
 
+use super::wrapped_tokenizer::WrappedTokenizer;
 use crate::error::{Error, Result};
 
 pub const CLS_TOKEN: &str = "[CLS]";
@@ -42,10 +43,8 @@ pub const MAX_LEN: usize = 77;
 const REQUIRED: [&str; 4] = [UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, PAD_TOKEN];
 
 pub struct BertTokenizer {
-    tok: Tokenizer,
+    inner: WrappedTokenizer,
     cls: u32,
-    sep: u32,
-    pad: u32,
     unk: u32,
 }
 
@@ -133,39 +132,34 @@ impl BertTokenizer {
         let id = |t: &str| tok.token_to_id(t).ok_or_else(|| file_err(path, format!("vocabulary has no {t} token")));
         let (unk, cls, sep, pad) = (id(UNK_TOKEN)?, id(CLS_TOKEN)?, id(SEP_TOKEN)?, id(PAD_TOKEN)?);
         tok.with_post_processor(Some(BertProcessing::new((SEP_TOKEN.into(), sep), (CLS_TOKEN.into(), cls))));
-        Ok(BertTokenizer { tok, cls, sep, pad, unk })
+        Ok(BertTokenizer { inner: WrappedTokenizer { tok, end: sep, pad, op: "bert_tokenizer" }, cls, unk })
     }
 
     pub fn cls_id(&self) -> u32 {
         self.cls
     }
     pub fn sep_id(&self) -> u32 {
-        self.sep
+        self.inner.end
     }
     pub fn pad_id(&self) -> u32 {
-        self.pad
+        self.inner.pad
     }
     pub fn unk_id(&self) -> u32 {
         self.unk
     }
     pub fn vocab_size(&self) -> usize {
-        self.tok.get_vocab_size(true)
+        self.inner.vocab_size()
     }
 
     /// The whole pipeline in the tokenizers library's `tokenizer.json` format (what
     /// `from_tokenizer_json` reads back).
     pub fn to_tokenizer_json(&self) -> Result<String> {
-        let json = self.tok.to_string(false);
-        json.map_err(|e| Error::invalid("bert_tokenizer.to_tokenizer_json", e.to_string()))
+        self.inner.to_tokenizer_json()
     }
 
     /// Token ids of `text` with [CLS] and [SEP], untruncated.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tok
-            .encode_fast(text, true)
-            .map_err(|e| Error::invalid("bert_tokenizer.encode", e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        self.inner.encode(text)
     }
 
     /// Ids for a `max_len`-position text encoder: truncated to `max_len` keeping [SEP] as the
@@ -173,28 +167,14 @@ impl BertTokenizer {
     /// same ids), then padded with [PAD]. Returns the ids and the number of real tokens
     /// ([CLS]..=[SEP]), i.e. the attention mask is `i < length`.
     pub fn encode_padded(&self, text: &str, max_len: usize) -> Result<(Vec<u32>, usize)> {
-        if max_len < 2 {
-            crate::bail!("bert_tokenizer.encode_padded", "max_len {max_len} leaves no room for [CLS] and [SEP]");
-        }
-        let mut ids = self.encode(text)?;
-        if ids.len() > max_len {
-            ids.truncate(max_len - 1);
-            ids.push(self.sep);
-        }
-        let length = ids.len();
-        ids.resize(max_len, self.pad);
-        Ok((ids, length))
+        self.inner.encode_padded(text, max_len)
     }
 
     /// Text of `ids`, special tokens ([CLS]/[SEP]/[PAD]/[UNK]/[MASK]) skipped; "##" pieces join
     /// their word and the decoder's cleanup re-attaches punctuation and contractions ("it's"),
     /// as transformers' decode does. Lowercasing and accent stripping are not undone.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let n = self.vocab_size();
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= n) {
-            crate::bail!("bert_tokenizer.decode", "id {bad} is outside the vocabulary of {n}");
-        }
-        self.tok.decode(ids, true).map_err(|e| Error::invalid("bert_tokenizer.decode", e.to_string()))
+        self.inner.decode(ids)
     }
 }
 

@@ -28,6 +28,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
+use super::wrapped_tokenizer::WrappedTokenizer;
 use crate::error::{Error, Result};
 
 pub const BOS_TOKEN: &str = "<|startoftext|>";
@@ -41,10 +42,8 @@ const CLIP_PATTERN: &str =
     r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 pub struct ClipTokenizer {
-    tok: Tokenizer,
+    inner: WrappedTokenizer,
     bos: u32,
-    eos: u32,
-    pad: u32,
 }
 
 impl ClipTokenizer {
@@ -94,7 +93,7 @@ impl ClipTokenizer {
                 .trim_offsets(false)
                 .add_prefix_space(false),
         ));
-        Ok(ClipTokenizer { tok, bos, eos, pad: eos })
+        Ok(ClipTokenizer { inner: WrappedTokenizer { tok, end: eos, pad: eos, op: "clip_tokenizer" }, bos })
     }
 
     /// From a serialized `tokenizer.json` (the tokenizers library's own format). Padding and
@@ -108,7 +107,7 @@ impl ClipTokenizer {
         tok.with_padding(None);
         tok.with_truncation(None).map_err(|e| file_err(path, e.to_string()))?;
         let (bos, eos) = special_ids(&tok, path)?;
-        Ok(ClipTokenizer { tok, bos, eos, pad: eos })
+        Ok(ClipTokenizer { inner: WrappedTokenizer { tok, end: eos, pad: eos, op: "clip_tokenizer" }, bos })
     }
 
     /// From a tokenizer folder (or a diffusers model folder holding `tokenizer/`). Prefers
@@ -129,7 +128,7 @@ impl ClipTokenizer {
             return Err(file_err(&dir, "no tokenizer.json or vocab.json + merges.txt"));
         };
         if let Some(pad) = configured_pad_token(&dir)? {
-            t.pad = t.tok.token_to_id(&pad).ok_or_else(|| {
+            t.inner.pad = t.inner.tok.token_to_id(&pad).ok_or_else(|| {
                 file_err(&dir, format!("pad token {pad:?} is not in the vocabulary"))
             })?;
         }
@@ -140,59 +139,37 @@ impl ClipTokenizer {
         self.bos
     }
     pub fn eos_id(&self) -> u32 {
-        self.eos
+        self.inner.end
     }
     pub fn pad_id(&self) -> u32 {
-        self.pad
+        self.inner.pad
     }
     pub fn vocab_size(&self) -> usize {
-        self.tok.get_vocab_size(true)
+        self.inner.vocab_size()
     }
 
     /// The whole pipeline in the tokenizers library's `tokenizer.json` format (what
     /// `from_tokenizer_json` reads back, and what transformers writes next to vocab.json).
     pub fn to_tokenizer_json(&self) -> Result<String> {
-        let json = self.tok.to_string(false);
-        json.map_err(|e| Error::invalid("clip_tokenizer.to_tokenizer_json", e.to_string()))
+        self.inner.to_tokenizer_json()
     }
 
     /// Token ids of `text` with BOS/EOS, untruncated.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tok
-            .encode_fast(text, true)
-            .map_err(|e| Error::invalid("clip_tokenizer.encode", e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        self.inner.encode(text)
     }
 
     /// Ids for a `max_len`-position text encoder: truncated to `max_len` keeping EOS as the last
     /// real token, then padded with the pad id. Returns the ids and the number of real tokens
     /// (BOS..=EOS), i.e. the attention mask is `i < length`.
     pub fn encode_padded(&self, text: &str, max_len: usize) -> Result<(Vec<u32>, usize)> {
-        if max_len < 2 {
-            crate::bail!("clip_tokenizer.encode_padded", "max_len {max_len} leaves no room for BOS and EOS");
-        }
-        let mut ids = self.encode(text)?;
-        if ids.len() > max_len {
-            ids.truncate(max_len - 1);
-            ids.push(self.eos);
-        }
-        let length = ids.len();
-        ids.resize(max_len, self.pad);
-        Ok((ids, length))
+        self.inner.encode_padded(text, max_len)
     }
 
     /// Text of `ids`, special tokens (BOS/EOS/padding) skipped; each `</w>` ends a word, so words
     /// come back space-separated ("it's" decodes as "it 's", as in the reference).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let n = self.vocab_size();
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= n) {
-            crate::bail!("clip_tokenizer.decode", "id {bad} is outside the vocabulary of {n}");
-        }
-        let text = self
-            .tok
-            .decode(ids, true)
-            .map_err(|e| Error::invalid("clip_tokenizer.decode", e.to_string()))?;
+        let text = self.inner.decode(ids)?;
         Ok(text.replace("</w>", " ").trim().to_string())
     }
 }

@@ -17,3 +17,4 @@ pub mod transformer;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vq;
+mod wrapped_tokenizer;
