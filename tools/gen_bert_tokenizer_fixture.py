@@ -19,7 +19,6 @@ decode of `unpadded` with skip_special_tokens=True).
 
 Run: /opt/torchref/bin/python tools/gen_bert_tokenizer_fixture.py   (any venv with transformers >= 5)
 """
-import json
 import os
 import sys
 
