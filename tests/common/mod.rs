@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod sampler;
 
 use ldm_engine::{DType, Result, Tensor};
 use rand::rngs::StdRng;

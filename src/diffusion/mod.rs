@@ -1,0 +1,150 @@
+//! Sampling: the noise schedule (schedule.rs), the samplers that walk it, and the interface they
+//! share. A sampler calls the model as diffusers' pipelines do: on the model input it prepares
+//! (`scale_model_input`) and the timestep the UNet sees, and gets the raw model output (ε, v or
+//! x0, per the config's prediction type) back.
+
+pub mod ddim;
+pub mod ddpm;
+pub mod dpm_solver;
+pub mod euler;
+pub mod heun;
+pub mod pndm;
+pub mod schedule;
+
+use std::collections::VecDeque;
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub use schedule::{BetaSchedule, Prediction, SchedulerConfig, TimestepSpacing};
+
+use crate::{DType, Error, Result, Tensor};
+
+/// The model as a sampler sees it: (model input, timestep) → model output.
+pub type ModelFn<'a> = dyn FnMut(&Tensor, f64) -> Result<Tensor> + 'a;
+
+/// Where stochastic samplers (DDPM, DDIM with η > 0, Euler ancestral) get their fresh noise.
+pub trait NoiseSource {
+    /// Standard-normal noise shaped like `like`.
+    fn noise_like(&mut self, like: &Tensor) -> Result<Tensor>;
+}
+
+/// Seeded standard-normal draws: same seed, same images.
+pub struct SeededNoise(pub StdRng);
+
+impl SeededNoise {
+    pub fn new(seed: u64) -> Self {
+        SeededNoise(StdRng::seed_from_u64(seed))
+    }
+}
+
+impl NoiseSource for SeededNoise {
+    fn noise_like(&mut self, like: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::randn(like.shape(), 0.0, 1.0, DType::F32, &mut self.0))
+    }
+}
+
+/// Noise given in advance, in order (e.g. the draws a reference run made).
+pub struct RecordedNoise(pub VecDeque<Tensor>);
+
+impl NoiseSource for RecordedNoise {
+    fn noise_like(&mut self, like: &Tensor) -> Result<Tensor> {
+        let t = self.0.pop_front().ok_or_else(|| Error::invalid("sampler", "the recorded noise ran out"))?;
+        if t.shape() != like.shape() {
+            return Err(Error::bad_shape("sampler", format!("recorded noise must be shaped like the latents {:?}", like.shape()), t.shape()));
+        }
+        Ok(t)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamplerKind {
+    Ddpm,
+    Ddim,
+    Plms,
+    Euler,
+    EulerAncestral,
+    Heun,
+    DpmPP2M,
+}
+
+impl SamplerKind {
+    pub const NAMES: [&'static str; 7] = ["ddpm", "ddim", "plms", "euler", "euler-a", "heun", "dpm++2m"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Whether the sampler draws fresh noise (then only the seed, not the reference's RNG,
+    /// makes it reproducible).
+    pub fn is_stochastic(self, eta: f64) -> bool {
+        matches!(self, SamplerKind::Ddpm | SamplerKind::EulerAncestral) || (self == SamplerKind::Ddim && eta > 0.0)
+    }
+}
+
+impl FromStr for SamplerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        use SamplerKind::*;
+        let all = [Ddpm, Ddim, Plms, Euler, EulerAncestral, Heun, DpmPP2M];
+        all.into_iter()
+            .find(|k| k.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| Error::invalid("sampler", format!("unknown sampler '{s}' (one of: {})", Self::NAMES.join(", "))))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplerOptions {
+    pub kind: SamplerKind,
+    pub steps: usize,
+    /// DDIM's η (0 = deterministic)
+    pub eta: f64,
+}
+
+/// One sampler run over a fixed schedule.
+pub trait Sampler {
+    /// What the initial standard-normal latent is multiplied by (diffusers' `init_noise_sigma`).
+    fn init_noise_sigma(&self) -> f64;
+    /// The timesteps of the schedule, noisiest first, one per step.
+    fn timesteps(&self) -> Vec<f64>;
+    /// Runs every step from the scaled initial latent `x`, returning the final latent.
+    fn run(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor>;
+}
+
+pub fn build(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
+    cfg.discrete_timesteps(opts.steps)?; // the step count and offset are valid for every sampler
+    match opts.kind {
+        SamplerKind::Ddpm => ddpm::new(cfg, opts),
+        SamplerKind::Ddim => ddim::new(cfg, opts),
+        SamplerKind::Plms => pndm::new(cfg, opts),
+        SamplerKind::Euler | SamplerKind::EulerAncestral => euler::new(cfg, opts),
+        SamplerKind::Heun => heun::new(cfg, opts),
+        SamplerKind::DpmPP2M => dpm_solver::new(cfg, opts),
+    }
+}
+
+/// Samples from standard-normal `initial` [N, C, h, w]: scales it by the sampler's initial sigma
+/// (as diffusers' pipelines do with `latents=`) and runs every step.
+pub fn sample(cfg: &SchedulerConfig, opts: &SamplerOptions, model: &mut ModelFn, initial: &Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+    let mut s = build(cfg, opts)?;
+    let x = initial.mul_scalar(s.init_noise_sigma())?;
+    s.run(model, x, noise)
+}
+
+/// (x0, ε) from a model output at a point with cumulative alpha `alpha_prod`, for the three
+/// prediction types (the DDIM/DDPM/PNDM conversions).
+pub fn x0_and_eps(prediction: Prediction, out: &Tensor, x: &Tensor, alpha_prod: f64) -> Result<(Tensor, Tensor)> {
+    let (a, s) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
+    Ok(match prediction {
+        Prediction::Epsilon => (x.sub(&out.mul_scalar(s)?)?.mul_scalar(1.0 / a)?, out.clone()),
+        Prediction::Sample => (out.clone(), x.sub(&out.mul_scalar(a)?)?.mul_scalar(1.0 / s)?),
+        // v = a·ε − s·x0  ⇒  x0 = a·x − s·v,  ε = a·v + s·x
+        Prediction::VPrediction => (x.mul_scalar(a)?.sub(&out.mul_scalar(s)?)?, out.mul_scalar(a)?.add(&x.mul_scalar(s)?)?),
+    })
+}
+
+/// Placeholder for a sampler family not built yet.
+fn not_yet(kind: SamplerKind) -> Result<Box<dyn Sampler>> {
+    Err(Error::invalid("sampler", format!("the {} sampler is not in this build yet", kind.name())))
+}
