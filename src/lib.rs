@@ -11,6 +11,7 @@ pub mod error;
 pub mod io;
 pub mod models;
 pub mod nn;
+pub mod pipelines;
 pub mod tensor;
 
 pub use autograd::{no_grad, GradStore};

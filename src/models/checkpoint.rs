@@ -94,6 +94,19 @@ impl DiffusersFolder {
         Ok(vae)
     }
 
+    /// `tokenizer/`: CLIP's BPE from vocab.json + merges.txt (or tokenizer.json).
+    pub fn tokenizer(&self) -> Result<super::clip_tokenizer::ClipTokenizer> {
+        super::clip_tokenizer::ClipTokenizer::from_dir(self.root.join("tokenizer"))
+    }
+
+    /// `scheduler/scheduler_config.json`.
+    pub fn scheduler(&self) -> Result<crate::diffusion::SchedulerConfig> {
+        let p = self.root.join("scheduler/scheduler_config.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| err(&p, format!("cannot read: {e}")))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| err(&p, format!("invalid JSON: {e}")))?;
+        crate::diffusion::SchedulerConfig::from_diffusers(&v).map_err(|m| err(&p, m))
+    }
+
     /// The VQ first stage of the paper's diffusers pipelines (`vqvae/`, diffusers `VQModel`).
     pub fn vqvae(&self, dtype: DType) -> Result<VQModel> {
         let path = self.root.join("vqvae/config.json");

@@ -1,0 +1,110 @@
+//! Text-to-image with a Stable Diffusion v1-style model (diffusers' StableDiffusionPipeline):
+//! CLIP text embeddings for the prompts and the negative prompts, classifier-free guidance with
+//! both halves in one UNet batch (negative first), any sampler, VAE decode.
+
+use crate::diffusion::{self, NoiseSource, SamplerOptions, SchedulerConfig};
+use crate::models::autoencoder::AutoencoderKL;
+use crate::models::checkpoint::DiffusersFolder;
+use crate::models::clip::ClipTextModel;
+use crate::models::clip_tokenizer::{ClipTokenizer, MAX_LEN};
+use crate::models::unet::UNet;
+use crate::{DType, Error, Result, Tensor};
+
+pub struct TextToImage {
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: ClipTextModel,
+    pub unet: UNet,
+    pub vae: AutoencoderKL,
+    /// the folder's scheduler settings (the sampler is chosen per request)
+    pub scheduler: SchedulerConfig,
+    /// latents = VAE latents × this (vae/config.json `scaling_factor`)
+    pub vae_scale: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct TextToImageRequest {
+    pub prompts: Vec<String>,
+    /// one per prompt, or empty for "" (the unconditional embedding)
+    pub negative_prompts: Vec<String>,
+    /// classifier-free guidance scale; ≤ 1 runs the conditional half only, as diffusers does
+    pub guidance: f64,
+    pub sampler: SamplerOptions,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl TextToImage {
+    pub fn from_diffusers(folder: &DiffusersFolder, dtype: DType) -> Result<Self> {
+        let vae_cfg = folder.config("vae")?;
+        Ok(TextToImage {
+            tokenizer: folder.tokenizer()?,
+            text_encoder: folder.text_encoder(dtype)?,
+            unet: folder.unet(dtype)?,
+            vae: folder.vae(dtype)?,
+            scheduler: folder.scheduler()?,
+            vae_scale: vae_cfg["scaling_factor"].as_f64().unwrap_or(0.18215),
+        })
+    }
+
+    /// The last hidden states of the text encoder for each text, padded to 77 tokens: [N, 77, D].
+    pub fn encode_text(&self, texts: &[String]) -> Result<Tensor> {
+        let mut ids = Vec::with_capacity(texts.len() * MAX_LEN);
+        for t in texts {
+            let (padded, _) = self.tokenizer.encode_padded(t, MAX_LEN)?;
+            ids.extend(padded.into_iter().map(i64::from));
+        }
+        self.text_encoder.forward(&Tensor::from_vec(ids, &[texts.len(), MAX_LEN])?, 0)
+    }
+
+    /// Checks a request and returns the latent shape [N, C, H/8, W/8].
+    pub fn latent_shape(&self, req: &TextToImageRequest) -> Result<[usize; 4]> {
+        let f = 1 << (self.vae.config().ch_mult.len() - 1);
+        if req.height == 0 || req.width == 0 || req.height % f != 0 || req.width % f != 0 {
+            return Err(Error::invalid("txt2img", format!("size {}x{} must be positive multiples of {f}", req.width, req.height)));
+        }
+        if req.prompts.is_empty() {
+            return Err(Error::invalid("txt2img", "no prompt"));
+        }
+        if !req.negative_prompts.is_empty() && req.negative_prompts.len() != req.prompts.len() {
+            return Err(Error::invalid("txt2img", format!("{} negative prompts for {} prompts", req.negative_prompts.len(), req.prompts.len())));
+        }
+        Ok([req.prompts.len(), self.unet.config().in_channels, req.height / f, req.width / f])
+    }
+
+    /// Final latents (as the UNet sees them, before 1/vae_scale) from standard-normal `initial`.
+    /// `on_step` is called after every model evaluation (progress).
+    pub fn latents(&self, req: &TextToImageRequest, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
+        let shape = self.latent_shape(req)?;
+        if initial.shape() != shape {
+            return Err(Error::bad_shape("txt2img", format!("initial noise must be {shape:?}"), initial.shape()));
+        }
+        let _g = crate::no_grad();
+        let n = req.prompts.len();
+        let cond = self.encode_text(&req.prompts)?;
+        let guided = req.guidance > 1.0;
+        let context = if guided {
+            let neg: Vec<String> = if req.negative_prompts.is_empty() { vec![String::new(); n] } else { req.negative_prompts.clone() };
+            Tensor::cat(&[&self.encode_text(&neg)?, &cond], 0)?
+        } else {
+            cond
+        };
+        let mut model = |x: &Tensor, t: f64| -> Result<Tensor> {
+            let x_in = if guided { Tensor::cat(&[x, x], 0)? } else { x.clone() };
+            let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
+            let out = self.unet.forward(&x_in, &ts, Some(&context), None)?;
+            on_step();
+            if !guided {
+                return Ok(out);
+            }
+            let (uncond, text) = (out.narrow(0, 0, n)?, out.narrow(0, n, n)?);
+            uncond.add(&text.sub(&uncond)?.mul_scalar(req.guidance)?)
+        };
+        diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
+    }
+
+    /// Latents → images in [-1, 1], [N, 3, H, W].
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        let _g = crate::no_grad();
+        self.vae.decode(&latents.mul_scalar(1.0 / self.vae_scale)?)
+    }
+}

@@ -1,0 +1,97 @@
+"""Text-to-image pipeline parity fixtures: the tiny SD folder (tests/fixtures/tiny_sd, made by
+gen_fixtures.py) gets a tokenizer/ and a scheduler/ like a real SD1.x folder, and diffusers'
+StableDiffusionPipeline runs on it with fixed initial latents for several schedulers, writing
+the final latents (output_type="latent") to tests/fixtures/pipelines/txt2img_<name>.safetensors.
+
+The tokenizer is CLIP's real BPE cut to 1,000 ids (the text model's vocabulary): the 512 byte
+tokens, the first 486 merges, then <|startoftext|> = 998 and <|endoftext|> = 999.
+
+Run:  python tools/gen_pipeline_fixtures.py   (torch + diffusers: tools/setup_torch_ref.sh)
+"""
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+FOLDER = os.path.join(ROOT, "tests", "fixtures", "tiny_sd")
+OUT = os.path.join(ROOT, "tests", "fixtures", "pipelines")
+N_MERGES = 486
+
+SD15_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                      steps_offset=1, set_alpha_to_one=False, clip_sample=False, skip_prk_steps=True)
+
+
+def write_tokenizer():
+    """vocab.json + merges.txt + tokenizer_config.json, as real SD1.x folders ship them."""
+    from transformers import CLIPTokenizer
+
+    src = os.path.join(ROOT, "weights", "clip_tokenizer")
+    vocab = json.load(open(os.path.join(src, "vocab.json"), encoding="utf-8"))
+    merges = open(os.path.join(src, "merges.txt"), encoding="utf-8").read().split("\n")[1:N_MERGES + 1]
+    small = {t: i for t, i in vocab.items() if i < 512 + N_MERGES}
+    small["<|startoftext|>"], small["<|endoftext|>"] = 998, 999
+    dst = os.path.join(FOLDER, "tokenizer")
+    os.makedirs(dst, exist_ok=True)
+    json.dump(small, open(os.path.join(dst, "vocab.json"), "w", encoding="utf-8"), ensure_ascii=False)
+    open(os.path.join(dst, "merges.txt"), "w", encoding="utf-8").write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    json.dump({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "bos_token": "<|startoftext|>",
+               "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+               "do_lower_case": True}, open(os.path.join(dst, "tokenizer_config.json"), "w"), indent=2)
+    tok = CLIPTokenizer.from_pretrained(dst)
+    assert len(tok) == 1000, len(tok)
+    print("tokenizer:", tok(PROMPTS[0]).input_ids)
+
+
+def write_scheduler_and_index():
+    from diffusers import PNDMScheduler
+
+    PNDMScheduler.from_config(SD15_SCHEDULER).save_pretrained(os.path.join(FOLDER, "scheduler"))
+    index = json.load(open(os.path.join(FOLDER, "model_index.json")))
+    index.update(tokenizer=["transformers", "CLIPTokenizer"], scheduler=["diffusers", "PNDMScheduler"],
+                 safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
+    json.dump(index, open(os.path.join(FOLDER, "model_index.json"), "w"), indent=2)
+
+
+# (fixture name, engine sampler, diffusers scheduler class, config overrides, steps)
+CASES = [
+    ("plms", "plms", "PNDMScheduler", {}, 6),
+    ("ddim", "ddim", "DDIMScheduler", {}, 6),
+    ("euler", "euler", "EulerDiscreteScheduler", {}, 6),
+    ("heun", "heun", "HeunDiscreteScheduler", {}, 4),
+    ("dpmpp2m", "dpm++2m", "DPMSolverMultistepScheduler", {}, 6),
+    ("ddim_vpred_trailing", "ddim", "DDIMScheduler", dict(prediction_type="v_prediction", timestep_spacing="trailing"), 5),
+    ("euler_karras", "euler", "EulerDiscreteScheduler", dict(use_karras_sigmas=True), 6),
+]
+PROMPTS = ["a photograph of an astronaut riding a horse", "a red cube, on a table!"]
+NEGATIVE = "blurry, low quality"
+HEIGHT, WIDTH, GUIDANCE = 40, 56, 7.5  # non-square; the tiny VAE downsamples 2×: latents 20×28
+
+
+def main():
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    os.makedirs(OUT, exist_ok=True)
+    write_tokenizer()
+    write_scheduler_and_index()
+    pipe = StableDiffusionPipeline.from_pretrained(FOLDER, variant="fp16", torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    f = pipe.vae_scale_factor  # diffusers does not check the shape of given latents: give the right one
+    noise = torch.randn(2, 4, HEIGHT // f, WIDTH // f, generator=torch.Generator().manual_seed(2024))
+    for name, sampler, cls, overrides, steps in CASES:
+        pipe.scheduler = getattr(diffusers, cls).from_config(dict(SD15_SCHEDULER, **overrides))
+        with torch.no_grad():
+            latents = pipe(PROMPTS, negative_prompt=[NEGATIVE] * 2, height=HEIGHT, width=WIDTH, num_inference_steps=steps,
+                           guidance_scale=GUIDANCE, latents=noise.clone(), output_type="latent").images
+        meta = dict(sampler=sampler, steps=str(steps), guidance=str(GUIDANCE), height=str(HEIGHT), width=str(WIDTH),
+                    prompts=json.dumps(PROMPTS), negative=NEGATIVE, scheduler_json=json.dumps(dict(pipe.scheduler.config)))
+        path = os.path.join(OUT, f"txt2img_{name}.safetensors")
+        save_file({"noise": noise, "latents": latents.contiguous()}, path, metadata=meta)
+        print(f"{name}: {os.path.getsize(path)} bytes, |latents| max {latents.abs().max():.3f}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
