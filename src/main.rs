@@ -15,13 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate images (arrives with the sampling issue).
-    Sample {
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long)]
-        prompt: Option<String>,
-    },
+    /// Generate images from a text prompt.
+    Sample(cli::sample::SampleArgs),
     /// Train an autoencoder or a latent diffusion model (arrives with the training issues).
     Train {
         /// autoencoder | ldm
@@ -53,10 +48,7 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Inspect { file, filter, summary } => cli::inspect::run(&file, filter.as_deref(), summary),
         Command::Bench { filter, reps } => cli::bench::run(filter.as_deref(), reps),
-        Command::Sample { .. } => Err(ldm_engine::Error::invalid(
-            "sample",
-            "sampling is not in this build yet: the models and samplers land with the model-zoo and sampling issues",
-        )),
+        Command::Sample(args) => cli::sample::run(&args),
         Command::Train { .. } => Err(ldm_engine::Error::invalid(
             "train",
             "training is not in this build yet: it lands with the stage-1 and stage-2 training issues",

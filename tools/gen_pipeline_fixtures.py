@@ -91,6 +91,17 @@ def main():
         save_file({"noise": noise, "latents": latents.contiguous()}, path, metadata=meta)
         print(f"{name}: {os.path.getsize(path)} bytes, |latents| max {latents.abs().max():.3f}")
 
+    # what `ldm-engine sample --batch 2 --init-noise` runs: one prompt twice, Euler (the CLI default)
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(SD15_SCHEDULER)
+    with torch.no_grad():
+        latents = pipe(PROMPTS[1], negative_prompt=NEGATIVE, num_images_per_prompt=2, height=HEIGHT, width=WIDTH,
+                       num_inference_steps=5, guidance_scale=GUIDANCE, latents=noise.clone(), output_type="latent").images
+    path = os.path.join(OUT, "txt2img_cli_euler.safetensors")
+    meta = dict(prompt=PROMPTS[1], negative=NEGATIVE, sampler="euler", steps="5", guidance=str(GUIDANCE),
+                height=str(HEIGHT), width=str(WIDTH))
+    save_file({"noise": noise, "latents": latents.contiguous()}, path, metadata=meta)
+    print(f"cli_euler: {os.path.getsize(path)} bytes")
+
 
 if __name__ == "__main__":
     torch.set_num_threads(2)

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod inspect;
+pub mod sample;
 
 /// Writes a command's output; a reader that went away (`| head`) ends it quietly, as in any
 /// Unix tool, instead of the panic `println!` gives.

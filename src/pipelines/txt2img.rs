@@ -71,27 +71,39 @@ impl TextToImage {
         Ok([req.prompts.len(), self.unet.config().in_channels, req.height / f, req.width / f])
     }
 
+    /// The cross-attention context: [negative; positive] embeddings when guided, else the
+    /// prompts' alone.
+    pub fn context(&self, req: &TextToImageRequest) -> Result<Tensor> {
+        self.latent_shape(req)?;
+        let _g = crate::no_grad();
+        let cond = self.encode_text(&req.prompts)?;
+        if req.guidance <= 1.0 {
+            return Ok(cond);
+        }
+        let neg: Vec<String> = if req.negative_prompts.is_empty() { vec![String::new(); req.prompts.len()] } else { req.negative_prompts.clone() };
+        Tensor::cat(&[&self.encode_text(&neg)?, &cond], 0)
+    }
+
     /// Final latents (as the UNet sees them, before 1/vae_scale) from standard-normal `initial`.
-    /// `on_step` is called after every model evaluation (progress).
+    /// `on_step` is called after every UNet evaluation (progress).
     pub fn latents(&self, req: &TextToImageRequest, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
+        let context = self.context(req)?;
+        self.denoise(req, &context, initial, noise, on_step)
+    }
+
+    /// The sampling loop on a ready context (see `context`).
+    pub fn denoise(&self, req: &TextToImageRequest, context: &Tensor, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
         let shape = self.latent_shape(req)?;
         if initial.shape() != shape {
             return Err(Error::bad_shape("txt2img", format!("initial noise must be {shape:?}"), initial.shape()));
         }
         let _g = crate::no_grad();
         let n = req.prompts.len();
-        let cond = self.encode_text(&req.prompts)?;
         let guided = req.guidance > 1.0;
-        let context = if guided {
-            let neg: Vec<String> = if req.negative_prompts.is_empty() { vec![String::new(); n] } else { req.negative_prompts.clone() };
-            Tensor::cat(&[&self.encode_text(&neg)?, &cond], 0)?
-        } else {
-            cond
-        };
         let mut model = |x: &Tensor, t: f64| -> Result<Tensor> {
             let x_in = if guided { Tensor::cat(&[x, x], 0)? } else { x.clone() };
             let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
-            let out = self.unet.forward(&x_in, &ts, Some(&context), None)?;
+            let out = self.unet.forward(&x_in, &ts, Some(context), None)?;
             on_step();
             if !guided {
                 return Ok(out);

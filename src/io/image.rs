@@ -1,0 +1,67 @@
+//! Images out: tensors in [-1, 1] to 8-bit RGB, and PNG files carrying their generation
+//! parameters in a tEXt chunk (AUTOMATIC1111's "parameters" key, which other tools read).
+
+use std::path::Path;
+
+use crate::{Error, Result, Tensor};
+
+/// One image [3, H, W] (or [1, 3, H, W]) in [-1, 1] → interleaved RGB bytes, clamped and rounded.
+pub fn to_rgb8(img: &Tensor) -> Result<(Vec<u8>, usize, usize)> {
+    let (h, w) = match img.shape() {
+        &[3, h, w] | &[1, 3, h, w] => (h, w),
+        s => return Err(Error::bad_shape("to_rgb8", "expected an RGB image [3, H, W]", s)),
+    };
+    let v = img.contiguous()?.to_vec::<f32>()?;
+    let mut out = vec![0u8; 3 * h * w];
+    for c in 0..3 {
+        for p in 0..h * w {
+            let x = v[c * h * w + p];
+            // NaN becomes 0 (black) rather than poisoning the file
+            let x = if x.is_nan() { -1.0 } else { x };
+            out[3 * p + c] = (((x + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+    }
+    Ok((out, w, h))
+}
+
+/// Writes an RGB PNG with tEXt chunks, atomically (a failed write leaves no partial file).
+pub fn save_png(path: &Path, rgb: &[u8], width: usize, height: usize, text: &[(&str, &str)]) -> Result<()> {
+    let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
+    if rgb.len() != 3 * width * height || width == 0 || height == 0 {
+        return Err(file_err(format!("{} bytes do not make a {width}x{height} RGB image", rgb.len())));
+    }
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        for (k, v) in text {
+            enc.add_text_chunk(k.to_string(), v.to_string()).map_err(|e| file_err(format!("text chunk '{k}': {e}")))?;
+        }
+        let mut w = enc.write_header().map_err(|e| file_err(e.to_string()))?;
+        w.write_image_data(rgb).map_err(|e| file_err(e.to_string()))?;
+    }
+    crate::io::safetensors::write_atomic(path, &bytes)
+}
+
+/// Reads an 8-bit RGB(A)/grey PNG: (RGB bytes, width, height, tEXt chunks).
+pub fn load_png(path: &Path) -> Result<(Vec<u8>, usize, usize, Vec<(String, String)>)> {
+    let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
+    let f = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().map_err(|e| file_err(format!("not a readable PNG: {e}")))?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| file_err("image too large".into()))?];
+    let info = reader.next_frame(&mut buf).map_err(|e| file_err(format!("corrupt PNG data: {e}")))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let px = &buf[..info.buffer_size()];
+    let rgb: Vec<u8> = match info.color_type {
+        png::ColorType::Rgb => px.to_vec(),
+        png::ColorType::Rgba => px.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Grayscale => px.iter().flat_map(|&g| [g, g, g]).collect(),
+        png::ColorType::GrayscaleAlpha => px.chunks(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
+        png::ColorType::Indexed => return Err(file_err("indexed PNG was not expanded".into())),
+    };
+    let text = reader.info().uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    Ok((rgb, w, h, text))
+}

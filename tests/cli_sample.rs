@@ -1,0 +1,105 @@
+//! `ldm-engine sample` end to end on the tiny SD folder: with --init-noise it reproduces
+//! diffusers' final latents (tools/gen_pipeline_fixtures.py `txt2img_cli_euler`), writes PNGs
+//! carrying their parameters, and every bad argument is one line, a non-zero exit and no file.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+mod common;
+use ldm_engine::io::image::load_png;
+use ldm_engine::io::safetensors::SafeTensorsFile;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ldm-engine");
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ldm-sample-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).arg("sample").args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+#[test]
+fn sample_with_init_noise_reproduces_diffusers_and_writes_pngs_with_parameters() {
+    let fixture = fixtures().join("pipelines/txt2img_cli_euler.safetensors");
+    let f = SafeTensorsFile::open(&fixture).unwrap();
+    let m = f.metadata().clone();
+    let dir = tmpdir("ok");
+    let (out, lat) = (dir.join("img.png"), dir.join("latents.safetensors"));
+    let model = fixtures().join("tiny_sd");
+    let args = [
+        "--model", model.to_str().unwrap(), "--prompt", &m["prompt"], "--negative-prompt", &m["negative"], "--sampler", &m["sampler"],
+        "--steps", &m["steps"], "--cfg-scale", &m["guidance"], "--width", &m["width"], "--height", &m["height"], "--batch", "2",
+        "--init-noise", fixture.to_str().unwrap(), "--save-latents", lat.to_str().unwrap(), "--out", out.to_str().unwrap(), "--timings",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let timings = stdout.lines().find(|l| l.starts_with("timings: ")).expect("timings line");
+    for key in ["text_encode_ms=", "unet_ms_per_step=", "vae_decode_ms=", "total_ms="] {
+        assert!(timings.contains(key), "{timings}");
+    }
+    let ours = SafeTensorsFile::open(&lat).unwrap().get("latents").unwrap();
+    let (o, r) = (common::vals(&ours), common::vals(&f.get("latents").unwrap()));
+    let max_ref = r.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let rel = o.iter().zip(&r).fold(0f64, |a, (x, y)| a.max((x - y).abs())) / max_ref;
+    println!("cli euler latents: max|err|/max|ref| = {rel:.2e}");
+    assert!(rel <= 1e-3, "{rel:e}");
+    for i in 0..2 {
+        let (rgb, w, h, text) = load_png(&dir.join(format!("img-{i}.png"))).unwrap();
+        assert_eq!((w, h, rgb.len()), (56, 40, 56 * 40 * 3));
+        let params = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
+        assert!(params.starts_with(&format!("{}\nNegative prompt: {}\nSteps: 5, Sampler: euler, CFG scale: 7.5, Seed: 0, Size: 56x40", m["prompt"], m["negative"])), "{params}");
+    }
+    // same seed, same image; another seed, another image
+    let seeded = |seed: &str, name: &str| {
+        let p = dir.join(name);
+        let (code, _, err) = run(&["--model", model.to_str().unwrap(), "--prompt", "a cube", "--steps", "2", "--width", "16", "--height", "16", "--seed", seed, "--out", p.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        load_png(&p).unwrap().0
+    };
+    assert_eq!(seeded("7", "a.png"), seeded("7", "b.png"));
+    assert_ne!(seeded("7", "a.png"), seeded("8", "c.png"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors_and_write_nothing() {
+    let dir = tmpdir("bad");
+    let out = dir.join("x.png");
+    let model = fixtures().join("tiny_sd");
+    let (m, o) = (model.to_str().unwrap(), out.to_str().unwrap());
+    let no_index = dir.join("empty_folder");
+    std::fs::create_dir_all(&no_index).unwrap();
+    let bad_noise = fixtures().join("reference_small.safetensors");
+    let jpg = dir.join("x.jpg");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--model", m, "--prompt", "p", "--width", "60", "--out", o], "positive multiples of 8"),
+        (vec!["--model", m, "--prompt", "p", "--height", "0", "--out", o], "positive multiples of 8"),
+        (vec!["--model", m, "--prompt", "p", "--steps", "0", "--out", o], "--steps must be at least 1"),
+        (vec!["--model", m, "--prompt", "p", "--sampler", "lms", "--out", o], "unknown sampler 'lms'"),
+        (vec!["--model", "/no/such/model", "--prompt", "p", "--out", o], "no such file or directory"),
+        (vec!["--model", no_index.to_str().unwrap(), "--prompt", "p", "--out", o], "not a diffusers pipeline folder"),
+        (vec!["--prompt", "p", "--out", o], "no --model given"),
+        (vec!["--model", m, "--out", o], "--prompt is required"),
+        (vec!["--model", m, "--prompt", "p", "--device", "cuda", "--out", o], "CUDA backend is not in this build yet"),
+        (vec!["--model", m, "--prompt", "p", "--init-image", "x.png", "--out", o], "not in this build yet"),
+        (vec!["--model", m, "--prompt", "p", "--out", jpg.to_str().unwrap()], "must be a .png file"),
+        (vec!["--model", m, "--prompt", "p", "--width", "16", "--height", "16", "--init-noise", bad_noise.to_str().unwrap(), "--out", o], "no tensor named 'noise'"),
+    ];
+    for (args, want) in cases {
+        let (code, stdout, stderr) = run(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!out.exists() && !jpg.exists(), "{args:?} wrote a file");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
