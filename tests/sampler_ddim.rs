@@ -32,4 +32,11 @@ fixtures!(
     ddim_ldm_50,
     ddim_clip_10,
     ddim_sample_clip_range2_10,
+    plms_sd15_5,
+    plms_sd15_20,
+    plms_sd15_1,
+    plms_sd15_2,
+    plms_v_20,
+    plms_v_trailing_5,
+    plms_linspace_ldm_20,
 );
