@@ -1,8 +1,91 @@
-//! (being written)
+//! DDIM (Song et al. 2020, "Denoising Diffusion Implicit Models", eq. 12 and 16) as diffusers'
+//! `DDIMScheduler.step` computes it, step for step: the previous point is a fixed stride
+//! (num_train / steps) below the current timestep, whatever the spacing; past t = 0 the
+//! "previous" ᾱ is `final_alpha_cumprod` (1 with `set_alpha_to_one`, else ᾱ_0). With η > 0 each
+//! step adds σ_t·z with fresh noise z from the NoiseSource (where diffusers calls randn_tensor).
+//!
+//! Also home to the small helpers the DDPM and PNDM samplers share with it.
 
-use super::{not_yet, Sampler, SamplerOptions, SchedulerConfig};
-use crate::Result;
+use super::{x0_and_eps, ModelFn, NoiseSource, Sampler, SamplerOptions, SchedulerConfig};
+use crate::{Error, Result, Tensor};
 
-pub fn new(_cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
-    not_yet(opts.kind)
+pub struct Ddim {
+    cfg: SchedulerConfig,
+    alphas_cumprod: Vec<f64>,
+    final_alpha_cumprod: f64,
+    timesteps: Vec<usize>,
+    stride: i64,
+    eta: f64,
+}
+
+pub fn new(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
+    if !(opts.eta >= 0.0 && opts.eta.is_finite()) {
+        return Err(Error::invalid("ddim", format!("eta = {} must be a finite number >= 0", opts.eta)));
+    }
+    let alphas_cumprod = cfg.alphas_cumprod();
+    let final_alpha_cumprod = if cfg.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
+    Ok(Box::new(Ddim {
+        cfg: cfg.clone(),
+        timesteps: cfg.discrete_timesteps(opts.steps)?,
+        stride: (cfg.num_train_timesteps / opts.steps) as i64,
+        alphas_cumprod,
+        final_alpha_cumprod,
+        eta: opts.eta,
+    }))
+}
+
+/// ᾱ at timestep `t`: `below_zero` for t < 0 (the step past the end of the chain), an error for
+/// t past the training schedule (a config whose offsets push a step out of range).
+pub(super) fn alpha_at(op: &'static str, alphas_cumprod: &[f64], t: i64, below_zero: f64) -> Result<f64> {
+    if t < 0 {
+        return Ok(below_zero);
+    }
+    alphas_cumprod
+        .get(t as usize)
+        .copied()
+        .ok_or_else(|| Error::invalid(op, format!("timestep {t} falls outside the {} training steps", alphas_cumprod.len())))
+}
+
+/// Calls the model and checks that its output is shaped like the latents it was given.
+pub(super) fn call_model(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f64) -> Result<Tensor> {
+    let out = model(x, t)?;
+    if out.shape() != x.shape() {
+        return Err(Error::bad_shape(op, format!("the model output at t={t} must be shaped like the latents {:?}", x.shape()), out.shape()));
+    }
+    Ok(out)
+}
+
+impl Sampler for Ddim {
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+
+    fn timesteps(&self) -> Vec<f64> {
+        self.timesteps.iter().map(|&t| t as f64).collect()
+    }
+
+    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+        for &t in &self.timesteps {
+            let out = call_model("ddim", model, &x, t as f64)?;
+            let prev = t as i64 - self.stride;
+            let a_t = self.alphas_cumprod[t];
+            let a_prev = alpha_at("ddim", &self.alphas_cumprod, prev, self.final_alpha_cumprod)?;
+            let (mut x0, eps) = x0_and_eps(self.cfg.prediction, &out, &x, a_t)?;
+            // diffusers' pipelines call step() with use_clipped_model_output = False: ε stays the
+            // model's, only x0 is clipped (CompVis' DDIM sampler does the same).
+            if let Some(r) = self.cfg.clip_sample {
+                x0 = x0.clamp(-r, r)?;
+            }
+            // σ_t = η·sqrt((1−ᾱ_prev)/(1−ᾱ_t))·sqrt(1−ᾱ_t/ᾱ_prev)
+            let variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev);
+            let std = self.eta * variance.sqrt();
+            let dir = (1.0 - a_prev - std * std).sqrt();
+            x = x0.mul_scalar(a_prev.sqrt())?.add(&eps.mul_scalar(dir)?)?;
+            if self.eta > 0.0 {
+                let z = noise.noise_like(&x)?;
+                x = x.add(&z.mul_scalar(std)?)?;
+            }
+        }
+        Ok(x)
+    }
 }

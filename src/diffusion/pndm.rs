@@ -1,8 +1,110 @@
-//! (being written)
+//! PLMS: diffusers' `PNDMScheduler` with `skip_prk_steps = True`, the configuration every Stable
+//! Diffusion pipeline ships (Liu et al. 2022, "Pseudo Numerical Methods for Diffusion Models on
+//! Manifolds", eq. 9 for the transfer step, eq. 12 for the linear multistep). It is CompVis'
+//! PLMS sampler except for the warm-up: diffusers runs the first step twice — once as a plain
+//! step from t0 with ε0, then again from x_t0 with the average of ε0 and ε(x_t1, t1) (a
+//! second-order Heun-like start) — so the timestep list holds t1 twice and there are steps + 1
+//! model calls. After that, Adams–Bashforth of growing order (2, 3, then 4 terms) on the stored ε.
+//!
+//! The PRK warm-up (`skip_prk_steps = False`, diffusers' default for a bare PNDMScheduler) is
+//! not implemented; SchedulerConfig does not carry that flag, so PLMS always runs as above.
 
-use super::{not_yet, Sampler, SamplerOptions, SchedulerConfig};
-use crate::Result;
+use super::ddim::{alpha_at, call_model};
+use super::schedule::Prediction;
+use super::{ModelFn, NoiseSource, Sampler, SamplerOptions, SchedulerConfig};
+use crate::{Error, Result, Tensor};
 
-pub fn new(_cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
-    not_yet(opts.kind)
+pub struct Plms {
+    cfg: SchedulerConfig,
+    alphas_cumprod: Vec<f64>,
+    final_alpha_cumprod: f64,
+    /// diffusers' plms_timesteps: t0, t1, t1, t2, …, t_{n−1}
+    timesteps: Vec<usize>,
+    stride: i64,
+}
+
+pub fn new(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
+    if cfg.prediction == Prediction::Sample {
+        return Err(Error::invalid("plms", "prediction_type \"sample\" is not supported by PNDM/PLMS (epsilon or v_prediction)"));
+    }
+    let alphas_cumprod = cfg.alphas_cumprod();
+    let final_alpha_cumprod = if cfg.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
+    let mut timesteps = cfg.discrete_timesteps(opts.steps)?;
+    if timesteps.len() >= 2 {
+        timesteps.insert(2, timesteps[1]);
+    }
+    Ok(Box::new(Plms { cfg: cfg.clone(), alphas_cumprod, final_alpha_cumprod, timesteps, stride: (cfg.num_train_timesteps / opts.steps) as i64 }))
+}
+
+impl Plms {
+    /// x_{t−δ} from x_t and ε (PNDM eq. 9, diffusers `_get_prev_sample`); a v-prediction output
+    /// is turned into ε first.
+    fn prev_sample(&self, x: &Tensor, t: i64, prev: i64, out: &Tensor) -> Result<Tensor> {
+        let a_t = alpha_at("plms", &self.alphas_cumprod, t, self.final_alpha_cumprod)?;
+        let a_prev = alpha_at("plms", &self.alphas_cumprod, prev, self.final_alpha_cumprod)?;
+        let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
+        let eps = match self.cfg.prediction {
+            Prediction::VPrediction => out.mul_scalar(a_t.sqrt())?.add(&x.mul_scalar(b_t.sqrt())?)?,
+            _ => out.clone(),
+        };
+        let sample_coeff = (a_prev / a_t).sqrt();
+        let denom = a_t * b_prev.sqrt() + (a_t * b_t * a_prev).sqrt();
+        x.mul_scalar(sample_coeff)?.sub(&eps.mul_scalar((a_prev - a_t) / denom)?)
+    }
+}
+
+/// Σ cᵢ·eᵢ
+fn combine(terms: &[(f64, &Tensor)]) -> Result<Tensor> {
+    let mut acc = terms[0].1.mul_scalar(terms[0].0)?;
+    for (c, e) in &terms[1..] {
+        acc = acc.add(&e.mul_scalar(*c)?)?;
+    }
+    Ok(acc)
+}
+
+impl Sampler for Plms {
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+
+    fn timesteps(&self) -> Vec<f64> {
+        self.timesteps.iter().map(|&t| t as f64).collect()
+    }
+
+    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
+        // the model outputs of the last four steps, oldest first (diffusers' `ets`)
+        let mut ets: Vec<Tensor> = Vec::with_capacity(5);
+        let mut first_sample: Option<Tensor> = None;
+        for (counter, &t) in self.timesteps.clone().iter().enumerate() {
+            let out = call_model("plms", model, &x, t as f64)?;
+            let t = t as i64;
+            let (mut cur_t, mut prev) = (t, t - self.stride);
+            if counter == 1 {
+                // the warm-up's second half: redo the first step from x_t0 (and t1 + stride,
+                // which diffusers uses as "t0" whatever the spacing) with the averaged ε
+                cur_t = t + self.stride;
+                prev = t;
+            } else {
+                if ets.len() == 4 {
+                    ets.remove(0);
+                }
+                ets.push(out.clone());
+            }
+            let (sample, eps) = match (ets.len(), counter) {
+                (1, 0) => {
+                    first_sample = Some(x.clone());
+                    (x.clone(), out)
+                }
+                (1, 1) => {
+                    let x0 = first_sample.take().ok_or_else(|| Error::invalid("plms", "the warm-up lost its first sample"))?;
+                    (x0, combine(&[(0.5, &out), (0.5, &ets[0])])?)
+                }
+                (2, _) => (x.clone(), combine(&[(1.5, &ets[1]), (-0.5, &ets[0])])?),
+                (3, _) => (x.clone(), combine(&[(23.0 / 12.0, &ets[2]), (-16.0 / 12.0, &ets[1]), (5.0 / 12.0, &ets[0])])?),
+                _ => (x.clone(), combine(&[(55.0 / 24.0, &ets[3]), (-59.0 / 24.0, &ets[2]), (37.0 / 24.0, &ets[1]), (-9.0 / 24.0, &ets[0])])?),
+            };
+            x = self.prev_sample(&sample, cur_t, prev, &eps)?;
+        }
+        Ok(x)
+    }
 }

@@ -1,0 +1,127 @@
+//! DDIM, DDPM and PLMS against diffusers' DDIMScheduler, DDPMScheduler and PNDMScheduler
+//! (skip_prk_steps) on the analytic stand-in model (fixtures: tools/gen_sampler_fixtures_ddim.py).
+//!
+//! Tolerance 1e-4 relative on the final latents (the bar is 1e-3): diffusers keeps ᾱ and
+//! every coefficient in f32 tensors, we form the coefficients in f64 from the same f32 ᾱ, so the
+//! two differ by f32 rounding per step (observed ≲1e-6).
+
+mod common;
+
+use common::sampler::{analytic_model, SamplerFixture};
+use ldm_engine::diffusion::{build, sample, NoiseSource, Prediction, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig, SeededNoise, TimestepSpacing};
+use ldm_engine::{DType, Result, Tensor};
+use rand::SeedableRng;
+
+const TOL: f64 = 1e-4;
+
+macro_rules! fixtures {
+    ($($name:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            SamplerFixture::open(stringify!($name)).check(TOL);
+        })*
+    };
+}
+
+fixtures!(
+    ddim_sd15_20,
+    ddim_sd15_eta1_6,
+    ddim_v_trailing_15,
+    ddim_linspace_20,
+    ddim_linspace_eta05_7,
+    ddim_ldm_50,
+    ddim_clip_10,
+    ddim_sample_clip_range2_10,
+    ddpm_sd15_10,
+    ddpm_default_50,
+    ddpm_v_trailing_10,
+    ddpm_linspace_clip_10,
+    ddpm_sample_ldm_7,
+    plms_sd15_5,
+    plms_sd15_20,
+    plms_sd15_1,
+    plms_sd15_2,
+    plms_v_20,
+    plms_v_trailing_5,
+    plms_linspace_ldm_20,
+);
+
+fn opts(kind: SamplerKind, steps: usize, eta: f64) -> SamplerOptions {
+    SamplerOptions { kind, steps, eta }
+}
+
+fn latent() -> Tensor {
+    Tensor::randn(&[2, 4, 3, 5], 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(7))
+}
+
+/// Counts the draws a sampler makes.
+struct Counting(usize, SeededNoise);
+impl NoiseSource for Counting {
+    fn noise_like(&mut self, like: &Tensor) -> Result<Tensor> {
+        self.0 += 1;
+        self.1.noise_like(like)
+    }
+}
+
+fn draws(cfg: &SchedulerConfig, o: SamplerOptions) -> usize {
+    let mut n = Counting(0, SeededNoise::new(1));
+    sample(cfg, &o, &mut analytic_model, &latent(), &mut n).unwrap();
+    n.0
+}
+
+#[test]
+fn only_the_stochastic_samplers_draw_noise() {
+    let sd = SchedulerConfig::sd15();
+    for (o, want) in [
+        (opts(SamplerKind::Ddim, 10, 0.0), 0),
+        (opts(SamplerKind::Ddim, 10, 0.3), 10),
+        (opts(SamplerKind::Plms, 10, 0.0), 0),
+        // leading with steps_offset 1 ends at t = 1: every step adds noise
+        (opts(SamplerKind::Ddpm, 10, 0.0), 10),
+    ] {
+        assert_eq!(draws(&sd, o), want, "{o:?}");
+        assert_eq!(o.kind.is_stochastic(o.eta), want > 0, "{o:?}");
+    }
+    // linspace ends at t = 0, where DDPM adds no noise
+    let lin = SchedulerConfig { spacing: TimestepSpacing::Linspace, steps_offset: 0, ..SchedulerConfig::sd15() };
+    assert_eq!(draws(&lin, opts(SamplerKind::Ddpm, 10, 0.0)), 9);
+}
+
+#[test]
+fn plms_repeats_the_second_timestep_for_its_warm_up() {
+    let s = build(&SchedulerConfig::sd15(), &opts(SamplerKind::Plms, 5, 0.0)).unwrap();
+    assert_eq!(s.timesteps(), vec![801.0, 601.0, 601.0, 401.0, 201.0, 1.0]);
+    let s = build(&SchedulerConfig::sd15(), &opts(SamplerKind::Ddim, 5, 0.0)).unwrap();
+    assert_eq!(s.timesteps(), vec![801.0, 601.0, 401.0, 201.0, 1.0]);
+    assert_eq!(s.init_noise_sigma(), 1.0);
+}
+
+#[test]
+fn a_model_output_of_the_wrong_shape_is_an_error() {
+    for kind in [SamplerKind::Ddim, SamplerKind::Ddpm, SamplerKind::Plms] {
+        let mut bad = |x: &Tensor, _t: f64| x.narrow(1, 0, 3);
+        let e = sample(&SchedulerConfig::sd15(), &opts(kind, 4, 0.0), &mut bad, &latent(), &mut SeededNoise::new(0)).unwrap_err().to_string();
+        assert!(e.contains("shaped like the latents") && !e.contains('\n'), "{kind:?}: {e}");
+    }
+}
+
+#[test]
+fn running_out_of_recorded_noise_is_an_error() {
+    let e = sample(&SchedulerConfig::sd15(), &opts(SamplerKind::Ddim, 4, 1.0), &mut analytic_model, &latent(), &mut RecordedNoise(Default::default()));
+    assert!(e.unwrap_err().to_string().contains("ran out"));
+}
+
+#[test]
+fn bad_options_are_errors() {
+    let sd = SchedulerConfig::sd15();
+    for (cfg, o, says) in [
+        (sd.clone(), opts(SamplerKind::Ddim, 10, -0.5), "eta"),
+        (sd.clone(), opts(SamplerKind::Ddim, 10, f64::NAN), "eta"),
+        (sd.clone(), opts(SamplerKind::Ddim, 0, 0.0), "steps"),
+        (sd.clone(), opts(SamplerKind::Ddpm, 1001, 0.0), "steps"),
+        (SchedulerConfig { prediction: Prediction::Sample, ..sd.clone() }, opts(SamplerKind::Plms, 10, 0.0), "sample"),
+    ] {
+        let e = build(&cfg, &o).err().unwrap_or_else(|| panic!("{o:?} built")).to_string();
+        assert!(e.contains(says), "{o:?}: {e}");
+    }
+}
