@@ -50,5 +50,8 @@ fn bad_settings_are_errors_that_name_them() {
     let v = serde_json::json!({"trained_betas": [0.1, 0.2], "num_train_timesteps": 2});
     assert_eq!(SchedulerConfig::from_diffusers(&v).unwrap().beta_schedule, BetaSchedule::Trained(vec![0.1, 0.2]));
     assert!("dpm++2m".parse::<SamplerKind>().is_ok());
+    let prk = SchedulerConfig::from_diffusers(&serde_json::json!({"skip_prk_steps": false})).unwrap();
+    let opts = ldm_engine::diffusion::SamplerOptions { kind: SamplerKind::Plms, steps: 5, eta: 0.0 };
+    assert!(ldm_engine::diffusion::build(&prk, &opts).err().unwrap().to_string().contains("'skip_prk_steps: false'"));
     assert!("lms".parse::<SamplerKind>().unwrap_err().to_string().contains("unknown sampler 'lms' (one of: ddpm, ddim, plms"));
 }

@@ -27,6 +27,9 @@ pub fn new(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampl
     if cfg.prediction == Prediction::Sample {
         return Err(Error::invalid("plms", "prediction_type \"sample\" is not supported by PNDM/PLMS (epsilon or v_prediction)"));
     }
+    if !cfg.skip_prk_steps {
+        return Err(Error::invalid("plms", "'skip_prk_steps: false' (PNDM's Runge-Kutta warm-up) is not supported: set it to true for PLMS"));
+    }
     let alphas_cumprod = cfg.alphas_cumprod();
     let final_alpha_cumprod = if cfg.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
     let mut timesteps = cfg.discrete_timesteps(opts.steps)?;

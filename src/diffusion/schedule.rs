@@ -45,6 +45,9 @@ pub struct SchedulerConfig {
     pub clip_sample: Option<f64>,
     /// k-diffusion samplers: Karras et al. (2022) sigma spacing
     pub karras_sigmas: bool,
+    /// PNDM: skip the Runge–Kutta warm-up (PLMS from the first step), as every SD config sets;
+    /// the engine implements only this form
+    pub skip_prk_steps: bool,
 }
 
 impl SchedulerConfig {
@@ -61,6 +64,7 @@ impl SchedulerConfig {
             set_alpha_to_one: false,
             clip_sample: None,
             karras_sigmas: false,
+            skip_prk_steps: true,
         }
     }
 
@@ -125,6 +129,8 @@ impl SchedulerConfig {
             set_alpha_to_one: v["set_alpha_to_one"].as_bool().unwrap_or(true),
             clip_sample,
             karras_sigmas: v["use_karras_sigmas"].as_bool().unwrap_or(false),
+            // absent in other schedulers' configs: then PLMS runs as SD's PNDM config asks
+            skip_prk_steps: v["skip_prk_steps"].as_bool().unwrap_or(true),
         })
     }
 
