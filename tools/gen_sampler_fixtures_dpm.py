@@ -38,8 +38,11 @@ for name, (config, steps, seed) in CASES.items():
     scheduler = DPMSolverMultistepScheduler(**config)
     noise = initial_noise(seed)
     latents, calls = run(scheduler, steps, noise)
-    # JSON has no -inf: leave lambda_min_clipped (default -inf, clips nothing) out of the saved config
-    scheduler._internal_dict = FrozenDict({k: v for k, v in scheduler.config.items() if k != "lambda_min_clipped"})
+    # JSON has no -inf: leave lambda_min_clipped (default -inf, clips nothing) out of the saved config;
+    # diffusers lists _use_default_values in set order, which changes run to run: sort it
+    config = {k: v for k, v in scheduler.config.items() if k != "lambda_min_clipped"}
+    config["_use_default_values"] = sorted(config.get("_use_default_values", []))
+    scheduler._internal_dict = FrozenDict(config)
     save(name, scheduler, "dpm++2m", steps, noise, latents, calls)
 
 # The model timesteps of many more step counts than the runs above cover (this scheduler spaces
