@@ -69,6 +69,12 @@ NEGATIVE = "blurry, low quality"
 HEIGHT, WIDTH, GUIDANCE = 40, 56, 7.5  # non-square; the tiny VAE downsamples 2×: latents 20×28
 
 
+def finite(config):
+    """The config without non-finite numbers (DPM's lambda_min_clipped = -inf), which JSON cannot
+    carry; the engine's default for such keys is the same value."""
+    return {k: v for k, v in dict(config).items() if not (isinstance(v, float) and v != v or v in (float("inf"), float("-inf")))}
+
+
 def main():
     import diffusers
     from diffusers import StableDiffusionPipeline
@@ -77,6 +83,7 @@ def main():
     write_tokenizer()
     write_scheduler_and_index()
     pipe = StableDiffusionPipeline.from_pretrained(FOLDER, variant="fp16", torch_dtype=torch.float32)
+    folder_scheduler = dict(pipe.scheduler.config)  # what a user swapping samplers starts from
     pipe.set_progress_bar_config(disable=True)
     f = pipe.vae_scale_factor  # diffusers does not check the shape of given latents: give the right one
     noise = torch.randn(2, 4, HEIGHT // f, WIDTH // f, generator=torch.Generator().manual_seed(2024))
@@ -86,13 +93,13 @@ def main():
             latents = pipe(PROMPTS, negative_prompt=[NEGATIVE] * 2, height=HEIGHT, width=WIDTH, num_inference_steps=steps,
                            guidance_scale=GUIDANCE, latents=noise.clone(), output_type="latent").images
         meta = dict(sampler=sampler, steps=str(steps), guidance=str(GUIDANCE), height=str(HEIGHT), width=str(WIDTH),
-                    prompts=json.dumps(PROMPTS), negative=NEGATIVE, scheduler_json=json.dumps(dict(pipe.scheduler.config)))
+                    prompts=json.dumps(PROMPTS), negative=NEGATIVE, scheduler_json=json.dumps(finite(pipe.scheduler.config)))
         path = os.path.join(OUT, f"txt2img_{name}.safetensors")
         save_file({"noise": noise, "latents": latents.contiguous()}, path, metadata=meta)
         print(f"{name}: {os.path.getsize(path)} bytes, |latents| max {latents.abs().max():.3f}")
 
     # what `ldm-engine sample --batch 2 --init-noise` runs: one prompt twice, Euler (the CLI default)
-    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(SD15_SCHEDULER)
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(folder_scheduler)
     with torch.no_grad():
         latents = pipe(PROMPTS[1], negative_prompt=NEGATIVE, num_images_per_prompt=2, height=HEIGHT, width=WIDTH,
                        num_inference_steps=5, guidance_scale=GUIDANCE, latents=noise.clone(), output_type="latent").images
