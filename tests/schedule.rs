@@ -55,3 +55,31 @@ fn bad_settings_are_errors_that_name_them() {
     assert!(ldm_engine::diffusion::build(&prk, &opts).err().unwrap().to_string().contains("'skip_prk_steps: false'"));
     assert!("lms".parse::<SamplerKind>().unwrap_err().to_string().contains("unknown sampler 'lms' (one of: ddpm, ddim, plms"));
 }
+
+/// diffusers builds each scheduler class from a config with that class's defaults: without
+/// `timestep_spacing`, DDIM/PNDM/DDPM space leading and Euler/Heun/DPM-Solver linspace (SD1.5's
+/// own scheduler_config.json has no such key). Options one class sets that a sampler does not
+/// implement fail for that sampler only.
+#[test]
+fn class_defaults_and_unsupported_options_follow_the_sampler() {
+    use ldm_engine::diffusion::{build, SamplerOptions};
+    let sd15_json = serde_json::json!({"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "steps_offset": 1, "set_alpha_to_one": false, "skip_prk_steps": true, "clip_sample": false});
+    let cfg = SchedulerConfig::from_diffusers(&sd15_json).unwrap();
+    let first = |kind: &str| build(&cfg, &SamplerOptions { kind: kind.parse().unwrap(), steps: 20, eta: 0.0 }).unwrap().timesteps()[0];
+    assert_eq!(first("ddim"), 951.0); // leading: 50·19 + offset 1
+    assert_eq!(first("euler"), 999.0); // linspace
+    assert_eq!(first("dpm++2m"), 999.0);
+    let mut dpm3 = sd15_json.clone();
+    dpm3["solver_order"] = 3.into();
+    let cfg = SchedulerConfig::from_diffusers(&dpm3).unwrap();
+    let opts = |kind: &str| SamplerOptions { kind: kind.parse().unwrap(), steps: 10, eta: 0.0 };
+    let e = build(&cfg, &opts("dpm++2m")).err().unwrap().to_string();
+    assert!(e.contains("'solver_order' = 3 is not supported by the dpm++2m sampler"), "{e}");
+    assert!(build(&cfg, &opts("euler")).is_ok());
+    let mut sigma = sd15_json.clone();
+    sigma["final_sigmas_type"] = "sigma_min".into();
+    let cfg = SchedulerConfig::from_diffusers(&sigma).unwrap();
+    assert!(build(&cfg, &opts("heun")).err().unwrap().to_string().contains("'final_sigmas_type' = \"sigma_min\""));
+    assert!(build(&cfg, &opts("ddim")).is_ok());
+}

@@ -113,6 +113,7 @@ pub trait Sampler {
 }
 
 pub fn build(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
+    let cfg = &cfg.for_sampler(opts.kind)?;
     cfg.discrete_timesteps(opts.steps)?; // the step count and offset are valid for every sampler
     match opts.kind {
         SamplerKind::Ddpm => ddpm::new(cfg, opts),
@@ -142,9 +143,4 @@ pub fn x0_and_eps(prediction: Prediction, out: &Tensor, x: &Tensor, alpha_prod: 
         // v = a·ε − s·x0  ⇒  x0 = a·x − s·v,  ε = a·v + s·x
         Prediction::VPrediction => (x.mul_scalar(a)?.sub(&out.mul_scalar(s)?)?, out.mul_scalar(a)?.add(&x.mul_scalar(s)?)?),
     })
-}
-
-/// Placeholder for a sampler family not built yet.
-fn not_yet(kind: SamplerKind) -> Result<Box<dyn Sampler>> {
-    Err(Error::invalid("sampler", format!("the {} sampler is not in this build yet", kind.name())))
 }

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::SamplerKind;
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +46,12 @@ pub struct SchedulerConfig {
     pub clip_sample: Option<f64>,
     /// k-diffusion samplers: Karras et al. (2022) sigma spacing
     pub karras_sigmas: bool,
+    /// Whether the spacing was set (a config key or code); if not, each sampler uses its diffusers
+    /// class's default (leading for DDPM/DDIM/PNDM, linspace for Euler/Heun/DPM-Solver), as
+    /// diffusers does when it builds a scheduler from a config without `timestep_spacing`.
+    pub spacing_given: bool,
+    /// Options the config sets that some samplers do not implement: (the samplers, the option).
+    pub unsupported: Vec<(&'static [SamplerKind], String)>,
     /// PNDM: skip the Runge–Kutta warm-up (PLMS from the first step), as every SD config sets;
     /// the engine implements only this form
     pub skip_prk_steps: bool,
@@ -64,6 +71,8 @@ impl SchedulerConfig {
             set_alpha_to_one: false,
             clip_sample: None,
             karras_sigmas: false,
+            spacing_given: true,
+            unsupported: vec![],
             skip_prk_steps: true,
         }
     }
@@ -106,6 +115,7 @@ impl SchedulerConfig {
             "sample" => Prediction::Sample,
             s => return Err(format!("'prediction_type' = \"{s}\" is not supported")),
         };
+        let spacing_given = v["timestep_spacing"].is_string();
         let spacing = match text("timestep_spacing", "leading").as_str() {
             "leading" => TimestepSpacing::Leading,
             "trailing" => TimestepSpacing::Trailing,
@@ -129,9 +139,26 @@ impl SchedulerConfig {
             set_alpha_to_one: v["set_alpha_to_one"].as_bool().unwrap_or(true),
             clip_sample,
             karras_sigmas: v["use_karras_sigmas"].as_bool().unwrap_or(false),
+            spacing_given,
+            unsupported: unsupported_options(v),
             // absent in other schedulers' configs: then PLMS runs as SD's PNDM config asks
             skip_prk_steps: v["skip_prk_steps"].as_bool().unwrap_or(true),
         })
+    }
+
+    /// The config a sampler runs with: the class-default spacing filled in, and an error if the
+    /// config sets an option this sampler does not implement.
+    pub fn for_sampler(&self, kind: SamplerKind) -> Result<SchedulerConfig> {
+        if let Some((_, opt)) = self.unsupported.iter().find(|(kinds, _)| kinds.contains(&kind)) {
+            return Err(Error::invalid("scheduler", format!("{opt} is not supported by the {} sampler", kind.name())));
+        }
+        let mut cfg = self.clone();
+        if !cfg.spacing_given {
+            use SamplerKind::*;
+            cfg.spacing = if matches!(kind, Euler | EulerAncestral | Heun | DpmPP2M) { TimestepSpacing::Linspace } else { TimestepSpacing::Leading };
+            cfg.spacing_given = true;
+        }
+        Ok(cfg)
     }
 
     /// β_t for t in 0..num_train_timesteps, computed in f32 as diffusers does (torch.linspace
@@ -190,6 +217,40 @@ impl SchedulerConfig {
         }
         Ok(ts.into_iter().map(|t| t as usize).collect())
     }
+}
+
+/// Scheduler-class options the samplers do not implement, when a config sets them to anything
+/// but their default (keys of other classes' configs are simply absent).
+fn unsupported_options(v: &Value) -> Vec<(&'static [SamplerKind], String)> {
+    use SamplerKind::*;
+    const SIGMA_SAMPLERS: &[SamplerKind] = &[Euler, EulerAncestral, Heun, DpmPP2M];
+    const DPM: &[SamplerKind] = &[DpmPP2M];
+    const DDPM: &[SamplerKind] = &[Ddpm];
+    let mut out = Vec::new();
+    let mut check = |kinds: &'static [SamplerKind], key: &str, ok: &[Value]| {
+        let x = &v[key];
+        if !x.is_null() && !ok.contains(x) {
+            out.push((kinds, format!("'{key}' = {x}")));
+        }
+    };
+    use serde_json::json;
+    check(SIGMA_SAMPLERS, "timestep_type", &[json!("discrete")]);
+    check(SIGMA_SAMPLERS, "final_sigmas_type", &[json!("zero")]);
+    check(SIGMA_SAMPLERS, "interpolation_type", &[json!("linear")]);
+    check(SIGMA_SAMPLERS, "sigma_min", &[]);
+    check(SIGMA_SAMPLERS, "sigma_max", &[]);
+    check(SIGMA_SAMPLERS, "use_flow_sigmas", &[json!(false)]);
+    check(SIGMA_SAMPLERS, "use_dynamic_shifting", &[json!(false)]);
+    check(DPM, "algorithm_type", &[json!("dpmsolver++")]);
+    check(DPM, "solver_order", &[json!(2)]);
+    check(DPM, "solver_type", &[json!("midpoint")]);
+    check(DPM, "lower_order_final", &[json!(true)]);
+    check(DPM, "euler_at_final", &[json!(false)]);
+    check(DPM, "use_lu_lambdas", &[json!(false)]);
+    check(DPM, "lambda_min_clipped", &[]);
+    check(DPM, "variance_type", &[]);
+    check(DDPM, "variance_type", &[json!("fixed_small"), json!("fixed_small_log")]);
+    out
 }
 
 /// numpy's round: halves go to the even neighbour.
