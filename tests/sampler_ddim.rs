@@ -7,23 +7,15 @@
 
 mod common;
 
-use common::sampler::{analytic_model, SamplerFixture};
+use common::sampler::analytic_model;
 use ldm_engine::diffusion::{build, sample, NoiseSource, Prediction, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig, SeededNoise, TimestepSpacing};
 use ldm_engine::{DType, Result, Tensor};
 use rand::SeedableRng;
 
 const TOL: f64 = 1e-4;
 
-macro_rules! fixtures {
-    ($($name:ident),* $(,)?) => {
-        $(#[test]
-        fn $name() {
-            SamplerFixture::open(stringify!($name)).check(TOL);
-        })*
-    };
-}
 
-fixtures!(
+common::sampler::sampler_fixture_tests!(TOL;
     ddim_sd15_20,
     ddim_sd15_eta1_6,
     ddim_v_trailing_15,

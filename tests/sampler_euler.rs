@@ -9,23 +9,15 @@
 
 mod common;
 
-use common::sampler::{analytic_model, SamplerFixture};
+use common::sampler::analytic_model;
 use ldm_engine::diffusion::{build, sample, NoiseSource, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig, SeededNoise, TimestepSpacing};
 use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
 
 const TOL: f64 = 1e-4;
 
-macro_rules! fixtures {
-    ($($name:ident),* $(,)?) => {
-        $(#[test]
-        fn $name() {
-            SamplerFixture::open(stringify!($name)).check(TOL);
-        })*
-    };
-}
 
-fixtures!(
+common::sampler::sampler_fixture_tests!(TOL;
     euler_sd15_20,
     euler_karras_15,
     euler_v_trailing_12,

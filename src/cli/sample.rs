@@ -80,7 +80,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 
 /// Everything that can be checked without loading a model.
 fn check(a: &SampleArgs) -> Result<SamplerKind> {
-    if a.width == 0 || a.height == 0 || a.width % 8 != 0 || a.height % 8 != 0 {
+    if a.width == 0 || a.height == 0 || !a.width.is_multiple_of(8) || !a.height.is_multiple_of(8) {
         return Err(invalid(format!("--width {} / --height {}: both must be positive multiples of 8", a.width, a.height)));
     }
     if a.steps == 0 {

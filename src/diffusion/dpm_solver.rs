@@ -42,14 +42,7 @@ impl DpmSolverPP2M {
             return Err(Error::invalid("dpm++2m", format!("{steps} steps: must be between 1 and the {n} training steps")));
         }
         // σ of every training timestep, in f32 as torch computes ((1 − ᾱ)/ᾱ) ** 0.5
-        let train_sigmas: Vec<f32> = cfg
-            .alphas_cumprod()
-            .into_iter()
-            .map(|a| {
-                let a = a as f32;
-                ((1.0 - a) / a).sqrt()
-            })
-            .collect();
+        let train_sigmas = cfg.train_sigmas();
         // lambda_min_clipped = −inf clips nothing, so the last timestep is n
         let (timesteps, mut sigmas): (Vec<i64>, Vec<f32>) = if cfg.karras_sigmas {
             let sig = karras(train_sigmas[0] as f64, train_sigmas[n - 1] as f64, steps);

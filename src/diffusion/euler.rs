@@ -27,14 +27,7 @@ impl SigmaSchedule {
     pub fn new(cfg: &SchedulerConfig, steps: usize) -> Result<Self> {
         let n = cfg.num_train_timesteps;
         // the training sigmas, computed in f32 as torch does on the f32 alphas_cumprod
-        let train: Vec<f32> = cfg
-            .alphas_cumprod()
-            .into_iter()
-            .map(|a| {
-                let a = a as f32;
-                ((1.0 - a) / a).sqrt()
-            })
-            .collect();
+        let train = cfg.train_sigmas();
         if train.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err(Error::invalid("sampler", "the noise schedule gives a zero or non-finite sigma (an alphas_cumprod of 0 or 1)"));
         }

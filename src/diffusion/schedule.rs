@@ -194,6 +194,18 @@ impl SchedulerConfig {
             .collect()
     }
 
+    /// σ_t = sqrt((1 − ᾱ_t)/ᾱ_t) of every training timestep, in f32 as torch computes it on the
+    /// f32 alphas_cumprod (the k-diffusion and DPM-Solver schedulers' sigma table).
+    pub fn train_sigmas(&self) -> Vec<f32> {
+        self.alphas_cumprod()
+            .into_iter()
+            .map(|a| {
+                let a = a as f32;
+                ((1.0 - a) / a).sqrt()
+            })
+            .collect()
+    }
+
     /// The integer timesteps of an `steps`-step schedule, first (noisiest) first, as DDIM, DDPM
     /// and the k-diffusion schedulers compute them for each spacing.
     pub fn discrete_timesteps(&self, steps: usize) -> Result<Vec<usize>> {

@@ -44,8 +44,11 @@ pub fn save_png(path: &Path, rgb: &[u8], width: usize, height: usize, text: &[(&
     crate::io::safetensors::write_atomic(path, &bytes)
 }
 
-/// Reads an 8-bit RGB(A)/grey PNG: (RGB bytes, width, height, tEXt chunks).
-pub fn load_png(path: &Path) -> Result<(Vec<u8>, usize, usize, Vec<(String, String)>)> {
+/// A decoded PNG: (RGB bytes, width, height, tEXt chunks as (keyword, text)).
+pub type LoadedPng = (Vec<u8>, usize, usize, Vec<(String, String)>);
+
+/// Reads an 8-bit RGB(A)/grey PNG.
+pub fn load_png(path: &Path) -> Result<LoadedPng> {
     let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
     let f = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
     let mut dec = png::Decoder::new(std::io::BufReader::new(f));

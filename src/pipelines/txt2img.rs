@@ -59,7 +59,7 @@ impl TextToImage {
     /// Checks a request and returns the latent shape [N, C, H/8, W/8].
     pub fn latent_shape(&self, req: &TextToImageRequest) -> Result<[usize; 4]> {
         let f = 1 << (self.vae.config().ch_mult.len() - 1);
-        if req.height == 0 || req.width == 0 || req.height % f != 0 || req.width % f != 0 {
+        if req.height == 0 || req.width == 0 || !req.height.is_multiple_of(f) || !req.width.is_multiple_of(f) {
             return Err(Error::invalid("txt2img", format!("size {}x{} must be positive multiples of {f}", req.width, req.height)));
         }
         if req.prompts.is_empty() {

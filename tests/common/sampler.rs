@@ -58,3 +58,16 @@ impl SamplerFixture {
         assert!(max_err / max_ref <= tol, "{}: final latents off by {:.3e} relative", self.name, max_err / max_ref);
     }
 }
+
+/// One #[test] per fixture name: `sampler_fixture_tests!(tolerance; name, name, ...)`.
+#[allow(unused_macros)]
+macro_rules! sampler_fixture_tests {
+    ($tol:expr; $($name:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            common::sampler::SamplerFixture::open(stringify!($name)).check($tol);
+        })*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use sampler_fixture_tests;
