@@ -11,17 +11,8 @@ use ldm_engine::models::embedders::{ClassEmbedder, SpatialRescaler};
 use ldm_engine::models::presets::unet_from_compvis;
 use ldm_engine::models::unet::UNet;
 use ldm_engine::models::vq::VQModel;
-use serde_json::{json, Map, Value};
-
-/// The fixture's UNetModel kwargs, read back as the CompVis YAML block they came from.
-fn unet_params(f: &Fixture) -> Value {
-    let keys = [
-        "in_channels", "out_channels", "model_channels", "num_res_blocks", "attention_resolutions", "channel_mult", "num_heads",
-        "num_head_channels", "use_scale_shift_norm", "resblock_updown", "conv_resample", "use_spatial_transformer",
-        "transformer_depth", "context_dim",
-    ];
-    Value::Object(keys.iter().map(|k| (k.to_string(), f.json(k))).filter(|(_, v)| !v.is_null()).collect::<Map<_, _>>())
-}
+use common::fixture::unet_params;
+use serde_json::json;
 
 #[test]
 fn unets_match_compvis() {

@@ -62,3 +62,13 @@ pub fn assert_parity(ours: &Tensor, reference: &Tensor, what: &str) {
     assert!(max_err / max_ref <= 1e-4, "{what}: max|err| {max_err:e} vs max|ref| {max_ref:e}");
 }
 
+/// The fixture's UNetModel kwargs, read back as the CompVis YAML block they came from.
+#[allow(dead_code)]
+pub fn unet_params(f: &Fixture) -> serde_json::Value {
+    let keys = [
+        "in_channels", "out_channels", "model_channels", "num_res_blocks", "attention_resolutions", "channel_mult", "num_heads",
+        "num_head_channels", "use_scale_shift_norm", "resblock_updown", "conv_resample", "use_spatial_transformer",
+        "transformer_depth", "context_dim",
+    ];
+    serde_json::Value::Object(keys.iter().map(|k| (k.to_string(), f.json(k))).filter(|(_, v)| !v.is_null()).collect())
+}
