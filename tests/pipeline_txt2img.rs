@@ -50,6 +50,54 @@ fn txt2img_matches_diffusers_for_each_sampler() {
     }
 }
 
+/// Image-to-image against StableDiffusionImg2ImgPipeline at strength 0.6 of 10 steps: the
+/// posterior sample and the start-step noise replayed from the reference's two draws.
+#[test]
+fn img2img_matches_diffusers_for_each_sampler() {
+    use ldm_engine::diffusion::RecordedNoise;
+    let mut pipe = pipeline();
+    for name in ["ddim", "plms", "euler", "heun", "dpmpp2m"] {
+        let f = SafeTensorsFile::open(format!("{}/tests/fixtures/pipelines/img2img_{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let m = f.metadata();
+        pipe.scheduler = SchedulerConfig::from_diffusers(&serde_json::from_str(&m["scheduler_json"]).unwrap()).unwrap();
+        let prompts: Vec<String> = serde_json::from_str(&m["prompts"]).unwrap();
+        let req = TextToImageRequest {
+            negative_prompts: vec![m["negative"].clone(); prompts.len()],
+            prompts,
+            guidance: m["guidance"].parse().unwrap(),
+            sampler: SamplerOptions { kind: m["sampler"].parse().unwrap(), steps: m["steps"].parse().unwrap(), eta: 0.0 },
+            height: m["height"].parse().unwrap(),
+            width: m["width"].parse().unwrap(),
+        };
+        let ctx = pipe.context(&req).unwrap();
+        let mut draws = RecordedNoise(vec![f.get("draw_0").unwrap(), f.get("draw_1").unwrap()].into());
+        let mut calls = 0;
+        let strength: f64 = m["strength"].parse().unwrap();
+        let out = pipe.img2img_latents(&req, &ctx, &f.get("image").unwrap(), strength, &mut draws, &mut || calls += 1).unwrap();
+        let (o, r) = (common::vals(&out), common::vals(&f.get("latents").unwrap()));
+        let max_ref = r.iter().fold(0f64, |a, v| a.max(v.abs()));
+        let rel = o.iter().zip(&r).fold(0f64, |a, (x, y)| a.max((x - y).abs())) / max_ref;
+        println!("img2img {name}: {calls} UNet calls, max|err|/max|ref| = {rel:.2e}");
+        assert!(rel <= 1e-3, "img2img {name}: {rel:.3e}");
+        assert!(draws.0.is_empty(), "img2img {name}: both reference draws used");
+    }
+    let req = TextToImageRequest {
+        prompts: vec!["a".into()],
+        negative_prompts: vec![],
+        guidance: 1.0,
+        sampler: SamplerOptions { kind: "ddim".parse().unwrap(), steps: 4, eta: 0.0 },
+        height: 24,
+        width: 32,
+    };
+    let ctx = pipe.context(&req).unwrap();
+    let image = ldm_engine::Tensor::zeros(&[1, 3, 24, 32], DType::F32);
+    let err = |s: f64| pipe.img2img_latents(&req, &ctx, &image, s, &mut SeededNoise::new(0), &mut || {}).err().unwrap().to_string();
+    assert!(err(0.1).contains("strength 0.1 with 4 steps leaves no step to run"));
+    assert!(err(1.5).contains("strength 1.5 must be in (0, 1]"));
+    let wrong = ldm_engine::Tensor::zeros(&[1, 3, 16, 32], DType::F32);
+    assert!(pipe.img2img_latents(&req, &ctx, &wrong, 0.5, &mut SeededNoise::new(0), &mut || {}).err().unwrap().to_string().contains("init image must be [1, 3, 24, 32]"));
+}
+
 #[test]
 fn bad_requests_are_one_line_errors() {
     let pipe = pipeline();

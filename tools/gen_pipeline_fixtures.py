@@ -110,6 +110,39 @@ def main():
     print(f"cli_euler: {os.path.getsize(path)} bytes")
 
 
+# (name, engine sampler, scheduler class): image-to-image at strength 0.6 of 10 steps (6 run)
+IMG2IMG = [("ddim", "ddim", "DDIMScheduler"), ("plms", "plms", "PNDMScheduler"), ("euler", "euler", "EulerDiscreteScheduler"),
+           ("heun", "heun", "HeunDiscreteScheduler"), ("dpmpp2m", "dpm++2m", "DPMSolverMultistepScheduler")]
+
+
+def img2img():
+    """StableDiffusionImg2ImgPipeline on the same folder. Its two random draws (the VAE posterior
+    sample, then the noise added at the start step) come from one seeded generator; they are
+    re-drawn here with the same seed and stored as draw_0, draw_1 for the engine to replay."""
+    import diffusers
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(FOLDER, variant="fp16", torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    folder_scheduler = dict(pipe.scheduler.config)
+    h, w = 24, 32  # smaller than txt2img's: the image is stored too
+    image = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    f = pipe.vae_scale_factor
+    g = torch.Generator().manual_seed(77)
+    draws = [torch.randn(2, 4, h // f, w // f, generator=g) for _ in range(2)]
+    for name, sampler, cls in IMG2IMG:
+        pipe.scheduler = getattr(diffusers, cls).from_config(folder_scheduler)
+        with torch.no_grad():
+            latents = pipe(PROMPTS, image=image, strength=0.6, negative_prompt=[NEGATIVE] * 2, num_inference_steps=10,
+                           guidance_scale=GUIDANCE, generator=torch.Generator().manual_seed(77), output_type="latent").images
+        meta = dict(sampler=sampler, steps="10", strength="0.6", guidance=str(GUIDANCE), height=str(h), width=str(w),
+                    prompts=json.dumps(PROMPTS), negative=NEGATIVE, scheduler_json=json.dumps(finite(pipe.scheduler.config)))
+        path = os.path.join(OUT, f"img2img_{name}.safetensors")
+        save_file({"image": image, "draw_0": draws[0], "draw_1": draws[1], "latents": latents.contiguous()}, path, metadata=meta)
+        print(f"img2img {name}: {os.path.getsize(path)} bytes")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     main()
+    img2img()

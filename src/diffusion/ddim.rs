@@ -64,8 +64,14 @@ impl Sampler for Ddim {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }
 
-    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
-        for &t in &self.timesteps {
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        super::check_start("ddim", start, self.timesteps.len())?;
+        super::vp_noise(x0, noise, self.alphas_cumprod[self.timesteps[start]])
+    }
+
+    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+        super::check_start("ddim", start, self.timesteps.len())?;
+        for &t in &self.timesteps[start..] {
             let out = call_model("ddim", model, &x, t as f64)?;
             let prev = t as i64 - self.stride;
             let a_t = self.alphas_cumprod[t];

@@ -30,8 +30,14 @@ impl Sampler for Ddpm {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }
 
-    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
-        for (i, &t) in self.timesteps.iter().enumerate() {
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        super::check_start("ddpm", start, self.timesteps.len())?;
+        super::vp_noise(x0, noise, self.alphas_cumprod[self.timesteps[start]])
+    }
+
+    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+        super::check_start("ddpm", start, self.timesteps.len())?;
+        for (i, &t) in self.timesteps.iter().enumerate().skip(start) {
             let out = call_model("ddpm", model, &x, t as f64)?;
             let prev = self.timesteps.get(i + 1).map_or(-1, |&p| p as i64);
             let a_t = self.alphas_cumprod[t];

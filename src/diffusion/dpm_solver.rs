@@ -153,10 +153,21 @@ impl Sampler for DpmSolverPP2M {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }
 
-    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        super::check_start("dpm++2m", start, self.timesteps.len())?;
+        if noise.shape() != x0.shape() {
+            return Err(Error::bad_shape("add_noise", format!("noise must be shaped like the latents {:?}", x0.shape()), noise.shape()));
+        }
+        let (alpha_t, sigma_t) = alpha_sigma(self.sigmas[start]);
+        x0.mul_scalar(alpha_t as f64)?.add(&noise.mul_scalar(sigma_t as f64)?)
+    }
+
+    /// From step `start`; the multistep history starts empty there, as diffusers' does.
+    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
         let steps = self.timesteps.len();
+        super::check_start("dpm++2m", start, steps)?;
         let mut prev_x0: Option<Tensor> = None;
-        for i in 0..steps {
+        for i in start..steps {
             // scale_model_input is the identity
             let out = model(&x, self.timesteps[i] as f64)?;
             if out.shape() != x.shape() {

@@ -55,6 +55,15 @@ impl SigmaSchedule {
 
     /// diffusers' `init_noise_sigma`: σ_max for linspace and trailing spacing, sqrt(σ_max² + 1)
     /// for leading (in f32).
+    /// x0 + σ·ε at the σ where step `start` begins (diffusers' add_noise after set_begin_index).
+    pub fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        super::check_start("sampler", start, self.timesteps.len())?;
+        if noise.shape() != x0.shape() {
+            return Err(Error::bad_shape("add_noise", format!("noise must be shaped like the latents {:?}", x0.shape()), noise.shape()));
+        }
+        x0.add(&noise.mul_scalar(f64::from(self.sigmas[start] as f32))?)
+    }
+
     pub fn init_noise_sigma(&self, spacing: TimestepSpacing) -> f64 {
         let max = self.sigmas.iter().fold(0f32, |m, &s| m.max(s as f32));
         match spacing {
@@ -176,9 +185,14 @@ impl Sampler for Euler {
         self.schedule.timesteps.clone()
     }
 
-    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        self.schedule.add_noise(x0, noise, start)
+    }
+
+    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
         let SigmaSchedule { timesteps, sigmas } = &self.schedule;
-        for (i, &t) in timesteps.iter().enumerate() {
+        super::check_start("euler", start, timesteps.len())?;
+        for (i, &t) in timesteps.iter().enumerate().skip(start) {
             let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
             let out = model(&scale_model_input(&x, sigma)?, t)?;
             let x0 = denoised(self.prediction, &out, &x, sigma)?;

@@ -45,10 +45,16 @@ impl Sampler for Heun {
         self.schedule.timesteps.clone()
     }
 
-    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        self.schedule.add_noise(x0, noise, start)
+    }
+
+    /// From step `start` (diffusers' doubled list from index 2·start, a first-order point).
+    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
         let SigmaSchedule { timesteps, sigmas } = &self.schedule;
         let n = timesteps.len();
-        for i in 0..n {
+        super::check_start("heun", start, n)?;
+        for i in start..n {
             let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
             let dt = sigma_next - sigma;
             let d = self.slope(&model(&scale_model_input(&x, sigma)?, timesteps[i])?, &x, sigma)?;

@@ -109,7 +109,31 @@ pub trait Sampler {
     /// The timesteps of the schedule, noisiest first, one per step.
     fn timesteps(&self) -> Vec<f64>;
     /// Runs every step from the scaled initial latent `x`, returning the final latent.
-    fn run(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor>;
+    fn run(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+        self.run_from(model, x, noise, 0)
+    }
+    /// Runs the steps from index `start` on (img2img: diffusers' `timesteps[start·order:]`).
+    fn run_from(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor>;
+    /// Clean latents noised to the point where step `start` begins (diffusers' `add_noise` at
+    /// `timesteps[start·order]`).
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor>;
+}
+
+/// √ᾱ·x0 + √(1−ᾱ)·ε: the forward process at cumulative alpha ᾱ.
+pub(crate) fn vp_noise(x0: &Tensor, noise: &Tensor, alpha_prod: f64) -> Result<Tensor> {
+    if noise.shape() != x0.shape() {
+        return Err(Error::bad_shape("add_noise", format!("noise must be shaped like the latents {:?}", x0.shape()), noise.shape()));
+    }
+    let a = alpha_prod as f32;
+    x0.mul_scalar(f64::from(a.sqrt()))?.add(&noise.mul_scalar(f64::from((1.0 - a).sqrt()))?)
+}
+
+/// The start index checked against a schedule of `len` steps.
+pub(crate) fn check_start(op: &'static str, start: usize, len: usize) -> Result<()> {
+    if start >= len {
+        return Err(Error::invalid(op, format!("start step {start} is past the {len} steps of the schedule")));
+    }
+    Ok(())
 }
 
 pub fn build(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {

@@ -74,11 +74,19 @@ impl Sampler for Plms {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }
 
-    fn run(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+        super::check_start("plms", start, self.timesteps.len())?;
+        super::vp_noise(x0, noise, self.alphas_cumprod[self.timesteps[start]])
+    }
+
+    /// From `start` in the model-call list (which repeats the second timestep, as diffusers'
+    /// does); the warm-up restarts there, as diffusers' step counter does.
+    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+        super::check_start("plms", start, self.timesteps.len())?;
         // the model outputs of the last four steps, oldest first (diffusers' `ets`)
         let mut ets: Vec<Tensor> = Vec::with_capacity(5);
         let mut first_sample: Option<Tensor> = None;
-        for (counter, &t) in self.timesteps.clone().iter().enumerate() {
+        for (counter, &t) in self.timesteps.clone()[start..].iter().enumerate() {
             let out = call_model("plms", model, &x, t as f64)?;
             let t = t as i64;
             let (mut cur_t, mut prev) = (t, t - self.stride);

@@ -98,9 +98,44 @@ impl TextToImage {
             return Err(Error::bad_shape("txt2img", format!("initial noise must be {shape:?}"), initial.shape()));
         }
         let _g = crate::no_grad();
+        let mut model = self.guided_model(req, context, on_step);
+        diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
+    }
+
+    /// Image-to-image (diffusers' StableDiffusionImg2ImgPipeline): `image` [N, 3, H, W] in
+    /// [-1, 1] is encoded (a posterior sample, its noise the first draw), scaled, noised to the
+    /// step where `strength` of the schedule remains (the second draw), then denoised from there.
+    /// strength 1 starts from pure noise; lower keeps more of the image.
+    pub fn img2img_latents(&self, req: &TextToImageRequest, context: &Tensor, image: &Tensor, strength: f64, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
+        let shape = self.latent_shape(req)?;
+        if image.shape() != [shape[0], 3, req.height, req.width] {
+            return Err(Error::bad_shape("img2img", format!("the init image must be [{}, 3, {}, {}]", shape[0], req.height, req.width), image.shape()));
+        }
+        let steps = req.sampler.steps;
+        if !(strength > 0.0 && strength <= 1.0) {
+            return Err(Error::invalid("img2img", format!("strength {strength} must be in (0, 1]")));
+        }
+        // diffusers: init_timestep = min(int(steps · strength), steps), t_start = steps − init_timestep
+        let init_steps = ((steps as f64 * strength) as usize).min(steps);
+        if init_steps == 0 {
+            return Err(Error::invalid("img2img", format!("strength {strength} with {steps} steps leaves no step to run")));
+        }
+        let start = steps - init_steps;
+        let _g = crate::no_grad();
+        let posterior = self.vae.encode(image)?;
+        let eps = noise.noise_like(&posterior.mean)?;
+        let z = posterior.mean.add(&posterior.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)?;
+        let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
+        let x = sampler.add_noise(&z, &noise.noise_like(&z)?, start)?;
+        let mut model = self.guided_model(req, context, on_step);
+        sampler.run_from(&mut model, x, noise, start)
+    }
+
+    /// The UNet with classifier-free guidance as the samplers call it.
+    fn guided_model<'a>(&'a self, req: &'a TextToImageRequest, context: &'a Tensor, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
         let n = req.prompts.len();
         let guided = req.guidance > 1.0;
-        let mut model = |x: &Tensor, t: f64| -> Result<Tensor> {
+        move |x: &Tensor, t: f64| -> Result<Tensor> {
             let x_in = if guided { Tensor::cat(&[x, x], 0)? } else { x.clone() };
             let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
             let out = self.unet.forward(&x_in, &ts, Some(context), None)?;
@@ -110,8 +145,7 @@ impl TextToImage {
             }
             let (uncond, text) = (out.narrow(0, 0, n)?, out.narrow(0, n, n)?);
             uncond.add(&text.sub(&uncond)?.mul_scalar(req.guidance)?)
-        };
-        diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
+        }
     }
 
     /// Latents → images in [-1, 1], [N, 3, H, W].
