@@ -57,6 +57,16 @@ fn sample_with_init_noise_reproduces_diffusers_and_writes_pngs_with_parameters()
         let params = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
         assert!(params.starts_with(&format!("{}\nNegative prompt: {}\nSteps: 5, Sampler: euler, CFG scale: 7.5, Seed: 0, Size: 56x40", m["prompt"], m["negative"])), "{params}");
     }
+    // img2img from a PNG: its size sets the output's, strength is recorded in the parameters
+    let init = dir.join("init.png");
+    let pixels: Vec<u8> = (0..24 * 32 * 3).map(|i| (i * 7 % 256) as u8).collect();
+    ldm_engine::io::image::save_png(&init, &pixels, 32, 24, &[]).unwrap();
+    let i2i = dir.join("i2i.png");
+    let (code, _, err) = run(&["--model", model.to_str().unwrap(), "--prompt", "a cube", "--steps", "4", "--init-image", init.to_str().unwrap(), "--strength", "0.5", "--out", i2i.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (rgb, w, h, text) = load_png(&i2i).unwrap();
+    assert_eq!((w, h, rgb.len()), (32, 24, 32 * 24 * 3));
+    assert!(text[0].1.ends_with(", Denoising strength: 0.5"), "{}", text[0].1);
     // same seed, same image; another seed, another image
     let seeded = |seed: &str, name: &str| {
         let p = dir.join(name);
@@ -79,6 +89,10 @@ fn bad_arguments_are_one_line_errors_and_write_nothing() {
     std::fs::create_dir_all(&no_index).unwrap();
     let bad_noise = fixtures().join("reference_small.safetensors");
     let jpg = dir.join("x.jpg");
+    let garbage = dir.join("garbage.png");
+    std::fs::write(&garbage, b"not a png at all").unwrap();
+    let odd = dir.join("odd.png");
+    ldm_engine::io::image::save_png(&odd, &vec![128u8; 20 * 16 * 3], 20, 16, &[]).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--model", m, "--prompt", "p", "--width", "60", "--out", o], "positive multiples of 8"),
         (vec!["--model", m, "--prompt", "p", "--height", "0", "--out", o], "positive multiples of 8"),
@@ -89,7 +103,11 @@ fn bad_arguments_are_one_line_errors_and_write_nothing() {
         (vec!["--prompt", "p", "--out", o], "no --model given"),
         (vec!["--model", m, "--out", o], "--prompt is required"),
         (vec!["--model", m, "--prompt", "p", "--device", "cuda", "--out", o], "CUDA backend is not in this build yet"),
-        (vec!["--model", m, "--prompt", "p", "--init-image", "x.png", "--out", o], "not in this build yet"),
+        (vec!["--model", m, "--prompt", "p", "--mask", "x.png", "--out", o], "not in this build yet"),
+        (vec!["--model", m, "--prompt", "p", "--init-image", garbage.to_str().unwrap(), "--out", o], "not a readable PNG"),
+        (vec!["--model", m, "--prompt", "p", "--init-image", odd.to_str().unwrap(), "--out", o], "the init image is 20x16: both sides must be multiples of 8"),
+        (vec!["--model", m, "--prompt", "p", "--init-image", odd.to_str().unwrap(), "--strength", "0", "--out", o], "--strength 0 must be in (0, 1]"),
+        (vec!["--model", m, "--prompt", "p", "--strength", "0.5", "--out", o], "--strength needs --init-image"),
         (vec!["--model", m, "--prompt", "p", "--out", jpg.to_str().unwrap()], "must be a .png file"),
         (vec!["--model", m, "--prompt", "p", "--width", "16", "--height", "16", "--init-noise", bad_noise.to_str().unwrap(), "--out", o], "no tensor named 'noise'"),
     ];

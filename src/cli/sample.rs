@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
-use ldm_engine::io::image::{save_png, to_rgb8};
+use ldm_engine::io::image::{load_png, save_png, to_rgb8};
 use ldm_engine::io::safetensors::{save, SafeTensorsFile};
 use ldm_engine::models::checkpoint::DiffusersFolder;
 use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
@@ -45,8 +45,10 @@ pub struct SampleArgs {
     height: usize,
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// img2img: start from this PNG (its size sets the output size; sides must be multiples of 8).
     #[arg(long)]
     init_image: Option<PathBuf>,
+    /// img2img: how much of the schedule to run from the noised image (0, 1]; default 0.8.
     #[arg(long)]
     strength: Option<f64>,
     #[arg(long)]
@@ -93,8 +95,19 @@ fn check(a: &SampleArgs) -> Result<SamplerKind> {
         return Err(invalid("--eta must be ≥ 0 and --cfg-scale finite"));
     }
     let kind: SamplerKind = a.sampler.parse()?;
-    if a.init_image.is_some() || a.strength.is_some() || a.mask.is_some() || a.class.is_some() {
-        return Err(invalid("--init-image, --strength, --mask and --class (img2img, inpainting, class-conditional) are not in this build yet"));
+    if a.mask.is_some() || a.class.is_some() {
+        return Err(invalid("--mask and --class (inpainting, class-conditional models) are not in this build yet"));
+    }
+    if a.init_image.is_none() && a.strength.is_some() {
+        return Err(invalid("--strength needs --init-image"));
+    }
+    if a.init_image.is_some() && a.init_noise.is_some() {
+        return Err(invalid("--init-noise is for text-to-image: img2img draws its noise from --seed"));
+    }
+    if let Some(s) = a.strength {
+        if !(s > 0.0 && s <= 1.0) {
+            return Err(invalid(format!("--strength {s} must be in (0, 1]")));
+        }
     }
     match a.device.as_str() {
         "auto" | "cpu" => {}
@@ -137,10 +150,32 @@ fn output_paths(out: &Path, n: usize) -> Vec<PathBuf> {
     (0..n).map(|i| out.with_file_name(format!("{stem}-{i}.png"))).collect()
 }
 
+/// The init image as [batch, 3, H, W] in [-1, 1].
+fn init_image(path: &Path, batch: usize) -> Result<Tensor> {
+    let (rgb, w, h, _) = load_png(path)?;
+    if !w.is_multiple_of(8) || !h.is_multiple_of(8) {
+        return Err(Error::File { path: path.display().to_string(), msg: format!("the init image is {w}x{h}: both sides must be multiples of 8") });
+    }
+    // interleaved RGB → planar, x/127.5 − 1 (diffusers' preprocess: x/255·2 − 1)
+    let mut planar = vec![0f32; 3 * h * w];
+    for (p, px) in rgb.chunks(3).enumerate() {
+        for c in 0..3 {
+            planar[c * h * w + p] = f32::from(px[c]) / 127.5 - 1.0;
+        }
+    }
+    let one = Tensor::from_vec(planar, &[1, 3, h, w])?;
+    Tensor::cat(&vec![&one; batch], 0)
+}
+
 pub fn run(a: &SampleArgs) -> Result<()> {
     let kind = check(a)?;
     let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
     let start = Instant::now();
+    let image = a.init_image.as_deref().map(|p| init_image(p, a.batch)).transpose()?;
+    let (width, height) = match &image {
+        Some(t) => (t.dim(3)?, t.dim(2)?),
+        None => (a.width, a.height),
+    };
     let mut pipe = load(a)?;
     pipe.scheduler.karras_sigmas |= a.karras;
     let req = TextToImageRequest {
@@ -148,8 +183,8 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         negative_prompts: vec![a.negative_prompt.clone(); a.batch],
         guidance: a.cfg_scale,
         sampler: SamplerOptions { kind, steps: a.steps, eta: a.eta },
-        height: a.height,
-        width: a.width,
+        height,
+        width,
     };
     let shape = pipe.latent_shape(&req)?;
     let initial = match &a.init_noise {
@@ -166,15 +201,24 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let t0 = Instant::now();
     let context = pipe.context(&req)?;
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let calls = if kind == SamplerKind::Heun { 2 * a.steps - 1 } else { a.steps };
+    // steps that run: img2img skips the first (1 − strength) of the schedule
+    let run_steps = match &image {
+        Some(_) => ((a.steps as f64 * a.strength.unwrap_or(0.8)) as usize).clamp(1, a.steps),
+        None => a.steps,
+    };
+    let calls = if kind == SamplerKind::Heun { 2 * run_steps - 1 } else { run_steps };
     let bar = ProgressBar::new(calls as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} UNet calls, {per_sec}, eta {eta}").map_err(|e| invalid(e.to_string()))?);
     let mut n_calls = 0usize;
     let t1 = Instant::now();
-    let latents = pipe.denoise(&req, &context, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut || {
+    let mut progress = || {
         n_calls += 1;
         bar.inc(1);
-    })?;
+    };
+    let latents = match &image {
+        Some(img) => pipe.img2img_latents(&req, &context, img, a.strength.unwrap_or(0.8), &mut SeededNoise::new(a.seed), &mut progress)?,
+        None => pipe.denoise(&req, &context, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut progress)?,
+    };
     bar.finish_and_clear();
     let unet_ms = t1.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64;
     let t2 = Instant::now();
@@ -190,10 +234,10 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         if a.karras { " Karras" } else { "" },
         a.cfg_scale,
         a.seed,
-        a.width,
-        a.height,
+        width,
+        height,
         a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or("?"),
-    );
+    ) + &image.as_ref().map(|_| format!(", Denoising strength: {}", a.strength.unwrap_or(0.8))).unwrap_or_default();
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &latents)], None)?;
     }
