@@ -104,10 +104,10 @@ fn check(a: &SampleArgs) -> Result<SamplerKind> {
     if a.init_image.is_some() && a.init_noise.is_some() {
         return Err(invalid("--init-noise is for text-to-image: img2img draws its noise from --seed"));
     }
-    if let Some(s) = a.strength {
-        if !(s > 0.0 && s <= 1.0) {
-            return Err(invalid(format!("--strength {s} must be in (0, 1]")));
-        }
+    if let Some(s) = a.strength
+        && !(s > 0.0 && s <= 1.0)
+    {
+        return Err(invalid(format!("--strength {s} must be in (0, 1]")));
     }
     match a.device.as_str() {
         "auto" | "cpu" => {}
