@@ -16,19 +16,24 @@ fn pipeline() -> TextToImage {
     TextToImage::from_diffusers(&folder, DType::F32).unwrap()
 }
 
-fn check(name: &str, pipe: &mut TextToImage) {
-    let f = SafeTensorsFile::open(format!("{}/tests/fixtures/pipelines/txt2img_{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
+/// The fixture's scheduler into the pipeline, and its request.
+fn setup(f: &SafeTensorsFile, pipe: &mut TextToImage) -> TextToImageRequest {
     let m = f.metadata();
     pipe.scheduler = SchedulerConfig::from_diffusers(&serde_json::from_str(&m["scheduler_json"]).unwrap()).unwrap();
     let prompts: Vec<String> = serde_json::from_str(&m["prompts"]).unwrap();
-    let req = TextToImageRequest {
+    TextToImageRequest {
         negative_prompts: vec![m["negative"].clone(); prompts.len()],
         prompts,
         guidance: m["guidance"].parse().unwrap(),
         sampler: SamplerOptions { kind: m["sampler"].parse().unwrap(), steps: m["steps"].parse().unwrap(), eta: 0.0 },
         height: m["height"].parse().unwrap(),
         width: m["width"].parse().unwrap(),
-    };
+    }
+}
+
+fn check(name: &str, pipe: &mut TextToImage) {
+    let f = SafeTensorsFile::open(format!("{}/tests/fixtures/pipelines/txt2img_{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let req = setup(&f, pipe);
     let mut calls = 0;
     let out = pipe.latents(&req, &f.get("noise").unwrap(), &mut SeededNoise::new(0), &mut || calls += 1).unwrap();
     let (o, r) = (common::vals(&out), common::vals(&f.get("latents").unwrap()));
@@ -59,16 +64,7 @@ fn img2img_matches_diffusers_for_each_sampler() {
     for name in ["ddim", "plms", "euler", "heun", "dpmpp2m"] {
         let f = SafeTensorsFile::open(format!("{}/tests/fixtures/pipelines/img2img_{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let m = f.metadata();
-        pipe.scheduler = SchedulerConfig::from_diffusers(&serde_json::from_str(&m["scheduler_json"]).unwrap()).unwrap();
-        let prompts: Vec<String> = serde_json::from_str(&m["prompts"]).unwrap();
-        let req = TextToImageRequest {
-            negative_prompts: vec![m["negative"].clone(); prompts.len()],
-            prompts,
-            guidance: m["guidance"].parse().unwrap(),
-            sampler: SamplerOptions { kind: m["sampler"].parse().unwrap(), steps: m["steps"].parse().unwrap(), eta: 0.0 },
-            height: m["height"].parse().unwrap(),
-            width: m["width"].parse().unwrap(),
-        };
+        let req = setup(&f, &mut pipe);
         let ctx = pipe.context(&req).unwrap();
         let mut draws = RecordedNoise(vec![f.get("draw_0").unwrap(), f.get("draw_1").unwrap()].into());
         let mut calls = 0;
