@@ -11,7 +11,7 @@ use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
 use ldm_engine::io::image::{load_png, save_png, to_rgb8};
 use ldm_engine::io::safetensors::{save, SafeTensorsFile};
 use ldm_engine::models::checkpoint::DiffusersFolder;
-use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
+use ldm_engine::pipelines::txt2img::{img2img_start, TextToImage, TextToImageRequest};
 use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
 
@@ -75,6 +75,9 @@ pub struct SampleArgs {
     #[arg(long)]
     timings: bool,
 }
+
+/// img2img's strength when --init-image comes without --strength.
+const DEFAULT_STRENGTH: f64 = 0.8;
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::invalid("sample", msg.into())
@@ -202,8 +205,9 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let context = pipe.context(&req)?;
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
     // steps that run: img2img skips the first (1 − strength) of the schedule
+    let strength = a.strength.unwrap_or(DEFAULT_STRENGTH);
     let run_steps = match &image {
-        Some(_) => ((a.steps as f64 * a.strength.unwrap_or(0.8)) as usize).clamp(1, a.steps),
+        Some(_) => a.steps - img2img_start(a.steps, strength)?,
         None => a.steps,
     };
     let calls = if kind == SamplerKind::Heun { 2 * run_steps - 1 } else { run_steps };
@@ -216,7 +220,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         bar.inc(1);
     };
     let latents = match &image {
-        Some(img) => pipe.img2img_latents(&req, &context, img, a.strength.unwrap_or(0.8), &mut SeededNoise::new(a.seed), &mut progress)?,
+        Some(img) => pipe.img2img_latents(&req, &context, img, strength, &mut SeededNoise::new(a.seed), &mut progress)?,
         None => pipe.denoise(&req, &context, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut progress)?,
     };
     bar.finish_and_clear();
@@ -237,7 +241,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         width,
         height,
         a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or("?"),
-    ) + &image.as_ref().map(|_| format!(", Denoising strength: {}", a.strength.unwrap_or(0.8))).unwrap_or_default();
+    ) + &image.as_ref().map(|_| format!(", Denoising strength: {strength}")).unwrap_or_default();
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &latents)], None)?;
     }

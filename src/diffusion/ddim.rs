@@ -50,7 +50,7 @@ pub(super) fn alpha_at(op: &'static str, alphas_cumprod: &[f64], t: i64, below_z
 pub(super) fn call_model(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f64) -> Result<Tensor> {
     let out = model(x, t)?;
     if out.shape() != x.shape() {
-        return Err(Error::bad_shape(op, format!("the model output at t={t} must be shaped like the latents {:?}", x.shape()), out.shape()));
+        return Err(Error::bad_shape(op, format!("the model output must be shaped like the latents {:?} (at t={t})", x.shape()), out.shape()));
     }
     Ok(out)
 }

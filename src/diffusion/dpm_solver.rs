@@ -155,11 +155,8 @@ impl Sampler for DpmSolverPP2M {
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
         super::check_start("dpm++2m", start, self.timesteps.len())?;
-        if noise.shape() != x0.shape() {
-            return Err(Error::bad_shape("add_noise", format!("noise must be shaped like the latents {:?}", x0.shape()), noise.shape()));
-        }
         let (alpha_t, sigma_t) = alpha_sigma(self.sigmas[start]);
-        x0.mul_scalar(alpha_t as f64)?.add(&noise.mul_scalar(sigma_t as f64)?)
+        super::noised(x0, noise, alpha_t, sigma_t)
     }
 
     /// From step `start`; the multistep history starts empty there, as diffusers' does.
@@ -169,10 +166,7 @@ impl Sampler for DpmSolverPP2M {
         let mut prev_x0: Option<Tensor> = None;
         for i in start..steps {
             // scale_model_input is the identity
-            let out = model(&x, self.timesteps[i] as f64)?;
-            if out.shape() != x.shape() {
-                return Err(Error::bad_shape("dpm++2m", format!("the model output must be shaped like the latents {:?}", x.shape()), out.shape()));
-            }
+            let out = super::ddim::call_model("dpm++2m", model, &x, self.timesteps[i] as f64)?;
             let x0 = self.x0(&out, &x, self.sigmas[i])?;
             let (alpha_t, sigma_t) = alpha_sigma(self.sigmas[i + 1]);
             let (alpha_s0, sigma_s0) = alpha_sigma(self.sigmas[i]);

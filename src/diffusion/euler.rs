@@ -53,16 +53,14 @@ impl SigmaSchedule {
         Ok(SigmaSchedule { timesteps, sigmas })
     }
 
-    /// diffusers' `init_noise_sigma`: σ_max for linspace and trailing spacing, sqrt(σ_max² + 1)
-    /// for leading (in f32).
     /// x0 + σ·ε at the σ where step `start` begins (diffusers' add_noise after set_begin_index).
     pub fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
         super::check_start("sampler", start, self.timesteps.len())?;
-        if noise.shape() != x0.shape() {
-            return Err(Error::bad_shape("add_noise", format!("noise must be shaped like the latents {:?}", x0.shape()), noise.shape()));
-        }
-        x0.add(&noise.mul_scalar(f64::from(self.sigmas[start] as f32))?)
+        super::noised(x0, noise, 1.0, self.sigmas[start] as f32)
     }
+
+    /// diffusers' `init_noise_sigma`: σ_max for linspace and trailing spacing, sqrt(σ_max² + 1)
+    /// for leading (in f32).
 
     pub fn init_noise_sigma(&self, spacing: TimestepSpacing) -> f64 {
         let max = self.sigmas.iter().fold(0f32, |m, &s| m.max(s as f32));

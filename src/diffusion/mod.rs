@@ -119,13 +119,18 @@ pub trait Sampler {
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor>;
 }
 
-/// √ᾱ·x0 + √(1−ᾱ)·ε: the forward process at cumulative alpha ᾱ.
-pub(crate) fn vp_noise(x0: &Tensor, noise: &Tensor, alpha_prod: f64) -> Result<Tensor> {
+/// a·x0 + s·ε, the forward process at one noise level (scalars in f32, as diffusers has them).
+pub(crate) fn noised(x0: &Tensor, noise: &Tensor, a: f32, s: f32) -> Result<Tensor> {
     if noise.shape() != x0.shape() {
         return Err(Error::bad_shape("add_noise", format!("noise must be shaped like the latents {:?}", x0.shape()), noise.shape()));
     }
+    x0.mul_scalar(f64::from(a))?.add(&noise.mul_scalar(f64::from(s))?)
+}
+
+/// √ᾱ·x0 + √(1−ᾱ)·ε at cumulative alpha ᾱ (DDPM, DDIM, PNDM).
+pub(crate) fn vp_noise(x0: &Tensor, noise: &Tensor, alpha_prod: f64) -> Result<Tensor> {
     let a = alpha_prod as f32;
-    x0.mul_scalar(f64::from(a.sqrt()))?.add(&noise.mul_scalar(f64::from((1.0 - a).sqrt()))?)
+    noised(x0, noise, a.sqrt(), (1.0 - a).sqrt())
 }
 
 /// The start index checked against a schedule of `len` steps.

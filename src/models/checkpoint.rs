@@ -21,6 +21,11 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
     Error::File { path: path.display().to_string(), msg: msg.into() }
 }
 
+fn read_json(p: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(p).map_err(|e| err(p, format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| err(p, format!("invalid JSON: {e}")))
+}
+
 /// A diffusers pipeline folder.
 pub struct DiffusersFolder {
     root: PathBuf,
@@ -38,9 +43,7 @@ impl DiffusersFolder {
     }
 
     pub fn config(&self, component: &str) -> Result<Value> {
-        let p = self.root.join(component).join("config.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| err(&p, format!("cannot read: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| err(&p, format!("invalid JSON: {e}")))
+        read_json(&self.root.join(component).join("config.json"))
     }
 
     /// The component's .safetensors files: the preferred variant if present, else the plain
@@ -60,7 +63,7 @@ impl DiffusersFolder {
                 }
                 let index = dir.join(format!("{name}.index.json"));
                 if index.is_file() {
-                    let v: Value = serde_json::from_str(&std::fs::read_to_string(&index)?).map_err(|e| err(&index, format!("invalid JSON: {e}")))?;
+                    let v = read_json(&index)?;
                     let map = v["weight_map"].as_object().ok_or_else(|| err(&index, "no weight_map"))?;
                     let mut shards: Vec<PathBuf> = map.values().filter_map(|s| s.as_str()).map(|s| dir.join(s)).collect();
                     shards.sort();
@@ -102,9 +105,7 @@ impl DiffusersFolder {
     /// `scheduler/scheduler_config.json`.
     pub fn scheduler(&self) -> Result<crate::diffusion::SchedulerConfig> {
         let p = self.root.join("scheduler/scheduler_config.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| err(&p, format!("cannot read: {e}")))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| err(&p, format!("invalid JSON: {e}")))?;
-        crate::diffusion::SchedulerConfig::from_diffusers(&v).map_err(|m| err(&p, m))
+        crate::diffusion::SchedulerConfig::from_diffusers(&read_json(&p)?).map_err(|m| err(&p, m))
     }
 
     /// The VQ first stage of the paper's diffusers pipelines (`vqvae/`, diffusers `VQModel`).

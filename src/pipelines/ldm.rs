@@ -88,17 +88,7 @@ impl LatentDiffusion {
                 }
             }
         };
-        let mut model = |x: &Tensor, t: f64| -> Result<Tensor> {
-            let x_in = if guided { Tensor::cat(&[x, x], 0)? } else { x.clone() };
-            let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
-            let out = self.unet.forward(&x_in, &ts, context.as_ref(), None)?;
-            on_step();
-            if !guided {
-                return Ok(out);
-            }
-            let (null, cond) = (out.narrow(0, 0, n)?, out.narrow(0, n, n)?);
-            null.add(&cond.sub(&null)?.mul_scalar(req.guidance)?)
-        };
+        let mut model = super::guided_unet(&self.unet, context.as_ref(), guided.then_some(req.guidance), on_step);
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
     }
 

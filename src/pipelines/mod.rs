@@ -3,3 +3,22 @@
 
 pub mod ldm;
 pub mod txt2img;
+
+use crate::models::unet::UNet;
+use crate::{DType, Result, Tensor};
+
+/// The UNet as a sampler calls it. With `guidance` (classifier-free guidance), x goes in twice
+/// in one batch against `context` = [unconditional; conditional] and the output is
+/// u + g·(c − u); without, once. `on_step` runs after every UNet call (progress).
+pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
+    move |x: &Tensor, t: f64| -> Result<Tensor> {
+        let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
+        let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
+        let out = unet.forward(&x_in, &ts, context, None)?;
+        on_step();
+        let Some(g) = guidance else { return Ok(out) };
+        let n = x.dim(0)?;
+        let (uncond, cond) = (out.narrow(0, 0, n)?, out.narrow(0, n, n)?);
+        uncond.add(&cond.sub(&uncond)?.mul_scalar(g)?)
+    }
+}

@@ -33,6 +33,19 @@ pub struct TextToImageRequest {
     pub width: usize,
 }
 
+/// The schedule index img2img starts at for `strength` of `steps` (diffusers' get_timesteps:
+/// init_timestep = min(int(steps · strength), steps), t_start = steps − init_timestep).
+pub fn img2img_start(steps: usize, strength: f64) -> Result<usize> {
+    if !(strength > 0.0 && strength <= 1.0) {
+        return Err(Error::invalid("img2img", format!("strength {strength} must be in (0, 1]")));
+    }
+    let init_steps = ((steps as f64 * strength) as usize).min(steps);
+    if init_steps == 0 {
+        return Err(Error::invalid("img2img", format!("strength {strength} with {steps} steps leaves no step to run")));
+    }
+    Ok(steps - init_steps)
+}
+
 impl TextToImage {
     pub fn from_diffusers(folder: &DiffusersFolder, dtype: DType) -> Result<Self> {
         let vae_cfg = folder.config("vae")?;
@@ -98,7 +111,7 @@ impl TextToImage {
             return Err(Error::bad_shape("txt2img", format!("initial noise must be {shape:?}"), initial.shape()));
         }
         let _g = crate::no_grad();
-        let mut model = self.guided_model(req, context, on_step);
+        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), on_step);
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
     }
 
@@ -111,41 +124,15 @@ impl TextToImage {
         if image.shape() != [shape[0], 3, req.height, req.width] {
             return Err(Error::bad_shape("img2img", format!("the init image must be [{}, 3, {}, {}]", shape[0], req.height, req.width), image.shape()));
         }
-        let steps = req.sampler.steps;
-        if !(strength > 0.0 && strength <= 1.0) {
-            return Err(Error::invalid("img2img", format!("strength {strength} must be in (0, 1]")));
-        }
-        // diffusers: init_timestep = min(int(steps · strength), steps), t_start = steps − init_timestep
-        let init_steps = ((steps as f64 * strength) as usize).min(steps);
-        if init_steps == 0 {
-            return Err(Error::invalid("img2img", format!("strength {strength} with {steps} steps leaves no step to run")));
-        }
-        let start = steps - init_steps;
+        let start = img2img_start(req.sampler.steps, strength)?;
         let _g = crate::no_grad();
         let posterior = self.vae.encode(image)?;
         let eps = noise.noise_like(&posterior.mean)?;
         let z = posterior.mean.add(&posterior.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)?;
         let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
         let x = sampler.add_noise(&z, &noise.noise_like(&z)?, start)?;
-        let mut model = self.guided_model(req, context, on_step);
+        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), on_step);
         sampler.run_from(&mut model, x, noise, start)
-    }
-
-    /// The UNet with classifier-free guidance as the samplers call it.
-    fn guided_model<'a>(&'a self, req: &'a TextToImageRequest, context: &'a Tensor, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
-        let n = req.prompts.len();
-        let guided = req.guidance > 1.0;
-        move |x: &Tensor, t: f64| -> Result<Tensor> {
-            let x_in = if guided { Tensor::cat(&[x, x], 0)? } else { x.clone() };
-            let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
-            let out = self.unet.forward(&x_in, &ts, Some(context), None)?;
-            on_step();
-            if !guided {
-                return Ok(out);
-            }
-            let (uncond, text) = (out.narrow(0, 0, n)?, out.narrow(0, n, n)?);
-            uncond.add(&text.sub(&uncond)?.mul_scalar(req.guidance)?)
-        }
     }
 
     /// Latents → images in [-1, 1], [N, 3, H, W].
