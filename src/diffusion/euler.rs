@@ -61,7 +61,6 @@ impl SigmaSchedule {
 
     /// diffusers' `init_noise_sigma`: σ_max for linspace and trailing spacing, sqrt(σ_max² + 1)
     /// for leading (in f32).
-
     pub fn init_noise_sigma(&self, spacing: TimestepSpacing) -> f64 {
         let max = self.sigmas.iter().fold(0f32, |m, &s| m.max(s as f32));
         match spacing {
