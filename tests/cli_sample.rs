@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
+use common::fixture::assert_parity_within;
 use ldm_engine::io::image::load_png;
 use ldm_engine::io::safetensors::SafeTensorsFile;
 
@@ -46,11 +47,7 @@ fn sample_with_init_noise_reproduces_diffusers_and_writes_pngs_with_parameters()
         assert!(timings.contains(key), "{timings}");
     }
     let ours = SafeTensorsFile::open(&lat).unwrap().get("latents").unwrap();
-    let (o, r) = (common::vals(&ours), common::vals(&f.get("latents").unwrap()));
-    let max_ref = r.iter().fold(0f64, |a, v| a.max(v.abs()));
-    let rel = o.iter().zip(&r).fold(0f64, |a, (x, y)| a.max((x - y).abs())) / max_ref;
-    println!("cli euler latents: max|err|/max|ref| = {rel:.2e}");
-    assert!(rel <= 1e-3, "{rel:e}");
+    assert_parity_within(&ours, &f.get("latents").unwrap(), "cli euler latents", 1e-3);
     for i in 0..2 {
         let (rgb, w, h, text) = load_png(&dir.join(format!("img-{i}.png"))).unwrap();
         assert_eq!((w, h, rgb.len()), (56, 40, 56 * 40 * 3));

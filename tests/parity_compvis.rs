@@ -5,21 +5,17 @@
 //! the semantic-synthesis SpatialRescaler. Bar: 1e-4 relative in f32; VQ indices equal.
 
 mod common;
-use common::fixture::{assert_parity, Fixture};
+use common::fixture::{assert_parity, compvis_unet_config, compvis_vq_config, config_json, Fixture};
 use ldm_engine::models::autoencoder::AutoencoderConfig;
 use ldm_engine::models::embedders::{ClassEmbedder, SpatialRescaler};
-use ldm_engine::models::presets::unet_from_compvis;
 use ldm_engine::models::unet::UNet;
 use ldm_engine::models::vq::VQModel;
-use common::fixture::unet_params;
-use serde_json::json;
 
 #[test]
 fn unets_match_compvis() {
     for name in ["unet_ldm_uncond", "unet_ldm_concat", "unet_ldm_cin"] {
         let f = Fixture::open(name);
-        let mut cfg = unet_from_compvis(&unet_params(&f)).unwrap();
-        cfg.groups = f.meta("groups");
+        let cfg = compvis_unet_config(&f);
         let vb = f.weights(|n| n.to_string());
         let unet = UNet::new(&vb, &cfg).unwrap();
         let context = match f.meta("n_classes") {
@@ -52,18 +48,7 @@ fn class_embedder_rejects_out_of_range_labels() {
 fn vq_first_stages_match_compvis() {
     for name in ["vq_noattn", "vq_level_attn"] {
         let f = Fixture::open(name);
-        let cfg = AutoencoderConfig {
-            in_channels: 3,
-            out_channels: 3,
-            ch: f.meta("ch"),
-            ch_mult: serde_json::from_value(f.json("ch_mult")).unwrap(),
-            num_res_blocks: f.meta("num_res_blocks"),
-            attn_levels: serde_json::from_value(f.json("attn_levels")).unwrap(),
-            z_channels: f.meta("z_channels"),
-            embed_dim: f.meta("embed_dim"),
-            groups: f.meta("groups"),
-            mid_attn: f.json("attn_type") == json!("vanilla"),
-        };
+        let cfg = compvis_vq_config(&f);
         let vb = f.weights(|n| n.to_string());
         let vq = VQModel::new(&vb, &cfg, f.meta("n_embed"), 0.25, true).unwrap();
         vb.finish(false).unwrap();
@@ -94,7 +79,7 @@ fn paper_style_single_files_load_to_reference_outputs() {
     use ldm_engine::io::name_map::ldm_bert_to_compvis;
     use ldm_engine::io::safetensors::save;
     use ldm_engine::models::checkpoint::SingleFile;
-    use ldm_engine::models::ldm_bert::LdmBertConfig;
+    use ldm_engine::models::checkpoint::ldm_bert_config;
     use ldm_engine::{DType, Tensor};
 
     let dir = std::env::temp_dir().join(format!("ldm-paper-single-{}", std::process::id()));
@@ -116,18 +101,18 @@ fn paper_style_single_files_load_to_reference_outputs() {
 
     let file = SingleFile::open(&path).unwrap();
     assert_eq!(file.scale_factor().unwrap(), Some(0.75));
-    let mut cfg = unet_from_compvis(&unet_params(&unet_f)).unwrap();
-    cfg.groups = unet_f.meta("groups");
+    let cfg = compvis_unet_config(&unet_f);
     let unet = file.unet(&cfg, DType::F32).unwrap();
     let ctx = file.class_embedder(11, 24, DType::F32).unwrap().forward(&unet_f.tensor("labels")).unwrap();
     let y = unet.forward(&unet_f.tensor("x"), &unet_f.tensor("t"), Some(&ctx), None).unwrap();
     assert_parity(&y, &unet_f.tensor("out"), "single-file unet");
-    let vq_cfg = AutoencoderConfig { in_channels: 3, out_channels: 3, ch: 16, ch_mult: vec![1, 1], num_res_blocks: 1, attn_levels: vec![], z_channels: 3, embed_dim: 3, groups: 8, mid_attn: false };
-    let vq = file.vq(&vq_cfg, 64, DType::F32).unwrap();
+    let vq_cfg = compvis_vq_config(&vq_f);
+    assert!(!vq_cfg.mid_attn);
+    let vq = file.vq(&vq_cfg, vq_f.meta("n_embed"), DType::F32).unwrap();
     assert_parity(&vq.encode(&vq_f.tensor("x")).unwrap(), &vq_f.tensor("h"), "single-file vq");
     // the same file read with the attention a vanilla VQ has: the missing keys are named
     let with_attn = AutoencoderConfig { mid_attn: true, ..vq_cfg };
-    let err = file.vq(&with_attn, 64, DType::F32).err().unwrap().to_string();
+    let err = file.vq(&with_attn, vq_f.meta("n_embed"), DType::F32).err().unwrap().to_string();
     assert!(err.contains("decoder.mid.attn_1.q.weight"), "{err}");
 
     let bert_f = Fixture::open("ldm_bert");
@@ -135,15 +120,7 @@ fn paper_style_single_files_load_to_reference_outputs() {
         bert_f.weight_names().into_iter().map(|n| (format!("cond_stage_model.transformer.{}", ldm_bert_to_compvis(&n)), bert_f.tensor(&format!("weights.{n}")))).collect();
     let bert_path = dir.join("bert_style.safetensors");
     save(&bert_path, &bert_tensors.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), None).unwrap();
-    let bcfg = LdmBertConfig {
-        vocab: bert_f.meta("vocab_size"),
-        max_positions: bert_f.meta("max_position_embeddings"),
-        layers: bert_f.meta("encoder_layers"),
-        ffn_dim: bert_f.meta("encoder_ffn_dim"),
-        heads: bert_f.meta("encoder_attention_heads"),
-        head_dim: bert_f.meta("head_dim"),
-        d_model: bert_f.meta("d_model"),
-    };
+    let bcfg = ldm_bert_config(&config_json(&bert_f)).unwrap();
     let bert = SingleFile::open(&bert_path).unwrap().ldm_bert(&bcfg, DType::F32).unwrap();
     assert_parity(&bert.forward(&bert_f.tensor("ids")).unwrap(), &bert_f.tensor("last_hidden_state"), "single-file ldm_bert");
     std::fs::remove_dir_all(&dir).ok();

@@ -1,7 +1,8 @@
 //! LDMBert (the paper's text model) vs diffusers' LDMBertModel. Bar: 1e-4 relative in f32.
 
 mod common;
-use common::fixture::{assert_parity, Fixture};
+use common::fixture::{assert_parity, config_json, Fixture};
+use ldm_engine::models::checkpoint::ldm_bert_config;
 use ldm_engine::io::name_map::ldm_bert_to_compvis;
 use ldm_engine::models::ldm_bert::{LdmBert, LdmBertConfig};
 use ldm_engine::nn::VarBuilder;
@@ -10,15 +11,7 @@ use ldm_engine::DType;
 #[test]
 fn ldm_bert_matches_diffusers() {
     let f = Fixture::open("ldm_bert");
-    let cfg = LdmBertConfig {
-        vocab: f.meta("vocab_size"),
-        max_positions: f.meta("max_position_embeddings"),
-        layers: f.meta("encoder_layers"),
-        ffn_dim: f.meta("encoder_ffn_dim"),
-        heads: f.meta("encoder_attention_heads"),
-        head_dim: f.meta("head_dim"),
-        d_model: f.meta("d_model"),
-    };
+    let cfg = ldm_bert_config(&config_json(&f)).unwrap();
     let vb = f.weights(ldm_bert_to_compvis);
     let bert = LdmBert::new(&vb, &cfg).unwrap();
     vb.finish(false).unwrap();

@@ -3,12 +3,10 @@
 //! unconditional VQ model, the decoded images. Bar: 1e-4 relative (the is 1e-3).
 
 mod common;
-use common::fixture::{assert_parity, unet_params, Fixture};
+use common::fixture::{assert_parity, compvis_unet_config, compvis_vq_config, Fixture};
 use ldm_engine::diffusion::{SamplerOptions, SchedulerConfig, SeededNoise};
 use ldm_engine::io::safetensors::SafeTensorsFile;
-use ldm_engine::models::autoencoder::AutoencoderConfig;
 use ldm_engine::models::embedders::ClassEmbedder;
-use ldm_engine::models::presets::unet_from_compvis;
 use ldm_engine::models::unet::UNet;
 use ldm_engine::models::vq::VQModel;
 use ldm_engine::pipelines::ldm::{FirstStage, LatentDiffusion, LdmRequest};
@@ -19,15 +17,13 @@ fn reference(name: &str) -> SafeTensorsFile {
 
 fn model(unet_fixture: &str, with_classes: bool) -> LatentDiffusion {
     let f = Fixture::open(unet_fixture);
-    let mut cfg = unet_from_compvis(&unet_params(&f)).unwrap();
-    cfg.groups = f.meta("groups");
+    let cfg = compvis_unet_config(&f);
     let vb = f.weights(|n| n.to_string());
     let unet = UNet::new(&vb, &cfg).unwrap();
     let class_embedder = with_classes.then(|| ClassEmbedder::new(&vb.pp("cond"), f.meta("n_classes"), cfg.context_dim).unwrap());
     let vq_f = Fixture::open("vq_noattn");
-    let vq_cfg = AutoencoderConfig { in_channels: 3, out_channels: 3, ch: 16, ch_mult: vec![1, 1], num_res_blocks: 1, attn_levels: vec![], z_channels: 3, embed_dim: 3, groups: 8, mid_attn: false };
     let vq_vb = vq_f.weights(|n| n.to_string());
-    let vq = VQModel::new(&vq_vb, &vq_cfg, 64, 0.25, true).unwrap();
+    let vq = VQModel::new(&vq_vb, &compvis_vq_config(&vq_f), vq_f.meta("n_embed"), 0.25, true).unwrap();
     let scheduler = SchedulerConfig::from_diffusers(&serde_json::from_str(&reference("ldm_uncond").metadata()["scheduler_json"]).unwrap()).unwrap();
     LatentDiffusion { unet, first_stage: FirstStage::Vq(vq), class_embedder, scheduler, scale_factor: 1.0 }
 }

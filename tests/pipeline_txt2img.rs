@@ -4,6 +4,7 @@
 //! the 1e-3 relative, for each deterministic sampler.
 
 mod common;
+use common::fixture::assert_parity_within;
 use ldm_engine::diffusion::{SamplerOptions, SchedulerConfig, SeededNoise};
 use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::models::checkpoint::DiffusersFolder;
@@ -36,11 +37,7 @@ fn check(name: &str, pipe: &mut TextToImage) {
     let req = setup(&f, pipe);
     let mut calls = 0;
     let out = pipe.latents(&req, &f.get("noise").unwrap(), &mut SeededNoise::new(0), &mut || calls += 1).unwrap();
-    let (o, r) = (common::vals(&out), common::vals(&f.get("latents").unwrap()));
-    let max_ref = r.iter().fold(0f64, |a, v| a.max(v.abs()));
-    let max_err = o.iter().zip(&r).fold(0f64, |a, (x, y)| a.max((x - y).abs()));
-    println!("txt2img {name}: {calls} UNet calls, max|err|/max|ref| = {:.2e}", max_err / max_ref);
-    assert!(max_err / max_ref <= 1e-3, "txt2img {name}: {:.3e} relative", max_err / max_ref);
+    assert_parity_within(&out, &f.get("latents").unwrap(), &format!("txt2img {name} ({calls} UNet calls)"), 1e-3);
 }
 
 #[test]
@@ -70,11 +67,7 @@ fn img2img_matches_diffusers_for_each_sampler() {
         let mut calls = 0;
         let strength: f64 = m["strength"].parse().unwrap();
         let out = pipe.img2img_latents(&req, &ctx, &f.get("image").unwrap(), strength, &mut draws, &mut || calls += 1).unwrap();
-        let (o, r) = (common::vals(&out), common::vals(&f.get("latents").unwrap()));
-        let max_ref = r.iter().fold(0f64, |a, v| a.max(v.abs()));
-        let rel = o.iter().zip(&r).fold(0f64, |a, (x, y)| a.max((x - y).abs())) / max_ref;
-        println!("img2img {name}: {calls} UNet calls, max|err|/max|ref| = {rel:.2e}");
-        assert!(rel <= 1e-3, "img2img {name}: {rel:.3e}");
+        assert_parity_within(&out, &f.get("latents").unwrap(), &format!("img2img {name} ({calls} UNet calls)"), 1e-3);
         assert!(draws.0.is_empty(), "img2img {name}: both reference draws used");
     }
     let req = TextToImageRequest {

@@ -53,18 +53,55 @@ impl Fixture {
     }
 }
 
+/// The model-zoo bar: max|ours − ref| / max|ref| ≤ 1e-4.
 pub fn assert_parity(ours: &Tensor, reference: &Tensor, what: &str) {
+    assert_parity_within(ours, reference, what, 1e-4);
+}
+
+/// max|ours − ref| / max|ref| ≤ `tol` (printed), shapes equal.
+pub fn assert_parity_within(ours: &Tensor, reference: &Tensor, what: &str, tol: f64) {
     assert_eq!(ours.shape(), reference.shape(), "{what}: shape");
     let (o, r) = (vals(ours), vals(reference));
     let max_ref = r.iter().fold(0f64, |m, v| m.max(v.abs()));
     let max_err = o.iter().zip(&r).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     println!("{what}: max|err|/max|ref| = {:.2e}", max_err / max_ref);
-    assert!(max_err / max_ref <= 1e-4, "{what}: max|err| {max_err:e} vs max|ref| {max_ref:e}");
+    assert!(max_err / max_ref <= tol, "{what}: max|err| {max_err:e} vs max|ref| {max_ref:e}");
+}
+
+/// A CompVis-code fixture's UNet config: its UNetModel kwargs read back as the YAML block they
+/// came from, with the fixture's group count.
+#[allow(dead_code)]
+pub fn compvis_unet_config(f: &Fixture) -> ldm_engine::models::unet::UNetConfig {
+    let mut cfg = ldm_engine::models::presets::unet_from_compvis(&unet_params(f)).unwrap();
+    cfg.groups = f.meta("groups");
+    cfg
+}
+
+/// A CompVis-code VQ fixture's first-stage config (tools/gen_compvis_fixtures.py metadata).
+#[allow(dead_code)]
+pub fn compvis_vq_config(f: &Fixture) -> ldm_engine::models::autoencoder::AutoencoderConfig {
+    ldm_engine::models::autoencoder::AutoencoderConfig {
+        in_channels: 3,
+        out_channels: 3,
+        ch: f.meta("ch"),
+        ch_mult: serde_json::from_value(f.json("ch_mult")).unwrap(),
+        num_res_blocks: f.meta("num_res_blocks"),
+        attn_levels: serde_json::from_value(f.json("attn_levels")).unwrap(),
+        z_channels: f.meta("z_channels"),
+        embed_dim: f.meta("embed_dim"),
+        groups: f.meta("groups"),
+        mid_attn: f.json("attn_type") == serde_json::json!("vanilla"),
+    }
+}
+
+/// The diffusers config a fixture keeps in its `config_json` metadata, parsed.
+#[allow(dead_code)]
+pub fn config_json(f: &Fixture) -> serde_json::Value {
+    serde_json::from_str(&f.file.metadata()["config_json"]).unwrap()
 }
 
 /// The fixture's UNetModel kwargs, read back as the CompVis YAML block they came from.
-#[allow(dead_code)]
-pub fn unet_params(f: &Fixture) -> serde_json::Value {
+fn unet_params(f: &Fixture) -> serde_json::Value {
     let keys = [
         "in_channels", "out_channels", "model_channels", "num_res_blocks", "attention_resolutions", "channel_mult", "num_heads",
         "num_head_channels", "use_scale_shift_norm", "resblock_updown", "conv_resample", "use_spatial_transformer",

@@ -51,11 +51,7 @@ impl SamplerFixture {
         for (i, (a, b)) in calls.iter().zip(&want_calls).enumerate() {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{}: call {i} at t={a}, reference t={b}", self.name);
         }
-        let (o, r) = (out.to_vec_f64().unwrap(), self.tensor("latents").to_vec_f64().unwrap());
-        let max_ref = r.iter().fold(0f64, |m, v| m.max(v.abs()));
-        let max_err = o.iter().zip(&r).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        println!("{}: max|err|/max|ref| = {:.2e}", self.name, max_err / max_ref);
-        assert!(max_err / max_ref <= tol, "{}: final latents off by {:.3e} relative", self.name, max_err / max_ref);
+        super::fixture::assert_parity_within(&out, &self.tensor("latents"), &format!("{} final latents", self.name), tol);
     }
 }
 
