@@ -56,17 +56,12 @@ pub(super) fn call_model(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f
 }
 
 impl Sampler for Ddim {
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
     fn timesteps(&self) -> Vec<f64> {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
-        super::check_start("ddim", start, self.timesteps.len())?;
-        super::vp_noise(x0, noise, self.alphas_cumprod[self.timesteps[start]])
+        super::vp_add_noise("ddim", &self.alphas_cumprod, &self.timesteps, x0, noise, start)
     }
 
     fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {

@@ -145,10 +145,6 @@ fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
 }
 
 impl Sampler for DpmSolverPP2M {
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
     fn timesteps(&self) -> Vec<f64> {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }

@@ -104,8 +104,11 @@ pub struct SamplerOptions {
 
 /// One sampler run over a fixed schedule.
 pub trait Sampler {
-    /// What the initial standard-normal latent is multiplied by (diffusers' `init_noise_sigma`).
-    fn init_noise_sigma(&self) -> f64;
+    /// What the initial standard-normal latent is multiplied by (diffusers' `init_noise_sigma`):
+    /// 1 for the samplers that work on x_t itself, σ-scaled for the k-diffusion ones.
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
     /// The timesteps of the schedule, noisiest first, one per step.
     fn timesteps(&self) -> Vec<f64>;
     /// Runs every step from the scaled initial latent `x`, returning the final latent.
@@ -127,9 +130,10 @@ pub(crate) fn noised(x0: &Tensor, noise: &Tensor, a: f32, s: f32) -> Result<Tens
     x0.mul_scalar(f64::from(a))?.add(&noise.mul_scalar(f64::from(s))?)
 }
 
-/// √ᾱ·x0 + √(1−ᾱ)·ε at cumulative alpha ᾱ (DDPM, DDIM, PNDM).
-pub(crate) fn vp_noise(x0: &Tensor, noise: &Tensor, alpha_prod: f64) -> Result<Tensor> {
-    let a = alpha_prod as f32;
+/// √ᾱ·x0 + √(1−ᾱ)·ε at the ᾱ of `timesteps[start]` (DDPM, DDIM, PNDM).
+pub(crate) fn vp_add_noise(op: &'static str, alphas_cumprod: &[f64], timesteps: &[usize], x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
+    check_start(op, start, timesteps.len())?;
+    let a = alphas_cumprod[timesteps[start]] as f32;
     noised(x0, noise, a.sqrt(), (1.0 - a).sqrt())
 }
 

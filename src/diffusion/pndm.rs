@@ -66,17 +66,12 @@ fn combine(terms: &[(f64, &Tensor)]) -> Result<Tensor> {
 }
 
 impl Sampler for Plms {
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
     fn timesteps(&self) -> Vec<f64> {
         self.timesteps.iter().map(|&t| t as f64).collect()
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
-        super::check_start("plms", start, self.timesteps.len())?;
-        super::vp_noise(x0, noise, self.alphas_cumprod[self.timesteps[start]])
+        super::vp_add_noise("plms", &self.alphas_cumprod, &self.timesteps, x0, noise, start)
     }
 
     /// From `start` in the model-call list (which repeats the second timestep, as diffusers'
