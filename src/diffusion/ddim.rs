@@ -6,7 +6,7 @@
 //!
 //! Also home to the small helpers the DDPM and PNDM samplers share with it.
 
-use super::{x0_and_eps, ModelFn, NoiseSource, Sampler, SamplerOptions, SchedulerConfig};
+use super::{x0_and_eps, ModelFn, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
 use crate::{Error, Result, Tensor};
 
 pub struct Ddim {
@@ -64,9 +64,9 @@ impl Sampler for Ddim {
         super::vp_add_noise("ddim", &self.alphas_cumprod, &self.timesteps, x0, noise, start)
     }
 
-    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+    fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         super::check_start("ddim", start, self.timesteps.len())?;
-        for &t in &self.timesteps[start..] {
+        for (i, &t) in self.timesteps.iter().enumerate().skip(start) {
             let out = call_model("ddim", model, &x, t as f64)?;
             let prev = t as i64 - self.stride;
             let a_t = self.alphas_cumprod[t];
@@ -86,6 +86,7 @@ impl Sampler for Ddim {
                 let z = noise.noise_like(&x)?;
                 x = x.add(&z.mul_scalar(std)?)?;
             }
+            x = hook(x, self.timesteps.get(i + 1).map(|&t| NoiseLevel::vp(self.alphas_cumprod[t])))?;
         }
         Ok(x)
     }

@@ -8,7 +8,7 @@
 //! rounding, "fixed_large" and the learned variances are not implemented.
 
 use super::ddim::{alpha_at, call_model};
-use super::{x0_and_eps, ModelFn, NoiseSource, Sampler, SamplerOptions, SchedulerConfig};
+use super::{x0_and_eps, ModelFn, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
 use crate::{Result, Tensor};
 
 pub struct Ddpm {
@@ -30,7 +30,7 @@ impl Sampler for Ddpm {
         super::vp_add_noise("ddpm", &self.alphas_cumprod, &self.timesteps, x0, noise, start)
     }
 
-    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+    fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         super::check_start("ddpm", start, self.timesteps.len())?;
         for (i, &t) in self.timesteps.iter().enumerate().skip(start) {
             let out = call_model("ddpm", model, &x, t as f64)?;
@@ -52,6 +52,7 @@ impl Sampler for Ddpm {
                 let z = noise.noise_like(&x)?;
                 x = x.add(&z.mul_scalar(variance.sqrt())?)?;
             }
+            x = hook(x, self.timesteps.get(i + 1).map(|&t| NoiseLevel::vp(self.alphas_cumprod[t])))?;
         }
         Ok(x)
     }

@@ -19,7 +19,7 @@
 //! custom timesteps.
 
 use super::schedule::round_half_even;
-use super::{BetaSchedule, ModelFn, NoiseSource, Prediction, Sampler, SamplerOptions, SchedulerConfig, TimestepSpacing};
+use super::{BetaSchedule, ModelFn, NoiseLevel, NoiseSource, Prediction, Sampler, SamplerOptions, SchedulerConfig, StepHook, TimestepSpacing};
 use crate::{Error, Result, Tensor};
 
 pub fn new(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampler>> {
@@ -151,12 +151,12 @@ impl Sampler for DpmSolverPP2M {
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
         super::check_start("dpm++2m", start, self.timesteps.len())?;
-        let (alpha_t, sigma_t) = alpha_sigma(self.sigmas[start]);
-        super::noised(x0, noise, alpha_t, sigma_t)
+        let (a, s) = alpha_sigma(self.sigmas[start]);
+        NoiseLevel { a, s }.apply(x0, noise)
     }
 
     /// From step `start`; the multistep history starts empty there, as diffusers' does.
-    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+    fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         let steps = self.timesteps.len();
         super::check_start("dpm++2m", start, steps)?;
         let mut prev_x0: Option<Tensor> = None;
@@ -182,6 +182,8 @@ impl Sampler for DpmSolverPP2M {
                 }
             };
             prev_x0 = Some(x0);
+            let level = (i + 1 < steps).then(|| alpha_sigma(self.sigmas[i + 1])).map(|(a, s)| NoiseLevel { a, s });
+            x = hook(x, level)?;
         }
         Ok(x)
     }

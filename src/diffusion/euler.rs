@@ -8,7 +8,7 @@
 //! sigmas in f32, np.interp at the (float) timesteps in f64, Karras' ρ = 7 ramp in f64, each
 //! result rounded to f32 as diffusers stores it; the model sees the f32 timesteps.
 
-use super::{ModelFn, NoiseSource, Prediction, Sampler, SamplerKind, SamplerOptions, SchedulerConfig, TimestepSpacing};
+use super::{ModelFn, NoiseLevel, NoiseSource, Prediction, Sampler, SamplerKind, SamplerOptions, SchedulerConfig, StepHook, TimestepSpacing};
 use crate::{Error, Result, Tensor};
 
 /// The σ schedule of a k-diffusion-style scheduler: one timestep per step, one σ per step plus
@@ -57,6 +57,11 @@ impl SigmaSchedule {
     pub fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
         super::check_start("sampler", start, self.timesteps.len())?;
         super::noised(x0, noise, 1.0, self.sigmas[start] as f32)
+    }
+
+    /// The level of latents at σ_i (x0 + σ·ε); None at the end, where σ = 0.
+    pub fn level(&self, i: usize) -> Option<NoiseLevel> {
+        (i < self.timesteps.len()).then(|| NoiseLevel { a: 1.0, s: self.sigmas[i] as f32 })
     }
 
     /// diffusers' `init_noise_sigma`: σ_max for linspace and trailing spacing, sqrt(σ_max² + 1)
@@ -186,7 +191,7 @@ impl Sampler for Euler {
         self.schedule.add_noise(x0, noise, start)
     }
 
-    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+    fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         let SigmaSchedule { timesteps, sigmas } = &self.schedule;
         super::check_start("euler", start, timesteps.len())?;
         for (i, &t) in timesteps.iter().enumerate().skip(start) {
@@ -195,7 +200,7 @@ impl Sampler for Euler {
             let x0 = denoised(self.prediction, &out, &x, sigma)?;
             let derivative = derivative(&x, &x0, sigma)?;
             if !self.ancestral {
-                x = x.add(&derivative.mul_scalar(sigma_next - sigma)?)?;
+                x = hook(x.add(&derivative.mul_scalar(sigma_next - sigma)?)?, self.schedule.level(i + 1))?;
                 continue;
             }
             // ancestral: step deterministically down to σ_down, then add fresh noise of σ_up
@@ -205,7 +210,7 @@ impl Sampler for Euler {
             let down = (to * to - up * up).max(0.0).sqrt();
             x = x.add(&derivative.mul_scalar(f64::from(down - from))?)?;
             let z = noise.noise_like(&out)?;
-            x = x.add(&z.mul_scalar(f64::from(up))?)?;
+            x = hook(x.add(&z.mul_scalar(f64::from(up))?)?, self.schedule.level(i + 1))?;
         }
         Ok(x)
     }

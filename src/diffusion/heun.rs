@@ -9,7 +9,7 @@
 //! diffusers' order. The σ schedule (spacings, Karras) is Euler's (euler.rs).
 
 use super::euler::{denoised, derivative, scale_model_input, SigmaSchedule};
-use super::{ModelFn, NoiseSource, Prediction, Sampler, SamplerOptions, SchedulerConfig, TimestepSpacing};
+use super::{ModelFn, NoiseSource, Prediction, Sampler, SamplerOptions, SchedulerConfig, StepHook, TimestepSpacing};
 use crate::{Result, Tensor};
 
 struct Heun {
@@ -50,7 +50,7 @@ impl Sampler for Heun {
     }
 
     /// From step `start` (diffusers' doubled list from index 2·start, a first-order point).
-    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+    fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         let SigmaSchedule { timesteps, sigmas } = &self.schedule;
         let n = timesteps.len();
         super::check_start("heun", start, n)?;
@@ -58,13 +58,15 @@ impl Sampler for Heun {
             let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
             let dt = sigma_next - sigma;
             let d = self.slope(&model(&scale_model_input(&x, sigma)?, timesteps[i])?, &x, sigma)?;
-            let predicted = x.add(&d.mul_scalar(dt)?)?;
+            let level = self.schedule.level(i + 1);
+            // diffusers returns the predictor as the first half's output, so the hook sees it too
+            let predicted = hook(x.add(&d.mul_scalar(dt)?)?, level)?;
             if i + 1 == n {
                 x = predicted; // σ_next = 0: Euler only
                 break;
             }
             let d2 = self.slope(&model(&scale_model_input(&predicted, sigma_next)?, timesteps[i + 1])?, &predicted, sigma_next)?;
-            x = x.add(&d.add(&d2)?.mul_scalar(0.5)?.mul_scalar(dt)?)?;
+            x = hook(x.add(&d.add(&d2)?.mul_scalar(0.5)?.mul_scalar(dt)?)?, level)?;
         }
         Ok(x)
     }

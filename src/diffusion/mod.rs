@@ -102,6 +102,33 @@ pub struct SamplerOptions {
     pub eta: f64,
 }
 
+/// The noise level latents are at after a step: x = a·x0 + s·ε (f32 scalars, as diffusers'
+/// `add_noise` computes them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NoiseLevel {
+    pub a: f32,
+    pub s: f32,
+}
+
+impl NoiseLevel {
+    /// The VP level √ᾱ, √(1−ᾱ) of a cumulative alpha (DDPM, DDIM, PNDM).
+    pub(crate) fn vp(alpha_prod: f64) -> Self {
+        let a = alpha_prod as f32;
+        NoiseLevel { a: a.sqrt(), s: (1.0 - a).sqrt() }
+    }
+
+    /// Clean latents `x0` noised with `noise` to this level.
+    pub fn apply(&self, x0: &Tensor, noise: &Tensor) -> Result<Tensor> {
+        noised(x0, noise, self.a, self.s)
+    }
+}
+
+/// Called after every model call's update with the latents and the noise level they are now at
+/// (None after the last call, where they are clean); returns the latents to go on with. Mask
+/// blending for inpainting with an ordinary model lives here: diffusers' 4-channel inpainting
+/// pastes the known region, noised to that level, back after every `scheduler.step`.
+pub type StepHook<'a> = dyn FnMut(Tensor, Option<NoiseLevel>) -> Result<Tensor> + 'a;
+
 /// One sampler run over a fixed schedule.
 pub trait Sampler {
     /// What the initial standard-normal latent is multiplied by (diffusers' `init_noise_sigma`):
@@ -116,7 +143,12 @@ pub trait Sampler {
         self.run_from(model, x, noise, 0)
     }
     /// Runs the steps from index `start` on (img2img: diffusers' `timesteps[start·order:]`).
-    fn run_from(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor>;
+    fn run_from(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+        self.run_hooked(model, x, noise, start, &mut |x, _| Ok(x))
+    }
+    /// `run_from` with `hook` applied after every model call's update (see StepHook). Samplers
+    /// with two calls per step (Heun) call it after each, on the state the next call sees.
+    fn run_hooked(&mut self, model: &mut ModelFn, x: Tensor, noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor>;
     /// Clean latents noised to the point where step `start` begins (diffusers' `add_noise` at
     /// `timesteps[start·order]`).
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor>;
@@ -133,8 +165,7 @@ pub(crate) fn noised(x0: &Tensor, noise: &Tensor, a: f32, s: f32) -> Result<Tens
 /// √ᾱ·x0 + √(1−ᾱ)·ε at the ᾱ of `timesteps[start]` (DDPM, DDIM, PNDM).
 pub(crate) fn vp_add_noise(op: &'static str, alphas_cumprod: &[f64], timesteps: &[usize], x0: &Tensor, noise: &Tensor, start: usize) -> Result<Tensor> {
     check_start(op, start, timesteps.len())?;
-    let a = alphas_cumprod[timesteps[start]] as f32;
-    noised(x0, noise, a.sqrt(), (1.0 - a).sqrt())
+    NoiseLevel::vp(alphas_cumprod[timesteps[start]]).apply(x0, noise)
 }
 
 /// The start index checked against a schedule of `len` steps.

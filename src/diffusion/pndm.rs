@@ -11,7 +11,7 @@
 
 use super::ddim::{alpha_at, call_model};
 use super::schedule::Prediction;
-use super::{ModelFn, NoiseSource, Sampler, SamplerOptions, SchedulerConfig};
+use super::{ModelFn, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
 use crate::{Error, Result, Tensor};
 
 pub struct Plms {
@@ -76,7 +76,7 @@ impl Sampler for Plms {
 
     /// From `start` in the model-call list (which repeats the second timestep, as diffusers'
     /// does); the warm-up restarts there, as diffusers' step counter does.
-    fn run_from(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize) -> Result<Tensor> {
+    fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         super::check_start("plms", start, self.timesteps.len())?;
         // the model outputs of the last four steps, oldest first (diffusers' `ets`)
         let mut ets: Vec<Tensor> = Vec::with_capacity(5);
@@ -110,6 +110,8 @@ impl Sampler for Plms {
                 _ => (x.clone(), combine(&[(55.0 / 24.0, &ets[3]), (-59.0 / 24.0, &ets[2]), (37.0 / 24.0, &ets[1]), (-9.0 / 24.0, &ets[0])])?),
             };
             x = self.prev_sample(&sample, cur_t, prev, &eps)?;
+            // the latents now sit at the next entry of the call list (t1 after both warm-up calls)
+            x = hook(x, self.timesteps.get(start + counter + 1).map(|&t| NoiseLevel::vp(self.alphas_cumprod[t])))?;
         }
         Ok(x)
     }

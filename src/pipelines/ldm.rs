@@ -88,7 +88,7 @@ impl LatentDiffusion {
                 }
             }
         };
-        let mut model = super::guided_unet(&self.unet, context.as_ref(), guided.then_some(req.guidance), on_step);
+        let mut model = super::guided_unet(&self.unet, context.as_ref(), guided.then_some(req.guidance), None, on_step);
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
     }
 

@@ -9,9 +9,16 @@ use crate::{DType, Result, Tensor};
 
 /// The UNet as a sampler calls it. With `guidance` (classifier-free guidance), x goes in twice
 /// in one batch against `context` = [unconditional; conditional] and the output is
-/// u + g·(c − u); without, once. `on_step` runs after every UNet call (progress).
-pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
+/// u + g·(c − u); without, once. `concat` [N, C', h, w] is appended to the model input's
+/// channels (after the sampler's input scaling: the 9-channel inpainting UNet's mask and masked
+/// image latents, the paper's concat conditioning), the same for both halves. `on_step` runs
+/// after every UNet call (progress).
+pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, concat: Option<&'a Tensor>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
     move |x: &Tensor, t: f64| -> Result<Tensor> {
+        let x = &match concat {
+            Some(c) => Tensor::cat(&[x, c], 1)?,
+            None => x.clone(),
+        };
         let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
         let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
         let out = unet.forward(&x_in, &ts, context, None)?;

@@ -111,7 +111,7 @@ impl TextToImage {
             return Err(Error::bad_shape("txt2img", format!("initial noise must be {shape:?}"), initial.shape()));
         }
         let _g = crate::no_grad();
-        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), on_step);
+        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
     }
 
@@ -131,7 +131,7 @@ impl TextToImage {
         let z = posterior.mean.add(&posterior.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)?;
         let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
         let x = sampler.add_noise(&z, &noise.noise_like(&z)?, start)?;
-        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), on_step);
+        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
         sampler.run_from(&mut model, x, noise, start)
     }
 
