@@ -71,7 +71,7 @@ impl TextToImage {
 
     /// Checks a request and returns the latent shape [N, C, H/8, W/8].
     pub fn latent_shape(&self, req: &TextToImageRequest) -> Result<[usize; 4]> {
-        let f = 1 << (self.vae.config().ch_mult.len() - 1);
+        let f = self.vae_factor();
         if req.height == 0 || req.width == 0 || !req.height.is_multiple_of(f) || !req.width.is_multiple_of(f) {
             return Err(Error::invalid("txt2img", format!("size {}x{} must be positive multiples of {f}", req.width, req.height)));
         }
@@ -81,7 +81,16 @@ impl TextToImage {
         if !req.negative_prompts.is_empty() && req.negative_prompts.len() != req.prompts.len() {
             return Err(Error::invalid("txt2img", format!("{} negative prompts for {} prompts", req.negative_prompts.len(), req.prompts.len())));
         }
-        Ok([req.prompts.len(), self.unet.config().in_channels, req.height / f, req.width / f])
+        Ok([req.prompts.len(), self.vae.config().embed_dim, req.height / f, req.width / f])
+    }
+
+    /// Text-to-image and image-to-image need a UNet that takes the latents alone.
+    fn check_plain_unet(&self) -> Result<()> {
+        let (unet, latent) = (self.unet.config().in_channels, self.vae.config().embed_dim);
+        if unet != latent {
+            return Err(Error::invalid("txt2img", format!("the UNet takes {unet} input channels, not the {latent} latent channels: an inpainting model needs an init image and a mask")));
+        }
+        Ok(())
     }
 
     /// The cross-attention context: [negative; positive] embeddings when guided, else the
@@ -110,6 +119,7 @@ impl TextToImage {
         if initial.shape() != shape {
             return Err(Error::bad_shape("txt2img", format!("initial noise must be {shape:?}"), initial.shape()));
         }
+        self.check_plain_unet()?;
         let _g = crate::no_grad();
         let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
@@ -125,14 +135,26 @@ impl TextToImage {
             return Err(Error::bad_shape("img2img", format!("the init image must be [{}, 3, {}, {}]", shape[0], req.height, req.width), image.shape()));
         }
         let start = img2img_start(req.sampler.steps, strength)?;
+        self.check_plain_unet()?;
         let _g = crate::no_grad();
-        let posterior = self.vae.encode(image)?;
-        let eps = noise.noise_like(&posterior.mean)?;
-        let z = posterior.mean.add(&posterior.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)?;
+        let z = self.encode_sample(image, noise)?;
         let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
         let x = sampler.add_noise(&z, &noise.noise_like(&z)?, start)?;
         let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
         sampler.run_from(&mut model, x, noise, start)
+    }
+
+    /// Images in [-1, 1] → scaled latents: a sample of the VAE posterior, its noise drawn from
+    /// `noise` (diffusers' `retrieve_latents(sample_mode="sample")` × scaling_factor).
+    pub fn encode_sample(&self, image: &Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+        let posterior = self.vae.encode(image)?;
+        let eps = noise.noise_like(&posterior.mean)?;
+        posterior.mean.add(&posterior.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)
+    }
+
+    /// The latent downsampling factor of the VAE (8 for SD).
+    pub fn vae_factor(&self) -> usize {
+        1 << (self.vae.config().ch_mult.len() - 1)
     }
 
     /// Latents → images in [-1, 1], [N, 3, H, W].
