@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate images from a text prompt.
-    Sample(cli::sample::SampleArgs),
+    Sample(Box<cli::sample::SampleArgs>),
     /// Train an autoencoder or a latent diffusion model (arrives with the training issues).
     Train {
         /// autoencoder | ldm

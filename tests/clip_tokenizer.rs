@@ -40,6 +40,13 @@ fn astronaut_prompt_matches_reference_ids() {
 }
 
 #[test]
+fn builtin_vocabulary_is_clips() {
+    let t = ClipTokenizer::builtin().unwrap();
+    assert_eq!(t.vocab_size(), 49408);
+    assert_eq!(t.encode("a photograph of an astronaut riding a horse").unwrap(), ASTRONAUT);
+}
+
+#[test]
 fn fixture_cases_match_transformers() {
     let path = root().join("tests/fixtures/clip_tokenizer_cases.json");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -1,32 +1,43 @@
-//! `ldm-engine sample`: text-to-image from a diffusers Stable Diffusion folder, written as PNGs
-//! with their parameters in a tEXt chunk. Every argument is checked before any model is loaded,
-//! and nothing is written unless the whole run succeeds.
+//! `ldm-engine sample`: images from a Stable Diffusion model (a diffusers folder or an SD v1
+//! single file: text-to-image, image-to-image, inpainting) or from one of the paper's models (a
+//! CompVis single file with --preset), written as PNGs with their parameters in a tEXt chunk.
+//! Every argument that can be checked before loading a model is, and nothing is written unless
+//! the whole run succeeds.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
-use ldm_engine::io::image::{load_png, save_png, to_rgb8};
-use ldm_engine::io::safetensors::{save, SafeTensorsFile};
-use ldm_engine::models::checkpoint::DiffusersFolder;
+use ldm_engine::io::safetensors::save;
+use ldm_engine::models::checkpoint::{DiffusersFolder, SingleFile};
+use ldm_engine::models::presets::{self, CondStageConfig, FirstStageConfig, LdmPreset};
+use ldm_engine::pipelines::inpaint::InpaintInput;
+use ldm_engine::pipelines::ldm::{LatentDiffusion, LdmRequest};
 use ldm_engine::pipelines::txt2img::{img2img_start, TextToImage, TextToImageRequest};
 use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
 
+use super::sample_io::{output_paths, read_image, read_mask, read_noise, write_images};
+
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+    /// A diffusers pipeline folder, a Stable Diffusion v1 single file (.safetensors, CompVis
+    /// names), or a paper model's single file (with --preset).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Which paper model a CompVis single file is (e.g. cin256_v2, celeba256; see the error for
+    /// the list). Not needed for SD v1 files or diffusers folders.
+    #[arg(long)]
+    preset: Option<String>,
     #[arg(long)]
     prompt: Option<String>,
     #[arg(long, default_value = "")]
     negative_prompt: String,
-    /// ddpm | ddim | plms | euler | euler-a | heun | dpm++2m
-    #[arg(long, default_value = "euler")]
-    sampler: String,
+    /// ddpm | ddim | plms | euler | euler-a | heun | dpm++2m [default: euler; ddim for paper models]
+    #[arg(long)]
+    sampler: Option<String>,
     /// Karras sigma spacing (Euler, Heun, DPM++ 2M).
     #[arg(long)]
     karras: bool,
@@ -35,29 +46,36 @@ pub struct SampleArgs {
     eta: f64,
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    #[arg(long, default_value_t = 7.5)]
-    cfg_scale: f64,
+    /// Classifier-free guidance scale [default: 7.5; 3 for class-conditional paper models, 1 for others].
+    #[arg(long)]
+    cfg_scale: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 512)]
-    width: usize,
-    #[arg(long, default_value_t = 512)]
-    height: usize,
+    /// [default: 512; a paper model's training size]
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    height: Option<usize>,
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// img2img: start from this PNG (its size sets the output size; sides must be multiples of 8).
+    /// img2img / inpainting: start from this PNG (its size sets the output size; sides must be multiples of 8).
     #[arg(long)]
     init_image: Option<PathBuf>,
-    /// img2img: how much of the schedule to run from the noised image (0, 1]; default 0.8.
+    /// How much of the schedule to run from the noised image, in (0, 1] [default: 0.8 for img2img, 1 for inpainting].
     #[arg(long)]
     strength: Option<f64>,
+    /// Inpainting: a PNG the size of --init-image, white where the image is repainted.
     #[arg(long)]
     mask: Option<PathBuf>,
+    /// The class label for class-conditional models (e.g. an ImageNet id for cin256_v2).
     #[arg(long)]
-    class: Option<usize>,
-    /// Output PNG; a batch writes NAME-0.png, NAME-1.png, ...
+    class: Option<i64>,
+    /// Output PNG; a batch writes NAME-0.png, NAME-1.png, … (or one grid with --grid).
     #[arg(long, default_value = "out.png")]
     out: PathBuf,
+    /// Write a batch as one grid image at --out instead of numbered files.
+    #[arg(long)]
+    grid: bool,
     /// auto | cpu | cuda
     #[arg(long, default_value = "auto")]
     device: String,
@@ -76,7 +94,7 @@ pub struct SampleArgs {
     timings: bool,
 }
 
-/// img2img's strength when --init-image comes without --strength.
+/// img2img's strength when --init-image comes without --strength or --mask.
 const DEFAULT_STRENGTH: f64 = 0.8;
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -84,9 +102,13 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 /// Everything that can be checked without loading a model.
-fn check(a: &SampleArgs) -> Result<SamplerKind> {
-    if a.width == 0 || a.height == 0 || !a.width.is_multiple_of(8) || !a.height.is_multiple_of(8) {
-        return Err(invalid(format!("--width {} / --height {}: both must be positive multiples of 8", a.width, a.height)));
+fn check(a: &SampleArgs) -> Result<()> {
+    for (flag, v) in [("--width", a.width), ("--height", a.height)] {
+        if let Some(v) = v
+            && (v == 0 || !v.is_multiple_of(8))
+        {
+            return Err(invalid(format!("{flag} {v}: width and height must be positive multiples of 8")));
+        }
     }
     if a.steps == 0 {
         return Err(invalid("--steps must be at least 1"));
@@ -94,18 +116,17 @@ fn check(a: &SampleArgs) -> Result<SamplerKind> {
     if a.batch == 0 {
         return Err(invalid("--batch must be at least 1"));
     }
-    if !(a.eta >= 0.0 && a.cfg_scale.is_finite()) {
+    if !(a.eta >= 0.0 && a.cfg_scale.is_none_or(f64::is_finite)) {
         return Err(invalid("--eta must be ≥ 0 and --cfg-scale finite"));
     }
-    let kind: SamplerKind = a.sampler.parse()?;
-    if a.mask.is_some() || a.class.is_some() {
-        return Err(invalid("--mask and --class (inpainting, class-conditional models) are not in this build yet"));
+    if let Some(s) = &a.sampler {
+        s.parse::<SamplerKind>()?;
     }
-    if a.init_image.is_none() && a.strength.is_some() {
-        return Err(invalid("--strength needs --init-image"));
+    if a.init_image.is_none() && (a.strength.is_some() || a.mask.is_some()) {
+        return Err(invalid("--strength and --mask need --init-image"));
     }
-    if a.init_image.is_some() && a.init_noise.is_some() {
-        return Err(invalid("--init-noise is for text-to-image: img2img draws its noise from --seed"));
+    if a.init_image.is_some() && a.mask.is_none() && a.init_noise.is_some() {
+        return Err(invalid("--init-noise is for text-to-image and inpainting: img2img draws its noise from --seed"));
     }
     if let Some(s) = a.strength
         && !(s > 0.0 && s <= 1.0)
@@ -123,136 +144,217 @@ fn check(a: &SampleArgs) -> Result<SamplerKind> {
     if a.out.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("png")) != Some(true) {
         return Err(invalid(format!("--out {}: the output must be a .png file", a.out.display())));
     }
-    Ok(kind)
+    Ok(())
 }
 
-fn load(a: &SampleArgs) -> Result<TextToImage> {
+enum Model {
+    StableDiffusion(Box<TextToImage>),
+    Paper(Box<LatentDiffusion>, Box<LdmPreset>),
+}
+
+fn load(a: &SampleArgs) -> Result<Model> {
     let Some(model) = &a.model else {
         return Err(invalid(
-            "no --model given: the built-in default model arrives with the training issues; pass a diffusers Stable Diffusion folder (see README: Using real weights)",
+            "no --model given: the built-in default model arrives with the training issues; pass a diffusers Stable Diffusion folder or a single-file checkpoint (see README: Using real weights)",
         ));
     };
     if !model.exists() {
         return Err(Error::File { path: model.display().to_string(), msg: "no such file or directory".into() });
     }
-    if model.is_file() {
-        return Err(invalid(format!("{}: single-file checkpoints are not supported by `sample` yet: use a diffusers folder", model.display())));
-    }
-    let mut folder = DiffusersFolder::open(model)?;
-    if folder.weight_files("unet").is_err() {
-        folder.variant = Some("fp16".into());
-    }
-    TextToImage::from_diffusers(&folder, DType::F32)
-}
-
-fn output_paths(out: &Path, n: usize) -> Vec<PathBuf> {
-    if n == 1 {
-        return vec![out.to_path_buf()];
-    }
-    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-    (0..n).map(|i| out.with_file_name(format!("{stem}-{i}.png"))).collect()
-}
-
-/// The init image as [batch, 3, H, W] in [-1, 1].
-fn init_image(path: &Path, batch: usize) -> Result<Tensor> {
-    let (rgb, w, h, _) = load_png(path)?;
-    if !w.is_multiple_of(8) || !h.is_multiple_of(8) {
-        return Err(Error::File { path: path.display().to_string(), msg: format!("the init image is {w}x{h}: both sides must be multiples of 8") });
-    }
-    // interleaved RGB → planar, x/127.5 − 1 (diffusers' preprocess: x/255·2 − 1)
-    let mut planar = vec![0f32; 3 * h * w];
-    for (p, px) in rgb.chunks(3).enumerate() {
-        for c in 0..3 {
-            planar[c * h * w + p] = f32::from(px[c]) / 127.5 - 1.0;
+    if model.is_dir() {
+        if a.preset.is_some() {
+            return Err(invalid("--preset is for single-file checkpoints; a diffusers folder describes itself"));
         }
+        let mut folder = DiffusersFolder::open(model)?;
+        if folder.weight_files("unet").is_err() {
+            folder.variant = Some("fp16".into());
+        }
+        return Ok(Model::StableDiffusion(Box::new(TextToImage::from_diffusers(&folder, DType::F32)?)));
     }
-    let one = Tensor::from_vec(planar, &[1, 3, h, w])?;
-    Tensor::cat(&vec![&one; batch], 0)
+    let file = SingleFile::open(model)?;
+    if file.is_sd_v1() && a.preset.as_deref().is_none_or(|p| p == "sd_v1") {
+        return Ok(Model::StableDiffusion(Box::new(TextToImage::from_single_file(&file, DType::F32)?)));
+    }
+    let names: Vec<&str> = presets::paper_presets().iter().map(|p| p.name).collect();
+    let Some(name) = &a.preset else {
+        return Err(invalid(format!("{}: not a Stable Diffusion v1 file; say which paper model it is with --preset (one of: {})", model.display(), names.join(", "))));
+    };
+    let p = presets::preset(name)?;
+    Ok(Model::Paper(Box::new(LatentDiffusion::from_single_file(&file, &p, DType::F32)?), Box::new(p)))
+}
+
+/// The progress bar over the UNet calls a run makes.
+fn progress_bar(kind: SamplerKind, steps: usize) -> Result<ProgressBar> {
+    let calls = match kind {
+        SamplerKind::Heun => 2 * steps - 1,
+        SamplerKind::Plms if steps >= 2 => steps + 1,
+        _ => steps,
+    };
+    let bar = ProgressBar::new(calls as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} UNet calls, {per_sec}, eta {eta}").map_err(|e| invalid(e.to_string()))?);
+    Ok(bar)
+}
+
+/// What a run produced, for the writer.
+struct Outcome {
+    latents: Tensor,
+    images: Tensor,
+    /// the parameters line after the prompt lines (A1111's third line)
+    settings: Vec<String>,
+    prompt_lines: String,
+    text_ms: f64,
+    unet_ms: f64,
+    vae_ms: f64,
 }
 
 pub fn run(a: &SampleArgs) -> Result<()> {
-    let kind = check(a)?;
-    let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
+    check(a)?;
     let start = Instant::now();
-    let image = a.init_image.as_deref().map(|p| init_image(p, a.batch)).transpose()?;
+    let outcome = match load(a)? {
+        Model::StableDiffusion(pipe) => run_sd(a, *pipe)?,
+        Model::Paper(pipe, p) => run_paper(a, &pipe, &p)?,
+    };
+    // everything is computed: now write
+    let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or("?");
+    let params = format!("{}\n{}, Model: {model_name}", outcome.prompt_lines, outcome.settings.join(", "));
+    if let Some(p) = &a.save_latents {
+        save(p, &[("latents", &outcome.latents)], None)?;
+    }
+    let paths = output_paths(&a.out, a.batch, a.grid);
+    write_images(&outcome.images, &paths, &[("parameters", &params), ("Software", "ldm-engine")])?;
+    if a.timings {
+        println!(
+            "timings: text_encode_ms={:.1} unet_ms_per_step={:.1} vae_decode_ms={:.1} total_ms={:.1}",
+            outcome.text_ms,
+            outcome.unet_ms,
+            outcome.vae_ms,
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width: usize, height: usize) -> Vec<String> {
+    let karras = if a.karras { " Karras" } else { "" };
+    vec![format!("Steps: {}", a.steps), format!("Sampler: {}{karras}", kind.name()), format!("CFG scale: {cfg}"), format!("Seed: {}", a.seed), format!("Size: {width}x{height}")]
+}
+
+/// Text-to-image, image-to-image or inpainting with a Stable Diffusion model.
+fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
+    let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
+    if a.class.is_some() {
+        return Err(invalid("--class is for class-conditional paper models; Stable Diffusion takes a --prompt"));
+    }
+    let kind: SamplerKind = a.sampler.as_deref().unwrap_or("euler").parse()?;
+    let cfg = a.cfg_scale.unwrap_or(7.5);
+    let image = a.init_image.as_deref().map(|p| read_image(p, a.batch, "init image")).transpose()?;
     let (width, height) = match &image {
         Some(t) => (t.dim(3)?, t.dim(2)?),
-        None => (a.width, a.height),
+        None => (a.width.unwrap_or(512), a.height.unwrap_or(512)),
     };
-    let mut pipe = load(a)?;
+    let mask = a.mask.as_deref().map(|p| read_mask(p, width, height)).transpose()?;
     pipe.scheduler.karras_sigmas |= a.karras;
     let req = TextToImageRequest {
         prompts: vec![prompt.clone(); a.batch],
         negative_prompts: vec![a.negative_prompt.clone(); a.batch],
-        guidance: a.cfg_scale,
+        guidance: cfg,
         sampler: SamplerOptions { kind, steps: a.steps, eta: a.eta },
         height,
         width,
     };
     let shape = pipe.latent_shape(&req)?;
     let initial = match &a.init_noise {
-        Some(p) => {
-            let t = SafeTensorsFile::open(p)?.get("noise")?;
-            if t.shape() != shape {
-                return Err(Error::File { path: p.display().to_string(), msg: format!("tensor 'noise' has shape {:?}, this run needs {shape:?}", t.shape()) });
-            }
-            t.to_dtype(DType::F32)?
-        }
+        Some(p) => read_noise(p, &shape)?,
         None => Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
     };
+    if mask.is_some() {
+        pipe.inpaint_mode()?; // a UNet that can inpaint, before the text encoder runs
+    }
 
     let t0 = Instant::now();
     let context = pipe.context(&req)?;
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
-    // steps that run: img2img skips the first (1 − strength) of the schedule
-    let strength = a.strength.unwrap_or(DEFAULT_STRENGTH);
-    let run_steps = match &image {
-        Some(_) => a.steps - img2img_start(a.steps, strength)?,
-        None => a.steps,
-    };
-    let calls = if kind == SamplerKind::Heun { 2 * run_steps - 1 } else { run_steps };
-    let bar = ProgressBar::new(calls as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} UNet calls, {per_sec}, eta {eta}").map_err(|e| invalid(e.to_string()))?);
+    let strength = a.strength.unwrap_or(if mask.is_some() { 1.0 } else { DEFAULT_STRENGTH });
+    let run_steps = if image.is_some() { a.steps - img2img_start(a.steps, strength)? } else { a.steps };
+    let bar = progress_bar(kind, run_steps)?;
     let mut n_calls = 0usize;
     let t1 = Instant::now();
     let mut progress = || {
         n_calls += 1;
         bar.inc(1);
     };
-    let latents = match &image {
-        Some(img) => pipe.img2img_latents(&req, &context, img, strength, &mut SeededNoise::new(a.seed), &mut progress)?,
-        None => pipe.denoise(&req, &context, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut progress)?,
+    let mut draws = SeededNoise::new(a.seed.wrapping_add(1));
+    let latents = match (&image, &mask) {
+        (Some(img), Some(m)) => {
+            let input = InpaintInput { image: img.clone(), mask: m.clone(), strength };
+            pipe.inpaint_latents(&req, &context, &input, Some(&initial), &mut draws, &mut progress)?
+        }
+        (Some(img), None) => pipe.img2img_latents(&req, &context, img, strength, &mut SeededNoise::new(a.seed), &mut progress)?,
+        _ => pipe.denoise(&req, &context, &initial, &mut draws, &mut progress)?,
     };
     bar.finish_and_clear();
     let unet_ms = t1.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64;
     let t2 = Instant::now();
     let images = pipe.decode(&latents)?;
     let vae_ms = t2.elapsed().as_secs_f64() * 1e3;
+    let mut settings = common_settings(a, kind, cfg, width, height);
+    if image.is_some() {
+        settings.push(format!("Denoising strength: {strength}"));
+    }
+    if mask.is_some() {
+        settings.push("Inpainting: true".into());
+    }
+    Ok(Outcome { latents, images, settings, prompt_lines: format!("{prompt}\nNegative prompt: {}", a.negative_prompt), text_ms, unet_ms, vae_ms })
+}
 
-    // everything is computed: now write
-    let params = format!(
-        "{prompt}\nNegative prompt: {}\nSteps: {}, Sampler: {}{}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
-        a.negative_prompt,
-        a.steps,
-        kind.name(),
-        if a.karras { " Karras" } else { "" },
-        a.cfg_scale,
-        a.seed,
-        width,
-        height,
-        a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or("?"),
-    ) + &image.as_ref().map(|_| format!(", Denoising strength: {strength}")).unwrap_or_default();
-    if let Some(p) = &a.save_latents {
-        save(p, &[("latents", &latents)], None)?;
+/// A paper model: unconditional or class-conditional sampling.
+fn run_paper(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Result<Outcome> {
+    let reject = |flag: &str, what: &str| Err(invalid(format!("{flag}: the {} model takes no {what}", p.name)));
+    if a.prompt.is_some() {
+        return reject("--prompt", "text prompt");
     }
-    let paths = output_paths(&a.out, a.batch);
-    for (i, path) in paths.iter().enumerate() {
-        let (rgb, w, h) = to_rgb8(&images.narrow(0, i, 1)?)?;
-        save_png(path, &rgb, w, h, &[("parameters", &params), ("Software", "ldm-engine")])?;
-        println!("wrote {}", path.display());
+    if a.init_image.is_some() {
+        return reject("--init-image", "init image");
     }
-    if a.timings {
-        println!("timings: text_encode_ms={text_ms:.1} unet_ms_per_step={unet_ms:.1} vae_decode_ms={vae_ms:.1} total_ms={:.1}", start.elapsed().as_secs_f64() * 1e3);
+    let class_model = matches!(p.cond_stage, CondStageConfig::Class { .. });
+    let labels = match (class_model, a.class) {
+        (true, Some(c)) => vec![c; a.batch],
+        (true, None) => return Err(invalid(format!("the {} model is class-conditional: give --class N", p.name))),
+        (false, Some(_)) => return reject("--class", "class label"),
+        (false, None) => vec![],
+    };
+    let kind: SamplerKind = a.sampler.as_deref().unwrap_or("ddim").parse()?;
+    let cfg = a.cfg_scale.unwrap_or(if class_model { 3.0 } else { 1.0 });
+    let f = match &p.first_stage {
+        FirstStageConfig::Kl(c) => 1 << (c.ch_mult.len() - 1),
+        FirstStageConfig::Vq { cfg, .. } => 1 << (cfg.ch_mult.len() - 1),
+    };
+    let native = p.diffusion.image_size * f;
+    let (width, height) = (a.width.unwrap_or(native), a.height.unwrap_or(native));
+    if !width.is_multiple_of(f) || !height.is_multiple_of(f) {
+        return Err(invalid(format!("{width}x{height}: the {} model needs sides that are multiples of {f}", p.name)));
     }
-    Ok(())
+    let shape = [a.batch, p.diffusion.channels, height / f, width / f];
+    let initial = match &a.init_noise {
+        Some(path) => read_noise(path, &shape)?,
+        None => Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
+    };
+    let mut settings = common_settings(a, kind, cfg, width, height);
+    if let Some(c) = a.class {
+        settings.push(format!("Class: {c}"));
+    }
+    let req = LdmRequest { labels, guidance: cfg, sampler: SamplerOptions { kind, steps: a.steps, eta: a.eta } };
+    let bar = progress_bar(kind, a.steps)?;
+    let mut n_calls = 0usize;
+    let t1 = Instant::now();
+    let latents = pipe.latents(&req, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut || {
+        n_calls += 1;
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let unet_ms = t1.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64;
+    let t2 = Instant::now();
+    let images = pipe.decode(&latents)?;
+    let vae_ms = t2.elapsed().as_secs_f64() * 1e3;
+    Ok(Outcome { latents, images, settings, prompt_lines: format!("({})", p.name), text_ms: 0.0, unet_ms, vae_ms })
 }

@@ -323,6 +323,21 @@ impl SingleFile {
         Ok(SingleFile { file: SafeTensorsFile::open(path)? })
     }
 
+    /// The shape of a stored tensor, if there is one by that name.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.file.entries().iter().find(|e| e.name == name).map(|e| e.shape.as_slice())
+    }
+
+    /// Whether any tensor name starts with `prefix`.
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        self.file.entries().iter().any(|e| e.name.starts_with(prefix))
+    }
+
+    /// A Stable Diffusion v1 checkpoint: a CLIP text model as its conditioner.
+    pub fn is_sd_v1(&self) -> bool {
+        self.has_prefix("cond_stage_model.transformer.text_model.")
+    }
+
     fn builder(&self, prefix: &'static str, dtype: DType, fix: Option<crate::nn::Fixer>) -> Result<VarBuilder> {
         VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)
     }

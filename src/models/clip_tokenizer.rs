@@ -51,8 +51,21 @@ impl ClipTokenizer {
     /// "a b" merge per line, highest priority first).
     pub fn from_files(vocab_json: impl AsRef<Path>, merges_txt: impl AsRef<Path>) -> Result<Self> {
         let (vocab_path, merges_path) = (vocab_json.as_ref(), merges_txt.as_ref());
-        let vocab = read_vocab(vocab_path)?;
-        let merges = read_merges(merges_path)?;
+        Self::from_texts(&read_text(vocab_path)?, &read_text(merges_path)?, vocab_path, merges_path)
+    }
+
+    /// CLIP's own vocabulary (weights/clip_tokenizer: 49,408 ids, what every SD1.x model uses),
+    /// compiled into the binary so single-file checkpoints need no tokenizer files.
+    pub fn builtin() -> Result<Self> {
+        const VOCAB: &str = include_str!("../../weights/clip_tokenizer/vocab.json");
+        const MERGES: &str = include_str!("../../weights/clip_tokenizer/merges.txt");
+        Self::from_texts(VOCAB, MERGES, Path::new("<builtin>/vocab.json"), Path::new("<builtin>/merges.txt"))
+    }
+
+    /// From the two files' contents (`vocab_path`/`merges_path` name them in errors).
+    fn from_texts(vocab_text: &str, merges_text: &str, vocab_path: &Path, merges_path: &Path) -> Result<Self> {
+        let vocab = parse_vocab(vocab_text, vocab_path)?;
+        let merges = parse_merges(merges_text, merges_path)?;
         for special in [BOS_TOKEN, EOS_TOKEN] {
             if !vocab.contains_key(special) {
                 return Err(file_err(vocab_path, format!("vocabulary has no {special} token")));
@@ -187,13 +200,11 @@ fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))
 }
 
-fn read_vocab(path: &Path) -> Result<HashMap<String, u32>> {
-    serde_json::from_str(&read_text(path)?)
-        .map_err(|e| file_err(path, format!("not a token -> id JSON object: {e}")))
+fn parse_vocab(text: &str, path: &Path) -> Result<HashMap<String, u32>> {
+    serde_json::from_str(text).map_err(|e| file_err(path, format!("not a token -> id JSON object: {e}")))
 }
 
-fn read_merges(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = read_text(path)?;
+fn parse_merges(text: &str, path: &Path) -> Result<Vec<(String, String)>> {
     let mut merges = Vec::new();
     for (i, line) in text.lines().enumerate() {
         // Only the header is a comment: "#" is itself a byte token that merges may contain.

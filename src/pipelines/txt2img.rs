@@ -4,9 +4,10 @@
 
 use crate::diffusion::{self, NoiseSource, SamplerOptions, SchedulerConfig};
 use crate::models::autoencoder::AutoencoderKL;
-use crate::models::checkpoint::DiffusersFolder;
+use crate::models::checkpoint::{DiffusersFolder, SingleFile};
 use crate::models::clip::ClipTextModel;
 use crate::models::clip_tokenizer::{ClipTokenizer, MAX_LEN};
+use crate::models::presets::{preset, CondStageConfig, FirstStageConfig};
 use crate::models::unet::UNet;
 use crate::{DType, Error, Result, Tensor};
 
@@ -56,6 +57,31 @@ impl TextToImage {
             vae: folder.vae(dtype)?,
             scheduler: folder.scheduler()?,
             vae_scale: vae_cfg["scaling_factor"].as_f64().unwrap_or(0.18215),
+        })
+    }
+
+    /// A Stable Diffusion v1 single-file checkpoint (CompVis key names, as v1-5-pruned ships):
+    /// the SD v1 configs, the UNet's input channels read from the file (9 for an inpainting
+    /// model), CLIP's built-in vocabulary, SD's scheduler, the stored scale factor if any.
+    pub fn from_single_file(file: &SingleFile, dtype: DType) -> Result<Self> {
+        if !file.is_sd_v1() {
+            return Err(Error::invalid("txt2img", "not a Stable Diffusion v1 checkpoint: it has no cond_stage_model.transformer.text_model.* (CLIP) tensors"));
+        }
+        let p = preset("sd_v1")?;
+        let (FirstStageConfig::Kl(vae_cfg), CondStageConfig::Clip(clip_cfg)) = (&p.first_stage, &p.cond_stage) else {
+            return Err(Error::invalid("txt2img", "the sd_v1 preset lost its KL autoencoder or CLIP config"));
+        };
+        let mut unet_cfg = p.unet.clone();
+        if let Some(s) = file.shape("model.diffusion_model.input_blocks.0.0.weight").filter(|s| s.len() == 4) {
+            unet_cfg.in_channels = s[1];
+        }
+        Ok(TextToImage {
+            tokenizer: ClipTokenizer::builtin()?,
+            text_encoder: file.text_encoder(clip_cfg, dtype)?,
+            unet: file.unet(&unet_cfg, dtype)?,
+            vae: file.vae(vae_cfg, dtype)?,
+            scheduler: SchedulerConfig::sd15(),
+            vae_scale: file.scale_factor()?.unwrap_or(p.diffusion.scale_factor),
         })
     }
 
