@@ -4,7 +4,6 @@
 
 mod common;
 use common::fixture::assert_parity;
-use ldm_engine::io::name_map::{unet_to_compvis, vae_to_compvis, UNetLayout};
 use ldm_engine::io::safetensors::{save, SafeTensorsFile};
 use ldm_engine::models::checkpoint::{clip_config, unet_config, vae_config, DiffusersFolder, SingleFile};
 use ldm_engine::{DType, Tensor};
@@ -41,7 +40,7 @@ fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
     // The same weights as one CompVis single file (as SD1.x ships): identical outputs.
     let dir = tmpdir("single");
     let single = dir.join("tiny_sd.safetensors");
-    write_single_file(&folder, &single);
+    folder.to_single_file(&single).unwrap();
     let sf = SingleFile::open(&single).unwrap();
     let clip2 = sf.text_encoder(clip.config(), DType::F32).unwrap();
     let unet2 = sf.unet(unet.config(), DType::F32).unwrap();
@@ -49,31 +48,11 @@ fn diffusers_folder_matches_diffusers_and_single_file_matches_folder() {
     assert_eq!(common::vals(&clip2.forward(&r("ids"), 0).unwrap()), common::vals(&ctx));
     assert_eq!(common::vals(&unet2.forward(&r("x"), &r("t"), Some(&r("context")), None).unwrap()), common::vals(&eps));
     assert_eq!(common::vals(&vae2.decode(&r("z")).unwrap()), common::vals(&img));
+    // it is recognised as SD v1; the tiny sizes are not SD v1's, which loading says in one line
+    assert!(sf.is_sd_v1());
+    let e = ldm_engine::pipelines::txt2img::TextToImage::from_single_file(&sf, DType::F32).err().unwrap().to_string();
+    assert!(e.contains("shape") && !e.contains('\n'), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The tiny folder's fp16 weights as one CompVis single file, named through io/name_map.rs.
-fn write_single_file(folder: &DiffusersFolder, path: &Path) {
-    let cfg = unet_config(&folder.config("unet").unwrap()).unwrap();
-    let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels: cfg.attention_levels.clone() };
-    let mut all: Vec<(String, Tensor)> = Vec::new();
-    let component = |c: &str, f: &str| SafeTensorsFile::open(fixtures().join("tiny_sd").join(c).join(f)).unwrap();
-    let u = component("unet", "diffusion_pytorch_model.fp16.safetensors");
-    for e in u.entries() {
-        all.push((format!("model.diffusion_model.{}", unet_to_compvis(&e.name, &layout)), u.get(&e.name).unwrap()));
-    }
-    let v = component("vae", "diffusion_pytorch_model.fp16.safetensors");
-    for e in v.entries() {
-        // left as Linear [C, C] for the attention projections, as some converters write them
-        all.push((format!("first_stage_model.{}", vae_to_compvis(&e.name, 2)), v.get(&e.name).unwrap()));
-    }
-    let t = component("text_encoder", "model.fp16.safetensors");
-    for e in t.entries() {
-        all.push((format!("cond_stage_model.transformer.text_model.{}", e.name), t.get(&e.name).unwrap()));
-    }
-    all.push(("cond_stage_model.transformer.text_model.embeddings.position_ids".into(), Tensor::arange(0.0, 77.0, 1.0, DType::I64).unwrap().unsqueeze(0).unwrap()));
-    let refs: Vec<(&str, &Tensor)> = all.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    save(path, &refs, None).unwrap();
 }
 
 /// Copies the tiny folder so a test can break one file of it.
@@ -159,7 +138,7 @@ fn converted_ckpt_loads_like_the_single_file() {
     folder.variant = Some("fp16".into());
     let dir = tmpdir("convert");
     let (single, converted) = (dir.join("tiny_sd.safetensors"), dir.join("converted.safetensors"));
-    write_single_file(&folder, &single);
+    folder.to_single_file(&single).unwrap();
     let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/test_convert_ckpt.py");
     let status = std::process::Command::new(&python).arg(tool).arg("--roundtrip").arg(&single).arg(&converted).status();
     assert!(status.as_ref().is_ok_and(|s| s.success()), "{python} tools/test_convert_ckpt.py --roundtrip: {status:?}");

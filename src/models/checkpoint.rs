@@ -13,7 +13,7 @@ use super::vq::VQModel;
 use crate::io::name_map::{ldm_bert_to_compvis, unet_to_compvis, vae_fix_shape, vae_to_compvis, UNetLayout};
 use crate::io::safetensors::SafeTensorsFile;
 use crate::nn::VarBuilder;
-use crate::{DType, Error, Result};
+use crate::{DType, Error, Result, Tensor};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -141,6 +141,34 @@ impl DiffusersFolder {
 
 /// transformers 4 writes `text_model.embeddings…`, transformers 5 `embeddings…`: one name.
 /// `position_ids` is a buffer some files carry, not a parameter.
+impl DiffusersFolder {
+    /// Writes the folder's UNet, VAE and CLIP text encoder as one CompVis-style single file (the
+    /// layout SD1.x .safetensors checkpoints ship in), tensors in their stored dtype. The VAE's
+    /// attention projections stay Linear [C, C] (SingleFile::vae accepts both shapes).
+    pub fn to_single_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        let ucfg = unet_config(&self.config("unet")?).map_err(|m| err(&self.root.join("unet"), m))?;
+        let layout = UNetLayout { levels: ucfg.channel_mult.len(), num_res_blocks: ucfg.num_res_blocks, attention_levels: ucfg.attention_levels.clone() };
+        let vae_levels = vae_config(&self.config("vae")?).map_err(|m| err(&self.root.join("vae"), m))?.ch_mult.len();
+        let mut all: Vec<(String, Tensor)> = Vec::new();
+        let unet_name = |n: &str| Some(format!("model.diffusion_model.{}", unet_to_compvis(n, &layout)));
+        let vae_name = |n: &str| Some(format!("first_stage_model.{}", vae_to_compvis(n, vae_levels)));
+        let clip_name = |n: &str| clip_key(n).map(|k| format!("cond_stage_model.transformer.{k}"));
+        let components: [(&str, &dyn Fn(&str) -> Option<String>); 3] = [("unet", &unet_name), ("vae", &vae_name), ("text_encoder", &clip_name)];
+        for (component, rename) in components {
+            for file in self.weight_files(component)? {
+                let f = SafeTensorsFile::open(&file)?;
+                for e in f.entries() {
+                    if let Some(name) = rename(&e.name) {
+                        all.push((name, f.get(&e.name)?));
+                    }
+                }
+            }
+        }
+        let refs: Vec<(&str, &Tensor)> = all.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        crate::io::safetensors::save(path, &refs, None)
+    }
+}
+
 fn clip_key(n: &str) -> Option<String> {
     if n.ends_with("position_ids") {
         None
