@@ -2,6 +2,7 @@
 //! does, step for step, so the same weights, settings and initial noise give the same latents.
 
 pub mod ldm;
+pub mod ldm_conditioning;
 pub mod txt2img;
 
 use crate::models::unet::UNet;
