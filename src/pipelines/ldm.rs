@@ -16,7 +16,7 @@ use super::ldm_conditioning::Conditioner;
 use crate::diffusion::{self, NoiseSource, SamplerOptions, SchedulerConfig};
 use crate::models::autoencoder::AutoencoderKL;
 use crate::models::bert_tokenizer::BertTokenizer;
-use crate::models::checkpoint::SingleFile;
+use crate::models::checkpoint::{DiffusersFolder, SingleFile};
 use crate::models::layout::LayoutTokenizer;
 use crate::models::presets::{CondStageConfig, FirstStageConfig, LdmPreset};
 use crate::models::unet::UNet;
@@ -105,6 +105,29 @@ impl LatentDiffusion {
             scheduler: SchedulerConfig::compvis(d.linear_start, d.linear_end, d.timesteps),
             scale_factor: file.scale_factor()?.unwrap_or(d.scale_factor),
             latent_size: d.image_size,
+        })
+    }
+
+    /// A diffusers `LDMTextToImagePipeline` folder (CompVis/ldm-text2im-large-256: unet, vqvae —
+    /// AutoencoderKL or VQModel by its config's class —, bert, tokenizer, scheduler). Latents are
+    /// divided by the vqvae's `scaling_factor` before decoding, as the pipeline does.
+    pub fn from_diffusers(folder: &DiffusersFolder, dtype: DType) -> Result<Self> {
+        let vq_cfg = folder.config("vqvae")?;
+        let first_stage = match vq_cfg["_class_name"].as_str() {
+            Some("VQModel") => FirstStage::Vq(folder.vqvae(dtype)?),
+            Some("AutoencoderKL") | None => FirstStage::Kl(folder.autoencoder_kl("vqvae", dtype)?),
+            Some(other) => return Err(Error::invalid("ldm", format!("vqvae/config.json: class {other} is neither AutoencoderKL nor VQModel"))),
+        };
+        let unet = folder.unet(dtype)?;
+        let latent_size = folder.config("unet")?["sample_size"].as_u64().unwrap_or(32) as usize;
+        let tokenizer = BertTokenizer::from_dir(folder.root().join("tokenizer"))?;
+        Ok(LatentDiffusion {
+            unet,
+            first_stage,
+            cond_stage: CondStage::Text { bert: folder.ldm_bert(dtype)?, tokenizer: Some(Box::new(tokenizer)) },
+            scheduler: folder.scheduler()?,
+            scale_factor: vq_cfg["scaling_factor"].as_f64().unwrap_or(0.18215),
+            latent_size,
         })
     }
 
