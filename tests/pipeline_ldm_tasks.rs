@@ -1,21 +1,23 @@
 //! The paper's conditioned tasks (inpainting, super-resolution, semantic synthesis, layout-to-image,
-//! sampling above the training size) against tools/gen_ldm_task_fixtures.py: CompVis modules or
-//! diffusers' LDMSuperResolutionPipeline with fixture weights, stepped by DDIM with the LDM
-//! schedule (5 steps). Every model is built the way a user's would be, through
-//! `LatentDiffusion::from_single_file` on a CompVis-keyed single file written from the fixture
-//! weights and a small preset. Bar: 1e-4 relative.
+//! sampling above the training size, text-to-image) against tools/gen_ldm_task_fixtures.py:
+//! CompVis modules or diffusers' LDMSuperResolutionPipeline / LDMTextToImagePipeline with fixture
+//! weights, stepped by DDIM with the LDM schedule (5 steps). Every model is built the way a
+//! user's would be: through `LatentDiffusion::from_single_file` on a CompVis-keyed single file
+//! written from the fixture weights and a small preset, or (text) `from_diffusers` on a pipeline
+//! folder. Bar: 1e-4 relative.
 
 mod common;
 use common::fixture::{assert_parity, compvis_unet_config, compvis_vq_config, Fixture};
 use ldm_engine::diffusion::{SamplerOptions, SeededNoise};
 use ldm_engine::io::name_map::{vae_fix_shape, vae_to_compvis};
 use ldm_engine::io::safetensors::{save, SafeTensorsFile};
-use ldm_engine::models::checkpoint::{vq_config, SingleFile};
+use ldm_engine::models::bert_tokenizer::BertTokenizer;
+use ldm_engine::models::checkpoint::{vq_config, DiffusersFolder, SingleFile};
 use ldm_engine::models::layout::{BoundingBox, LayoutConfig, LayoutTokenizer};
 use ldm_engine::models::ldm_bert::LdmBertConfig;
 use ldm_engine::models::presets::{unet_from_compvis, CondStageConfig, ConditioningKey, DiffusionConfig, FirstStageConfig, LdmPreset};
 use ldm_engine::models::unet::UNetConfig;
-use ldm_engine::pipelines::ldm::{inpaint_paste, one_hot, LatentDiffusion, LdmCondition, LdmRequest};
+use ldm_engine::pipelines::ldm::{inpaint_paste, one_hot, CondStage, LatentDiffusion, LdmCondition, LdmRequest};
 use ldm_engine::{DType, Tensor};
 
 fn reference(name: &str) -> SafeTensorsFile {
@@ -280,4 +282,70 @@ fn layout_to_image_matches_compvis() {
     assert!(err(&m, &request(LdmCondition::Layout(bad), &r), &noise).contains("layout 1: layout: invalid argument: object 0: class 5 out of range 0..5"));
     assert!(err(&m, &LdmRequest { guidance: 2.0, ..req.clone() }, &noise).contains("has no unconditional input"));
     assert!(err(&m, &request(LdmCondition::Layout(objects[..1].to_vec()), &r), &noise).contains("1 layouts for 2 images"));
+}
+
+/// A diffusers LDMTextToImagePipeline folder in a temp dir: tiny_sd's UNet and KL autoencoder (as
+/// `vqvae/`, as CompVis/ldm-text2im-large-256 has it), the fixture's LDMBert, vocabulary and scheduler.
+fn text2img_folder(r: &SafeTensorsFile) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("ldm-tasks-text2img-{}", std::process::id()));
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_sd");
+    for (from, to) in [("unet", "unet"), ("vae", "vqvae")] {
+        std::fs::create_dir_all(root.join(to)).unwrap();
+        for file in ["config.json", "diffusion_pytorch_model.fp16.safetensors"] {
+            std::fs::copy(tiny.join(from).join(file), root.join(to).join(file)).unwrap();
+        }
+    }
+    for dir in ["bert", "tokenizer", "scheduler"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("model_index.json"), r#"{"_class_name": "LDMTextToImagePipeline"}"#).unwrap();
+    std::fs::write(root.join("bert/config.json"), meta(r, "bert_config")).unwrap();
+    std::fs::write(root.join("tokenizer/vocab.txt"), meta(r, "vocab")).unwrap();
+    std::fs::write(root.join("scheduler/scheduler_config.json"), meta(r, "scheduler_json")).unwrap();
+    let f = Fixture::open("pipelines/ldm_text2img");
+    let bert = component(&f, "bert.", "", &as_is);
+    save(root.join("bert/model.safetensors"), &bert.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), None).unwrap();
+    root
+}
+
+#[test]
+fn text_to_image_matches_diffusers_pipeline() {
+    let r = reference("ldm_text2img");
+    let root = text2img_folder(&r);
+    let mut folder = DiffusersFolder::open(&root).unwrap();
+    folder.variant = Some("fp16".into());
+    let mut m = LatentDiffusion::from_diffusers(&folder, DType::F32).unwrap();
+    let tok = BertTokenizer::from_dir(root.join("tokenizer")).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(m.scale_factor, 0.18215);
+    let prompts: Vec<String> = serde_json::from_str(&meta(&r, "prompts")).unwrap();
+    let ids = r.get("ids").unwrap();
+    for (i, p) in prompts.iter().enumerate() {
+        let want: Vec<u32> = ids.narrow(0, i, 1).unwrap().to_vec::<i64>().unwrap().into_iter().map(|v| v as u32).collect();
+        assert_eq!(tok.encode_padded(p, 77).unwrap().0, want, "prompt {i} ids");
+    }
+    let cond = LdmCondition::Text(prompts.clone());
+    assert_eq!(m.latent_shape(&cond, 2, Some((16, 24))).unwrap(), [2, 4, 8, 12]);
+    let req = LdmRequest { condition: cond, guidance: meta(&r, "guidance").parse().unwrap(), sampler: ddim(&r) };
+    let inputs = m.unet_inputs(&req, [2, 4, 8, 12]).unwrap();
+    assert!(inputs.guided);
+    let context = inputs.context.unwrap();
+    assert_eq!(context.shape(), &[4, 77, 32]); // [empty prompt ×2; prompts]
+    assert_parity(&context.narrow(0, 2, 2).unwrap(), &r.get("context").unwrap(), "LDMBert context of the prompts");
+    let noise = r.get("noise").unwrap();
+    let mut calls = 0;
+    let lat = m.latents(&req, &noise, &mut SeededNoise::new(0), &mut || calls += 1).unwrap();
+    assert_eq!(calls, 5);
+    assert_parity(&lat, &r.get("latents").unwrap(), "text-to-image latents (guidance 3 against the empty prompt)");
+    assert_parity(&m.decode(&r.get("latents").unwrap()).unwrap(), &r.get("decoded").unwrap(), "text-to-image KL decode (latents / 0.18215)");
+    let image01 = m.generate(&req, &noise, &mut SeededNoise::new(0), &mut || {}).unwrap().affine(0.5, 0.5).unwrap().clamp(0.0, 1.0).unwrap();
+    assert_parity(&image01, &r.get("image01").unwrap(), "text-to-image image end to end");
+
+    assert!(err(&m, &request(LdmCondition::Text(prompts[..1].to_vec()), &r), &noise).contains("1 text prompts for 2 images"));
+    if let CondStage::Text { tokenizer, .. } = &mut m.cond_stage {
+        *tokenizer = None;
+    }
+    assert!(err(&m, &req, &noise).contains("no tokenizer"));
+    let m = m.with_tokenizer(tok).unwrap();
+    assert!(m.latents(&req, &noise, &mut SeededNoise::new(0), &mut || {}).is_ok());
 }

@@ -21,6 +21,10 @@ walks the same timesteps (checked here for inpainting).
   (vendored CompVis class, the spatial_rescaler fixture's 12 → 3 mapper, 2 stages) → concat to the
   latents of the CompVis UNetModel above (6 → 3). A second case samples the same model at a 12×20
   latent, above its 8×8 training size and not square (the paper's convolutional sampling).
+- ldm_text2img: the paper's text-to-image, diffusers' LDMTextToImagePipeline with classifier-free
+  guidance 3 against the empty prompt: random LDMBert weights, a few-word WordPiece vocabulary
+  (BertTokenizer), the UNet and KL autoencoder of the tiny_sd fixture folder, DDIMScheduler with
+  txt2img_1p4b's schedule (0.00085–0.012).
 - ldm_layout: layout-to-image: taming's ObjectsBoundingBoxConditionalBuilder (vendored) turns
   boxes into ids, the vendored CompVis BERTEmbedder(use_tokenizer=False) (x-transformers
   TransformerWrapper) turns them into the context, cross-attended by the unet_ldm_cin UNet.
@@ -334,12 +338,67 @@ def layout():
                                      n_embed=24, n_layer=1, heads=8, dim_head=64))
 
 
+TEXT_WORDS = ["a", "painting", "of", "squirrel", "##s", "eating", "burger", "red", "cat", "!", "the", "on", "mat", "."]
+
+
+def text2img():
+    """LDMTextToImagePipeline (txt2img_1p4b's schedule) with random LDMBert weights, a WordPiece
+    vocabulary of a few words, and the UNet and KL autoencoder of tests/fixtures/tiny_sd."""
+    import tempfile
+    from diffusers import AutoencoderKL, LDMTextToImagePipeline, UNet2DConditionModel
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
+    from transformers import BertTokenizer
+
+    tiny = os.path.join(FIX, "tiny_sd")
+    unet = UNet2DConditionModel.from_pretrained(tiny, subfolder="unet", variant="fp16", torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(tiny, subfolder="vae", variant="fp16", torch_dtype=torch.float32).eval()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + TEXT_WORDS
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "vocab.txt"), "w") as f:
+            f.write("\n".join(vocab) + "\n")
+        # transformers 5: only from_pretrained(folder) reads a vocab.txt (see gen_bert_tokenizer_fixture.py)
+        tok = BertTokenizer.from_pretrained(d)
+    assert len(tok) == len(vocab), len(tok)
+    cfg = LDMBertConfig(vocab_size=len(vocab), max_position_embeddings=77, encoder_layers=1, encoder_ffn_dim=64,
+                        encoder_attention_heads=2, head_dim=16, d_model=unet.config.cross_attention_dim)
+    torch.manual_seed(80)
+    bert = perturb(LDMBertModel(cfg), 81).eval()
+    sched_cfg = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                     timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+    pipe = LDMTextToImagePipeline(vqvae=vae, bert=bert, tokenizer=tok, unet=unet, scheduler=DDIMScheduler(**sched_cfg))
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["A painting of squirrels eating a burger!", "the red cat on a mat, unknown words."]
+    scale = 3.0
+    captured = {}
+    real_decode = vae.decode
+
+    def decode(z, *a, **k):
+        captured["scaled"] = z.clone()
+        return real_decode(z, *a, **k)
+
+    vae.decode = decode
+    # the pipeline's latents are (N, in_channels, height // 8, width // 8) whatever the VAE's factor
+    noise = torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(82))
+    with torch.no_grad():
+        image01 = pipe(prompts, height=64, width=96, num_inference_steps=STEPS, guidance_scale=scale, eta=0.0,
+                       latents=noise, output_type="pt").images
+        ids = tok(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        context = bert(ids)[0]
+        decoded = real_decode(captured["scaled"]).sample
+    tensors = dict(ids=ids, context=context, noise=noise, latents=captured["scaled"] * vae.config.scaling_factor,
+                   decoded=decoded, image01=image01)
+    tensors.update({f"weights.bert.{k}": v for k, v in bert.state_dict().items()})
+    save("ldm_text2img", tensors, dict(steps=STEPS, guidance=scale, prompts=json.dumps(prompts), vocab="\n".join(vocab) + "\n",
+                                       bert_config=bert.config.to_json_string(), scheduler_json=json.dumps(sched_cfg)))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     warnings.simplefilter("ignore")
     inpaint()
     semantic(superres())
     layout()
+    text2img()
 
 
 if __name__ == "__main__":
