@@ -349,3 +349,11 @@ fn text_to_image_matches_diffusers_pipeline() {
     let m = m.with_tokenizer(tok).unwrap();
     assert!(m.latents(&req, &noise, &mut SeededNoise::new(0), &mut || {}).is_ok());
 }
+
+#[test]
+fn stable_diffusion_presets_are_left_to_txt2img() {
+    let file = SingleFile::open(format!("{}/tests/fixtures/pipelines/ldm_inpaint.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let p = ldm_engine::models::presets::preset("sd_v1").unwrap();
+    let e = LatentDiffusion::from_single_file(&file, &p, DType::F32).err().expect("an error").to_string();
+    assert!(e.contains("sample it with the txt2img pipeline"), "{e}");
+}
