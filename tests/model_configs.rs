@@ -77,7 +77,7 @@ fn paper_presets_match_the_compvis_configs_and_parameter_counts() {
                 assert_eq!((c["n_classes"].as_u64(), c["embed_dim"].as_u64()), (Some(*n_classes as u64), Some(*embed_dim as u64)));
                 drop(ClassEmbedder::new(vb, *n_classes, *embed_dim).unwrap())
             }
-            CondStageConfig::Bert(b) => {
+            CondStageConfig::Bert(b) | CondStageConfig::Layout { bert: b, .. } => {
                 assert_eq!((c["n_embed"].as_u64(), c["n_layer"].as_u64()), (Some(b.d_model as u64), Some(b.layers as u64)));
                 assert_eq!((c["vocab_size"].as_u64(), c["max_seq_len"].as_u64()), (Some(b.vocab as u64), Some(b.max_positions as u64)));
                 drop(LdmBert::new(vb, b).unwrap())

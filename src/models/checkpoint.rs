@@ -42,6 +42,10 @@ impl DiffusersFolder {
         Ok(DiffusersFolder { root, variant: None })
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn config(&self, component: &str) -> Result<Value> {
         read_json(&self.root.join(component).join("config.json"))
     }
@@ -88,10 +92,16 @@ impl DiffusersFolder {
     }
 
     pub fn vae(&self, dtype: DType) -> Result<AutoencoderKL> {
-        let cfg = vae_config(&self.config("vae")?).map_err(|m| err(&self.root.join("vae/config.json"), m))?;
+        self.autoencoder_kl("vae", dtype)
+    }
+
+    /// A diffusers `AutoencoderKL` in folder `component` (`vae/` in SD pipelines; `vqvae/` in the
+    /// paper's LDMTextToImagePipeline, whose first stage is KL despite the name).
+    pub fn autoencoder_kl(&self, component: &str, dtype: DType) -> Result<AutoencoderKL> {
+        let cfg = vae_config(&self.config(component)?).map_err(|m| err(&self.root.join(component).join("config.json"), m))?;
         let levels = cfg.ch_mult.len();
         let fix: crate::nn::Fixer = Box::new(vae_fix_shape);
-        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files(component)?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
         let vae = AutoencoderKL::new(&vb, &cfg)?;
         vb.finish(false)?;
         Ok(vae)

@@ -52,6 +52,11 @@ impl SpatialRescaler {
         Ok(SpatialRescaler { n_stages, channel_mapper })
     }
 
+    /// How many ×½ stages: the input is 2^n_stages times the output's size.
+    pub fn n_stages(&self) -> usize {
+        self.n_stages
+    }
+
     /// x [N, C, H, W] → [N, C_out, H / 2^n_stages, W / 2^n_stages] (sizes floor at each stage).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();

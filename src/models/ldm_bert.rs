@@ -88,6 +88,10 @@ impl LdmBert {
         })
     }
 
+    pub fn config(&self) -> &LdmBertConfig {
+        &self.cfg
+    }
+
     /// Token ids [N, L] (I64) → [N, L, d_model]. No padding mask: the LDM pipeline attends to
     /// pad tokens too, and so does this.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::autoencoder::AutoencoderConfig;
 use super::clip::ClipTextConfig;
+use super::layout::LayoutConfig;
 use super::ldm_bert::LdmBertConfig;
 use super::unet::UNetConfig;
 use crate::{Error, Result};
@@ -26,8 +27,10 @@ pub enum CondStageConfig {
     /// unconditional models
     None,
     Class { n_classes: usize, embed_dim: usize },
-    /// the paper's BERT-tokenizer transformer (text) or its layout twin (bbox tokens)
+    /// the paper's BERT-tokenizer transformer over WordPiece ids (text)
     Bert(LdmBertConfig),
+    /// the same transformer over the ids of `layout::LayoutTokenizer` (bounding boxes)
+    Layout { bert: LdmBertConfig, layout: LayoutConfig },
     Clip(ClipTextConfig),
     /// the conditioning image goes through the first stage (inpainting's masked image)
     FirstStage,
@@ -189,7 +192,7 @@ pub fn paper_presets() -> Vec<LdmPreset> {
             name: "layout2img_openimages256",
             unet: unet(128, &[1, 2, 3, 4], &[8, 4, 2], 3, 3, Width(32), Some((512, 3)), false, false),
             first_stage: vq_f4(true),
-            cond_stage: CondStageConfig::Bert(LdmBertConfig::layout2img_openimages256()),
+            cond_stage: CondStageConfig::Layout { bert: LdmBertConfig::layout2img_openimages256(), layout: LayoutConfig::layout2img_openimages256() },
             diffusion: diffusion(0.0015, 0.0205, CrossAttn, 64, 3, 1.0),
         },
         LdmPreset {

@@ -78,6 +78,7 @@ pub struct VQModel {
     pub quantize: VectorQuantizer,
     quant_conv: Conv2d,
     post_quant_conv: Conv2d,
+    cfg: AutoencoderConfig,
 }
 
 impl VQModel {
@@ -88,7 +89,12 @@ impl VQModel {
             quantize: VectorQuantizer::new(&vb.pp("quantize"), n_embed, cfg.embed_dim, beta, legacy)?,
             quant_conv: Conv2d::same(&vb.pp("quant_conv"), cfg.z_channels, cfg.embed_dim, 1)?,
             post_quant_conv: Conv2d::same(&vb.pp("post_quant_conv"), cfg.embed_dim, cfg.z_channels, 1)?,
+            cfg: cfg.clone(),
         })
+    }
+
+    pub fn config(&self) -> &AutoencoderConfig {
+        &self.cfg
     }
 
     /// x → pre-quantisation latents h [N, embed_dim, H/f, W/f] (what LDMs on VQ models diffuse).

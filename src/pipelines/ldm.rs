@@ -1,13 +1,23 @@
-//! The paper's latent diffusion sampling for models conditioned on nothing or on a class label
-//! (celeba256, ffhq256, lsun_*, cin256): the UNet in the first stage's latent space, classifier-free
-//! guidance against the null class (the embedder's last row, cin256-v2's convention) with both
-//! halves in one batch (null first, as CompVis' DDIM sampler does), then the first-stage decoder
-//! (VQ models quantize first, as CompVis `decode_first_stage` does).
+//! The paper's latent diffusion sampling (CompVis ldm/models/diffusion/ddpm.py `LatentDiffusion`
+//! with its DDIM sampler): the UNet in the first stage's latent space, conditioned as the model's
+//! cond stage says (ldm_conditioning.rs: nothing, a class, text, a layout, or concatenated
+//! channels for inpainting, super-resolution and semantic synthesis), then the first-stage
+//! decoder (VQ models quantize first, as CompVis `decode_first_stage` does).
+//!
+//! Classifier-free guidance runs both halves in one batch, unconditional first, as CompVis' DDIM
+//! sampler does: against the null class (the embedder's last row, cin256-v2's convention) or the
+//! empty prompt. The UNet is convolutional, so latents of any size it can halve and double back
+//! (not only the training size) can be sampled, as the paper does for semantic synthesis and
+//! super-resolution.
 
+pub use super::ldm_conditioning::{inpaint_paste, one_hot, CondStage, LdmCondition, UNetInputs};
+
+use super::ldm_conditioning::Conditioner;
 use crate::diffusion::{self, NoiseSource, SamplerOptions, SchedulerConfig};
 use crate::models::autoencoder::AutoencoderKL;
-use crate::models::checkpoint::SingleFile;
-use crate::models::embedders::ClassEmbedder;
+use crate::models::bert_tokenizer::BertTokenizer;
+use crate::models::checkpoint::{DiffusersFolder, SingleFile};
+use crate::models::layout::LayoutTokenizer;
 use crate::models::presets::{CondStageConfig, FirstStageConfig, LdmPreset};
 use crate::models::unet::UNet;
 use crate::models::vq::VQModel;
@@ -26,33 +36,62 @@ impl FirstStage {
             FirstStage::Vq(vq) => vq.decode(z),
         }
     }
+
+    /// Images in [-1, 1] → latents as CompVis' `cond_stage_model.encode` gives them when the
+    /// first stage is the cond stage: VQ the pre-quantisation h (VQModelInterface.encode), KL
+    /// the posterior's mode (get_learned_conditioning). Not multiplied by the scale factor.
+    pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FirstStage::Kl(vae) => Ok(vae.encode(x)?.mode().clone()),
+            FirstStage::Vq(vq) => vq.encode(x),
+        }
+    }
+
+    /// Image pixels per latent along each side, 2^(levels − 1).
+    pub fn factor(&self) -> usize {
+        let cfg = match self {
+            FirstStage::Kl(vae) => vae.config(),
+            FirstStage::Vq(vq) => vq.config(),
+        };
+        1 << cfg.ch_mult.len().saturating_sub(1)
+    }
 }
 
 pub struct LatentDiffusion {
     pub unet: UNet,
     pub first_stage: FirstStage,
-    /// class-conditional models (context = the label's embedding)
-    pub class_embedder: Option<ClassEmbedder>,
+    pub cond_stage: CondStage,
     pub scheduler: SchedulerConfig,
     pub scale_factor: f64,
+    /// the latent side length the model was trained at (the config's `image_size`): the default
+    /// size, not a limit
+    pub latent_size: usize,
 }
 
 #[derive(Clone, Debug)]
 pub struct LdmRequest {
-    /// one label per image for class-conditional models, empty otherwise
-    pub labels: Vec<i64>,
-    /// classifier-free guidance scale against the null class; 1 = conditional only
+    pub condition: LdmCondition,
+    /// classifier-free guidance scale against the null class or the empty prompt; 1 = conditional
+    /// only (the only value models without an unconditional input take)
     pub guidance: f64,
     pub sampler: SamplerOptions,
 }
 
 impl LatentDiffusion {
-    /// A CompVis single file of a paper model whose preset needs no text (unconditional or class).
+    /// A CompVis single file of a paper model. Text models (text2img256, txt2img_1p4b) also need
+    /// the BERT vocabulary: `with_tokenizer`. Stable Diffusion presets run in txt2img.
     pub fn from_single_file(file: &SingleFile, p: &LdmPreset, dtype: DType) -> Result<Self> {
-        let class_embedder = match &p.cond_stage {
-            CondStageConfig::None => None,
-            CondStageConfig::Class { n_classes, embed_dim } => Some(file.class_embedder(*n_classes, *embed_dim, dtype)?),
-            other => return Err(Error::invalid("ldm", format!("preset '{}' is conditioned on {other:?}: not an unconditional or class model", p.name))),
+        let cond_stage = match &p.cond_stage {
+            CondStageConfig::None => CondStage::None,
+            CondStageConfig::Class { n_classes, embed_dim } => CondStage::Class(file.class_embedder(*n_classes, *embed_dim, dtype)?),
+            CondStageConfig::Bert(cfg) => CondStage::Text { bert: file.ldm_bert(cfg, dtype)?, tokenizer: None },
+            CondStageConfig::Layout { bert, layout } => CondStage::Layout { bert: file.ldm_bert(bert, dtype)?, tokenizer: LayoutTokenizer::new(layout.clone())? },
+            CondStageConfig::FirstStage => CondStage::MaskedImage,
+            CondStageConfig::Identity => CondStage::LowRes,
+            CondStageConfig::Rescaler { n_stages, in_channels, out_channels } => {
+                CondStage::Segmentation { rescaler: file.spatial_rescaler(*n_stages, *in_channels, Some(*out_channels), dtype)?, n_classes: *in_channels }
+            }
+            CondStageConfig::Clip(_) => return Err(Error::invalid("ldm", format!("preset '{}' is a Stable Diffusion model: sample it with the txt2img pipeline", p.name))),
         };
         let first_stage = match &p.first_stage {
             FirstStageConfig::Kl(c) => FirstStage::Kl(file.vae(c, dtype)?),
@@ -62,33 +101,109 @@ impl LatentDiffusion {
         Ok(LatentDiffusion {
             unet: file.unet(&p.unet, dtype)?,
             first_stage,
-            class_embedder,
+            cond_stage,
             scheduler: SchedulerConfig::compvis(d.linear_start, d.linear_end, d.timesteps),
             scale_factor: file.scale_factor()?.unwrap_or(d.scale_factor),
+            latent_size: d.image_size,
         })
+    }
+
+    /// A diffusers `LDMTextToImagePipeline` folder (CompVis/ldm-text2im-large-256: unet, vqvae —
+    /// AutoencoderKL or VQModel by its config's class —, bert, tokenizer, scheduler). Latents are
+    /// divided by the vqvae's `scaling_factor` before decoding, as the pipeline does.
+    pub fn from_diffusers(folder: &DiffusersFolder, dtype: DType) -> Result<Self> {
+        let vq_cfg = folder.config("vqvae")?;
+        let first_stage = match vq_cfg["_class_name"].as_str() {
+            Some("VQModel") => FirstStage::Vq(folder.vqvae(dtype)?),
+            Some("AutoencoderKL") | None => FirstStage::Kl(folder.autoencoder_kl("vqvae", dtype)?),
+            Some(other) => return Err(Error::invalid("ldm", format!("vqvae/config.json: class {other} is neither AutoencoderKL nor VQModel"))),
+        };
+        let unet = folder.unet(dtype)?;
+        let latent_size = folder.config("unet")?["sample_size"].as_u64().unwrap_or(32) as usize;
+        let tokenizer = BertTokenizer::from_dir(folder.root().join("tokenizer"))?;
+        Ok(LatentDiffusion {
+            unet,
+            first_stage,
+            cond_stage: CondStage::Text { bert: folder.ldm_bert(dtype)?, tokenizer: Some(Box::new(tokenizer)) },
+            scheduler: folder.scheduler()?,
+            scale_factor: vq_cfg["scaling_factor"].as_f64().unwrap_or(0.18215),
+            latent_size,
+        })
+    }
+
+    /// Gives a text model its WordPiece tokenizer (bert-base-uncased's vocab.txt for the paper's).
+    pub fn with_tokenizer(mut self, tokenizer: BertTokenizer) -> Result<Self> {
+        match &mut self.cond_stage {
+            CondStage::Text { tokenizer: t, .. } => *t = Some(Box::new(tokenizer)),
+            other => return Err(Error::invalid("ldm", format!("this model takes {}: it has no text tokenizer", other.expects()))),
+        }
+        Ok(self)
+    }
+
+    /// The latents' shape [N, C, h, w] for `images` images: from the condition's own image
+    /// (inpainting: image / f; super-resolution: the low-res size; segmentation: / 2^stages),
+    /// else from `image_size` (pixels, multiples of the first stage's factor) or the training size.
+    pub fn latent_shape(&self, cond: &LdmCondition, images: usize, image_size: Option<(usize, usize)>) -> Result<[usize; 4]> {
+        cond.check_batch(images)?;
+        let f = self.first_stage.factor();
+        let from_image = match (cond, &self.cond_stage) {
+            (LdmCondition::Inpaint { image, .. }, _) => Some((image, f)),
+            (LdmCondition::LowRes(image), _) => Some((image, 1)),
+            (LdmCondition::Segmentation(labels), CondStage::Segmentation { rescaler, .. }) => Some((labels, 1 << rescaler.n_stages())),
+            _ => None,
+        };
+        let (h, w) = match (from_image, image_size) {
+            (Some((t, div)), size) => {
+                let (hh, ww) = match t.dims() {
+                    &[.., hh, ww] if hh > 0 && ww > 0 && hh % div == 0 && ww % div == 0 => (hh, ww),
+                    s => return Err(Error::bad_shape("ldm", format!("{}: height and width must be positive multiples of {div}", cond.kind()), s)),
+                };
+                if let Some((sh, sw)) = size
+                    && (sh, sw) != (hh / div * f, ww / div * f)
+                {
+                    return Err(Error::invalid("ldm", format!("image size {sw}x{sh} does not match {}: it gives {}x{}", cond.kind(), ww / div * f, hh / div * f)));
+                }
+                (hh / div, ww / div)
+            }
+            (None, Some((sh, sw))) => {
+                if sh == 0 || sw == 0 || sh % f != 0 || sw % f != 0 {
+                    return Err(Error::invalid("ldm", format!("image size {sw}x{sh} must be positive multiples of the first stage's factor {f}")));
+                }
+                (sh / f, sw / f)
+            }
+            (None, None) => (self.latent_size, self.latent_size),
+        };
+        Ok([images, self.unet.config().out_channels, h, w])
+    }
+
+    /// What the UNet gets besides latents of shape `latent` [N, C, h, w] for `req`: the
+    /// cross-attention context or the concatenated channels (checked against the latents' size).
+    pub fn unet_inputs(&self, req: &LdmRequest, latent: [usize; 4]) -> Result<UNetInputs> {
+        let _g = crate::no_grad();
+        Conditioner { stage: &self.cond_stage, first_stage: &self.first_stage }.build(&req.condition, req.guidance, latent)
     }
 
     /// Final latents from standard-normal `initial` [N, C, h, w]; `on_step` after every UNet call.
     pub fn latents(&self, req: &LdmRequest, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
-        let n = initial.dim(0)?;
-        let _g = crate::no_grad();
-        let (context, guided) = match &self.class_embedder {
-            None if !req.labels.is_empty() => return Err(Error::invalid("ldm", "this model is unconditional: it takes no class labels")),
-            None => (None, false),
-            Some(emb) => {
-                if req.labels.len() != n {
-                    return Err(Error::invalid("ldm", format!("{} class labels for {n} images", req.labels.len())));
-                }
-                let cond = emb.forward(&Tensor::from_vec(req.labels.clone(), &[n])?)?;
-                if req.guidance == 1.0 {
-                    (Some(cond), false)
-                } else {
-                    let null = emb.forward(&Tensor::from_vec(vec![emb.num_classes() as i64 - 1; n], &[n])?)?;
-                    (Some(Tensor::cat(&[&null, &cond], 0)?), true)
-                }
-            }
+        let shape: [usize; 4] = match initial.shape() {
+            &[n, c, h, w] => [n, c, h, w],
+            s => return Err(Error::bad_shape("ldm", "initial noise must be [N, C, h, w]", s)),
         };
-        let mut model = super::guided_unet(&self.unet, context.as_ref(), guided.then_some(req.guidance), None, on_step);
+        let cfg = self.unet.config();
+        if shape[1] != cfg.out_channels {
+            return Err(Error::bad_shape("ldm", format!("initial noise must have the UNet's {} latent channels", cfg.out_channels), initial.shape()));
+        }
+        let _g = crate::no_grad();
+        let c = self.unet_inputs(req, shape)?;
+        let extra = match &c.concat {
+            Some(t) => t.dim(1)?,
+            None => 0,
+        };
+        if shape[1] + extra != cfg.in_channels {
+            let msg = format!("the UNet takes {} input channels, but the latents' {} and {}'s {extra} make {}", cfg.in_channels, shape[1], req.condition.kind(), shape[1] + extra);
+            return Err(Error::invalid("ldm", msg));
+        }
+        let mut model = super::guided_unet(&self.unet, c.context.as_ref(), c.guided.then_some(req.guidance), c.concat.as_ref(), on_step);
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
     }
 
@@ -96,5 +211,15 @@ impl LatentDiffusion {
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
         let _g = crate::no_grad();
         self.first_stage.decode(&latents.mul_scalar(1.0 / self.scale_factor)?)
+    }
+
+    /// The whole task: latents, decoded, and for inpainting pasted into the known region (see
+    /// `inpaint_paste`); images in [-1, 1].
+    pub fn generate(&self, req: &LdmRequest, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
+        let x = self.decode(&self.latents(req, initial, noise, on_step)?)?;
+        match &req.condition {
+            LdmCondition::Inpaint { .. } => inpaint_paste(&req.condition, &x),
+            _ => Ok(x),
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod inpaint;
 pub mod ldm;
+pub mod ldm_conditioning;
 pub mod txt2img;
 
 use crate::models::unet::UNet;

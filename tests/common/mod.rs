@@ -33,7 +33,7 @@ pub fn assert_close(actual: &[f64], expected: &[f64], atol: f64, rtol: f64, what
     let mut worst = (0usize, 0f64);
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
         let excess = (a - e).abs() - (atol + rtol * e.abs());
-        if !(excess <= 0.0) && (excess > worst.1 || a.is_nan()) {
+        if (excess > 0.0 || excess.is_nan()) && (excess > worst.1 || a.is_nan()) {
             worst = (i, if a.is_nan() { f64::INFINITY } else { excess });
         }
     }
