@@ -42,6 +42,13 @@ fn specials_and_astronaut_prompt_match_reference_ids() {
 }
 
 #[test]
+fn builtin_vocabulary_is_bert_base_uncased() {
+    let t = BertTokenizer::builtin().unwrap();
+    assert_eq!(t.vocab_size(), 30522);
+    assert_eq!(t.encode("a photograph of an astronaut riding a horse").unwrap(), ASTRONAUT);
+}
+
+#[test]
 fn fixture_cases_match_transformers() {
     let path = root().join("tests/fixtures/bert_tokenizer_cases.json");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

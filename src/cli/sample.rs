@@ -12,9 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
 use ldm_engine::io::safetensors::save;
 use ldm_engine::models::checkpoint::{DiffusersFolder, SingleFile};
-use ldm_engine::models::presets::{self, CondStageConfig, FirstStageConfig, LdmPreset};
+use ldm_engine::models::presets::{self, LdmPreset};
 use ldm_engine::pipelines::inpaint::InpaintInput;
-use ldm_engine::pipelines::ldm::{LatentDiffusion, LdmRequest};
+use ldm_engine::pipelines::ldm::LatentDiffusion;
 use ldm_engine::pipelines::txt2img::{img2img_start, TextToImage, TextToImageRequest};
 use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
@@ -26,78 +26,84 @@ pub struct SampleArgs {
     /// A diffusers pipeline folder, a Stable Diffusion v1 single file (.safetensors, CompVis
     /// names), or a paper model's single file (with --preset).
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// Which paper model a CompVis single file is (e.g. cin256_v2, celeba256; see the error for
     /// the list). Not needed for SD v1 files or diffusers folders.
     #[arg(long)]
-    preset: Option<String>,
+    pub preset: Option<String>,
     #[arg(long)]
-    prompt: Option<String>,
+    pub prompt: Option<String>,
     #[arg(long, default_value = "")]
-    negative_prompt: String,
+    pub negative_prompt: String,
     /// ddpm | ddim | plms | euler | euler-a | heun | dpm++2m [default: euler; ddim for paper models]
     #[arg(long)]
-    sampler: Option<String>,
+    pub sampler: Option<String>,
     /// Karras sigma spacing (Euler, Heun, DPM++ 2M).
     #[arg(long)]
-    karras: bool,
+    pub karras: bool,
     /// DDIM's η (0 = deterministic).
     #[arg(long, default_value_t = 0.0)]
-    eta: f64,
+    pub eta: f64,
     #[arg(long, default_value_t = 20)]
-    steps: usize,
+    pub steps: usize,
     /// Classifier-free guidance scale [default: 7.5; 3 for class-conditional paper models, 1 for others].
     #[arg(long)]
-    cfg_scale: Option<f64>,
+    pub cfg_scale: Option<f64>,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// [default: 512; a paper model's training size]
     #[arg(long)]
-    width: Option<usize>,
+    pub width: Option<usize>,
     #[arg(long)]
-    height: Option<usize>,
+    pub height: Option<usize>,
     #[arg(long, default_value_t = 1)]
-    batch: usize,
+    pub batch: usize,
     /// img2img / inpainting: start from this PNG (its size sets the output size; sides must be multiples of 8).
     #[arg(long)]
-    init_image: Option<PathBuf>,
+    pub init_image: Option<PathBuf>,
     /// How much of the schedule to run from the noised image, in (0, 1] [default: 0.8 for img2img, 1 for inpainting].
     #[arg(long)]
-    strength: Option<f64>,
+    pub strength: Option<f64>,
     /// Inpainting: a PNG the size of --init-image, white where the image is repainted.
     #[arg(long)]
-    mask: Option<PathBuf>,
+    pub mask: Option<PathBuf>,
     /// The class label for class-conditional models (e.g. an ImageNet id for cin256_v2).
     #[arg(long)]
-    class: Option<i64>,
+    pub class: Option<i64>,
+    /// Layout-to-image: a JSON list of {"class": N, "box": [x0, y0, x1, y1]} (corners in [0, 1]).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
+    /// Semantic synthesis: a PNG whose grey value is each pixel's class id.
+    #[arg(long)]
+    pub segmentation: Option<PathBuf>,
     /// Output PNG; a batch writes NAME-0.png, NAME-1.png, … (or one grid with --grid).
     #[arg(long, default_value = "out.png")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Write a batch as one grid image at --out instead of numbered files.
     #[arg(long)]
-    grid: bool,
+    pub grid: bool,
     /// auto | cpu | cuda
     #[arg(long, default_value = "auto")]
-    device: String,
+    pub device: String,
     /// Weight dtype: f32 (f16/bf16 files are widened on load).
     #[arg(long, default_value = "f32")]
-    dtype: String,
+    pub dtype: String,
     /// A safetensors file with one f32 tensor `noise` [batch, C, H/f, W/f]: the unscaled
     /// standard-normal initial latents, replacing the seeded draw.
     #[arg(long)]
-    init_noise: Option<PathBuf>,
+    pub init_noise: Option<PathBuf>,
     /// Also write the final latents (tensor `latents`, before 1/scaling_factor) here.
     #[arg(long)]
-    save_latents: Option<PathBuf>,
+    pub save_latents: Option<PathBuf>,
     /// Print `timings: text_encode_ms=… unet_ms_per_step=… vae_decode_ms=… total_ms=…`.
     #[arg(long)]
-    timings: bool,
+    pub timings: bool,
 }
 
 /// img2img's strength when --init-image comes without --strength or --mask.
 const DEFAULT_STRENGTH: f64 = 0.8;
 
-fn invalid(msg: impl Into<String>) -> Error {
+pub(super) fn invalid(msg: impl Into<String>) -> Error {
     Error::invalid("sample", msg.into())
 }
 
@@ -124,9 +130,6 @@ fn check(a: &SampleArgs) -> Result<()> {
     }
     if a.init_image.is_none() && (a.strength.is_some() || a.mask.is_some()) {
         return Err(invalid("--strength and --mask need --init-image"));
-    }
-    if a.init_image.is_some() && a.mask.is_none() && a.init_noise.is_some() {
-        return Err(invalid("--init-noise is for text-to-image and inpainting: img2img draws its noise from --seed"));
     }
     if let Some(s) = a.strength
         && !(s > 0.0 && s <= 1.0)
@@ -180,11 +183,12 @@ fn load(a: &SampleArgs) -> Result<Model> {
         return Err(invalid(format!("{}: not a Stable Diffusion v1 file; say which paper model it is with --preset (one of: {})", model.display(), names.join(", "))));
     };
     let p = presets::preset(name)?;
-    Ok(Model::Paper(Box::new(LatentDiffusion::from_single_file(&file, &p, DType::F32)?), Box::new(p)))
+    let pipe = super::sample_paper::prepare(LatentDiffusion::from_single_file(&file, &p, DType::F32)?, &p)?;
+    Ok(Model::Paper(Box::new(pipe), Box::new(p)))
 }
 
 /// The progress bar over the UNet calls a run makes.
-fn progress_bar(kind: SamplerKind, steps: usize) -> Result<ProgressBar> {
+pub(super) fn progress_bar(kind: SamplerKind, steps: usize) -> Result<ProgressBar> {
     let calls = match kind {
         SamplerKind::Heun => 2 * steps - 1,
         SamplerKind::Plms if steps >= 2 => steps + 1,
@@ -196,15 +200,15 @@ fn progress_bar(kind: SamplerKind, steps: usize) -> Result<ProgressBar> {
 }
 
 /// What a run produced, for the writer.
-struct Outcome {
-    latents: Tensor,
-    images: Tensor,
+pub(super) struct Outcome {
+    pub latents: Tensor,
+    pub images: Tensor,
     /// the parameters line after the prompt lines (A1111's third line)
-    settings: Vec<String>,
-    prompt_lines: String,
-    text_ms: f64,
-    unet_ms: f64,
-    vae_ms: f64,
+    pub settings: Vec<String>,
+    pub prompt_lines: String,
+    pub text_ms: f64,
+    pub unet_ms: f64,
+    pub vae_ms: f64,
 }
 
 pub fn run(a: &SampleArgs) -> Result<()> {
@@ -212,7 +216,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let start = Instant::now();
     let outcome = match load(a)? {
         Model::StableDiffusion(pipe) => run_sd(a, *pipe)?,
-        Model::Paper(pipe, p) => run_paper(a, &pipe, &p)?,
+        Model::Paper(pipe, p) => super::sample_paper::run(a, &pipe, &p)?,
     };
     // everything is computed: now write
     let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or("?");
@@ -234,7 +238,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     Ok(())
 }
 
-fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width: usize, height: usize) -> Vec<String> {
+pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width: usize, height: usize) -> Vec<String> {
     let karras = if a.karras { " Karras" } else { "" };
     vec![format!("Steps: {}", a.steps), format!("Sampler: {}{karras}", kind.name()), format!("CFG scale: {cfg}"), format!("Seed: {}", a.seed), format!("Size: {width}x{height}")]
 }
@@ -244,6 +248,12 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
     let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
     if a.class.is_some() {
         return Err(invalid("--class is for class-conditional paper models; Stable Diffusion takes a --prompt"));
+    }
+    if a.layout.is_some() || a.segmentation.is_some() {
+        return Err(invalid("--layout and --segmentation are for the paper's layout and semantic-synthesis models (--preset)"));
+    }
+    if a.init_image.is_some() && a.mask.is_none() && a.init_noise.is_some() {
+        return Err(invalid("--init-noise is for text-to-image and inpainting: img2img draws its noise from --seed"));
     }
     let kind: SamplerKind = a.sampler.as_deref().unwrap_or("euler").parse()?;
     let cfg = a.cfg_scale.unwrap_or(7.5);
@@ -305,56 +315,4 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
         settings.push("Inpainting: true".into());
     }
     Ok(Outcome { latents, images, settings, prompt_lines: format!("{prompt}\nNegative prompt: {}", a.negative_prompt), text_ms, unet_ms, vae_ms })
-}
-
-/// A paper model: unconditional or class-conditional sampling.
-fn run_paper(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Result<Outcome> {
-    let reject = |flag: &str, what: &str| Err(invalid(format!("{flag}: the {} model takes no {what}", p.name)));
-    if a.prompt.is_some() {
-        return reject("--prompt", "text prompt");
-    }
-    if a.init_image.is_some() {
-        return reject("--init-image", "init image");
-    }
-    let class_model = matches!(p.cond_stage, CondStageConfig::Class { .. });
-    let labels = match (class_model, a.class) {
-        (true, Some(c)) => vec![c; a.batch],
-        (true, None) => return Err(invalid(format!("the {} model is class-conditional: give --class N", p.name))),
-        (false, Some(_)) => return reject("--class", "class label"),
-        (false, None) => vec![],
-    };
-    let kind: SamplerKind = a.sampler.as_deref().unwrap_or("ddim").parse()?;
-    let cfg = a.cfg_scale.unwrap_or(if class_model { 3.0 } else { 1.0 });
-    let f = match &p.first_stage {
-        FirstStageConfig::Kl(c) => 1 << (c.ch_mult.len() - 1),
-        FirstStageConfig::Vq { cfg, .. } => 1 << (cfg.ch_mult.len() - 1),
-    };
-    let native = p.diffusion.image_size * f;
-    let (width, height) = (a.width.unwrap_or(native), a.height.unwrap_or(native));
-    if !width.is_multiple_of(f) || !height.is_multiple_of(f) {
-        return Err(invalid(format!("{width}x{height}: the {} model needs sides that are multiples of {f}", p.name)));
-    }
-    let shape = [a.batch, p.diffusion.channels, height / f, width / f];
-    let initial = match &a.init_noise {
-        Some(path) => read_noise(path, &shape)?,
-        None => Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
-    };
-    let mut settings = common_settings(a, kind, cfg, width, height);
-    if let Some(c) = a.class {
-        settings.push(format!("Class: {c}"));
-    }
-    let req = LdmRequest { labels, guidance: cfg, sampler: SamplerOptions { kind, steps: a.steps, eta: a.eta } };
-    let bar = progress_bar(kind, a.steps)?;
-    let mut n_calls = 0usize;
-    let t1 = Instant::now();
-    let latents = pipe.latents(&req, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut || {
-        n_calls += 1;
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    let unet_ms = t1.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64;
-    let t2 = Instant::now();
-    let images = pipe.decode(&latents)?;
-    let vae_ms = t2.elapsed().as_secs_f64() * 1e3;
-    Ok(Outcome { latents, images, settings, prompt_lines: format!("({})", p.name), text_ms: 0.0, unet_ms, vae_ms })
 }

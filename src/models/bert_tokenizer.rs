@@ -55,8 +55,20 @@ impl BertTokenizer {
         Self::from_vocab_txt_cased(path.as_ref(), true)
     }
 
+    /// bert-base-uncased's vocabulary (weights/bert_tokenizer, 30,522 ids: the paper's text and
+    /// layout models use it), compiled into the binary so single files need no tokenizer files.
+    pub fn builtin() -> Result<Self> {
+        const VOCAB: &str = include_str!("../../weights/bert_tokenizer/vocab.txt");
+        Self::from_vocab_text(VOCAB, Path::new("<builtin>/vocab.txt"), true)
+    }
+
     fn from_vocab_txt_cased(path: &Path, lowercase: bool) -> Result<Self> {
-        let vocab = read_vocab_txt(path)?;
+        Self::from_vocab_text(&read_text(path)?, path, lowercase)
+    }
+
+    /// From a vocab.txt's contents (`path` names it in errors).
+    fn from_vocab_text(text: &str, path: &Path, lowercase: bool) -> Result<Self> {
+        let vocab = parse_vocab_txt(text, path)?;
         for special in REQUIRED {
             if !vocab.contains_key(special) {
                 return Err(file_err(path, format!("vocabulary has no {special} token")));
@@ -199,8 +211,7 @@ fn read_text(path: &Path) -> Result<String> {
 /// vocab.txt -> token -> id. transformers strips only the line break, so a token keeps any other
 /// whitespace; an empty line or a repeated token would silently shift or shadow ids there, so
 /// both are errors here.
-fn read_vocab_txt(path: &Path) -> Result<HashMap<String, u32>> {
-    let text = read_text(path)?;
+fn parse_vocab_txt(text: &str, path: &Path) -> Result<HashMap<String, u32>> {
     let mut vocab: HashMap<String, u32> = HashMap::new();
     // lines() drops "\n" and "\r\n", and yields no empty last line for a trailing newline.
     for (i, line) in text.lines().enumerate() {
