@@ -1,6 +1,7 @@
 //! Text-to-image against diffusers' StableDiffusionPipeline on the tiny SD folder (with its
 //! tokenizer and scheduler; tools/gen_pipeline_fixtures.py): same prompts, negative prompts,
-//! guidance 7.5, 40×56 pixels (20×28 latents: the tiny VAE downsamples 2×), batch 2 and initial latents ⇒ final latents within
+//! guidance 7.5, 40×56 pixels (20×28 latents: the tiny VAE downsamples 2×; one case at 36×52, whose
+//! second UNet level is 9×13), batch 2 and initial latents ⇒ final latents within
 //! the 1e-3 relative, for each deterministic sampler.
 
 mod common;
@@ -47,7 +48,8 @@ fn txt2img_matches_diffusers_for_each_sampler() {
     // transformers' CLIPTokenizer on the folder's vocab.json + merges.txt (printed by the generator)
     let ids = pipe.tokenizer.encode("a photograph of an astronaut riding a horse").unwrap();
     assert_eq!(ids, [998, 320, 816, 580, 782, 79, 327, 539, 550, 64, 807, 521, 627, 339, 553, 796, 320, 71, 523, 611, 999]);
-    for name in ["plms", "ddim", "euler", "heun", "dpmpp2m", "ddim_vpred_trailing", "euler_karras"] {
+    // dpmpp2m_odd: 36×52 pixels, latents 18×26 whose second UNet level is odd (9×13)
+    for name in ["plms", "ddim", "euler", "heun", "dpmpp2m", "ddim_vpred_trailing", "euler_karras", "dpmpp2m_odd"] {
         check(name, &mut pipe);
     }
 }

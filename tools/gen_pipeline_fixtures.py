@@ -6,10 +6,11 @@ the final latents (output_type="latent") to tests/fixtures/pipelines/txt2img_<na
 The tokenizer is CLIP's real BPE cut to 1,000 ids (the text model's vocabulary): the 512 byte
 tokens, the first 486 merges, then <|startoftext|> = 998 and <|endoftext|> = 999.
 
-Run:  python tools/gen_pipeline_fixtures.py   (torch + diffusers: tools/setup_torch_ref.sh)
+Run:  python tools/gen_pipeline_fixtures.py [--odd-only]   (torch + diffusers: tools/setup_torch_ref.sh)
 """
 import json
 import os
+import sys
 
 import torch
 from safetensors.torch import save_file
@@ -142,7 +143,36 @@ def img2img():
         print(f"img2img {name}: {os.path.getsize(path)} bytes")
 
 
+def odd_levels():
+    """One more text-to-image case at 36x52 pixels: latents 18x26, whose next UNet level is 9x13
+    (odd), with DPM++ 2M. Written on its own so the other fixtures stay byte-identical.
+    StableDiffusionPipeline insists on multiples of 8 pixels (with the tiny factor-2 VAE no level
+    could then be odd) but takes given latents as they are: it is asked for 40x56 and handed
+    18x26 latents, so it runs exactly a 36x52 request."""
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(FOLDER, variant="fp16", torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = diffusers.DPMSolverMultistepScheduler.from_config(SD15_SCHEDULER)
+    h, w, f = 36, 52, pipe.vae_scale_factor
+    noise = torch.randn(2, 4, h // f, w // f, generator=torch.Generator().manual_seed(2025))
+    with torch.no_grad():
+        latents = pipe(PROMPTS, negative_prompt=[NEGATIVE] * 2, height=40, width=56, num_inference_steps=6,
+                       guidance_scale=GUIDANCE, latents=noise.clone(), output_type="latent").images
+    assert latents.shape == (2, 4, h // f, w // f), latents.shape
+    meta = dict(sampler="dpm++2m", steps="6", guidance=str(GUIDANCE), height=str(h), width=str(w),
+                prompts=json.dumps(PROMPTS), negative=NEGATIVE, scheduler_json=json.dumps(finite(pipe.scheduler.config)))
+    path = os.path.join(OUT, "txt2img_dpmpp2m_odd.safetensors")
+    save_file({"noise": noise, "latents": latents.contiguous()}, path, metadata=meta)
+    print(f"dpmpp2m_odd: {os.path.getsize(path)} bytes")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    main()
-    img2img()
+    if "--odd-only" in sys.argv:
+        odd_levels()
+    else:
+        main()
+        img2img()
+        odd_levels()
