@@ -9,7 +9,7 @@ use common::fixture::assert_parity_within;
 use ldm_engine::diffusion::{RecordedNoise, SamplerOptions, SchedulerConfig, SeededNoise};
 use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::models::checkpoint::DiffusersFolder;
-use ldm_engine::pipelines::inpaint::{nearest_downsample, InpaintInput, InpaintMode};
+use ldm_engine::pipelines::inpaint::{InpaintInput, InpaintMode};
 use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
 use ldm_engine::{DType, Tensor};
 
@@ -77,8 +77,7 @@ fn inpainting_matches_diffusers_in_both_modes_for_each_sampler() {
 fn mask_downsampling_is_torch_nearest() {
     // interpolate(mode="nearest") to half size keeps the even rows and columns
     let x = Tensor::from_vec((0..24).map(|v| v as f32).collect::<Vec<_>>(), &[1, 1, 4, 6]).unwrap();
-    assert_eq!(nearest_downsample(&x, 2).unwrap().to_vec::<f32>().unwrap(), [0.0, 2.0, 4.0, 12.0, 14.0, 16.0]);
-    assert!(nearest_downsample(&x, 4).unwrap_err().to_string().contains("multiples of 4"));
+    assert_eq!(x.upsample_nearest2d(2, 3).unwrap().to_vec::<f32>().unwrap(), [0.0, 2.0, 4.0, 12.0, 14.0, 16.0]);
 }
 
 #[test]

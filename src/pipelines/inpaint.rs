@@ -71,7 +71,8 @@ impl TextToImage {
             Some(z) if !full_strength => sampler.add_noise(z, &eps, start)?,
             _ => eps.mul_scalar(sampler.init_noise_sigma())?,
         };
-        let mask_latents = nearest_downsample(&mask, self.vae_factor())?;
+        // F.interpolate(mask, size=latents', mode="nearest"): the top-left pixel of each f×f cell
+        let mask_latents = mask.upsample_nearest2d(shape[2], shape[3])?;
         let guidance = (req.guidance > 1.0).then_some(req.guidance);
         match mode {
             InpaintMode::Concat => {
@@ -108,15 +109,4 @@ fn batch_of(t: &Tensor, n: usize, rest: &[usize], what: &str) -> Result<Tensor> 
     let mut want = vec![n];
     want.extend_from_slice(rest);
     Err(Error::bad_shape("inpaint", format!("the {what} must be {want:?} (or a batch of 1) to match the request"), s))
-}
-
-/// Nearest-neighbour downsampling by an integer factor (torch's `interpolate(mode="nearest")`
-/// to H/f × W/f picks the top-left pixel of each f×f cell).
-pub fn nearest_downsample(x: &Tensor, f: usize) -> Result<Tensor> {
-    let s = x.shape().to_vec();
-    let (h, w) = (s[2] / f, s[3] / f);
-    if h * f != s[2] || w * f != s[3] {
-        return Err(Error::bad_shape("inpaint", format!("sides must be multiples of {f}"), &s));
-    }
-    x.contiguous()?.reshape(&[s[0], s[1], h, f, w, f])?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.contiguous()?.reshape(&[s[0], s[1], h, w])
 }
