@@ -52,7 +52,7 @@ fn sample_with_init_noise_reproduces_diffusers_and_writes_pngs_with_parameters()
         let (rgb, w, h, text) = load_png(&dir.join(format!("img-{i}.png"))).unwrap();
         assert_eq!((w, h, rgb.len()), (56, 40, 56 * 40 * 3));
         let params = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
-        assert!(params.starts_with(&format!("{}\nNegative prompt: {}\nSteps: 5, Sampler: euler, CFG scale: 7.5, Seed: 0, Size: 56x40", m["prompt"], m["negative"])), "{params}");
+        assert!(params.starts_with(&format!("{}\nNegative prompt: {}\nSteps: 5, Sampler: Euler, CFG scale: 7.5, Seed: 0, Size: 56x40", m["prompt"], m["negative"])), "{params}");
     }
     // img2img from a PNG: its size sets the output's, strength is recorded in the parameters
     let init = dir.join("init.png");

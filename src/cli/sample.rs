@@ -240,7 +240,17 @@ pub fn run(a: &SampleArgs) -> Result<()> {
 
 pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width: usize, height: usize) -> Vec<String> {
     let karras = if a.karras { " Karras" } else { "" };
-    vec![format!("Steps: {}", a.steps), format!("Sampler: {}{karras}", kind.name()), format!("CFG scale: {cfg}"), format!("Seed: {}", a.seed), format!("Size: {width}x{height}")]
+    // AUTOMATIC1111's sampler names, which the tools that read "parameters" know
+    let name = match kind {
+        SamplerKind::Ddpm => "DDPM",
+        SamplerKind::Ddim => "DDIM",
+        SamplerKind::Plms => "PLMS",
+        SamplerKind::Euler => "Euler",
+        SamplerKind::EulerAncestral => "Euler a",
+        SamplerKind::Heun => "Heun",
+        SamplerKind::DpmPP2M => "DPM++ 2M",
+    };
+    vec![format!("Steps: {}", a.steps), format!("Sampler: {name}{karras}"), format!("CFG scale: {cfg}"), format!("Seed: {}", a.seed), format!("Size: {width}x{height}")]
 }
 
 /// Text-to-image, image-to-image or inpainting with a Stable Diffusion model.
