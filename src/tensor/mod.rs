@@ -331,6 +331,20 @@ impl Tensor {
         }
     }
 
+    /// Changes the values in place — the one mutation in the runtime, for optimisers: every
+    /// handle sharing this storage (the parameter the model holds) sees the new values. Only
+    /// owned, contiguous f32 CPU storage qualifies; a memory-mapped or f16 weight must be copied
+    /// into f32 first (load with DType::F32 from a non-mapped source, or `.to_dtype(F32)`).
+    pub fn update_f32(&self, f: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<()> {
+        let range = self.0.layout.contiguous_range().ok_or_else(|| Error::invalid("update_f32", "the tensor is a strided view: update its contiguous base"))?;
+        let mut guard = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
+        match &mut *guard {
+            Storage::Cpu(CpuStorage::F32(Buf::Owned(v))) => f(&mut v[range]),
+            Storage::Cpu(CpuStorage::F32(Buf::Mapped { .. })) => Err(Error::invalid("update_f32", "the tensor is a window into a memory-mapped file: copy it before training it")),
+            Storage::Cpu(other) => Err(Error::invalid("update_f32", format!("only f32 tensors can be updated in place, this one is {:?}", other.dtype()))),
+        }
+    }
+
     /// Values in row-major order, converted to `T`.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
         let guard = self.storage();

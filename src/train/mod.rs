@@ -1,0 +1,3 @@
+//! Training: optimisers, losses (LPIPS, PatchGAN), data and checkpoints.
+
+pub mod optim;
