@@ -1,3 +1,4 @@
 //! Training: optimisers, losses (LPIPS, PatchGAN), data and checkpoints.
 
 pub mod optim;
+pub mod checkpoint;
