@@ -222,6 +222,11 @@ impl Decoder {
         })
     }
 
+    /// The final conv's weight: the "last layer" the GAN loss's adaptive weight is measured at.
+    pub fn last_layer(&self) -> &Tensor {
+        &self.conv_out.weight
+    }
+
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let mut h = self.mid.forward(&self.conv_in.forward(z)?)?;
         for l in self.up.iter().rev() {

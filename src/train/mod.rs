@@ -2,3 +2,5 @@
 
 pub mod optim;
 pub mod checkpoint;
+pub mod discriminator;
+pub mod ae_loss;

@@ -1,0 +1,111 @@
+//! The first stage's training losses, as CompVis writes them (ldm/modules/losses/contperceptual.py
+//! `LPIPSWithDiscriminator`, with taming's `hinge_d_loss` and `adopt_weight`):
+//!
+//! - generator (autoencoder) step: rec = |x − x̂| + w_p·LPIPS(x, x̂) per pixel;
+//!   nll = Σ(rec / e^logvar + logvar) / N; kl = Σ KL(q(z|x) ‖ N(0, I)) / N;
+//!   g = −mean(D(x̂)); loss = nll + w_kl·kl + λ·f·g, where f is the discriminator factor (0 before
+//!   `disc_start`) and λ the adaptive weight ‖∇_L nll‖ / (‖∇_L g‖ + 1e-4), clamped to [0, 10⁴],
+//!   × disc_weight, with the gradients taken at the decoder's last layer L (Esser et al. 2021);
+//! - discriminator step: f · ½(mean(relu(1 − D(x))) + mean(relu(1 + D(x̂)))) on detached x̂.
+//!
+//! `logvar` is a parameter in CompVis but no optimiser holds it, so it stays at its initial value:
+//! here it is a number.
+
+use super::discriminator::Discriminator;
+use crate::models::autoencoder::Posterior;
+use crate::{Error, Result, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KlLossConfig {
+    pub disc_start: u64,
+    pub kl_weight: f64,
+    pub disc_weight: f64,
+    pub disc_factor: f64,
+    pub perceptual_weight: f64,
+    pub logvar_init: f64,
+}
+
+impl Default for KlLossConfig {
+    /// CompVis' kl-f8 config (disc_start 50001, kl_weight 1e-6, disc_weight 0.5).
+    fn default() -> Self {
+        KlLossConfig { disc_start: 50001, kl_weight: 1e-6, disc_weight: 0.5, disc_factor: 1.0, perceptual_weight: 1.0, logvar_init: 0.0 }
+    }
+}
+
+/// taming's adopt_weight: `weight` from step `threshold` on, 0 before.
+pub fn adopt_weight(weight: f64, step: u64, threshold: u64) -> f64 {
+    if step < threshold { 0.0 } else { weight }
+}
+
+/// ½(mean(relu(1 − real)) + mean(relu(1 + fake))).
+pub fn hinge_d_loss(logits_real: &Tensor, logits_fake: &Tensor) -> Result<Tensor> {
+    let real = logits_real.neg()?.add_scalar(1.0)?.relu()?.mean_all()?;
+    let fake = logits_fake.add_scalar(1.0)?.relu()?.mean_all()?;
+    real.add(&fake)?.mul_scalar(0.5)
+}
+
+/// The generator step's loss and the terms CompVis logs.
+pub struct GeneratorLoss {
+    pub loss: Tensor,
+    pub nll: f64,
+    pub rec: f64,
+    pub kl: f64,
+    pub g: f64,
+    pub d_weight: f64,
+    pub disc_factor: f64,
+}
+
+/// The generator loss for inputs `x`, reconstructions `xrec` decoded from `posterior`, with an
+/// optional per-image perceptual distance [N, 1, 1, 1]; `last_layer` is the decoder's final
+/// conv weight (a variable `xrec` depends on).
+pub fn generator_loss(cfg: &KlLossConfig, x: &Tensor, xrec: &Tensor, posterior: &Posterior, perceptual: Option<&Tensor>, disc: &Discriminator, last_layer: &Tensor, step: u64) -> Result<GeneratorLoss> {
+    if x.shape() != xrec.shape() {
+        return Err(Error::bad_shape("ae_loss", format!("reconstructions must be shaped like the inputs {:?}", x.shape()), xrec.shape()));
+    }
+    let n = x.dim(0)? as f64;
+    let mut rec = x.sub(xrec)?.abs()?;
+    if let Some(p) = perceptual.filter(|_| cfg.perceptual_weight > 0.0) {
+        rec = rec.add(&p.mul_scalar(cfg.perceptual_weight)?)?;
+    }
+    let nll = rec.mul_scalar((-cfg.logvar_init).exp())?.add_scalar(cfg.logvar_init)?.sum_all()?.mul_scalar(1.0 / n)?;
+    let kl = posterior.kl()?.sum_all()?.mul_scalar(1.0 / n)?;
+    let g = disc.forward(xrec)?.mean_all()?.neg()?;
+    let disc_factor = adopt_weight(cfg.disc_factor, step, cfg.disc_start);
+    // CompVis computes the adaptive weight whenever the configured factor is positive, also
+    // before disc_start (where it is multiplied by 0)
+    let d_weight = if cfg.disc_factor > 0.0 { adaptive_weight(&nll, &g, last_layer)? * cfg.disc_weight } else { 0.0 };
+    let mut loss = nll.add(&kl.mul_scalar(cfg.kl_weight)?)?;
+    if d_weight * disc_factor != 0.0 {
+        loss = loss.add(&g.mul_scalar(d_weight * disc_factor)?)?;
+    }
+    Ok(GeneratorLoss {
+        nll: nll.to_scalar()?,
+        rec: rec.mean_all()?.to_scalar()?,
+        kl: kl.to_scalar()?,
+        g: g.to_scalar()?,
+        loss,
+        d_weight,
+        disc_factor,
+    })
+}
+
+/// ‖∇_L nll‖ / (‖∇_L g‖ + 1e-4), clamped to [0, 10⁴], computed in f32 as torch does.
+fn adaptive_weight(nll: &Tensor, g: &Tensor, last_layer: &Tensor) -> Result<f64> {
+    let norm = |loss: &Tensor| -> Result<f32> {
+        let grads = loss.backward()?;
+        let gr = grads.get(last_layer).ok_or_else(|| Error::invalid("ae_loss", "the loss does not reach the decoder's last layer"))?;
+        Ok(gr.to_vec::<f32>()?.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt() as f32)
+    };
+    let w = norm(nll)? / (norm(g)? + 1e-4);
+    Ok(f64::from(w.clamp(0.0, 1e4)))
+}
+
+/// The discriminator step's loss: `disc_factor`·hinge on the real images and detached
+/// reconstructions, and the mean logits CompVis logs.
+pub fn discriminator_loss(cfg: &KlLossConfig, x: &Tensor, xrec: &Tensor, disc: &Discriminator, step: u64) -> Result<(Tensor, f64, f64)> {
+    let real = disc.forward(&x.detach())?;
+    let fake = disc.forward(&xrec.detach())?;
+    let f = adopt_weight(cfg.disc_factor, step, cfg.disc_start);
+    let loss = hinge_d_loss(&real, &fake)?.mul_scalar(f)?;
+    Ok((loss, real.mean_all()?.to_scalar()?, fake.mean_all()?.to_scalar()?))
+}
