@@ -16,7 +16,7 @@ use common::fixture::assert_parity_within;
 use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use ldm_engine::nn::VarBuilder;
-use ldm_engine::train::ae_loss::{discriminator_loss, generator_loss, KlLossConfig};
+use ldm_engine::train::ae_loss::{discriminator_loss, generator_loss, KlLossConfig, Reconstruction};
 use ldm_engine::train::discriminator::{Discriminator, DiscriminatorConfig};
 use ldm_engine::train::optim::{AdamW, AdamWConfig};
 use ldm_engine::{DType, Tensor};
@@ -96,7 +96,8 @@ fn three_training_steps_match_compvis() {
         let x = f.get(&format!("x{step}")).unwrap();
         // optimiser 0: the autoencoder
         let (rec, post) = forward(&x, &f.get(&format!("eps{step}_ae")).unwrap());
-        let gl = generator_loss(&cfg, &x, &rec, &post, None, &disc, &last_layer, s).unwrap();
+        let r = Reconstruction { x: &x, xrec: &rec, posterior: &post, perceptual: None };
+        let gl = generator_loss(&cfg, &r, &disc, &last_layer, s).unwrap();
         close(gl.loss.to_scalar().unwrap(), log["total_loss"].as_f64().unwrap(), &format!("step {step} total loss"));
         close(gl.nll, log["nll_loss"].as_f64().unwrap(), &format!("step {step} nll"));
         close(gl.kl, log["kl_loss"].as_f64().unwrap(), &format!("step {step} kl"));

@@ -55,10 +55,19 @@ pub struct GeneratorLoss {
     pub disc_factor: f64,
 }
 
-/// The generator loss for inputs `x`, reconstructions `xrec` decoded from `posterior`, with an
-/// optional per-image perceptual distance [N, 1, 1, 1]; `last_layer` is the decoder's final
-/// conv weight (a variable `xrec` depends on).
-pub fn generator_loss(cfg: &KlLossConfig, x: &Tensor, xrec: &Tensor, posterior: &Posterior, perceptual: Option<&Tensor>, disc: &Discriminator, last_layer: &Tensor, step: u64) -> Result<GeneratorLoss> {
+/// One autoencoder pass over a batch: inputs, reconstructions, the posterior they were decoded
+/// from, and optionally the per-image perceptual distance LPIPS(x, x̂) [N, 1, 1, 1].
+pub struct Reconstruction<'a> {
+    pub x: &'a Tensor,
+    pub xrec: &'a Tensor,
+    pub posterior: &'a Posterior,
+    pub perceptual: Option<&'a Tensor>,
+}
+
+/// The generator loss of a reconstruction; `last_layer` is the decoder's final conv weight (a
+/// variable the reconstruction depends on).
+pub fn generator_loss(cfg: &KlLossConfig, r: &Reconstruction, disc: &Discriminator, last_layer: &Tensor, step: u64) -> Result<GeneratorLoss> {
+    let Reconstruction { x, xrec, posterior, perceptual } = *r;
     if x.shape() != xrec.shape() {
         return Err(Error::bad_shape("ae_loss", format!("reconstructions must be shaped like the inputs {:?}", x.shape()), xrec.shape()));
     }
