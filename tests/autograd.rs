@@ -75,3 +75,18 @@ fn chain_of_mixed_ops_backprops() {
     };
     grad_check(f, &[randn(&[5, 4], 7), randn(&[4, 6], 8).mul_scalar(0.5).unwrap(), randn(&[6, 2], 9).mul_scalar(0.5).unwrap()], "mixed chain");
 }
+
+/// grad_for gives the same gradient as a full backward for the variables asked for, and none
+/// for the others.
+#[test]
+fn grad_for_matches_backward_on_its_targets_only() {
+    let w1 = Tensor::from_vec(vec![0.5f32, -1.0, 2.0, 0.25], &[2, 2]).unwrap().requires_grad();
+    let w2 = Tensor::from_vec(vec![1.5f32, 0.5, -0.75, 1.0], &[2, 2]).unwrap().requires_grad();
+    let x = Tensor::from_vec(vec![1f32, 2.0, -1.0, 0.5], &[2, 2]).unwrap();
+    let loss = x.matmul(&w1).unwrap().tanh().unwrap().matmul(&w2).unwrap().sqr().unwrap().sum_all().unwrap();
+    let full = loss.backward().unwrap();
+    let only = loss.grad_for(&[&w2]).unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only.get(&w2).unwrap().to_vec::<f32>().unwrap(), full.get(&w2).unwrap().to_vec::<f32>().unwrap());
+    assert!(only.get(&w1).is_none());
+}

@@ -85,6 +85,32 @@ impl Tensor {
 
     /// Like `backward`, adding into the gradients already in `store` (gradient accumulation).
     pub fn backward_into(&self, store: &mut GradStore) -> Result<()> {
+        self.walk_backward(store, None)
+    }
+
+    /// The gradients with respect to `targets` only (torch.autograd.grad): the walk skips every
+    /// part of the graph that does not lead to one of them, so the gradient of a loss at the
+    /// last layer of a deep network costs that layer's backward, not the whole network's.
+    pub fn grad_for(&self, targets: &[&Tensor]) -> Result<GradStore> {
+        let order = topological_order(self);
+        let wanted: HashSet<TensorId> = targets.iter().map(|t| t.id()).collect();
+        // inputs come before the nodes that use them in `order`: one forward pass marks every
+        // node from which a target can be reached
+        let mut leads: HashSet<TensorId> = HashSet::new();
+        for node in &order {
+            let reaches = wanted.contains(&node.id()) || node.op().is_some_and(|op| op.inputs().iter().any(|i| leads.contains(&i.id())));
+            if reaches {
+                leads.insert(node.id());
+            }
+        }
+        let mut store = GradStore::new();
+        self.walk_backward(&mut store, Some(&leads))?;
+        store.grads.retain(|id, _| wanted.contains(id));
+        Ok(store)
+    }
+
+    /// The reverse walk; with `only`, gradients flow only into the nodes in it.
+    fn walk_backward(&self, store: &mut GradStore, only: Option<&HashSet<TensorId>>) -> Result<()> {
         if self.numel() != 1 {
             return Err(Error::Backward(format!("backward needs a scalar loss, got shape {:?}", self.shape())));
         }
@@ -104,7 +130,7 @@ impl Tensor {
             }
             let Some(op) = node.op() else { continue };
             for (input, g) in backward::input_grads(op, node, &grad)? {
-                if !input.tracked() {
+                if !input.tracked() || only.is_some_and(|o| !o.contains(&input.id())) {
                     continue;
                 }
                 if g.shape() != input.shape() {

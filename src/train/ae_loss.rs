@@ -101,7 +101,7 @@ pub fn generator_loss(cfg: &KlLossConfig, r: &Reconstruction, disc: &Discriminat
 /// ‖∇_L nll‖ / (‖∇_L g‖ + 1e-4), clamped to [0, 10⁴], computed in f32 as torch does.
 fn adaptive_weight(nll: &Tensor, g: &Tensor, last_layer: &Tensor) -> Result<f64> {
     let norm = |loss: &Tensor| -> Result<f32> {
-        let grads = loss.backward()?;
+        let grads = loss.grad_for(&[last_layer])?; // only the last layer's backward, as torch.autograd.grad
         let gr = grads.get(last_layer).ok_or_else(|| Error::invalid("ae_loss", "the loss does not reach the decoder's last layer"))?;
         Ok(gr.to_vec::<f32>()?.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt() as f32)
     };
