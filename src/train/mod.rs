@@ -4,3 +4,4 @@ pub mod optim;
 pub mod checkpoint;
 pub mod discriminator;
 pub mod ae_loss;
+pub mod ae_trainer;

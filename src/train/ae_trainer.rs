@@ -1,0 +1,310 @@
+//! Training a KL first stage the way CompVis' `AutoencoderKL.training_step` runs under Lightning:
+//! per batch, optimiser 0 updates the autoencoder on the generator loss (ae_loss.rs), then
+//! optimiser 1 updates the PatchGAN on a fresh forward of the updated autoencoder. Both are
+//! AdamW(β = 0.5, 0.9; CompVis uses Adam, which is AdamW with weight decay 0), with an optional
+//! linear warm-up and global-norm gradient clipping.
+//!
+//! Reproducible by construction: every random draw (initial weights, posterior samples) comes
+//! from a seed and the step number, so a run resumed from a checkpoint at step k takes exactly
+//! the steps an uninterrupted run takes from k.
+
+use serde_json::{json, Value};
+
+use super::ae_loss::{discriminator_loss, generator_loss, KlLossConfig, Reconstruction};
+use super::checkpoint::{save_checkpoint, Checkpoint};
+use super::discriminator::{init_weights, Discriminator, DiscriminatorConfig};
+use super::optim::{clip_grad_norm, warmup_lr, AdamW, AdamWConfig};
+use crate::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
+use crate::nn::VarBuilder;
+use crate::{DType, Error, Result, Tensor};
+
+/// Everything a run is configured by (the JSON config file, see `from_json`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AeTrainConfig {
+    pub model: AutoencoderConfig,
+    pub loss: KlLossConfig,
+    pub disc: DiscriminatorConfig,
+    /// the learning rate of both optimisers (CompVis: base_learning_rate × batch size)
+    pub lr: f64,
+    pub batch_size: usize,
+    pub image_size: usize,
+    pub steps: u64,
+    pub warmup_steps: u64,
+    /// clip each optimiser's gradients to this global L2 norm
+    pub grad_clip: Option<f64>,
+    pub save_every: u64,
+    pub log_every: u64,
+    pub image_every: u64,
+    pub seed: u64,
+}
+
+fn field<'a>(v: &'a Value, section: &str, key: &str) -> Result<&'a Value> {
+    v.get(section).and_then(|s| s.get(key)).ok_or_else(|| Error::invalid("config", format!("missing \"{section}.{key}\"")))
+}
+
+fn num(v: &Value, section: &str, key: &str) -> Result<f64> {
+    field(v, section, key)?.as_f64().ok_or_else(|| Error::invalid("config", format!("\"{section}.{key}\" must be a number")))
+}
+
+fn uint(v: &Value, section: &str, key: &str) -> Result<u64> {
+    field(v, section, key)?.as_u64().ok_or_else(|| Error::invalid("config", format!("\"{section}.{key}\" must be a non-negative integer")))
+}
+
+fn uints(v: &Value, section: &str, key: &str) -> Result<Vec<usize>> {
+    let bad = || Error::invalid("config", format!("\"{section}.{key}\" must be a list of non-negative integers"));
+    field(v, section, key)?.as_array().ok_or_else(bad)?.iter().map(|x| x.as_u64().map(|x| x as usize).ok_or_else(bad)).collect()
+}
+
+/// A value from `section` or its default.
+fn or<T>(v: &Value, section: &str, key: &str, default: T, read: impl Fn(&Value, &str, &str) -> Result<T>) -> Result<T> {
+    if v.get(section).and_then(|s| s.get(key)).is_some() { read(v, section, key) } else { Ok(default) }
+}
+
+impl AeTrainConfig {
+    /// Reads the config JSON: `{"model": {...}, "loss": {...}, "disc": {...}, "train": {...}}`
+    /// (the keys of `to_json`; everything but the model's shape has a default: CompVis' kl-f4/f8
+    /// loss settings, taming's discriminator).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let d = KlLossConfig::default();
+        let dd = DiscriminatorConfig::default();
+        let model = AutoencoderConfig {
+            in_channels: or(v, "model", "in_channels", 3, |v, s, k| uint(v, s, k).map(|x| x as usize))?,
+            out_channels: or(v, "model", "in_channels", 3, |v, s, k| uint(v, s, k).map(|x| x as usize))?,
+            ch: uint(v, "model", "ch")? as usize,
+            ch_mult: uints(v, "model", "ch_mult")?,
+            num_res_blocks: uint(v, "model", "num_res_blocks")? as usize,
+            attn_levels: or(v, "model", "attn_levels", vec![], uints)?,
+            z_channels: uint(v, "model", "z_channels")? as usize,
+            embed_dim: uint(v, "model", "embed_dim")? as usize,
+            groups: or(v, "model", "groups", 32, |v, s, k| uint(v, s, k).map(|x| x as usize))?,
+            mid_attn: or(v, "model", "mid_attn", true, |v, s, k| field(v, s, k)?.as_bool().ok_or_else(|| Error::invalid("config", format!("\"{s}.{k}\" must be true or false"))))?,
+        };
+        if model.ch_mult.is_empty() || model.ch == 0 || model.groups == 0 || model.ch % model.groups != 0 {
+            return Err(Error::invalid("config", format!("model: ch {} must be a positive multiple of groups {} and ch_mult non-empty", model.ch, model.groups)));
+        }
+        let loss = KlLossConfig {
+            disc_start: or(v, "loss", "disc_start", d.disc_start, uint)?,
+            kl_weight: or(v, "loss", "kl_weight", d.kl_weight, num)?,
+            disc_weight: or(v, "loss", "disc_weight", d.disc_weight, num)?,
+            disc_factor: or(v, "loss", "disc_factor", d.disc_factor, num)?,
+            perceptual_weight: or(v, "loss", "perceptual_weight", d.perceptual_weight, num)?,
+            logvar_init: or(v, "loss", "logvar_init", d.logvar_init, num)?,
+        };
+        let disc = DiscriminatorConfig {
+            in_channels: model.out_channels,
+            ndf: or(v, "disc", "ndf", dd.ndf as u64, uint)? as usize,
+            n_layers: or(v, "disc", "n_layers", dd.n_layers as u64, uint)? as usize,
+        };
+        let cfg = AeTrainConfig {
+            model,
+            loss,
+            disc,
+            lr: num(v, "train", "lr")?,
+            batch_size: uint(v, "train", "batch_size")? as usize,
+            image_size: uint(v, "train", "image_size")? as usize,
+            steps: uint(v, "train", "steps")?,
+            warmup_steps: or(v, "train", "warmup_steps", 0, uint)?,
+            grad_clip: if v.get("train").and_then(|t| t.get("grad_clip")).is_some_and(|x| !x.is_null()) { Some(num(v, "train", "grad_clip")?) } else { None },
+            save_every: or(v, "train", "save_every", 500, uint)?.max(1),
+            log_every: or(v, "train", "log_every", 10, uint)?.max(1),
+            image_every: or(v, "train", "image_every", 500, uint)?.max(1),
+            seed: or(v, "train", "seed", 0, uint)?,
+        };
+        let f = 1usize << (cfg.model.ch_mult.len() - 1);
+        if cfg.batch_size == 0 || cfg.image_size == 0 || !cfg.image_size.is_multiple_of(f) {
+            return Err(Error::invalid("config", format!("train: batch_size must be ≥ 1 and image_size a positive multiple of {f} (the model's downsampling)")));
+        }
+        if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
+            return Err(Error::invalid("config", format!("train.lr {} must be a positive number", cfg.lr)));
+        }
+        Ok(cfg)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let (m, l) = (&self.model, &self.loss);
+        json!({
+            "model": {"in_channels": m.in_channels, "ch": m.ch, "ch_mult": m.ch_mult, "num_res_blocks": m.num_res_blocks,
+                      "attn_levels": m.attn_levels, "z_channels": m.z_channels, "embed_dim": m.embed_dim, "groups": m.groups, "mid_attn": m.mid_attn},
+            "loss": {"disc_start": l.disc_start, "kl_weight": l.kl_weight, "disc_weight": l.disc_weight, "disc_factor": l.disc_factor,
+                     "perceptual_weight": l.perceptual_weight, "logvar_init": l.logvar_init},
+            "disc": {"ndf": self.disc.ndf, "n_layers": self.disc.n_layers},
+            "train": {"lr": self.lr, "batch_size": self.batch_size, "image_size": self.image_size, "steps": self.steps,
+                      "warmup_steps": self.warmup_steps, "grad_clip": self.grad_clip, "save_every": self.save_every,
+                      "log_every": self.log_every, "image_every": self.image_every, "seed": self.seed},
+        })
+    }
+}
+
+/// What one step did, as CompVis logs it (plus the gradient norms and the learning rate).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepLog {
+    pub step: u64,
+    pub lr: f64,
+    pub total: f64,
+    pub rec: f64,
+    pub nll: f64,
+    pub kl: f64,
+    pub g: f64,
+    pub d_weight: f64,
+    pub disc_factor: f64,
+    pub disc_loss: f64,
+    pub logits_real: f64,
+    pub logits_fake: f64,
+    pub grad_norm_ae: f64,
+    pub grad_norm_disc: f64,
+}
+
+impl StepLog {
+    pub const CSV_HEADER: &'static str = "step,lr,total,rec,nll,kl,g,d_weight,disc_factor,disc_loss,logits_real,logits_fake,grad_norm_ae,grad_norm_disc";
+
+    pub fn csv_row(&self) -> String {
+        let v = [self.lr, self.total, self.rec, self.nll, self.kl, self.g, self.d_weight, self.disc_factor, self.disc_loss, self.logits_real, self.logits_fake, self.grad_norm_ae, self.grad_norm_disc];
+        std::iter::once(self.step.to_string()).chain(v.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A perceptual distance per image pair [N, 1, 1, 1] (LPIPS), differentiable in its inputs.
+pub type Perceptual = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor>>;
+
+pub struct AeTrainer {
+    pub cfg: AeTrainConfig,
+    pub ae: AutoencoderKL,
+    pub disc: Discriminator,
+    ae_params: Vec<(String, Tensor)>,
+    disc_params: Vec<(String, Tensor)>,
+    opt_ae: AdamW,
+    opt_disc: AdamW,
+    /// steps taken so far
+    pub step: u64,
+    perceptual: Option<Perceptual>,
+}
+
+impl AeTrainer {
+    /// Fresh weights: the autoencoder with torch's default inits, the discriminator with taming's.
+    pub fn new(cfg: AeTrainConfig) -> Result<Self> {
+        let ae_vb = VarBuilder::seeded_init(DType::F32, cfg.seed);
+        let ae = AutoencoderKL::new(&ae_vb, &cfg.model)?;
+        let disc_vb = init_weights(cfg.seed.wrapping_add(1));
+        let disc = Discriminator::new(&disc_vb, cfg.disc)?;
+        let adam = AdamWConfig { lr: cfg.lr, beta1: 0.5, beta2: 0.9, weight_decay: 0.0, ..AdamWConfig::default() };
+        let (ae_params, disc_params) = (ae_vb.params(), disc_vb.params());
+        Ok(AeTrainer {
+            opt_ae: AdamW::new(ae_params.clone(), adam)?,
+            opt_disc: AdamW::new(disc_params.clone(), adam)?,
+            ae_params,
+            disc_params,
+            ae,
+            disc,
+            step: 0,
+            perceptual: None,
+            cfg,
+        })
+    }
+
+    /// Continues from a checkpoint written by `save` (with the config it was saved with).
+    pub fn resume(path: &std::path::Path) -> Result<Self> {
+        let ck = Checkpoint::load(path)?;
+        let cfg_json = ck.metadata.get("config").ok_or_else(|| Error::File { path: path.display().to_string(), msg: "the checkpoint has no config".into() })?;
+        let v: Value = serde_json::from_str(cfg_json).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("its config is not JSON: {e}") })?;
+        let mut t = AeTrainer::new(AeTrainConfig::from_json(&v)?)?;
+        ck.restore_params("ae", &t.ae_params)?;
+        ck.restore_params("disc", &t.disc_params)?;
+        ck.restore_params("disc_buffers", &t.disc_buffers()?)?;
+        ck.restore_optimiser("ae", &mut t.opt_ae)?;
+        ck.restore_optimiser("disc", &mut t.opt_disc)?;
+        t.step = ck.step;
+        Ok(t)
+    }
+
+    /// The BatchNorm running statistics (num_batches_tracked is not needed to train on).
+    fn disc_buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.disc.buffers()?.into_iter().filter(|(n, _)| n.contains("running_")).collect())
+    }
+
+    /// Sets the perceptual term (LPIPS); without it the loss has none, whatever its weight.
+    pub fn set_perceptual(&mut self, p: Perceptual) {
+        self.perceptual = Some(p);
+    }
+
+    /// Writes weights, optimiser state, step and config, atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let buffers = self.disc_buffers()?;
+        let groups: [(&str, &[(String, Tensor)]); 3] = [("ae", &self.ae_params), ("disc", &self.disc_params), ("disc_buffers", &buffers)];
+        save_checkpoint(path, self.step, &groups, &[("ae", &self.opt_ae), ("disc", &self.opt_disc)], &[("config", self.cfg.to_json().to_string())])
+    }
+
+    /// The posterior sample's noise for `step` and pass `k` (0: autoencoder, 1: discriminator).
+    fn noise(&self, like: &[usize], k: u64) -> Tensor {
+        use rand::SeedableRng;
+        let seed = self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.step.wrapping_mul(2).wrapping_add(k));
+        Tensor::randn(like, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
+    /// x → (x̂, posterior) with the posterior sampled with pass `k`'s noise.
+    fn reconstruct_sampled(&self, x: &Tensor, k: u64) -> Result<(Tensor, crate::models::autoencoder::Posterior)> {
+        let post = self.ae.encode(x)?;
+        let eps = self.noise(post.mean.shape(), k);
+        let z = post.mean.add(&post.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
+        Ok((self.ae.decode(&z)?, post))
+    }
+
+    /// One training step on a batch [B, C, S, S] in [−1, 1].
+    pub fn train_step(&mut self, x: &Tensor) -> Result<StepLog> {
+        let step = self.step;
+        let lr = warmup_lr(self.cfg.lr, step, self.cfg.warmup_steps);
+        let clip = |grads: &crate::autograd::GradStore, params: &[(String, Tensor)]| -> Result<(f64, f32)> {
+            match self.cfg.grad_clip {
+                Some(max) => clip_grad_norm(grads, params, max),
+                None => Ok((clip_grad_norm(grads, params, f64::INFINITY)?.0, 1.0)),
+            }
+        };
+        // optimiser 0: the autoencoder
+        let (xrec, post) = self.reconstruct_sampled(x, 0)?;
+        let p = match (&self.perceptual, self.cfg.loss.perceptual_weight > 0.0) {
+            (Some(f), true) => Some(f(x, &xrec)?),
+            _ => None,
+        };
+        let r = Reconstruction { x, xrec: &xrec, posterior: &post, perceptual: p.as_ref() };
+        let gl = generator_loss(&self.cfg.loss, &r, &self.disc, self.ae.decoder.last_layer(), step)?;
+        let total = gl.loss.to_scalar()?;
+        if !total.is_finite() {
+            return Err(Error::invalid("train", format!("step {step}: the autoencoder loss is {total} (diverged); lower train.lr or set train.grad_clip")));
+        }
+        let grads = gl.loss.backward()?;
+        let (norm_ae, coef) = clip(&grads, &self.ae_params)?;
+        self.opt_ae.step(&grads, lr, coef)?;
+        drop(grads);
+        // optimiser 1: the discriminator, on the updated autoencoder
+        let (xrec, _) = {
+            let _g = crate::no_grad();
+            self.reconstruct_sampled(x, 1)?
+        };
+        let (d_loss, logits_real, logits_fake) = discriminator_loss(&self.cfg.loss, x, &xrec, &self.disc, step)?;
+        let grads = d_loss.backward()?;
+        let (norm_d, coef) = clip(&grads, &self.disc_params)?;
+        self.opt_disc.step(&grads, lr, coef)?;
+        self.step += 1;
+        Ok(StepLog {
+            step,
+            lr,
+            total,
+            rec: gl.rec,
+            nll: gl.nll,
+            kl: gl.kl,
+            g: gl.g,
+            d_weight: gl.d_weight,
+            disc_factor: gl.disc_factor,
+            disc_loss: d_loss.to_scalar()?,
+            logits_real,
+            logits_fake,
+            grad_norm_ae: norm_ae,
+            grad_norm_disc: norm_d,
+        })
+    }
+
+    /// Reconstructions from the posterior mode, without recording a graph (for pictures, eval).
+    pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let _g = crate::no_grad();
+        self.ae.decode(self.ae.encode(x)?.mode())
+    }
+}
