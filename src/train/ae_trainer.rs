@@ -79,7 +79,7 @@ impl AeTrainConfig {
             groups: or(v, "model", "groups", 32, |v, s, k| uint(v, s, k).map(|x| x as usize))?,
             mid_attn: or(v, "model", "mid_attn", true, |v, s, k| field(v, s, k)?.as_bool().ok_or_else(|| Error::invalid("config", format!("\"{s}.{k}\" must be true or false"))))?,
         };
-        if model.ch_mult.is_empty() || model.ch == 0 || model.groups == 0 || model.ch % model.groups != 0 {
+        if model.ch_mult.is_empty() || model.ch == 0 || model.groups == 0 || !model.ch.is_multiple_of(model.groups) {
             return Err(Error::invalid("config", format!("model: ch {} must be a positive multiple of groups {} and ch_mult non-empty", model.ch, model.groups)));
         }
         let loss = KlLossConfig {
