@@ -67,3 +67,22 @@ fn bad_configs_are_one_line_errors() {
     assert!(err(&|v| v["model"]["groups"] = serde_json::json!(3)).contains("multiple of groups 3"));
     assert!(err(&|v| v["model"]["ch_mult"] = serde_json::json!("x")).contains("\"model.ch_mult\" must be a list"));
 }
+
+#[test]
+fn loss_plot_and_recon_grid_are_pictures() {
+    use ldm_engine::io::image::load_png;
+    use ldm_engine::train::plot::{save_loss_plot, save_recon_grid};
+    let dir = std::env::temp_dir().join(format!("ldm-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let decay: Vec<(f64, f64)> = (0..50).map(|s| (s as f64, 2.0 * (-(s as f64) / 10.0).exp() + 0.01)).collect();
+    let signed: Vec<(f64, f64)> = (0..50).map(|s| (s as f64, (s as f64 / 5.0).sin())).collect();
+    save_loss_plot(&dir.join("loss.png"), &[("rec", decay), ("g", signed)]).unwrap();
+    let (px, w, h, _) = load_png(&dir.join("loss.png")).unwrap();
+    assert_eq!((w, h), (640, 320));
+    assert!(px.chunks(3).any(|p| p == [31, 119, 180]) && px.chunks(3).any(|p| p == [214, 39, 40]), "both curves are drawn");
+    let x = batch(0);
+    save_recon_grid(&dir.join("grid.png"), &x, &x.neg().unwrap(), "step 0").unwrap();
+    let (_, gw, gh, text) = load_png(&dir.join("grid.png")).unwrap();
+    assert_eq!((gw, gh, text[0].1.as_str()), (2 * 18 + 2, 2 * 18 + 2, "step 0"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

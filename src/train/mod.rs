@@ -5,3 +5,4 @@ pub mod checkpoint;
 pub mod discriminator;
 pub mod ae_loss;
 pub mod ae_trainer;
+pub mod plot;
