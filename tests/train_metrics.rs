@@ -55,6 +55,44 @@ fn psnr_and_ssim_match_skimage() {
     println!("largest difference from skimage: PSNR {worst_psnr:.1e} dB, SSIM {worst_ssim:.1e}");
 }
 
+/// SSIM straight from its definition: an 11×11 window of Gaussian weights around each pixel of
+/// the valid region, no separable passes, no column blocks.
+fn ssim_by_definition(x: &[f32], y: &[f32], h: usize, w: usize, range: f64) -> f64 {
+    let g: Vec<f64> = (-5..=5).map(|i: i32| (-(i * i) as f64 / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let norm: f64 = g.iter().sum::<f64>().powi(2);
+    let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
+    let mut total = 0.0;
+    for r in 5..h - 5 {
+        for c in 5..w - 5 {
+            let mut m = [0f64; 5];
+            for (i, gi) in g.iter().enumerate() {
+                for (j, gj) in g.iter().enumerate() {
+                    let k = (r + i - 5) * w + c + j - 5;
+                    let (p, q, wt) = (x[k] as f64, y[k] as f64, gi * gj / norm);
+                    m = [m[0] + wt * p, m[1] + wt * q, m[2] + wt * p * p, m[3] + wt * q * q, m[4] + wt * p * q];
+                }
+            }
+            let (vx, vy, vxy) = (m[2] - m[0] * m[0], m[3] - m[1] * m[1], m[4] - m[0] * m[1]);
+            total += (2.0 * m[0] * m[1] + c1) * (2.0 * vxy + c2) / ((m[0] * m[0] + m[1] * m[1] + c1) * (vx + vy + c2));
+        }
+    }
+    total / ((h - 10) * (w - 10)) as f64
+}
+
+/// Every width remainder of the 8-column blocks (valid widths 1..=20, under and over 8, multiples
+/// of 8 and not) against the definition, on random images against noisy copies.
+#[test]
+fn ssim_blocks_match_the_definition_at_every_width() {
+    for w in 11..=30 {
+        let h = 13 + w % 3;
+        let a = common::rand(&[1, 1, h, w], -1.0, 1.0, w as u64);
+        let b = a.add(&common::randn(&[1, 1, h, w], 100 + w as u64).affine(0.3, 0.0).unwrap()).unwrap();
+        let want = ssim_by_definition(&a.to_vec::<f32>().unwrap(), &b.to_vec::<f32>().unwrap(), h, w, 2.0);
+        let got = ssim(&a, &b, 2.0).unwrap()[0];
+        assert!((got - want).abs() < 1e-12, "{h}×{w}: {got} vs {want}");
+    }
+}
+
 #[test]
 fn strided_and_half_inputs_read_the_same_values() {
     let f = Fixture::open("metrics/metrics");
@@ -100,4 +138,23 @@ fn bad_inputs_are_one_line_errors() {
     }
     // an empty batch is not a mistake: no images, no values
     assert!(ssim(&img(&[0, 3, 16, 16]), &img(&[0, 3, 16, 16]), 2.0).unwrap().is_empty());
+}
+
+/// Timing, not a check (run with --ignored): SSIM and PSNR on an evaluation-sized batch, 16 RGB
+/// images at 256×256. A test rather than a criterion bench so the shared Cargo.toml stays as is.
+#[test]
+#[ignore]
+fn ssim_speed_b16_256() {
+    let a = common::rand(&[16, 3, 256, 256], -1.0, 1.0, 1);
+    let b = a.add(&common::randn(&[16, 3, 256, 256], 2).affine(0.1, 0.0).unwrap()).unwrap();
+    let _ = ssim(&a, &b, 2.0).unwrap(); // warm the thread pool and the pages
+    let time = |f: &dyn Fn()| {
+        let runs = 20;
+        let t = std::time::Instant::now();
+        (0..runs).for_each(|_| f());
+        t.elapsed().as_secs_f64() * 1e3 / runs as f64
+    };
+    let s = time(&|| drop(ssim(&a, &b, 2.0).unwrap()));
+    let p = time(&|| drop(psnr(&a, &b, 2.0).unwrap()));
+    println!("b16 3x256x256 on {} threads: ssim {s:.1} ms, psnr {p:.1} ms (mean of 20)", rayon::current_num_threads());
 }

@@ -104,36 +104,79 @@ fn gaussian_weights() -> [f64; SSIM_WIN] {
 /// rows under it for x, y, x², y², xy, the horizontal pass filters those five rows and the SSIM of
 /// each pixel is summed at once, so no full-size intermediate maps are kept.
 fn ssim_plane(x: &[f32], y: &[f32], h: usize, w: usize, k: &[f64; SSIM_WIN], c1: f64, c2: f64) -> f64 {
+    // The same loops compiled for AVX2 (4 f64 lanes instead of SSE2's 2) take 15 ms instead of
+    // 22 on 16×3×256×256; the crate builds for baseline x86-64, so pick at run time. No mul_add anywhere, so LLVM fuses
+    // nothing and both versions round identically: the value does not depend on the CPU.
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(x: &[f32], y: &[f32], h: usize, w: usize, k: &[f64; SSIM_WIN], c1: f64, c2: f64) -> f64 {
+            ssim_plane_impl(x, y, h, w, k, c1, c2)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the running CPU has AVX2, the only feature `avx2` is compiled for.
+            return unsafe { avx2(x, y, h, w, k, c1, c2) };
+        }
+    }
+    ssim_plane_impl(x, y, h, w, k, c1, c2)
+}
+
+/// Columns per register block: 5 sums × 8 lanes of f64 fit the 16 AVX2 registers. Keeping the
+/// sums in registers across the 11 taps, instead of adding each tap into rows in memory, took
+/// SSIM on 16×3×256×256 from 55 ms to 22 ms (SSE2, 2 threads).
+const LANES: usize = 8;
+
+/// Block starts covering 0..n (n ≥ LANES); the last block overlaps the one before it instead of
+/// needing a scalar tail. The passes write their outputs (not add to them), so overlap is harmless.
+fn blocks(n: usize) -> impl Iterator<Item = usize> {
+    (0..n / LANES).map(|j| j * LANES).chain((!n.is_multiple_of(LANES)).then_some(n - LANES))
+}
+
+#[inline(always)]
+fn ssim_plane_impl(x: &[f32], y: &[f32], h: usize, w: usize, k: &[f64; SSIM_WIN], c1: f64, c2: f64) -> f64 {
     let (oh, ow) = (h - 2 * RADIUS, w - 2 * RADIUS);
+    // v: vertical sums of x, y, x², y², xy for one output row, [5][w]; f: those filtered along
+    // the row as well, [5][ow]
     let mut v = vec![0f64; 5 * w];
     let mut f = vec![0f64; 5 * ow];
     let mut total = 0f64;
     for oy in 0..oh {
-        v.fill(0.0);
-        {
-            let (vx, rest) = v.split_at_mut(w);
-            let (vy, rest) = rest.split_at_mut(w);
-            let (vxx, rest) = rest.split_at_mut(w);
-            let (vyy, vxy) = rest.split_at_mut(w);
+        // vertical pass, 8 columns at a time with the 40 sums in registers across the 11 taps
+        // (w ≥ 11 > LANES)
+        for i0 in blocks(w) {
+            let mut acc = [[0f64; LANES]; 5];
             for (t, &kt) in k.iter().enumerate() {
-                let row = (oy + t) * w;
-                let (xr, yr) = (&x[row..row + w], &y[row..row + w]);
-                for i in 0..w {
-                    let (p, q) = (xr[i] as f64, yr[i] as f64);
-                    vx[i] += kt * p;
-                    vy[i] += kt * q;
-                    vxx[i] += kt * (p * p);
-                    vyy[i] += kt * (q * q);
-                    vxy[i] += kt * (p * q);
+                let r = (oy + t) * w + i0;
+                let (xs, ys) = (&x[r..r + LANES], &y[r..r + LANES]);
+                for l in 0..LANES {
+                    let (p, q) = (xs[l] as f64, ys[l] as f64);
+                    acc[0][l] += kt * p;
+                    acc[1][l] += kt * q;
+                    acc[2][l] += kt * (p * p);
+                    acc[3][l] += kt * (q * q);
+                    acc[4][l] += kt * (p * q);
                 }
             }
+            for (m, a) in acc.iter().enumerate() {
+                v[m * w + i0..m * w + i0 + LANES].copy_from_slice(a);
+            }
         }
-        f.fill(0.0);
+        // horizontal pass over the columns that survive the crop
         for (src, dst) in v.chunks_exact(w).zip(f.chunks_exact_mut(ow)) {
-            for (t, &kt) in k.iter().enumerate() {
-                let s = &src[t..t + ow];
-                for i in 0..ow {
-                    dst[i] += kt * s[i];
+            if ow >= LANES {
+                for i0 in blocks(ow) {
+                    let mut acc = [0f64; LANES];
+                    for (t, &kt) in k.iter().enumerate() {
+                        let s = &src[i0 + t..i0 + t + LANES];
+                        for l in 0..LANES {
+                            acc[l] += kt * s[l];
+                        }
+                    }
+                    dst[i0..i0 + LANES].copy_from_slice(&acc);
+                }
+            } else {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = k.iter().zip(&src[i..i + SSIM_WIN]).fold(0.0, |acc, (&kt, &s)| acc + kt * s);
                 }
             }
         }
