@@ -1,8 +1,9 @@
-//! Training: optimisers, losses (LPIPS, PatchGAN), data and checkpoints.
+//! Training: optimisers, losses (LPIPS, PatchGAN), data, checkpoints, metrics and pictures.
 
-pub mod optim;
-pub mod checkpoint;
-pub mod discriminator;
 pub mod ae_loss;
 pub mod ae_trainer;
+pub mod checkpoint;
+pub mod discriminator;
+pub mod metrics;
+pub mod optim;
 pub mod plot;
