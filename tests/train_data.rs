@@ -4,8 +4,9 @@
 
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use ldm_engine::train::data::{
-    Crop, Dataset, Digits, DigitsOptions, Fit, ImageFolder, ImageTransform, Loader, LoaderConfig, Start,
+    Crop, Dataset, Digits, DigitsOptions, Fit, ImageFolder, ImageTransform, Loader, LoaderConfig, Resample, Start,
 };
+use image::imageops::FilterType;
 use ldm_engine::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -140,6 +141,40 @@ fn crop_and_flip_are_windows_of_the_resized_image() {
     }
     assert!(offsets.len() > 5, "random crops hit only offsets {offsets:?}");
     assert!(flips[0] > 10 && flips[1] > 10, "flips {flips:?} over 64 draws");
+}
+
+/// The crop-window resampler against the `image` crate resizing the whole picture and cropping
+/// after: the same kernels and PIL's pixel-centre convention, so at most one 8-bit level apart
+/// (float summation order decides a rounding now and then).
+#[test]
+fn crop_window_resampling_matches_resize_then_crop() {
+    let noisy = |w, h| RgbImage::from_fn(w, h, |x, y| {
+        let v = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)).wrapping_mul(2246822519) >> 8;
+        Rgb([v as u8, (v >> 8) as u8, ((x + y) * 9) as u8])
+    });
+    let cases = [(97, 61, 24), (61, 97, 24), (40, 40, 24), (13, 9, 20), (300, 200, 32), (33, 100, 40)];
+    for (filter, reference) in [(Resample::Bicubic, FilterType::CatmullRom), (Resample::Bilinear, FilterType::Triangle), (Resample::Lanczos3, FilterType::Lanczos3)] {
+        for (w, h, s) in cases {
+            let img = noisy(w, h);
+            let t = ImageTransform { filter, ..ImageTransform::eval(s) };
+            let mut ours = vec![0f32; 3 * s * s];
+            t.apply(&img, &mut rng(0), &mut ours).unwrap();
+            let (nw, nh) = if w <= h { (s as u32, ((h as f64 * s as f64 / w as f64).round() as u32).max(s as u32)) } else { (((w as f64 * s as f64 / h as f64).round() as u32).max(s as u32), s as u32) };
+            let full = image::imageops::resize(&img, nw, nh, reference);
+            let (x0, y0) = ((nw - s as u32) / 2, (nh - s as u32) / 2);
+            let mut worst = 0f32;
+            for c in 0..3 {
+                for y in 0..s {
+                    for x in 0..s {
+                        let want = full.get_pixel(x0 + x as u32, y0 + y as u32)[c] as f32;
+                        let got = (ours[c * s * s + y * s + x] + 1.0) * 127.5;
+                        worst = worst.max((got - want).abs());
+                    }
+                }
+            }
+            assert!(worst <= 1.0 + 1e-3, "{filter:?} {w}x{h} -> {s}: {worst} levels apart");
+        }
+    }
 }
 
 #[test]

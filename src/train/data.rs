@@ -15,12 +15,13 @@
 
 mod digits;
 mod loader;
+mod resample;
 
 pub use digits::{Digits, DigitsOptions, Fit};
 pub use loader::{Batch, Loader, LoaderConfig, Start};
+pub use resample::Resample;
 
 use crate::{Error, Result, Tensor};
-use image::imageops::FilterType;
 use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -72,23 +73,24 @@ pub struct ImageTransform {
     pub crop: Crop,
     /// Mirror left-right with probability 1/2.
     pub flip: bool,
-    /// CatmullRom by default: the bicubic kernel (a = −0.5) that PIL's BICUBIC uses, which is what
-    /// latent-diffusion's data modules resize with. The `image` crate widens the kernel by the
-    /// downscale factor as PIL does, so shrinking a large photo antialiases instead of aliasing.
-    pub filter: FilterType,
+    /// Bicubic by default: PIL's BICUBIC, what latent-diffusion's data modules resize with; the
+    /// kernel is widened by the downscale factor as in PIL, so shrinking a large photo
+    /// antialiases instead of aliasing (see `resample.rs`).
+    pub filter: Resample,
 }
 
 impl ImageTransform {
     /// Random crop and flip: the training transform.
     pub fn train(size: usize) -> Self {
-        ImageTransform { size, crop: Crop::Random, flip: true, filter: FilterType::CatmullRom }
+        ImageTransform { size, crop: Crop::Random, flip: true, filter: Resample::Bicubic }
     }
     /// Centre crop, no flip: the same image every time.
     pub fn eval(size: usize) -> Self {
-        ImageTransform { size, crop: Crop::Center, flip: false, filter: FilterType::CatmullRom }
+        ImageTransform { size, crop: Crop::Center, flip: false, filter: Resample::Bicubic }
     }
 
-    /// Resize (shorter side → size), crop and flip `img` into `out` ([3, size, size], [-1, 1]).
+    /// Resize (shorter side → size), crop and flip `img` into `out` ([3, size, size], [-1, 1]);
+    /// only the crop window is resampled.
     /// Random draws, in this order: crop x, crop y, flip — only those the settings ask for.
     pub fn apply(&self, img: &RgbImage, rng: &mut StdRng, out: &mut [f32]) -> Result<()> {
         let s = self.size;
@@ -106,22 +108,19 @@ impl ImageTransform {
         // A small image is upscaled the same way.
         let scaled = |long: usize, short: usize| ((long as f64 * s as f64 / short as f64).round() as usize).max(s);
         let (nw, nh) = if w <= h { (s, scaled(h, w)) } else { (scaled(w, h), s) };
-        let resized;
-        let img = if (nw, nh) == (w, h) {
-            img
-        } else {
-            resized = image::imageops::resize(img, nw as u32, nh as u32, self.filter);
-            &resized
-        };
         let (x0, y0) = match self.crop {
             Crop::Random => (rng.random_range(0..=nw - s), rng.random_range(0..=nh - s)),
             Crop::Center => ((nw - s) / 2, (nh - s) / 2),
         };
         let flip = self.flip && rng.random_bool(0.5);
+        if (nw, nh) != (w, h) {
+            resample::resize_crop(img.as_raw(), (w, h), (nw, nh), (x0, y0), s, flip, self.filter, out);
+            return Ok(());
+        }
         let px = img.as_raw();
         let plane = s * s;
         for y in 0..s {
-            let row = &px[3 * ((y0 + y) * nw + x0)..3 * ((y0 + y) * nw + x0 + s)];
+            let row = &px[3 * ((y0 + y) * w + x0)..3 * ((y0 + y) * w + x0 + s)];
             for x in 0..s {
                 let sx = if flip { s - 1 - x } else { x };
                 for c in 0..3 {
