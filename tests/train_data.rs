@@ -235,6 +235,33 @@ fn bad_files_are_skipped_once_each_and_batches_stay_full() {
     assert_eq!(folder.skipped().len(), 5, "a bad file was reported twice");
 }
 
+/// The warning itself: one stderr line per bad file, however many epochs and threads meet it.
+/// The test runs itself as a child process (the env var says which folder) to read its stderr.
+#[test]
+fn each_bad_file_is_one_warning_line_on_stderr() {
+    if let Ok(dir) = std::env::var("LDM_TRAIN_DATA_WARN_DIR") {
+        let folder = Arc::new(ImageFolder::open(dir, ImageTransform::train(8)).unwrap());
+        let loader = Loader::new(folder, LoaderConfig { workers: 3, ..LoaderConfig::new(4, 1) }).unwrap();
+        loader.take(8).for_each(|b| drop(b.unwrap()));
+        return;
+    }
+    let dir = TmpDir::new("warn");
+    write_with_bad(&dir);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["each_bad_file_is_one_warning_line_on_stderr", "--exact", "--nocapture", "--test-threads=1"])
+        .env("LDM_TRAIN_DATA_WARN_DIR", &dir.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 5, "{stderr}");
+    for name in ["bad_empty.png", "bad_random.png", "bad_text.jpeg", "bad_truncated.jpg", "bad_truncated.png"] {
+        assert_eq!(warnings.iter().filter(|w| w.contains(name)).count(), 1, "{name}: {stderr}");
+    }
+    assert!(warnings.iter().all(|w| w.starts_with("warning: skipping unreadable image ")), "{stderr}");
+}
+
 #[test]
 fn a_folder_of_only_bad_files_is_one_clear_error() {
     let dir = TmpDir::new("allbad");
