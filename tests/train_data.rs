@@ -494,3 +494,22 @@ fn skimage_photos_if_fetched() {
     assert_eq!(b.images.shape(), &[n, 3, 32, 32]);
     assert!(folder.skipped().is_empty(), "{:?}", folder.skipped());
 }
+
+/// MNIST and Fashion-MNIST as fetched (not in CI): the counts the packages hold, ten classes each.
+#[test]
+fn fetched_digits_if_present() {
+    for (name, count) in [("mnist", 10_000), ("fashion_mnist", 70_000)] {
+        let path = format!("data/{name}.safetensors");
+        if !Path::new(&path).exists() {
+            println!("skipped: {path} not fetched (python3 tools/fetch_datasets.py)");
+            continue;
+        }
+        let d = Digits::load(&path, DigitsOptions { channels: 3, size: 32, fit: Fit::Pad }).unwrap();
+        assert_eq!(d.len(), count);
+        let mut seen = [0usize; 10];
+        (0..d.len()).for_each(|i| seen[d.label(i).unwrap() as usize] += 1);
+        assert!(seen.iter().all(|&c| c > count / 20), "{name}: class counts {seen:?}");
+        let b = Loader::new(Arc::new(d), LoaderConfig::new(64, 0)).unwrap().next_batch().unwrap();
+        assert_eq!(b.images.shape(), &[64, 3, 32, 32]);
+    }
+}
