@@ -3,6 +3,7 @@
 pub mod ae_loss;
 pub mod ae_trainer;
 pub mod checkpoint;
+pub mod data;
 pub mod discriminator;
 pub mod metrics;
 pub mod optim;
