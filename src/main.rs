@@ -17,11 +17,10 @@ struct Cli {
 enum Command {
     /// Generate images from a text prompt.
     Sample(Box<cli::sample::SampleArgs>),
-    /// Train an autoencoder or a latent diffusion model (arrives with the training issues).
-    Train {
-        /// autoencoder | ldm
-        what: Option<String>,
-    },
+    /// Train the first-stage autoencoder (`train autoencoder`); the diffusion model is next.
+    Train(Box<cli::train::TrainArgs>),
+    /// Evaluate a trained autoencoder: PSNR and SSIM of its reconstructions.
+    Eval(Box<cli::train::EvalArgs>),
     /// Time the engine's core ops on Stable Diffusion shapes and print GFLOP/s or GB/s.
     Bench {
         /// Only run benches whose name contains this text.
@@ -49,10 +48,8 @@ fn main() -> ExitCode {
         Command::Inspect { file, filter, summary } => cli::inspect::run(&file, filter.as_deref(), summary),
         Command::Bench { filter, reps } => cli::bench::run(filter.as_deref(), reps),
         Command::Sample(args) => cli::sample::run(&args),
-        Command::Train { .. } => Err(ldm_engine::Error::invalid(
-            "train",
-            "training is not in this build yet: it lands with the stage-1 and stage-2 training issues",
-        )),
+        Command::Train(args) => cli::train::train(&args),
+        Command::Eval(args) => cli::train::eval(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

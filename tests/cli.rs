@@ -45,7 +45,9 @@ fn inspect_rejects_truncated_and_garbage_files_in_one_line() {
 fn unfinished_commands_say_so_and_fail() {
     let (code, _, err) = run(&["train"]);
     assert_ne!(code, 0);
-    assert!(err.starts_with("error: ") && err.contains("not in this build yet"), "{err}");
+    assert!(err.starts_with("error: ") && err.contains("say what to train"), "{err}");
+    let (code, _, err) = run(&["train", "ldm"]);
+    assert!(code != 0 && err.contains("arrives with the stage-2 issue"), "{err}");
     let (code, _, err) = run(&["inspect"]);
     assert_eq!(code, 2, "clap usage error: {err}");
 }

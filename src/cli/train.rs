@@ -1,0 +1,225 @@
+//! `ldm-engine train autoencoder` and `ldm-engine eval autoencoder`: the paper's first stage (a KL
+//! autoencoder with the PatchGAN and, given LPIPS weights, the perceptual loss) on an image folder
+//! or a built-in dataset. A run directory holds everything a person and a resumed run need:
+//! config.json, checkpoint.safetensors (atomic, every save_every steps and at the end), losses.csv,
+//! losses.png and recon_<step>.png (inputs over reconstructions).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ldm_engine::train::ae_trainer::{AeTrainConfig, AeTrainer, StepLog};
+use ldm_engine::train::data::{Dataset, Digits, DigitsOptions, Fit, ImageFolder, ImageTransform, Loader, LoaderConfig, Start};
+use ldm_engine::train::metrics::{psnr, ssim};
+use ldm_engine::train::plot::{save_loss_plot, save_recon_grid};
+use ldm_engine::{Error, Result, Tensor};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// What to train: autoencoder (the diffusion model's training is the next issue).
+    pub what: Option<String>,
+    /// The run's JSON config (model, loss, disc, train sections; see configs/).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// An image folder (png/jpg, searched recursively), or mnist / fashion-mnist (fetched into
+    /// data/ by tools/fetch_datasets.py).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Where the built-in datasets were fetched to.
+    #[arg(long, default_value = "data")]
+    pub data_root: PathBuf,
+    /// The run directory (created; must not hold a run unless --resume).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop (with a checkpoint) after this many minutes.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Image-decoding threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// What to evaluate: autoencoder.
+    pub what: Option<String>,
+    /// A training checkpoint (RUN_DIR/checkpoint.safetensors).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// An image folder, or mnist / fashion-mnist.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long, default_value = "data")]
+    pub data_root: PathBuf,
+    /// Evaluate at most this many images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::invalid("train", msg.into())
+}
+
+fn require<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
+    v.as_ref().ok_or_else(|| invalid(format!("{flag} is required")))
+}
+
+fn check_what(what: &Option<String>, verb: &str) -> Result<()> {
+    match what.as_deref() {
+        Some("autoencoder") => Ok(()),
+        Some("ldm") => Err(invalid(format!("{verb} ldm: training the diffusion model arrives with the stage-2 issue; `{verb} autoencoder` is here"))),
+        Some(other) => Err(invalid(format!("{verb} {other}: expected `autoencoder`"))),
+        None => Err(invalid(format!("say what to {verb}: `ldm-engine {verb} autoencoder --help`"))),
+    }
+}
+
+/// The dataset a run reads: a built-in one by name, else an image folder.
+fn dataset(data: &str, root: &Path, channels: usize, size: usize, train: bool) -> Result<Arc<dyn Dataset>> {
+    let opts = DigitsOptions { channels, size, fit: if size >= 28 { Fit::Pad } else { Fit::Resize } };
+    let ds: Arc<dyn Dataset> = match data {
+        "mnist" => Arc::new(Digits::mnist(root, opts)?),
+        "fashion-mnist" => Arc::new(Digits::fashion_mnist(root, opts)?),
+        dir => {
+            if channels != 3 {
+                return Err(invalid(format!("image folders are RGB: the model must take 3 channels, not {channels}")));
+            }
+            Arc::new(ImageFolder::open(dir, if train { ImageTransform::train(size) } else { ImageTransform::eval(size) })?)
+        }
+    };
+    Ok(ds)
+}
+
+/// Rows of losses.csv before `step` (a run killed between logging and checkpointing logged steps
+/// the resumed run takes again), as (step, columns).
+fn read_log(path: &Path, before: u64) -> Result<Vec<(u64, Vec<f64>)>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(vec![]) };
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            let step: u64 = it.next()?.parse().ok()?;
+            (step < before).then(|| (step, it.filter_map(|x| x.parse().ok()).collect()))
+        })
+        .collect())
+}
+
+fn write_log(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
+    let mut text = String::from(StepLog::CSV_HEADER) + "\n";
+    for (s, v) in rows {
+        text += &(std::iter::once(s.to_string()).chain(v.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",") + "\n");
+    }
+    ldm_engine::io::safetensors::write_atomic(path, text.as_bytes())
+}
+
+/// The curves a person looks at: the CSV's total, rec, kl, g and disc losses.
+fn plot(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
+    // columns after `step`: lr, total, rec, nll, kl, g, d_weight, disc_factor, disc_loss, …
+    let col = |i: usize| rows.iter().filter_map(|(s, v)| v.get(i).map(|x| (*s as f64, *x))).collect::<Vec<_>>();
+    save_loss_plot(path, &[("total loss", col(1)), ("L1 reconstruction", col(2)), ("KL", col(4)), ("generator (-D(x_rec))", col(5)), ("discriminator hinge", col(8))])
+}
+
+pub fn train(a: &TrainArgs) -> Result<()> {
+    check_what(&a.what, "train")?;
+    let out = require(&a.out, "--out")?;
+    let data = require(&a.data, "--data")?;
+    let ckpt = out.join("checkpoint.safetensors");
+    let mut trainer = if a.resume {
+        if !ckpt.is_file() {
+            return Err(invalid(format!("--resume: {} has no checkpoint.safetensors to continue from", out.display())));
+        }
+        AeTrainer::resume(&ckpt)?
+    } else {
+        if ckpt.exists() {
+            return Err(invalid(format!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display())));
+        }
+        let path = require(&a.config, "--config")?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::File { path: path.display().to_string(), msg: e.to_string() })?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("not JSON: {e}") })?;
+        AeTrainer::new(AeTrainConfig::from_json(&v)?)?
+    };
+    let cfg = trainer.cfg.clone();
+    if cfg.loss.perceptual_weight > 0.0 {
+        return Err(invalid("loss.perceptual_weight > 0 needs LPIPS, which this build does not have yet: set it to 0"));
+    }
+    let ds = dataset(data, &a.data_root, cfg.model.in_channels, cfg.image_size, true)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::File { path: out.display().to_string(), msg: e.to_string() })?;
+    ldm_engine::io::safetensors::write_atomic(&out.join("config.json"), serde_json::to_string_pretty(&cfg.to_json()).unwrap_or_default().as_bytes())?;
+    let mut loader = Loader::new(ds.clone(), LoaderConfig { workers: a.workers, start: Start::Step(trainer.step), ..LoaderConfig::new(cfg.batch_size, cfg.seed) })?;
+    // the same images every time in the reconstruction pictures
+    let preview = Loader::new(dataset(data, &a.data_root, cfg.model.in_channels, cfg.image_size, false)?, LoaderConfig { shuffle: false, workers: 0, ..LoaderConfig::new(cfg.batch_size.min(8), 0) })?.next_batch()?.images;
+    let csv = out.join("losses.csv");
+    let mut rows = read_log(&csv, trainer.step)?;
+    write_log(&csv, &rows)?;
+    let mut csv_file = std::fs::OpenOptions::new().append(true).open(&csv).map_err(|e| Error::File { path: csv.display().to_string(), msg: e.to_string() })?;
+
+    let bar = ProgressBar::new(cfg.steps);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {per_sec}, eta {eta} {msg}").map_err(|e| invalid(e.to_string()))?);
+    bar.set_position(trainer.step);
+    let started = Instant::now();
+    let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
+    let pictures = |trainer: &AeTrainer, rows: &[(u64, Vec<f64>)]| -> Result<()> {
+        plot(&out.join("losses.png"), rows)?;
+        save_recon_grid(&out.join(format!("recon_{:06}.png", trainer.step)), &preview, &trainer.reconstruct(&preview)?, &format!("step {}: inputs (top), reconstructions (bottom)", trainer.step))
+    };
+    while trainer.step < cfg.steps && !out_of_time() {
+        let batch = loader.next_batch()?;
+        let log = trainer.train_step(&batch.images)?;
+        let row = log.csv_row();
+        writeln!(csv_file, "{row}").map_err(|e| Error::File { path: csv.display().to_string(), msg: e.to_string() })?;
+        rows.push((log.step, row.split(',').skip(1).filter_map(|x| x.parse().ok()).collect()));
+        bar.set_position(trainer.step);
+        if trainer.step.is_multiple_of(cfg.log_every) {
+            bar.set_message(format!("rec {:.4} kl {:.1} g {:.3} d {:.3}", log.rec, log.kl, log.g, log.disc_loss));
+        }
+        if trainer.step.is_multiple_of(cfg.save_every) {
+            trainer.save(&ckpt)?;
+        }
+        if trainer.step.is_multiple_of(cfg.image_every) {
+            pictures(&trainer, &rows)?;
+        }
+    }
+    bar.finish_and_clear();
+    trainer.save(&ckpt)?;
+    pictures(&trainer, &rows)?;
+    let done = if trainer.step >= cfg.steps { "done" } else { "stopped (time limit)" };
+    println!("{done} at step {} in {:.1} min; run in {}", trainer.step, started.elapsed().as_secs_f64() / 60.0, out.display());
+    Ok(())
+}
+
+pub fn eval(a: &EvalArgs) -> Result<()> {
+    check_what(&a.what, "eval")?;
+    let ckpt = require(&a.checkpoint, "--checkpoint")?;
+    let data = require(&a.data, "--data")?;
+    let trainer = AeTrainer::resume(ckpt)?;
+    let cfg = &trainer.cfg;
+    let ds = dataset(data, &a.data_root, cfg.model.in_channels, cfg.image_size, false)?;
+    let n = a.limit.unwrap_or(usize::MAX).min(ds.len());
+    if n == 0 {
+        return Err(invalid("nothing to evaluate (--limit 0 or an empty dataset)"));
+    }
+    let mut loader = Loader::new(ds, LoaderConfig { shuffle: false, ..LoaderConfig::new(cfg.batch_size.min(n), 0) })?;
+    let (mut p, mut s, mut identical) = (Vec::new(), Vec::new(), 0usize);
+    while p.len() + identical < n {
+        let x = loader.next_batch()?.images;
+        let take = (n - p.len() - identical).min(x.dim(0)?);
+        let x = x.narrow(0, 0, take)?;
+        let xr: Tensor = trainer.reconstruct(&x)?.clamp(-1.0, 1.0)?;
+        for v in psnr(&x, &xr, 2.0)? {
+            if v.is_finite() { p.push(v) } else { identical += 1 }
+        }
+        s.extend(ssim(&x, &xr, 2.0)?);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!("images: {n} at {}x{} (step {} of {})", cfg.image_size, cfg.image_size, trainer.step, ckpt.display());
+    println!("psnr_db: {:.3}{}", mean(&p), if identical > 0 { format!(" ({identical} reconstructed exactly, left out of the mean)") } else { String::new() });
+    println!("ssim: {:.4}", mean(&s));
+    println!("lpips: not in this build yet");
+    Ok(())
+}
