@@ -1,6 +1,6 @@
 //! CPU kernels for the spatial ops on the last two dims of a contiguous [planes, H, W] view:
 //! index-map gather/scatter (nearest upsampling and padding are both "output pixel (i, j) reads
-//! input pixel (rows[i], cols[j]) or zero"), and average pooling. Planes run in parallel.
+//! input pixel (rows[i], cols[j]) or zero"), and average and max pooling. Planes run in parallel.
 
 use super::PAR_MIN;
 use rayon::prelude::*;
@@ -168,5 +168,70 @@ pub fn avg_pool2d_backward(g: &[f32], p: Pool2d) -> Vec<f32> {
             }
         }
     });
+    gx
+}
+
+/// Flat index (within its plane) of each window's maximum, in output order, with torch's rule
+/// (aten/src/ATen/native/cpu/MaxPoolKernel.cpp): scan the window row-major and take a value when
+/// it is `> max` or NaN, so ties keep the first maximum and a NaN wins (propagates). Forward and
+/// backward both use it, so the gradient goes exactly where the forward read its value.
+fn max_pool_argmax(xp: &[f32], p: Pool2d, out: &mut [usize]) {
+    let (_, iw) = p.in_hw;
+    let (_, ow) = p.out_hw();
+    let (kh, kw) = p.kernel;
+    let (sh, sw) = p.stride;
+    for (i, orow) in out.chunks_mut(ow).enumerate() {
+        for (j, o) in orow.iter_mut().enumerate() {
+            let (r0, c0) = (i * sh, j * sw);
+            let mut best = r0 * iw + c0;
+            let mut m = f32::NEG_INFINITY;
+            for a in 0..kh {
+                let row = (r0 + a) * iw;
+                for (c, &v) in xp[row + c0..row + c0 + kw].iter().enumerate() {
+                    if v > m || v.is_nan() {
+                        m = v;
+                        best = row + c0 + c;
+                    }
+                }
+            }
+            *o = best;
+        }
+    }
+}
+
+/// Maximum of each kernel window (no padding); see `max_pool_argmax` for ties and NaN.
+pub fn max_pool2d(x: &[f32], p: Pool2d) -> Vec<f32> {
+    let (ih, iw) = p.in_hw;
+    let (oh, ow) = p.out_hw();
+    let mut out = vec![0f32; p.planes * oh * ow];
+    for_planes(&mut out, oh * ow, x, ih * iw, |o, xp| {
+        let mut idx = vec![0usize; o.len()];
+        max_pool_argmax(xp, p, &mut idx);
+        o.iter_mut().zip(&idx).for_each(|(d, &k)| *d = xp[k]);
+    });
+    out
+}
+
+/// max_pool2d backward: each output gradient goes to its window's argmax (recomputed from x
+/// rather than stored by the forward: one cheap pass instead of an index tensor per pooling
+/// layer kept alive by the graph); overlapping windows (stride < kernel) accumulate.
+pub fn max_pool2d_backward(x: &[f32], g: &[f32], p: Pool2d) -> Vec<f32> {
+    let (ih, iw) = p.in_hw;
+    let (oh, ow) = p.out_hw();
+    let (in_plane, out_plane) = (ih * iw, oh * ow);
+    let mut gx = vec![0f32; p.planes * in_plane];
+    if in_plane == 0 || out_plane == 0 {
+        return gx;
+    }
+    let body = |(gp, (xp, gs)): (&mut [f32], (&[f32], &[f32]))| {
+        let mut idx = vec![0usize; out_plane];
+        max_pool_argmax(xp, p, &mut idx);
+        idx.iter().zip(gs).for_each(|(&k, &v)| gp[k] += v);
+    };
+    if gx.len() >= PAR_MIN {
+        gx.par_chunks_mut(in_plane).zip(x.par_chunks(in_plane).zip(g.par_chunks(out_plane))).for_each(body);
+    } else {
+        gx.chunks_mut(in_plane).zip(x.chunks(in_plane).zip(g.chunks(out_plane))).for_each(body);
+    }
     gx
 }
