@@ -13,6 +13,7 @@ pub mod models;
 pub mod nn;
 pub mod pipelines;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{no_grad, GradStore};
 pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! Training: optimizers, EMA, losses (LPIPS, PatchGAN), data, checkpoints (ARCHITECTURE.md: `train`).
+
+pub mod lpips;
