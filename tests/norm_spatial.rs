@@ -1,4 +1,4 @@
-//! group_norm, layer_norm, upsample_nearest2d, avg_pool2d and pad2d: forward against naive f64
+//! group_norm, layer_norm, upsample_nearest2d, avg_pool2d, max_pool2d and pad2d: forward against naive f64
 //! references written here (two-pass statistics, explicit index arithmetic), gradients against
 //! finite differences, f16/bf16 round trips, non-contiguous inputs and argument errors.
 
@@ -71,6 +71,30 @@ fn avg_pool_ref(x: &[f64], planes: usize, h: usize, w: usize, k: (usize, usize),
         }
     }
     out
+}
+
+/// Max of each window and the flat plane index it came from (first maximum on ties).
+fn max_pool_ref(x: &[f64], planes: usize, h: usize, w: usize, k: (usize, usize), s: (usize, usize)) -> (Vec<f64>, Vec<usize>) {
+    let (oh, ow) = ((h - k.0) / s.0 + 1, (w - k.1) / s.1 + 1);
+    let (mut out, mut arg) = (Vec::new(), Vec::new());
+    for p in 0..planes {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut best = (f64::NEG_INFINITY, 0);
+                for a in 0..k.0 {
+                    for c in 0..k.1 {
+                        let idx = (i * s.0 + a) * w + j * s.1 + c;
+                        if x[p * h * w + idx] > best.0 {
+                            best = (x[p * h * w + idx], idx);
+                        }
+                    }
+                }
+                out.push(best.0);
+                arg.push(p * h * w + best.1);
+            }
+        }
+    }
+    (out, arg)
 }
 
 /// One padded line built by concatenation: mirrored slice (edge excluded) + line + mirrored slice.
@@ -338,6 +362,80 @@ fn avg_pool_gradients() {
     grad_check(|t| t[0].avg_pool2d((2, 3), (1, 2)), &[randn(&[1, 2, 5, 8], 53)], "avg_pool 2x3 s(1,2)");
 }
 
+// ---------- max_pool2d ----------
+
+#[test]
+fn max_pool_forward() {
+    let x = randn(&[2, 3, 7, 9], 54);
+    let xv = vals(&x);
+    // VGG's 2×2/2 (odd sizes: the last row/column is dropped, floor mode), AlexNet's 3×3/2,
+    // overlapping and rectangular windows, and a window as large as the input.
+    for (k, s) in [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 3), (1, 1)), ((2, 3), (1, 2)), ((7, 9), (1, 1))] {
+        let y = x.max_pool2d(k, s).unwrap();
+        assert_eq!(y.shape(), &[2, 3, (7 - k.0) / s.0 + 1, (9 - k.1) / s.1 + 1]);
+        assert_eq!(vals(&y), max_pool_ref(&xv, 6, 7, 9, k, s).0, "max_pool k{k:?} s{s:?}");
+    }
+    let y = strided_copy(&x).max_pool2d((3, 3), (2, 2)).unwrap();
+    assert_eq!(vals(&y), max_pool_ref(&xv, 6, 7, 9, (3, 3), (2, 2)).0, "max_pool strided");
+    // A plane count over the parallel threshold.
+    let big = randn(&[4, 64, 15, 17], 55);
+    assert_eq!(vals(&big.max_pool2d((2, 2), (2, 2)).unwrap()), max_pool_ref(&vals(&big), 256, 15, 17, (2, 2), (2, 2)).0);
+    let xh = x.to_dtype(DType::F16).unwrap();
+    let yh = xh.max_pool2d((2, 2), (2, 2)).unwrap();
+    assert_eq!(yh.dtype(), DType::F16);
+    assert_eq!(vals(&yh), max_pool_ref(&vals(&xh), 6, 7, 9, (2, 2), (2, 2)).0, "max_pool f16 copies values");
+}
+
+#[test]
+fn max_pool_ties_and_nan_follow_torch() {
+    // Post-ReLU feature maps are full of all-zero windows: the whole gradient goes to the first
+    // zero of each window (torch: `val > maxval || isnan(val)` in row-major scan order).
+    let x = Tensor::from_vec(vec![0f32, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 2.0, f32::NAN, 3.0, 3.0, f32::NAN, 2.0, 0.5, 3.0], &[1, 1, 4, 4]).unwrap();
+    let xv = x.requires_grad();
+    let y = xv.max_pool2d((2, 2), (2, 2)).unwrap();
+    let yv = vals(&y);
+    assert_eq!(&yv[..2], &[0.0, 1.0]);
+    assert!(yv[2].is_nan(), "NaN propagates");
+    assert_eq!(yv[3], 3.0);
+    let g = y.mul(&Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+    // window 0 → (0,0); window 1 → (0,2); window 2: the last NaN, (3,0); window 3 → (2,2).
+    // These are the values and gradient torch 2.15's F.max_pool2d(x, 2, 2) gives on this input.
+    let want = [1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 3.0, 0.0, 0.0, 0.0];
+    assert_eq!(vals(g.get(&xv).unwrap()), want);
+}
+
+/// Distinct values at least 0.05 apart (a shuffled ramp): a finite-difference step of 1e-2 can
+/// never change which element is a window's maximum, so the check is not flaky at near-ties.
+fn separated(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let order = vals(&randn(&[n], seed));
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| order[a].total_cmp(&order[b]));
+    let mut v = vec![0f32; n];
+    for (rank, &i) in idx.iter().enumerate() {
+        v[i] = (rank as f32 - n as f32 / 2.0) * 0.05;
+    }
+    Tensor::from_vec(v, shape).unwrap()
+}
+
+#[test]
+fn max_pool_gradients() {
+    grad_check(|t| t[0].max_pool2d((2, 2), (2, 2)), &[separated(&[2, 3, 7, 9], 56)], "max_pool 2x2 s2 odd");
+    grad_check(|t| t[0].max_pool2d((3, 3), (2, 2)), &[separated(&[2, 2, 7, 8], 57)], "max_pool 3x3 s2 overlapping");
+    grad_check(|t| t[0].max_pool2d((2, 3), (1, 2)), &[separated(&[1, 2, 5, 8], 58)], "max_pool 2x3 s(1,2)");
+    // Exact routing: each output gradient lands on the reference argmax (overlaps add up).
+    let x = randn(&[2, 3, 7, 9], 59);
+    let xv = x.requires_grad();
+    let y = xv.max_pool2d((3, 3), (2, 2)).unwrap();
+    let w = randn(y.shape(), 60);
+    let g = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut want = vec![0.0; x.numel()];
+    for (a, wv) in max_pool_ref(&vals(&x), 6, 7, 9, (3, 3), (2, 2)).1.into_iter().zip(vals(&w)) {
+        want[a] += wv;
+    }
+    assert_close(&vals(g.get(&xv).unwrap()), &want, 1e-6, 0.0, "max_pool routing");
+}
+
 // ---------- pad2d ----------
 
 #[test]
@@ -390,6 +488,10 @@ fn argument_errors_name_the_op() {
         (err_text(x.avg_pool2d((0, 2), (1, 1))), "avg_pool2d"),
         (err_text(x.avg_pool2d((2, 2), (1, 0))), "avg_pool2d"),
         (err_text(x.avg_pool2d((6, 2), (1, 1))), "avg_pool2d"),
+        (err_text(x.max_pool2d((2, 0), (2, 2))), "max_pool2d"),
+        (err_text(x.max_pool2d((2, 2), (0, 2))), "max_pool2d"),
+        (err_text(x.max_pool2d((2, 8), (2, 2))), "max_pool2d"),
+        (err_text(randn(&[7], 1).max_pool2d((2, 2), (2, 2))), "max_pool2d"),
         (err_text(x.pad2d([7, 0, 0, 0], PadMode::Reflect)), "pad2d"),
         (err_text(x.pad2d([0, 0, 0, 5], PadMode::Reflect)), "pad2d"),
         (err_text(randn(&[4], 1).pad2d([1, 1, 1, 1], PadMode::Zero)), "pad2d"),
@@ -410,4 +512,8 @@ fn empty_inputs_do_not_panic() {
     assert_eq!(x.upsample_nearest2d(10, 3).unwrap().shape(), &[0, 6, 10, 3]);
     assert_eq!(x.pad2d([1, 1, 1, 1], PadMode::Zero).unwrap().shape(), &[0, 6, 7, 9]);
     assert_eq!(x.avg_pool2d((2, 2), (2, 2)).unwrap().shape(), &[0, 6, 2, 3]);
+    assert_eq!(x.max_pool2d((2, 2), (2, 2)).unwrap().shape(), &[0, 6, 2, 3]);
+    let xv = x.requires_grad();
+    let g = xv.max_pool2d((2, 2), (2, 2)).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&xv).unwrap().shape(), &[0, 6, 5, 7]);
 }

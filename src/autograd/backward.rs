@@ -114,6 +114,7 @@ pub(super) fn input_grads<'a>(op: &'a Op, out: &Tensor, g: &Tensor) -> Result<Ve
         }
         Op::UpsampleNearest2d(x) => vec![(x, spatial::upsample_nearest2d_backward(x, g)?)],
         Op::AvgPool2d { x, kernel, stride } => vec![(x, spatial::avg_pool2d_backward(x, *kernel, *stride, g)?)],
+        Op::MaxPool2d { x, kernel, stride } => vec![(x, spatial::max_pool2d_backward(x, *kernel, *stride, g)?)],
         Op::Pad { x, pad, mode } => vec![(x, spatial::pad_backward(x, *pad, *mode, g)?)],
         Op::Cat(xs, dim) => {
             let mut start = 0;

@@ -29,6 +29,7 @@ macro_rules! one_input {
             | Op::LogSoftmax($x, _)
             | Op::UpsampleNearest2d($x)
             | Op::AvgPool2d { x: $x, .. }
+            | Op::MaxPool2d { x: $x, .. }
             | Op::Pad { x: $x, .. }
     };
 }
@@ -69,6 +70,8 @@ pub enum Op {
     LayerNorm { x: Tensor, weight: Option<Tensor>, bias: Option<Tensor>, eps: f64 },
     UpsampleNearest2d(Tensor),
     AvgPool2d { x: Tensor, kernel: (usize, usize), stride: (usize, usize) },
+    /// keeps x, not the argmax indices: backward recomputes them (one pass, no index tensor)
+    MaxPool2d { x: Tensor, kernel: (usize, usize), stride: (usize, usize) },
     /// pads [left, right, top, bottom] of the last two dims
     Pad { x: Tensor, pad: [usize; 4], mode: PadMode },
     Cat(Vec<Tensor>, usize),
@@ -164,6 +167,7 @@ impl Op {
             Op::LayerNorm { .. } => "layer_norm",
             Op::UpsampleNearest2d(_) => "upsample_nearest2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::MaxPool2d { .. } => "max_pool2d",
             Op::Pad { .. } => "pad",
             Op::Cat(..) => "cat",
             Op::IndexSelect { .. } => "index_select",

@@ -1,5 +1,6 @@
 //! Spatial resampling and padding on the last two dims of an NCHW (or any rank >= 2) tensor:
-//! upsample_nearest2d (torch 'nearest'), avg_pool2d (no padding), pad2d (zero / reflect).
+//! upsample_nearest2d (torch 'nearest'), avg_pool2d and max_pool2d (no padding), pad2d (zero /
+//! reflect).
 //! Leading dims are flattened into planes; kernels are in backend/cpu/spatial.rs.
 
 use super::{numel, Tensor};
@@ -106,6 +107,20 @@ impl Tensor {
         Ok(Tensor::from_f32_values(out, &with_hw(self, oh, ow), self.dtype(), rec))
     }
 
+    /// Max pooling of the last two dims, no padding, floor output size (torch's default
+    /// `ceil_mode=False`): VGG's 2×2/2 and AlexNet's 3×3/2. Ties keep the first maximum and NaN
+    /// propagates, as torch; the gradient goes to that one element.
+    pub fn max_pool2d(&self, kernel: (usize, usize), stride: (usize, usize)) -> Result<Tensor> {
+        let p = pool_geometry("max_pool2d", self, kernel, stride)?;
+        let (oh, ow) = p.out_hw();
+        let out = {
+            let v = self.f32_data()?;
+            cpu::max_pool2d(&v, p)
+        };
+        let rec = Tensor::track(&[self], || Op::MaxPool2d { x: self.clone(), kernel, stride });
+        Ok(Tensor::from_f32_values(out, &with_hw(self, oh, ow), self.dtype(), rec))
+    }
+
     /// Pads the last two dims by [left, right, top, bottom].
     pub fn pad2d(&self, pad: [usize; 4], mode: PadMode) -> Result<Tensor> {
         let (rows, cols) = pad_maps("pad2d", self, pad, mode)?;
@@ -133,6 +148,18 @@ pub(crate) fn avg_pool2d_backward(x: &Tensor, kernel: (usize, usize), stride: (u
     let gx = {
         let v = g.f32_data()?;
         cpu::avg_pool2d_backward(&v, p)
+    };
+    Ok(Tensor::from_f32_values(gx, x.shape(), x.dtype(), None))
+}
+
+pub(crate) fn max_pool2d_backward(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), g: &Tensor) -> Result<Tensor> {
+    const OP: &str = "max_pool2d_backward";
+    let p = pool_geometry(OP, x, kernel, stride)?;
+    let (oh, ow) = p.out_hw();
+    check_grad(OP, g, &with_hw(x, oh, ow))?;
+    let gx = {
+        let (xv, gv) = (x.f32_data()?, g.f32_data()?);
+        cpu::max_pool2d_backward(&xv, &gv, p)
     };
     Ok(Tensor::from_f32_values(gx, x.shape(), x.dtype(), None))
 }

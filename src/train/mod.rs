@@ -5,6 +5,7 @@ pub mod ae_trainer;
 pub mod checkpoint;
 pub mod data;
 pub mod discriminator;
+pub mod lpips;
 pub mod metrics;
 pub mod optim;
 pub mod plot;

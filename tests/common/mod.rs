@@ -122,3 +122,63 @@ pub fn grad_check_with(
         assert_close(&got, &want, atol, rtol, &format!("{what}: d/d input {k}"));
     }
 }
+
+/// `grad_check` for functions with kinks (relu, max pooling): along one probed coordinate such a
+/// function is piecewise smooth, and a kink within ±h makes the central difference mix two
+/// pieces. A probe passes when the analytic gradient matches the central difference or, failing
+/// that, one of the one-sided differences (at most one kink within ±h leaves one side on the
+/// point's own piece; its O(h·f'') error is within tolerance at small h). A wrong gradient
+/// matches none of the three. At most a quarter of the probes may need a one-sided match, so the
+/// check cannot quietly turn into a one-sided one.
+pub fn grad_check_kinked(
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+    inputs: &[Tensor],
+    h: f64,
+    atol: f64,
+    rtol: f64,
+    max_probe: usize,
+    what: &str,
+) {
+    let vars: Vec<Tensor> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let y = f(&vars).unwrap();
+    let w = randn(y.shape(), 9_999);
+    let grads = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    let wv = vals(&w);
+    let eval = |xs: &[Tensor]| -> f64 {
+        let _g = ldm_engine::no_grad();
+        vals(&f(xs).unwrap()).iter().zip(&wv).map(|(a, b)| a * b).sum()
+    };
+    let base = eval(inputs);
+    let close = |a: f64, e: f64| (a - e).abs() <= atol + rtol * e.abs();
+    for (k, x) in inputs.iter().enumerate() {
+        let g = grads.get(&vars[k]).unwrap_or_else(|| panic!("{what}: no gradient for input {k}"));
+        assert_eq!(g.shape(), x.shape(), "{what}: gradient shape of input {k}");
+        let gv = vals(g);
+        let xv: Vec<f32> = x.to_vec::<f32>().unwrap();
+        let step = (xv.len() / max_probe).max(1);
+        let (mut probes, mut one_sided) = (0, 0);
+        for i in (0..xv.len()).step_by(step).take(max_probe) {
+            let at = |delta: f32| {
+                let mut v = xv.clone();
+                v[i] += delta;
+                let mut xs: Vec<Tensor> = inputs.to_vec();
+                xs[k] = Tensor::from_vec(v.clone(), x.shape()).unwrap();
+                (eval(&xs), v[i] as f64 - xv[i] as f64)
+            };
+            let ((lp, hp), (lm, hm)) = (at(h as f32), at(-h as f32));
+            let central = (lp - lm) / (hp - hm);
+            let (fwd, bwd) = ((lp - base) / hp, (base - lm) / -hm);
+            probes += 1;
+            if close(gv[i], central) {
+                continue;
+            }
+            assert!(
+                close(gv[i], fwd) || close(gv[i], bwd),
+                "{what}: d/d input {k} element {i}: got {} expected {central} (one-sided {fwd}, {bwd}; atol {atol}, rtol {rtol})",
+                gv[i]
+            );
+            one_sided += 1;
+        }
+        assert!(4 * one_sided <= probes, "{what}: input {k}: {one_sided} of {probes} probes matched only one-sided");
+    }
+}
