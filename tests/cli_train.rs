@@ -101,7 +101,12 @@ fn bad_training_arguments_are_one_line_errors() {
     std::fs::write(&garbage, "{not json").unwrap();
     let run = dir.join("run");
     let r = run.to_str().unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["loss"]["perceptual_weight"] = serde_json::json!(1.0);
+    let with_lpips = dir.join("lpips.json");
+    std::fs::write(&with_lpips, v.to_string()).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--config", with_lpips.to_str().unwrap(), "--data", "mnist", "--data-root", d, "--out", r, "--lpips", "/no/such/lpips.safetensors"], "tools/fetch_lpips.py"),
         (vec!["--data", "mnist", "--data-root", d, "--out", r], "--config is required"),
         (vec!["--config", c, "--data-root", d, "--out", r], "--data is required"),
         (vec!["--config", c, "--data", empty.to_str().unwrap(), "--out", r], "image folders are RGB"),

@@ -13,6 +13,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::train::ae_trainer::{AeTrainConfig, AeTrainer, StepLog};
 use ldm_engine::train::data::{Dataset, Digits, DigitsOptions, Fit, ImageFolder, ImageTransform, Loader, LoaderConfig, Start};
+use ldm_engine::train::lpips::{Lpips, VGG16_WEIGHTS};
 use ldm_engine::train::metrics::{psnr, ssim};
 use ldm_engine::train::plot::{save_loss_plot, save_recon_grid};
 use ldm_engine::{Error, Result, Tensor};
@@ -43,6 +44,9 @@ pub struct TrainArgs {
     /// Image-decoding threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// LPIPS-VGG16 weights (tools/fetch_lpips.py), used when loss.perceptual_weight > 0.
+    #[arg(long, default_value = VGG16_WEIGHTS)]
+    pub lpips: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +64,9 @@ pub struct EvalArgs {
     /// Evaluate at most this many images.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// LPIPS-VGG16 weights (tools/fetch_lpips.py); without them LPIPS is left out of the report.
+    #[arg(long, default_value = VGG16_WEIGHTS)]
+    pub lpips: PathBuf,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -125,6 +132,11 @@ fn plot(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
     save_loss_plot(path, &[("total loss", col(1)), ("L1 reconstruction", col(2)), ("KL", col(4)), ("generator (-D(x_rec))", col(5)), ("discriminator hinge", col(8))])
 }
 
+/// Grey images as RGB for LPIPS (a VGG trained on colour photos).
+fn rgb(x: &Tensor) -> Result<Tensor> {
+    if x.dim(1)? == 1 { Tensor::cat(&[x, x, x], 1) } else { Ok(x.clone()) }
+}
+
 pub fn train(a: &TrainArgs) -> Result<()> {
     check_what(&a.what, "train")?;
     let out = require(&a.out, "--out")?;
@@ -146,7 +158,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     };
     let cfg = trainer.cfg.clone();
     if cfg.loss.perceptual_weight > 0.0 {
-        return Err(invalid("loss.perceptual_weight > 0 needs LPIPS, which this build does not have yet: set it to 0"));
+        let lpips = Lpips::load_vgg16(&a.lpips)?.frozen();
+        trainer.set_perceptual(Box::new(move |x: &Tensor, xrec: &Tensor| lpips.forward(&rgb(x)?, &rgb(xrec)?)));
     }
     let ds = dataset(data, &a.data_root, cfg.model.in_channels, cfg.image_size, true)?;
     std::fs::create_dir_all(out).map_err(|e| Error::File { path: out.display().to_string(), msg: e.to_string() })?;
@@ -205,7 +218,8 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         return Err(invalid("nothing to evaluate (--limit 0 or an empty dataset)"));
     }
     let mut loader = Loader::new(ds, LoaderConfig { shuffle: false, ..LoaderConfig::new(cfg.batch_size.min(n), 0) })?;
-    let (mut p, mut s, mut identical) = (Vec::new(), Vec::new(), 0usize);
+    let lpips = if a.lpips.is_file() { Some(Lpips::load_vgg16(&a.lpips)?.frozen()) } else { None };
+    let (mut p, mut s, mut l, mut identical) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
     while p.len() + identical < n {
         let x = loader.next_batch()?.images;
         let take = (n - p.len() - identical).min(x.dim(0)?);
@@ -215,11 +229,18 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
             if v.is_finite() { p.push(v) } else { identical += 1 }
         }
         s.extend(ssim(&x, &xr, 2.0)?);
+        if let Some(net) = &lpips {
+            let _g = ldm_engine::no_grad();
+            l.extend(net.forward(&rgb(&x)?, &rgb(&xr)?)?.to_vec::<f32>()?.into_iter().map(f64::from));
+        }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!("images: {n} at {}x{} (step {} of {})", cfg.image_size, cfg.image_size, trainer.step, ckpt.display());
     println!("psnr_db: {:.3}{}", mean(&p), if identical > 0 { format!(" ({identical} reconstructed exactly, left out of the mean)") } else { String::new() });
     println!("ssim: {:.4}", mean(&s));
-    println!("lpips: not in this build yet");
+    match lpips {
+        Some(_) => println!("lpips_vgg: {:.4}", mean(&l)),
+        None => println!("lpips_vgg: skipped ({} not found: run tools/fetch_lpips.py)", a.lpips.display()),
+    }
     Ok(())
 }
