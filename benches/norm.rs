@@ -1,5 +1,6 @@
 //! group_norm / layer_norm forward throughput on the UNet's real shapes (SD1.x: 32 groups over
-//! 320/640/1280 channels at 64²/32²/16² latents) and a transformer-block layer_norm [4096, 320].
+//! 320/640/1280 channels at 64²/32²/16² latents), a transformer-block layer_norm [4096, 320], and
+//! LPIPS-VGG16's first 2×2 max pool (batch 4 at 256²: [4, 64, 256, 256]).
 //! Bytes = input read + output written (f32); parameters are negligible.
 //! Prints a plain table from its own timing loop (median of 15 runs), then the criterion runs.
 //! Compare with tools/torch_bench/norm.py run at the same time (shared machine: ratios, not times).
@@ -21,12 +22,16 @@ struct Case {
 impl Case {
     fn run(&self) -> Tensor {
         match self.groups {
+            Some(0) => self.x.max_pool2d((2, 2), (2, 2)).unwrap(),
             Some(g) => self.x.group_norm(g, Some(&self.w), Some(&self.b), 1e-5).unwrap(),
             None => self.x.layer_norm(Some(&self.w), Some(&self.b), 1e-5).unwrap(),
         }
     }
     fn bytes(&self) -> u64 {
-        2 * 4 * self.x.numel() as u64
+        match self.groups {
+            Some(0) => 4 * (self.x.numel() + self.x.numel() / 4) as u64, // a quarter written back
+            _ => 2 * 4 * self.x.numel() as u64,
+        }
     }
 }
 
@@ -50,6 +55,14 @@ fn cases() -> Vec<Case> {
         w: Tensor::randn(&[320], 1.0, 0.1, DType::F32, &mut rng),
         b: Tensor::randn(&[320], 0.0, 0.1, DType::F32, &mut rng),
         groups: None,
+    });
+    // groups Some(0) marks the max-pool case
+    v.push(Case {
+        name: "max_pool2d 4x64x256x256 k2s2".into(),
+        x: Tensor::randn(&[4, 64, 256, 256], 0.0, 1.0, DType::F32, &mut rng),
+        w: Tensor::zeros(&[1], DType::F32),
+        b: Tensor::zeros(&[1], DType::F32),
+        groups: Some(0),
     });
     v
 }
