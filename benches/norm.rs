@@ -16,20 +16,26 @@ struct Case {
     x: Tensor,
     w: Tensor,
     b: Tensor,
-    groups: Option<usize>,
+    kind: Kind,
+}
+
+enum Kind {
+    GroupNorm(usize),
+    LayerNorm,
+    MaxPool2x2,
 }
 
 impl Case {
     fn run(&self) -> Tensor {
-        match self.groups {
-            Some(0) => self.x.max_pool2d((2, 2), (2, 2)).unwrap(),
-            Some(g) => self.x.group_norm(g, Some(&self.w), Some(&self.b), 1e-5).unwrap(),
-            None => self.x.layer_norm(Some(&self.w), Some(&self.b), 1e-5).unwrap(),
+        match self.kind {
+            Kind::MaxPool2x2 => self.x.max_pool2d((2, 2), (2, 2)).unwrap(),
+            Kind::GroupNorm(g) => self.x.group_norm(g, Some(&self.w), Some(&self.b), 1e-5).unwrap(),
+            Kind::LayerNorm => self.x.layer_norm(Some(&self.w), Some(&self.b), 1e-5).unwrap(),
         }
     }
     fn bytes(&self) -> u64 {
-        match self.groups {
-            Some(0) => 4 * (self.x.numel() + self.x.numel() / 4) as u64, // a quarter written back
+        match self.kind {
+            Kind::MaxPool2x2 => 4 * (self.x.numel() + self.x.numel() / 4) as u64, // a quarter written back
             _ => 2 * 4 * self.x.numel() as u64,
         }
     }
@@ -45,7 +51,7 @@ fn cases() -> Vec<Case> {
                 x: Tensor::randn(&[n, c, hw, hw], 0.0, 1.0, DType::F32, &mut rng),
                 w: Tensor::randn(&[c], 1.0, 0.1, DType::F32, &mut rng),
                 b: Tensor::randn(&[c], 0.0, 0.1, DType::F32, &mut rng),
-                groups: Some(32),
+                kind: Kind::GroupNorm(32),
             });
         }
     }
@@ -54,15 +60,14 @@ fn cases() -> Vec<Case> {
         x: Tensor::randn(&[4096, 320], 0.0, 1.0, DType::F32, &mut rng),
         w: Tensor::randn(&[320], 1.0, 0.1, DType::F32, &mut rng),
         b: Tensor::randn(&[320], 0.0, 0.1, DType::F32, &mut rng),
-        groups: None,
+        kind: Kind::LayerNorm,
     });
-    // groups Some(0) marks the max-pool case
     v.push(Case {
         name: "max_pool2d 4x64x256x256 k2s2".into(),
         x: Tensor::randn(&[4, 64, 256, 256], 0.0, 1.0, DType::F32, &mut rng),
         w: Tensor::zeros(&[1], DType::F32),
         b: Tensor::zeros(&[1], DType::F32),
-        groups: Some(0),
+        kind: Kind::MaxPool2x2,
     });
     v
 }
