@@ -83,6 +83,7 @@ fn loss_plot_and_recon_grid_are_pictures() {
     let x = batch(0);
     save_recon_grid(&dir.join("grid.png"), &x, &x.neg().unwrap(), "step 0").unwrap();
     let (_, gw, gh, text) = load_png(&dir.join("grid.png")).unwrap();
-    assert_eq!((gw, gh, text[0].1.as_str()), (2 * 18 + 2, 2 * 18 + 2, "step 0"));
+    // 16 px images are enlarged 4× for viewing
+    assert_eq!((gw, gh, text[0].1.as_str()), (2 * 66 + 2, 2 * 66 + 2, "step 0"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -67,6 +67,9 @@ pub struct EvalArgs {
     /// LPIPS-VGG16 weights (tools/fetch_lpips.py); without them LPIPS is left out of the report.
     #[arg(long, default_value = VGG16_WEIGHTS)]
     pub lpips: PathBuf,
+    /// Also write 8 inputs over their reconstructions to this PNG.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -137,6 +140,14 @@ fn rgb(x: &Tensor) -> Result<Tensor> {
     if x.dim(1)? == 1 { Tensor::cat(&[x, x, x], 1) } else { Ok(x.clone()) }
 }
 
+/// The images of the reconstruction pictures: the same 8 every time, drawn across the dataset by
+/// a fixed shuffle (the built-in datasets are sorted by class), centre-cropped.
+fn preview_batch(data: &str, root: &Path, cfg: &AeTrainConfig) -> Result<Tensor> {
+    let ds = dataset(data, root, cfg.model.in_channels, cfg.image_size, false)?;
+    let n = ds.len().min(8);
+    Ok(Loader::new(ds, LoaderConfig { workers: 0, ..LoaderConfig::new(n, 0) })?.next_batch()?.images)
+}
+
 pub fn train(a: &TrainArgs) -> Result<()> {
     check_what(&a.what, "train")?;
     let out = require(&a.out, "--out")?;
@@ -165,8 +176,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::File { path: out.display().to_string(), msg: e.to_string() })?;
     ldm_engine::io::safetensors::write_atomic(&out.join("config.json"), serde_json::to_string_pretty(&cfg.to_json()).unwrap_or_default().as_bytes())?;
     let mut loader = Loader::new(ds.clone(), LoaderConfig { workers: a.workers, start: Start::Step(trainer.step), ..LoaderConfig::new(cfg.batch_size, cfg.seed) })?;
-    // the same images every time in the reconstruction pictures
-    let preview = Loader::new(dataset(data, &a.data_root, cfg.model.in_channels, cfg.image_size, false)?, LoaderConfig { shuffle: false, workers: 0, ..LoaderConfig::new(cfg.batch_size.min(8), 0) })?.next_batch()?.images;
+    let preview = preview_batch(data, &a.data_root, &cfg)?;
     let csv = out.join("losses.csv");
     let mut rows = read_log(&csv, trainer.step)?;
     write_log(&csv, &rows)?;
@@ -217,7 +227,9 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     if n == 0 {
         return Err(invalid("nothing to evaluate (--limit 0 or an empty dataset)"));
     }
-    let mut loader = Loader::new(ds, LoaderConfig { shuffle: false, ..LoaderConfig::new(cfg.batch_size.min(n), 0) })?;
+    // a fixed permutation: --limit takes a sample across the dataset (the built-in ones are
+    // sorted by class), and without it every image is seen once
+    let mut loader = Loader::new(ds, LoaderConfig::new(cfg.batch_size.min(n), 0))?;
     let lpips = if a.lpips.is_file() { Some(Lpips::load_vgg16(&a.lpips)?.frozen()) } else { None };
     let (mut p, mut s, mut l, mut identical) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
     while p.len() + identical < n {
@@ -238,6 +250,11 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     println!("images: {n} at {}x{} (step {} of {})", cfg.image_size, cfg.image_size, trainer.step, ckpt.display());
     println!("psnr_db: {:.3}{}", mean(&p), if identical > 0 { format!(" ({identical} reconstructed exactly, left out of the mean)") } else { String::new() });
     println!("ssim: {:.4}", mean(&s));
+    if let Some(path) = &a.grid {
+        let x = preview_batch(data, &a.data_root, cfg)?;
+        save_recon_grid(path, &x, &trainer.reconstruct(&x)?, &format!("step {}: inputs (top), reconstructions (bottom)", trainer.step))?;
+        println!("wrote {}", path.display());
+    }
     match lpips {
         Some(_) => println!("lpips_vgg: {:.4}", mean(&l)),
         None => println!("lpips_vgg: skipped ({} not found: run tools/fetch_lpips.py)", a.lpips.display()),

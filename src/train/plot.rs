@@ -117,11 +117,15 @@ pub fn save_loss_plot(path: &Path, series: &[(&str, Vec<(f64, f64)>)]) -> Result
     save_png(path, &px, w, h, &[("Software", "ldm-engine")])
 }
 
-/// Inputs (top row) over reconstructions (bottom row), [N, 3, H, W] each in [−1, 1], 2 px gaps.
+/// Inputs (top row) over reconstructions (bottom row), [N, C, H, W] each in [−1, 1], 2 px gaps;
+/// images smaller than 64 px are enlarged (nearest neighbour) so a person can see them.
 pub fn save_recon_grid(path: &Path, inputs: &Tensor, recons: &Tensor, caption: &str) -> Result<()> {
     if inputs.shape() != recons.shape() || inputs.rank() != 4 {
         return Err(Error::bad_shape("recon_grid", format!("reconstructions must be shaped like the inputs {:?}", inputs.shape()), recons.shape()));
     }
+    let zoom = 64usize.div_ceil(inputs.dim(2)?.max(1)).max(1);
+    let enlarge = |t: &Tensor| if zoom > 1 { t.upsample_nearest2d(t.dim(2)? * zoom, t.dim(3)? * zoom) } else { Ok(t.clone()) };
+    let (inputs, recons) = (&enlarge(inputs)?, &enlarge(recons)?);
     let (n, h, w) = (inputs.dim(0)?, inputs.dim(2)?, inputs.dim(3)?);
     let gap = 2;
     let (gw, gh) = (n * (w + gap) + gap, 2 * (h + gap) + gap);
