@@ -1,7 +1,8 @@
 //! First-stage training against the reference, step for step (tools/gen_ae_train_fixture.py): a
-//! tiny KL autoencoder and PatchGAN discriminator trained for 3 steps with CompVis'
-//! LPIPSWithDiscriminator (perceptual weight 0; LPIPS has its own test) and Adam(0.5, 0.9), the
-//! two optimisers alternating per batch as under Lightning. Each step's logged loss terms and
+//! tiny KL autoencoder with CompVis' LPIPSWithDiscriminator, and a tiny VQ autoencoder with
+//! taming's VQLPIPSWithDiscriminator, each with a PatchGAN, trained for 3 steps (perceptual weight
+//! 0; LPIPS has its own test) with Adam(0.5, 0.9), the two optimisers alternating per batch as
+//! under Lightning. Each step's logged loss terms and
 //! every parameter gradient of both optimiser steps are compared, then the weights after 3 steps.
 //! Tolerances: losses 1e-5 relative (to 0.1 at least: mean logits cancel); gradients and weights 1e-4 relative to the tensor's largest
 //! value (f32 sums in a different order through a whole encoder/decoder/discriminator backward),
@@ -16,7 +17,8 @@ use common::fixture::assert_parity_within;
 use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use ldm_engine::nn::VarBuilder;
-use ldm_engine::train::ae_loss::{discriminator_loss, generator_loss, KlLossConfig, Reconstruction};
+use ldm_engine::models::vq::VQModel;
+use ldm_engine::train::ae_loss::{discriminator_loss, generator_loss, LossConfig, Reconstruction, Regulariser};
 use ldm_engine::train::discriminator::{Discriminator, DiscriminatorConfig};
 use ldm_engine::train::optim::{AdamW, AdamWConfig};
 use ldm_engine::{DType, Tensor};
@@ -59,20 +61,37 @@ fn close(ours: f64, theirs: f64, what: &str) {
 }
 
 #[test]
-fn three_training_steps_match_compvis() {
-    let f = SafeTensorsFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/train/ae_kl_steps.safetensors")).unwrap();
+fn three_kl_training_steps_match_compvis() {
+    three_steps("ae_kl_steps");
+}
+
+#[test]
+fn three_vq_training_steps_match_taming() {
+    three_steps("ae_vq_steps");
+}
+
+enum Model {
+    Kl(AutoencoderKL),
+    Vq(VQModel),
+}
+
+fn three_steps(fixture: &str) {
+    let f = SafeTensorsFile::open(format!("{}/tests/fixtures/train/{fixture}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let m = f.metadata().clone();
     let lc: serde_json::Value = serde_json::from_str(&m["loss"]).unwrap();
-    let cfg = KlLossConfig {
+    let cfg = LossConfig {
         disc_start: lc["disc_start"].as_u64().unwrap(),
         kl_weight: lc["kl_weight"].as_f64().unwrap(),
         disc_weight: lc["disc_weight"].as_f64().unwrap(),
         perceptual_weight: 0.0,
-        ..KlLossConfig::default()
+        ..LossConfig::default()
     };
     let ae_cfg = AutoencoderConfig { in_channels: 3, out_channels: 3, ch: 8, ch_mult: vec![1, 2], num_res_blocks: 1, attn_levels: vec![], z_channels: 2, embed_dim: 2, groups: 8, mid_attn: true };
     let ae_vb = VarBuilder::from_tensors(vars(&f, "ae."), DType::F32);
-    let ae = AutoencoderKL::new(&ae_vb, &ae_cfg).unwrap();
+    let ae = match m["kind"].as_str() {
+        "kl" => Model::Kl(AutoencoderKL::new(&ae_vb, &ae_cfg).unwrap()),
+        _ => Model::Vq(VQModel::new(&ae_vb, &ae_cfg, m["n_embed"].parse().unwrap(), 0.25, true).unwrap()),
+    };
     ae_vb.finish(false).unwrap();
     let d_vb = VarBuilder::from_tensors(vars(&f, "disc."), DType::F32);
     let disc = Discriminator::new(&d_vb, DiscriminatorConfig { in_channels: 3, ndf: m["ndf"].parse().unwrap(), n_layers: lc["disc_num_layers"].as_u64().unwrap() as usize }).unwrap();
@@ -82,25 +101,41 @@ fn three_training_steps_match_compvis() {
     let mut opt_ae = AdamW::new(ae_params.clone(), adam).unwrap();
     let mut opt_d = AdamW::new(d_params.clone(), adam).unwrap();
     let logs: Vec<serde_json::Value> = serde_json::from_str(&m["logs"]).unwrap();
-    let last_layer = ae.decoder.last_layer().clone();
+    let last_layer = match &ae {
+        Model::Kl(a) => a.decoder.last_layer().clone(),
+        Model::Vq(a) => a.decoder.last_layer().clone(),
+    };
     // parameters whose gradient was rounding noise at some step: Adam turns noise into steps of
     // about ±lr in both frameworks, so their final values are held to that, not to 1e-4
     let mut noisy: std::collections::HashSet<String> = Default::default();
-    let forward = |x: &Tensor, eps: &Tensor| {
-        let post = ae.encode(x).unwrap();
-        let z = post.mean.add(&post.logvar.mul_scalar(0.5).unwrap().exp().unwrap().mul(eps).unwrap()).unwrap();
-        (ae.decode(&z).unwrap(), post)
+    // (reconstruction, posterior or codebook loss); the VQ model is deterministic
+    let forward = |x: &Tensor, eps: &Tensor| match &ae {
+        Model::Kl(a) => {
+            let post = a.encode(x).unwrap();
+            let z = post.mean.add(&post.logvar.mul_scalar(0.5).unwrap().exp().unwrap().mul(eps).unwrap()).unwrap();
+            (a.decode(&z).unwrap(), Some(post), None)
+        }
+        Model::Vq(a) => {
+            let q = a.quantize.forward(&a.encode(x).unwrap()).unwrap();
+            (a.decode_code(&q.z_q).unwrap(), None, Some(q.loss))
+        }
     };
     for (step, log) in logs.iter().enumerate() {
         let s = step as u64;
         let x = f.get(&format!("x{step}")).unwrap();
         // optimiser 0: the autoencoder
-        let (rec, post) = forward(&x, &f.get(&format!("eps{step}_ae")).unwrap());
-        let r = Reconstruction { x: &x, xrec: &rec, posterior: &post, perceptual: None };
+        let (rec, post, codebook) = forward(&x, &f.get(&format!("eps{step}_ae")).unwrap());
+        let reg = match (&post, &codebook) {
+            (Some(p), _) => Regulariser::Kl(p),
+            (_, Some(c)) => Regulariser::Vq(c),
+            _ => unreachable!(),
+        };
+        let r = Reconstruction { x: &x, xrec: &rec, reg, perceptual: None };
         let gl = generator_loss(&cfg, &r, &disc, &last_layer, s).unwrap();
         close(gl.loss.to_scalar().unwrap(), log["total_loss"].as_f64().unwrap(), &format!("step {step} total loss"));
         close(gl.nll, log["nll_loss"].as_f64().unwrap(), &format!("step {step} nll"));
-        close(gl.kl, log["kl_loss"].as_f64().unwrap(), &format!("step {step} kl"));
+        let reg_key = if post.is_some() { "kl_loss" } else { "quant_loss" };
+        close(gl.reg, log[reg_key].as_f64().unwrap(), &format!("step {step} {reg_key}"));
         close(gl.g, log["g_loss"].as_f64().unwrap(), &format!("step {step} g_loss"));
         close(gl.d_weight, log["d_weight"].as_f64().unwrap(), &format!("step {step} adaptive weight"));
         let grads = gl.loss.backward().unwrap();
@@ -113,7 +148,7 @@ fn three_training_steps_match_compvis() {
         }
         opt_ae.step(&grads, adam.lr, 1.0).unwrap();
         // optimiser 1: the discriminator, on a fresh forward of the updated autoencoder
-        let (rec, _) = forward(&x, &f.get(&format!("eps{step}_disc")).unwrap());
+        let (rec, _, _) = forward(&x, &f.get(&format!("eps{step}_disc")).unwrap());
         let (d_loss, real, fake) = discriminator_loss(&cfg, &x, &rec, &disc, s).unwrap();
         close(d_loss.to_scalar().unwrap(), log["disc_loss"].as_f64().unwrap(), &format!("step {step} disc loss"));
         close(real, log["logits_real"].as_f64().unwrap(), &format!("step {step} logits_real"));

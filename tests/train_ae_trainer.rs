@@ -18,8 +18,9 @@ fn batch(i: u64) -> Tensor {
     Tensor::rand(&[2, 3, 16, 16], -1.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(100 + i))
 }
 
-fn weights(t: &AeTrainer) -> Vec<Vec<f32>> {
-    let p = std::env::temp_dir().join(format!("ldm-ae-weights-{}-{}.safetensors", std::process::id(), t.step));
+/// Every weight of a trainer, through its checkpoint (`tag` keeps parallel tests' files apart).
+fn weights(t: &AeTrainer, tag: &str) -> Vec<Vec<f32>> {
+    let p = std::env::temp_dir().join(format!("ldm-ae-weights-{}-{tag}-{}.safetensors", std::process::id(), t.step));
     t.save(&p).unwrap();
     let f = ldm_engine::io::safetensors::SafeTensorsFile::open(&p).unwrap();
     let mut names: Vec<String> = f.entries().iter().map(|e| e.name.clone()).filter(|n| n.starts_with("ae.") || n.starts_with("disc.")).collect();
@@ -31,7 +32,20 @@ fn weights(t: &AeTrainer) -> Vec<Vec<f32>> {
 
 #[test]
 fn resumed_training_equals_uninterrupted_training() {
-    let cfg = AeTrainConfig::from_json(&tiny()).unwrap();
+    resume_check(tiny());
+}
+
+/// The same for a VQ first stage (16 codes; its loss adds the codebook term).
+#[test]
+fn resumed_vq_training_equals_uninterrupted_training() {
+    let mut v = tiny();
+    v["model"]["kind"] = serde_json::json!("vq");
+    v["model"]["n_embed"] = serde_json::json!(16);
+    resume_check(v);
+}
+
+fn resume_check(json: serde_json::Value) {
+    let cfg = AeTrainConfig::from_json(&json).unwrap();
     assert_eq!(AeTrainConfig::from_json(&cfg.to_json()).unwrap(), cfg, "the config round-trips through JSON");
     let mut a = AeTrainer::new(cfg.clone()).unwrap();
     let logs_a: Vec<StepLog> = (0..6).map(|i| a.train_step(&batch(i)).unwrap()).collect();
@@ -42,7 +56,7 @@ fn resumed_training_equals_uninterrupted_training() {
     for i in 0..3 {
         assert_eq!(b.train_step(&batch(i)).unwrap(), logs_a[i as usize]);
     }
-    let ck = std::env::temp_dir().join(format!("ldm-ae-resume-{}.safetensors", std::process::id()));
+    let ck = std::env::temp_dir().join(format!("ldm-ae-resume-{}-{}.safetensors", std::process::id(), cfg_kind(&json)));
     b.save(&ck).unwrap();
     drop(b);
     let mut c = AeTrainer::resume(&ck).unwrap();
@@ -50,7 +64,8 @@ fn resumed_training_equals_uninterrupted_training() {
     for i in 3..6 {
         assert_eq!(c.train_step(&batch(i)).unwrap(), logs_a[i as usize], "step {i} after resuming");
     }
-    assert_eq!(weights(&c), weights(&a));
+    let kind = cfg_kind(&json);
+    assert!(weights(&c, &format!("{kind}-resumed")) == weights(&a, &format!("{kind}-straight")), "the weights after resuming equal the uninterrupted run's");
     std::fs::remove_file(&ck).unwrap();
 }
 
@@ -66,6 +81,8 @@ fn bad_configs_are_one_line_errors() {
     assert!(err(&|v| v["train"]["image_size"] = serde_json::json!(15)).contains("image_size a positive multiple of 2"));
     assert!(err(&|v| v["model"]["groups"] = serde_json::json!(3)).contains("multiple of groups 3"));
     assert!(err(&|v| v["model"]["ch_mult"] = serde_json::json!("x")).contains("\"model.ch_mult\" must be a list"));
+    assert!(err(&|v| v["model"]["kind"] = serde_json::json!("vae")).contains("model.kind \"vae\": expected \"kl\" or \"vq\""));
+    assert!(err(&|v| v["model"]["kind"] = serde_json::json!("vq")).contains("missing \"model.n_embed\""));
 }
 
 #[test]
@@ -86,4 +103,8 @@ fn loss_plot_and_recon_grid_are_pictures() {
     // 16 px images are enlarged 4× for viewing
     assert_eq!((gw, gh, text[0].1.as_str()), (2 * 66 + 2, 2 * 66 + 2, "step 0"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn cfg_kind(v: &serde_json::Value) -> String {
+    v["model"]["kind"].as_str().unwrap_or("kl").to_string()
 }

@@ -1,4 +1,4 @@
-//! `ldm-engine train autoencoder` and `ldm-engine eval autoencoder`: the paper's first stage (a KL
+//! `ldm-engine train autoencoder` and `ldm-engine eval autoencoder`: the paper's first stage (a KL or VQ
 //! autoencoder with the PatchGAN and, given LPIPS weights, the perceptual loss) on an image folder
 //! or a built-in dataset. A run directory holds everything a person and a resumed run need:
 //! config.json, checkpoint.safetensors (atomic, every save_every steps and at the end), losses.csv,
@@ -132,7 +132,7 @@ fn write_log(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
 fn plot(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
     // columns after `step`: lr, total, rec, nll, kl, g, d_weight, disc_factor, disc_loss, …
     let col = |i: usize| rows.iter().filter_map(|(s, v)| v.get(i).map(|x| (*s as f64, *x))).collect::<Vec<_>>();
-    save_loss_plot(path, &[("total loss", col(1)), ("L1 reconstruction", col(2)), ("KL", col(4)), ("generator (-D(x_rec))", col(5)), ("discriminator hinge", col(8))])
+    save_loss_plot(path, &[("total loss", col(1)), ("L1 reconstruction", col(2)), ("KL or VQ codebook loss", col(4)), ("generator (-D(x_rec))", col(5)), ("discriminator hinge", col(8))])
 }
 
 /// Grey images as RGB for LPIPS (a VGG trained on colour photos).
@@ -199,7 +199,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         rows.push((log.step, row.split(',').skip(1).filter_map(|x| x.parse().ok()).collect()));
         bar.set_position(trainer.step);
         if trainer.step.is_multiple_of(cfg.log_every) {
-            bar.set_message(format!("rec {:.4} kl {:.1} g {:.3} d {:.3}", log.rec, log.kl, log.g, log.disc_loss));
+            bar.set_message(format!("rec {:.4} reg {:.3} g {:.3} d {:.3}", log.rec, log.reg, log.g, log.disc_loss));
         }
         if trainer.step.is_multiple_of(cfg.save_every) {
             trainer.save(&ckpt)?;

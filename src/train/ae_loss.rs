@@ -8,6 +8,10 @@
 //!   × disc_weight, with the gradients taken at the decoder's last layer L (Esser et al. 2021);
 //! - discriminator step: f · ½(mean(relu(1 − D(x))) + mean(relu(1 + D(x̂)))) on detached x̂.
 //!
+//! For a VQ first stage (ldm/modules/losses/vqperceptual.py `VQLPIPSWithDiscriminator`) the
+//! reconstruction term is mean(rec) with no logvar, the regulariser is the quantiser's codebook +
+//! commitment loss × codebook_weight, and the adaptive weight is always computed.
+//!
 //! `logvar` is a parameter in CompVis but no optimiser holds it, so it stays at its initial value:
 //! here it is a number.
 
@@ -16,19 +20,21 @@ use crate::models::autoencoder::Posterior;
 use crate::{Error, Result, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct KlLossConfig {
+pub struct LossConfig {
     pub disc_start: u64,
     pub kl_weight: f64,
+    /// VQ models: the weight of the quantiser's loss
+    pub codebook_weight: f64,
     pub disc_weight: f64,
     pub disc_factor: f64,
     pub perceptual_weight: f64,
     pub logvar_init: f64,
 }
 
-impl Default for KlLossConfig {
-    /// CompVis' kl-f8 config (disc_start 50001, kl_weight 1e-6, disc_weight 0.5).
+impl Default for LossConfig {
+    /// CompVis' kl-f8 config (disc_start 50001, kl_weight 1e-6, disc_weight 0.5; codebook_weight 1).
     fn default() -> Self {
-        KlLossConfig { disc_start: 50001, kl_weight: 1e-6, disc_weight: 0.5, disc_factor: 1.0, perceptual_weight: 1.0, logvar_init: 0.0 }
+        LossConfig { disc_start: 50001, kl_weight: 1e-6, codebook_weight: 1.0, disc_weight: 0.5, disc_factor: 1.0, perceptual_weight: 1.0, logvar_init: 0.0 }
     }
 }
 
@@ -49,25 +55,35 @@ pub struct GeneratorLoss {
     pub loss: Tensor,
     pub nll: f64,
     pub rec: f64,
-    pub kl: f64,
+    /// the KL term, or the VQ codebook loss
+    pub reg: f64,
     pub g: f64,
     pub d_weight: f64,
     pub disc_factor: f64,
 }
 
-/// One autoencoder pass over a batch: inputs, reconstructions, the posterior they were decoded
-/// from, and optionally the per-image perceptual distance LPIPS(x, x̂) [N, 1, 1, 1].
+/// What regularises the latents.
+#[derive(Clone, Copy)]
+pub enum Regulariser<'a> {
+    /// the KL model's posterior
+    Kl(&'a Posterior),
+    /// the VQ model's codebook + commitment loss (a scalar)
+    Vq(&'a Tensor),
+}
+
+/// One autoencoder pass over a batch: inputs, reconstructions, the regulariser, and optionally
+/// the per-image perceptual distance LPIPS(x, x̂) [N, 1, 1, 1].
 pub struct Reconstruction<'a> {
     pub x: &'a Tensor,
     pub xrec: &'a Tensor,
-    pub posterior: &'a Posterior,
+    pub reg: Regulariser<'a>,
     pub perceptual: Option<&'a Tensor>,
 }
 
 /// The generator loss of a reconstruction; `last_layer` is the decoder's final conv weight (a
 /// variable the reconstruction depends on).
-pub fn generator_loss(cfg: &KlLossConfig, r: &Reconstruction, disc: &Discriminator, last_layer: &Tensor, step: u64) -> Result<GeneratorLoss> {
-    let Reconstruction { x, xrec, posterior, perceptual } = *r;
+pub fn generator_loss(cfg: &LossConfig, r: &Reconstruction, disc: &Discriminator, last_layer: &Tensor, step: u64) -> Result<GeneratorLoss> {
+    let Reconstruction { x, xrec, reg, perceptual } = *r;
     if x.shape() != xrec.shape() {
         return Err(Error::bad_shape("ae_loss", format!("reconstructions must be shaped like the inputs {:?}", x.shape()), xrec.shape()));
     }
@@ -76,21 +92,26 @@ pub fn generator_loss(cfg: &KlLossConfig, r: &Reconstruction, disc: &Discriminat
     if let Some(p) = perceptual.filter(|_| cfg.perceptual_weight > 0.0) {
         rec = rec.add(&p.mul_scalar(cfg.perceptual_weight)?)?;
     }
-    let nll = rec.mul_scalar((-cfg.logvar_init).exp())?.add_scalar(cfg.logvar_init)?.sum_all()?.mul_scalar(1.0 / n)?;
-    let kl = posterior.kl()?.sum_all()?.mul_scalar(1.0 / n)?;
+    let (nll, reg_loss, reg_weight, always_weigh) = match reg {
+        Regulariser::Kl(posterior) => {
+            let nll = rec.mul_scalar((-cfg.logvar_init).exp())?.add_scalar(cfg.logvar_init)?.sum_all()?.mul_scalar(1.0 / n)?;
+            (nll, posterior.kl()?.sum_all()?.mul_scalar(1.0 / n)?, cfg.kl_weight, false)
+        }
+        Regulariser::Vq(codebook) => (rec.mean_all()?, codebook.mean_all()?, cfg.codebook_weight, true),
+    };
     let g = disc.forward(xrec)?.mean_all()?.neg()?;
     let disc_factor = adopt_weight(cfg.disc_factor, step, cfg.disc_start);
-    // CompVis computes the adaptive weight whenever the configured factor is positive, also
-    // before disc_start (where it is multiplied by 0)
-    let d_weight = if cfg.disc_factor > 0.0 { adaptive_weight(&nll, &g, last_layer)? * cfg.disc_weight } else { 0.0 };
-    let mut loss = nll.add(&kl.mul_scalar(cfg.kl_weight)?)?;
+    // CompVis computes the adaptive weight also before disc_start (where it is multiplied by 0):
+    // the KL loss whenever the configured factor is positive, the VQ loss always
+    let d_weight = if always_weigh || cfg.disc_factor > 0.0 { adaptive_weight(&nll, &g, last_layer)? * cfg.disc_weight } else { 0.0 };
+    let mut loss = nll.add(&reg_loss.mul_scalar(reg_weight)?)?;
     if d_weight * disc_factor != 0.0 {
         loss = loss.add(&g.mul_scalar(d_weight * disc_factor)?)?;
     }
     Ok(GeneratorLoss {
         nll: nll.to_scalar()?,
         rec: rec.mean_all()?.to_scalar()?,
-        kl: kl.to_scalar()?,
+        reg: reg_loss.to_scalar()?,
         g: g.to_scalar()?,
         loss,
         d_weight,
@@ -111,7 +132,7 @@ fn adaptive_weight(nll: &Tensor, g: &Tensor, last_layer: &Tensor) -> Result<f64>
 
 /// The discriminator step's loss: `disc_factor`·hinge on the real images and detached
 /// reconstructions, and the mean logits CompVis logs.
-pub fn discriminator_loss(cfg: &KlLossConfig, x: &Tensor, xrec: &Tensor, disc: &Discriminator, step: u64) -> Result<(Tensor, f64, f64)> {
+pub fn discriminator_loss(cfg: &LossConfig, x: &Tensor, xrec: &Tensor, disc: &Discriminator, step: u64) -> Result<(Tensor, f64, f64)> {
     let real = disc.forward(&x.detach())?;
     let fake = disc.forward(&xrec.detach())?;
     let f = adopt_weight(cfg.disc_factor, step, cfg.disc_start);

@@ -1,4 +1,5 @@
-//! Training a KL first stage the way CompVis' `AutoencoderKL.training_step` runs under Lightning:
+//! Training a KL or VQ first stage the way CompVis' `AutoencoderKL` / `VQModel.training_step` run
+//! under Lightning:
 //! per batch, optimiser 0 updates the autoencoder on the generator loss (ae_loss.rs), then
 //! optimiser 1 updates the PatchGAN on a fresh forward of the updated autoencoder. Both are
 //! AdamW(β = 0.5, 0.9; CompVis uses Adam, which is AdamW with weight decay 0), with an optional
@@ -10,19 +11,29 @@
 
 use serde_json::{json, Value};
 
-use super::ae_loss::{discriminator_loss, generator_loss, KlLossConfig, Reconstruction};
+use super::ae_loss::{discriminator_loss, generator_loss, LossConfig, Reconstruction, Regulariser};
 use super::checkpoint::{save_checkpoint, Checkpoint};
 use super::discriminator::{init_weights, Discriminator, DiscriminatorConfig};
 use super::optim::{clip_grad_norm, warmup_lr, AdamW, AdamWConfig};
 use crate::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
+use crate::models::vq::VQModel;
 use crate::nn::VarBuilder;
 use crate::{DType, Error, Result, Tensor};
+
+/// The regulariser of the first stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FirstStageKind {
+    Kl,
+    /// `n_embed` codes; β weighs the codebook term (taming's legacy convention, CompVis' default)
+    Vq { n_embed: usize, beta: f64 },
+}
 
 /// Everything a run is configured by (the JSON config file, see `from_json`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AeTrainConfig {
+    pub kind: FirstStageKind,
     pub model: AutoencoderConfig,
-    pub loss: KlLossConfig,
+    pub loss: LossConfig,
     pub disc: DiscriminatorConfig,
     /// the learning rate of both optimisers (CompVis: base_learning_rate × batch size)
     pub lr: f64,
@@ -65,7 +76,7 @@ impl AeTrainConfig {
     /// (the keys of `to_json`; everything but the model's shape has a default: CompVis' kl-f4/f8
     /// loss settings, taming's discriminator).
     pub fn from_json(v: &Value) -> Result<Self> {
-        let d = KlLossConfig::default();
+        let d = LossConfig::default();
         let dd = DiscriminatorConfig::default();
         let model = AutoencoderConfig {
             in_channels: or(v, "model", "in_channels", 3, |v, s, k| uint(v, s, k).map(|x| x as usize))?,
@@ -82,9 +93,10 @@ impl AeTrainConfig {
         if model.ch_mult.is_empty() || model.ch == 0 || model.groups == 0 || !model.ch.is_multiple_of(model.groups) {
             return Err(Error::invalid("config", format!("model: ch {} must be a positive multiple of groups {} and ch_mult non-empty", model.ch, model.groups)));
         }
-        let loss = KlLossConfig {
+        let loss = LossConfig {
             disc_start: or(v, "loss", "disc_start", d.disc_start, uint)?,
             kl_weight: or(v, "loss", "kl_weight", d.kl_weight, num)?,
+            codebook_weight: or(v, "loss", "codebook_weight", d.codebook_weight, num)?,
             disc_weight: or(v, "loss", "disc_weight", d.disc_weight, num)?,
             disc_factor: or(v, "loss", "disc_factor", d.disc_factor, num)?,
             perceptual_weight: or(v, "loss", "perceptual_weight", d.perceptual_weight, num)?,
@@ -95,7 +107,13 @@ impl AeTrainConfig {
             ndf: or(v, "disc", "ndf", dd.ndf as u64, uint)? as usize,
             n_layers: or(v, "disc", "n_layers", dd.n_layers as u64, uint)? as usize,
         };
+        let kind = match or(v, "model", "kind", "kl".to_string(), |v, s, k| Ok(field(v, s, k)?.as_str().unwrap_or("").to_string()))?.as_str() {
+            "kl" => FirstStageKind::Kl,
+            "vq" => FirstStageKind::Vq { n_embed: uint(v, "model", "n_embed")? as usize, beta: or(v, "model", "beta", 0.25, num)? },
+            other => return Err(Error::invalid("config", format!("model.kind {other:?}: expected \"kl\" or \"vq\""))),
+        };
         let cfg = AeTrainConfig {
+            kind,
             model,
             loss,
             disc,
@@ -122,10 +140,16 @@ impl AeTrainConfig {
 
     pub fn to_json(&self) -> Value {
         let (m, l) = (&self.model, &self.loss);
+        let mut model = json!({"kind": "kl", "in_channels": m.in_channels, "ch": m.ch, "ch_mult": m.ch_mult, "num_res_blocks": m.num_res_blocks,
+                      "attn_levels": m.attn_levels, "z_channels": m.z_channels, "embed_dim": m.embed_dim, "groups": m.groups, "mid_attn": m.mid_attn});
+        if let FirstStageKind::Vq { n_embed, beta } = self.kind {
+            model["kind"] = json!("vq");
+            model["n_embed"] = json!(n_embed);
+            model["beta"] = json!(beta);
+        }
         json!({
-            "model": {"in_channels": m.in_channels, "ch": m.ch, "ch_mult": m.ch_mult, "num_res_blocks": m.num_res_blocks,
-                      "attn_levels": m.attn_levels, "z_channels": m.z_channels, "embed_dim": m.embed_dim, "groups": m.groups, "mid_attn": m.mid_attn},
-            "loss": {"disc_start": l.disc_start, "kl_weight": l.kl_weight, "disc_weight": l.disc_weight, "disc_factor": l.disc_factor,
+            "model": model,
+            "loss": {"disc_start": l.disc_start, "kl_weight": l.kl_weight, "codebook_weight": l.codebook_weight, "disc_weight": l.disc_weight, "disc_factor": l.disc_factor,
                      "perceptual_weight": l.perceptual_weight, "logvar_init": l.logvar_init},
             "disc": {"ndf": self.disc.ndf, "n_layers": self.disc.n_layers},
             "train": {"lr": self.lr, "batch_size": self.batch_size, "image_size": self.image_size, "steps": self.steps,
@@ -143,7 +167,8 @@ pub struct StepLog {
     pub total: f64,
     pub rec: f64,
     pub nll: f64,
-    pub kl: f64,
+    /// the KL term, or the VQ codebook loss
+    pub reg: f64,
     pub g: f64,
     pub d_weight: f64,
     pub disc_factor: f64,
@@ -155,10 +180,10 @@ pub struct StepLog {
 }
 
 impl StepLog {
-    pub const CSV_HEADER: &'static str = "step,lr,total,rec,nll,kl,g,d_weight,disc_factor,disc_loss,logits_real,logits_fake,grad_norm_ae,grad_norm_disc";
+    pub const CSV_HEADER: &'static str = "step,lr,total,rec,nll,reg,g,d_weight,disc_factor,disc_loss,logits_real,logits_fake,grad_norm_ae,grad_norm_disc";
 
     pub fn csv_row(&self) -> String {
-        let v = [self.lr, self.total, self.rec, self.nll, self.kl, self.g, self.d_weight, self.disc_factor, self.disc_loss, self.logits_real, self.logits_fake, self.grad_norm_ae, self.grad_norm_disc];
+        let v = [self.lr, self.total, self.rec, self.nll, self.reg, self.g, self.d_weight, self.disc_factor, self.disc_loss, self.logits_real, self.logits_fake, self.grad_norm_ae, self.grad_norm_disc];
         std::iter::once(self.step.to_string()).chain(v.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",")
     }
 }
@@ -166,9 +191,15 @@ impl StepLog {
 /// A perceptual distance per image pair [N, 1, 1, 1] (LPIPS), differentiable in its inputs.
 pub type Perceptual = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor>>;
 
+/// The model being trained.
+pub enum FirstStageModel {
+    Kl(AutoencoderKL),
+    Vq(VQModel),
+}
+
 pub struct AeTrainer {
     pub cfg: AeTrainConfig,
-    pub ae: AutoencoderKL,
+    pub ae: FirstStageModel,
     pub disc: Discriminator,
     ae_params: Vec<(String, Tensor)>,
     disc_params: Vec<(String, Tensor)>,
@@ -183,7 +214,10 @@ impl AeTrainer {
     /// Fresh weights: the autoencoder with torch's default inits, the discriminator with taming's.
     pub fn new(cfg: AeTrainConfig) -> Result<Self> {
         let ae_vb = VarBuilder::seeded_init(DType::F32, cfg.seed);
-        let ae = AutoencoderKL::new(&ae_vb, &cfg.model)?;
+        let ae = match cfg.kind {
+            FirstStageKind::Kl => FirstStageModel::Kl(AutoencoderKL::new(&ae_vb, &cfg.model)?),
+            FirstStageKind::Vq { n_embed, beta } => FirstStageModel::Vq(VQModel::new(&ae_vb, &cfg.model, n_embed, beta, true)?),
+        };
         let disc_vb = init_weights(cfg.seed.wrapping_add(1));
         let disc = Discriminator::new(&disc_vb, cfg.disc)?;
         let adam = AdamWConfig { lr: cfg.lr, beta1: 0.5, beta2: 0.9, weight_decay: 0.0, ..AdamWConfig::default() };
@@ -240,12 +274,29 @@ impl AeTrainer {
         Tensor::randn(like, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed))
     }
 
-    /// x → (x̂, posterior) with the posterior sampled with pass `k`'s noise.
-    fn reconstruct_sampled(&self, x: &Tensor, k: u64) -> Result<(Tensor, crate::models::autoencoder::Posterior)> {
-        let post = self.ae.encode(x)?;
-        let eps = self.noise(post.mean.shape(), k);
-        let z = post.mean.add(&post.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
-        Ok((self.ae.decode(&z)?, post))
+    /// The decoder's final conv weight (where the adaptive GAN weight is measured).
+    fn last_layer(&self) -> &Tensor {
+        match &self.ae {
+            FirstStageModel::Kl(m) => m.decoder.last_layer(),
+            FirstStageModel::Vq(m) => m.decoder.last_layer(),
+        }
+    }
+
+    /// x → (x̂, the regulariser's input): for KL the posterior sampled with pass `k`'s noise, for
+    /// VQ the quantiser's loss.
+    fn forward(&self, x: &Tensor, k: u64) -> Result<(Tensor, Reg)> {
+        match &self.ae {
+            FirstStageModel::Kl(m) => {
+                let post = m.encode(x)?;
+                let eps = self.noise(post.mean.shape(), k);
+                let z = post.mean.add(&post.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
+                Ok((m.decode(&z)?, Reg::Kl(post)))
+            }
+            FirstStageModel::Vq(m) => {
+                let q = m.quantize.forward(&m.encode(x)?)?;
+                Ok((m.decode_code(&q.z_q)?, Reg::Vq(q.loss)))
+            }
+        }
     }
 
     /// One training step on a batch [B, C, S, S] in [−1, 1].
@@ -259,13 +310,17 @@ impl AeTrainer {
             }
         };
         // optimiser 0: the autoencoder
-        let (xrec, post) = self.reconstruct_sampled(x, 0)?;
+        let (xrec, reg) = self.forward(x, 0)?;
         let p = match (&self.perceptual, self.cfg.loss.perceptual_weight > 0.0) {
             (Some(f), true) => Some(f(x, &xrec)?),
             _ => None,
         };
-        let r = Reconstruction { x, xrec: &xrec, posterior: &post, perceptual: p.as_ref() };
-        let gl = generator_loss(&self.cfg.loss, &r, &self.disc, self.ae.decoder.last_layer(), step)?;
+        let reg = match &reg {
+            Reg::Kl(post) => Regulariser::Kl(post),
+            Reg::Vq(loss) => Regulariser::Vq(loss),
+        };
+        let r = Reconstruction { x, xrec: &xrec, reg, perceptual: p.as_ref() };
+        let gl = generator_loss(&self.cfg.loss, &r, &self.disc, self.last_layer(), step)?;
         let total = gl.loss.to_scalar()?;
         if !total.is_finite() {
             return Err(Error::invalid("train", format!("step {step}: the autoencoder loss is {total} (diverged); lower train.lr or set train.grad_clip")));
@@ -277,7 +332,7 @@ impl AeTrainer {
         // optimiser 1: the discriminator, on the updated autoencoder
         let (xrec, _) = {
             let _g = crate::no_grad();
-            self.reconstruct_sampled(x, 1)?
+            self.forward(x, 1)?
         };
         let (d_loss, logits_real, logits_fake) = discriminator_loss(&self.cfg.loss, x, &xrec, &self.disc, step)?;
         let grads = d_loss.backward()?;
@@ -290,7 +345,7 @@ impl AeTrainer {
             total,
             rec: gl.rec,
             nll: gl.nll,
-            kl: gl.kl,
+            reg: gl.reg,
             g: gl.g,
             d_weight: gl.d_weight,
             disc_factor: gl.disc_factor,
@@ -302,9 +357,18 @@ impl AeTrainer {
         })
     }
 
-    /// Reconstructions from the posterior mode, without recording a graph (for pictures, eval).
+    /// Reconstructions (KL: from the posterior mode; VQ: quantised), without recording a graph.
     pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
         let _g = crate::no_grad();
-        self.ae.decode(self.ae.encode(x)?.mode())
+        match &self.ae {
+            FirstStageModel::Kl(m) => m.decode(m.encode(x)?.mode()),
+            FirstStageModel::Vq(m) => m.decode(&m.encode(x)?),
+        }
     }
+}
+
+/// What `forward` hands the loss besides the reconstruction.
+enum Reg {
+    Kl(crate::models::autoencoder::Posterior),
+    Vq(Tensor),
 }
