@@ -1,5 +1,5 @@
 //! AdamW, clip_grad_norm_ and the linear warm-up against torch (tools/gen_optim_fixture.py):
-//! 5 steps on three parameters, one of them without a gradient on one step, four of the steps
+//! 5 steps on three parameters, one of them without a gradient on one step, three of the steps
 //! clipped. The arithmetic follows torch's op order in f32, so the bar is tight: 1e-6 relative.
 
 mod common;
