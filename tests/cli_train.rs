@@ -113,6 +113,7 @@ fn bad_training_arguments_are_one_line_errors() {
         (vec!["--config", garbage.to_str().unwrap(), "--data", "mnist", "--data-root", d, "--out", r], "not JSON"),
         (vec!["--config", c, "--data", "fashion-mnist", "--data-root", d, "--out", r], "tools/fetch_datasets.py"),
         (vec!["--data", "mnist", "--data-root", d, "--out", r, "--resume"], "no checkpoint.safetensors to continue from"),
+        (vec!["--config", c, "--data", "mnist", "--data-root", d, "--out", r, "--resume"], "drop --config"),
     ];
     for (args, want) in cases {
         let (code, _, err) = train(&args);

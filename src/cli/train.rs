@@ -154,6 +154,9 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let data = require(&a.data, "--data")?;
     let ckpt = out.join("checkpoint.safetensors");
     let mut trainer = if a.resume {
+        if a.config.is_some() {
+            return Err(invalid("--resume continues with the configuration saved in the run: drop --config"));
+        }
         if !ckpt.is_file() {
             return Err(invalid(format!("--resume: {} has no checkpoint.safetensors to continue from", out.display())));
         }
