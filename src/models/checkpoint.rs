@@ -163,7 +163,9 @@ impl DiffusersFolder {
         let unet_name = |n: &str| Some(format!("model.diffusion_model.{}", unet_to_compvis(n, &layout)));
         let vae_name = |n: &str| Some(format!("first_stage_model.{}", vae_to_compvis(n, vae_levels)));
         let clip_name = |n: &str| clip_key(n).map(|k| format!("cond_stage_model.transformer.{k}"));
-        let components: [(&str, &dyn Fn(&str) -> Option<String>); 3] = [("unet", &unet_name), ("vae", &vae_name), ("text_encoder", &clip_name)];
+        // each component's tensor names → CompVis names (None: not stored)
+        type Rename<'a> = &'a dyn Fn(&str) -> Option<String>;
+        let components: [(&str, Rename); 3] = [("unet", &unet_name), ("vae", &vae_name), ("text_encoder", &clip_name)];
         for (component, rename) in components {
             for file in self.weight_files(component)? {
                 let f = SafeTensorsFile::open(&file)?;
