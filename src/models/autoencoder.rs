@@ -25,6 +25,11 @@ pub struct AutoencoderConfig {
 }
 
 impl AutoencoderConfig {
+    /// Image pixels per latent along each side: 2^(levels − 1) (8 for SD's VAE).
+    pub fn downsampling(&self) -> usize {
+        1 << self.ch_mult.len().saturating_sub(1)
+    }
+
     /// Stable Diffusion's KL-f8 VAE (configs/stable-diffusion/v1-inference.yaml first_stage_config).
     pub fn sd_kl_f8() -> Self {
         AutoencoderConfig { in_channels: 3, out_channels: 3, ch: 128, ch_mult: vec![1, 2, 4, 4], num_res_blocks: 2, attn_levels: vec![], z_channels: 4, embed_dim: 4, groups: 32, mid_attn: true }
@@ -314,7 +319,7 @@ impl AutoencoderKL {
         if tile == 0 || step == 0 || !(0.0..1.0).contains(&overlap) {
             return Err(Error::invalid("decode_tiled", format!("tile {tile} with overlap {overlap} gives no progress")));
         }
-        let f = 1 << (self.cfg.ch_mult.len() - 1);
+        let f = self.cfg.downsampling();
         let sample_tile = tile * f;
         let blend = (sample_tile as f64 * overlap) as usize;
         let keep = sample_tile - blend;

@@ -49,11 +49,10 @@ impl FirstStage {
 
     /// Image pixels per latent along each side, 2^(levels − 1).
     pub fn factor(&self) -> usize {
-        let cfg = match self {
-            FirstStage::Kl(vae) => vae.config(),
-            FirstStage::Vq(vq) => vq.config(),
-        };
-        1 << cfg.ch_mult.len().saturating_sub(1)
+        match self {
+            FirstStage::Kl(vae) => vae.config().downsampling(),
+            FirstStage::Vq(vq) => vq.config().downsampling(),
+        }
     }
 }
 

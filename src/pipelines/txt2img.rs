@@ -180,7 +180,7 @@ impl TextToImage {
 
     /// The latent downsampling factor of the VAE (8 for SD).
     pub fn vae_factor(&self) -> usize {
-        1 << (self.vae.config().ch_mult.len() - 1)
+        self.vae.config().downsampling()
     }
 
     /// Latents → images in [-1, 1], [N, 3, H, W].

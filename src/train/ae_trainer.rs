@@ -128,7 +128,7 @@ impl AeTrainConfig {
             image_every: or(v, "train", "image_every", 500, uint)?.max(1),
             seed: or(v, "train", "seed", 0, uint)?,
         };
-        let f = 1usize << (cfg.model.ch_mult.len() - 1);
+        let f = cfg.model.downsampling();
         if cfg.batch_size == 0 || cfg.image_size == 0 || !cfg.image_size.is_multiple_of(f) {
             return Err(Error::invalid("config", format!("train: batch_size must be ≥ 1 and image_size a positive multiple of {f} (the model's downsampling)")));
         }
