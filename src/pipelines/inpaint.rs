@@ -11,7 +11,6 @@
 
 use super::txt2img::{img2img_start, TextToImage, TextToImageRequest};
 use crate::diffusion::{self, NoiseLevel, NoiseSource};
-use crate::tensor::CmpOp;
 use crate::{DType, Error, Result, Tensor};
 
 /// What to repaint and how much of the original to keep.
@@ -60,7 +59,7 @@ impl TextToImage {
         let start = img2img_start(req.sampler.steps, input.strength)?;
         let full_strength = input.strength == 1.0;
         let _g = crate::no_grad();
-        let mask = mask.cmp(&Tensor::scalar(0.5, mask.dtype()), CmpOp::Ge)?.to_dtype(DType::F32)?;
+        let mask = super::binarize_mask(&mask)?;
         let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
         let image_latents = if mode == InpaintMode::Blend || !full_strength { Some(self.encode_sample(&image, noise)?) } else { None };
         let eps = match initial {

@@ -242,8 +242,7 @@ pub(crate) fn inpaint_inputs(image: &Tensor, mask: &Tensor, [n, hh, ww]: [usize;
     }
     check_unit_range("image to inpaint", image)?;
     check_unit_range("inpainting mask", mask)?;
-    let m: Vec<f32> = mask.contiguous()?.to_vec::<f32>()?.into_iter().map(|v| if v >= 0.5 { 1.0 } else { 0.0 }).collect();
-    Ok((image.to_dtype(DType::F32)?, Tensor::from_vec(m, mask.shape())?))
+    Ok((image.to_dtype(DType::F32)?, super::binarize_mask(mask)?))
 }
 
 /// The inpainted image: the decoded `x` [N, 3, H, W] in [−1, 1] pasted into the masked region of

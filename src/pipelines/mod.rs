@@ -9,6 +9,12 @@ pub mod txt2img;
 use crate::models::unet::UNet;
 use crate::{DType, Result, Tensor};
 
+/// An inpainting mask binarised as diffusers' mask processor and CompVis' inpaint.py do: 1 where
+/// ≥ 0.5 (repaint), else 0, as f32.
+pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
+    mask.cmp(&Tensor::scalar(0.5, mask.dtype()), crate::tensor::CmpOp::Ge)?.to_dtype(DType::F32)
+}
+
 /// The UNet as a sampler calls it. With `guidance` (classifier-free guidance), x goes in twice
 /// in one batch against `context` = [unconditional; conditional] and the output is
 /// u + g·(c − u); without, once. `concat` [N, C', h, w] is appended to the model input's

@@ -16,6 +16,7 @@
 //! here it is a number.
 
 use super::discriminator::Discriminator;
+use super::optim::l2_norm;
 use crate::models::autoencoder::Posterior;
 use crate::{Error, Result, Tensor};
 
@@ -124,7 +125,7 @@ fn adaptive_weight(nll: &Tensor, g: &Tensor, last_layer: &Tensor) -> Result<f64>
     let norm = |loss: &Tensor| -> Result<f32> {
         let grads = loss.grad_for(&[last_layer])?; // only the last layer's backward, as torch.autograd.grad
         let gr = grads.get(last_layer).ok_or_else(|| Error::invalid("ae_loss", "the loss does not reach the decoder's last layer"))?;
-        Ok(gr.to_vec::<f32>()?.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt() as f32)
+        l2_norm(gr)
     };
     let w = norm(nll)? / (norm(g)? + 1e-4);
     Ok(f64::from(w.clamp(0.0, 1e4)))

@@ -134,6 +134,11 @@ fn lerp(a: f32, b: f32, w: f32) -> f32 {
     if w.abs() < 0.5 { a + w * (b - a) } else { b - (b - a) * (1.0 - w) }
 }
 
+/// ‖t‖₂ summed in f64 and rounded to f32, as torch's norm of an f32 tensor comes out.
+pub fn l2_norm(t: &Tensor) -> Result<f32> {
+    Ok(t.to_vec::<f32>()?.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt() as f32)
+}
+
 /// The global L2 norm of the parameters' gradients and the factor torch's `clip_grad_norm_`
 /// multiplies them by: min(1, max_norm / (norm + 1e-6)).
 pub fn clip_grad_norm(grads: &GradStore, params: &[(String, Tensor)], max_norm: f64) -> Result<(f64, f32)> {
@@ -141,7 +146,7 @@ pub fn clip_grad_norm(grads: &GradStore, params: &[(String, Tensor)], max_norm: 
     for (_, p) in params {
         if let Some(g) = grads.get(p) {
             // per-tensor norms in f32, then the norm of the norms, as torch stacks them
-            let n = g.to_vec::<f32>()?.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt() as f32;
+            let n = l2_norm(g)?;
             sq += f64::from(n) * f64::from(n);
         }
     }
