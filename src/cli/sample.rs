@@ -187,8 +187,9 @@ fn load(a: &SampleArgs) -> Result<Model> {
     Ok(Model::Paper(Box::new(pipe), Box::new(p)))
 }
 
-/// The progress bar over the UNet calls a run makes.
-pub(super) fn progress_bar(kind: SamplerKind, steps: usize) -> Result<ProgressBar> {
+/// Runs `denoise` (`steps` steps of `kind`) under a progress bar over its UNet calls; returns
+/// the latents and the milliseconds per call.
+pub(super) fn with_progress(kind: SamplerKind, steps: usize, denoise: impl FnOnce(&mut dyn FnMut()) -> Result<Tensor>) -> Result<(Tensor, f64)> {
     let calls = match kind {
         SamplerKind::Heun => 2 * steps - 1,
         SamplerKind::Plms if steps >= 2 => steps + 1,
@@ -196,7 +197,14 @@ pub(super) fn progress_bar(kind: SamplerKind, steps: usize) -> Result<ProgressBa
     };
     let bar = ProgressBar::new(calls as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} UNet calls, {per_sec}, eta {eta}").map_err(|e| invalid(e.to_string()))?);
-    Ok(bar)
+    let mut n_calls = 0usize;
+    let t = Instant::now();
+    let latents = denoise(&mut || {
+        n_calls += 1;
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    Ok((latents, t.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64))
 }
 
 /// What a run produced, for the writer.
@@ -296,24 +304,15 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
     let strength = a.strength.unwrap_or(if mask.is_some() { 1.0 } else { DEFAULT_STRENGTH });
     let run_steps = if image.is_some() { a.steps - img2img_start(a.steps, strength)? } else { a.steps };
-    let bar = progress_bar(kind, run_steps)?;
-    let mut n_calls = 0usize;
-    let t1 = Instant::now();
-    let mut progress = || {
-        n_calls += 1;
-        bar.inc(1);
-    };
     let mut draws = SeededNoise::new(a.seed.wrapping_add(1));
-    let latents = match (&image, &mask) {
+    let (latents, unet_ms) = with_progress(kind, run_steps, |progress| match (&image, &mask) {
         (Some(img), Some(m)) => {
             let input = InpaintInput { image: img.clone(), mask: m.clone(), strength };
-            pipe.inpaint_latents(&req, &context, &input, Some(&initial), &mut draws, &mut progress)?
+            pipe.inpaint_latents(&req, &context, &input, Some(&initial), &mut draws, progress)
         }
-        (Some(img), None) => pipe.img2img_latents(&req, &context, img, strength, &mut SeededNoise::new(a.seed), &mut progress)?,
-        _ => pipe.denoise(&req, &context, &initial, &mut draws, &mut progress)?,
-    };
-    bar.finish_and_clear();
-    let unet_ms = t1.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64;
+        (Some(img), None) => pipe.img2img_latents(&req, &context, img, strength, &mut SeededNoise::new(a.seed), progress),
+        _ => pipe.denoise(&req, &context, &initial, &mut draws, progress),
+    })?;
     let t2 = Instant::now();
     let images = pipe.decode(&latents)?;
     let vae_ms = t2.elapsed().as_secs_f64() * 1e3;

@@ -18,7 +18,7 @@ use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
 use serde_json::Value;
 
-use super::sample::{common_settings, invalid, progress_bar, Outcome, SampleArgs};
+use super::sample::{common_settings, invalid, with_progress, Outcome, SampleArgs};
 use super::sample_io::{read_image, read_mask, read_noise};
 
 /// A text model gets the built-in vocabulary; every other model is ready as loaded.
@@ -144,18 +144,11 @@ pub(super) fn run(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Resu
         None => format!("({})", p.name),
     };
     let req = LdmRequest { condition: cond, guidance: cfg, sampler: SamplerOptions { kind, steps: a.steps, eta: a.eta } };
+    // the conditioning (text, layout, concat channels) is built and checked before the bar starts
     let t0 = Instant::now();
-    pipe.unet_inputs(&req, shape)?; // conditions checked (and the text encoded once) before the bar starts
+    let inputs = pipe.unet_inputs(&req, shape)?;
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let bar = progress_bar(kind, a.steps)?;
-    let mut n_calls = 0usize;
-    let t1 = Instant::now();
-    let latents = pipe.latents(&req, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), &mut || {
-        n_calls += 1;
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    let unet_ms = t1.elapsed().as_secs_f64() * 1e3 / n_calls.max(1) as f64;
+    let (latents, unet_ms) = with_progress(kind, a.steps, |progress| pipe.latents_from(&req, &inputs, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), progress))?;
     let t2 = Instant::now();
     let mut images = pipe.decode(&latents)?;
     if let LdmCondition::Inpaint { .. } = req.condition {

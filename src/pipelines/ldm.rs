@@ -184,16 +184,29 @@ impl LatentDiffusion {
 
     /// Final latents from standard-normal `initial` [N, C, h, w]; `on_step` after every UNet call.
     pub fn latents(&self, req: &LdmRequest, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
-        let shape: [usize; 4] = match initial.shape() {
+        let c = self.unet_inputs(req, self.noise_shape(initial)?)?;
+        self.latents_from(req, &c, initial, noise, on_step)
+    }
+
+    /// The initial noise's shape, checked: [N, the UNet's latent channels, h, w].
+    fn noise_shape(&self, initial: &Tensor) -> Result<[usize; 4]> {
+        let shape = match initial.shape() {
             &[n, c, h, w] => [n, c, h, w],
             s => return Err(Error::bad_shape("ldm", "initial noise must be [N, C, h, w]", s)),
         };
-        let cfg = self.unet.config();
-        if shape[1] != cfg.out_channels {
-            return Err(Error::bad_shape("ldm", format!("initial noise must have the UNet's {} latent channels", cfg.out_channels), initial.shape()));
+        let out = self.unet.config().out_channels;
+        if shape[1] != out {
+            return Err(Error::bad_shape("ldm", format!("initial noise must have the UNet's {out} latent channels"), initial.shape()));
         }
+        Ok(shape)
+    }
+
+    /// `latents` with the UNet inputs already built by `unet_inputs` (so a caller that times or
+    /// checks the conditioning first does not encode it twice).
+    pub fn latents_from(&self, req: &LdmRequest, c: &UNetInputs, initial: &Tensor, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut()) -> Result<Tensor> {
+        let shape = self.noise_shape(initial)?;
+        let cfg = self.unet.config();
         let _g = crate::no_grad();
-        let c = self.unet_inputs(req, shape)?;
         let extra = match &c.concat {
             Some(t) => t.dim(1)?,
             None => 0,
