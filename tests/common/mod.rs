@@ -77,6 +77,22 @@ pub fn grad_check(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], wh
     grad_check_with(f, inputs, 1e-2, 2e-3, 2e-2, 40, what)
 }
 
+/// Variables for `inputs`, the gradients of the scalar Σ f(vars)·w for a fixed random w (so every
+/// output element matters), and w's values.
+fn weighted_grads(f: &impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> (Vec<Tensor>, ldm_engine::autograd::GradStore, Vec<f64>) {
+    let vars: Vec<Tensor> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let y = f(&vars).unwrap();
+    let w = randn(y.shape(), 9_999);
+    let grads = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    (vars, grads, vals(&w))
+}
+
+/// Σ f(xs)·w, without recording: the finite-difference side of the checks.
+fn weighted_eval(f: &impl Fn(&[Tensor]) -> Result<Tensor>, xs: &[Tensor], wv: &[f64]) -> f64 {
+    let _g = ldm_engine::no_grad();
+    vals(&f(xs).unwrap()).iter().zip(wv).map(|(a, b)| a * b).sum()
+}
+
 pub fn grad_check_with(
     f: impl Fn(&[Tensor]) -> Result<Tensor>,
     inputs: &[Tensor],
@@ -86,17 +102,8 @@ pub fn grad_check_with(
     max_probe: usize,
     what: &str,
 ) {
-    let vars: Vec<Tensor> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let y = f(&vars).unwrap();
-    let w = randn(y.shape(), 9_999);
-    let loss = y.mul(&w).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    let wv = vals(&w);
-    let eval = |xs: &[Tensor]| -> f64 {
-        let _g = ldm_engine::no_grad();
-        let y = f(xs).unwrap();
-        vals(&y).iter().zip(&wv).map(|(a, b)| a * b).sum()
-    };
+    let (vars, grads, wv) = weighted_grads(&f, inputs);
+    let eval = |xs: &[Tensor]| weighted_eval(&f, xs, &wv);
     for (k, x) in inputs.iter().enumerate() {
         let g = grads.get(&vars[k]).unwrap_or_else(|| panic!("{what}: no gradient for input {k}"));
         assert_eq!(g.shape(), x.shape(), "{what}: gradient shape of input {k}");
@@ -139,15 +146,8 @@ pub fn grad_check_kinked(
     max_probe: usize,
     what: &str,
 ) {
-    let vars: Vec<Tensor> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let y = f(&vars).unwrap();
-    let w = randn(y.shape(), 9_999);
-    let grads = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
-    let wv = vals(&w);
-    let eval = |xs: &[Tensor]| -> f64 {
-        let _g = ldm_engine::no_grad();
-        vals(&f(xs).unwrap()).iter().zip(&wv).map(|(a, b)| a * b).sum()
-    };
+    let (vars, grads, wv) = weighted_grads(&f, inputs);
+    let eval = |xs: &[Tensor]| weighted_eval(&f, xs, &wv);
     let base = eval(inputs);
     let close = |a: f64, e: f64| (a - e).abs() <= atol + rtol * e.abs();
     for (k, x) in inputs.iter().enumerate() {
