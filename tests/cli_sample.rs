@@ -137,7 +137,6 @@ fn bad_arguments_are_one_line_errors_and_write_nothing() {
 #[test]
 fn inpainting_from_the_cli_matches_the_library_in_both_modes() {
     use ldm_engine::diffusion::{SamplerOptions, SeededNoise};
-    use ldm_engine::models::checkpoint::DiffusersFolder;
     use ldm_engine::pipelines::inpaint::InpaintInput;
     use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
     use ldm_engine::{DType, Tensor};
@@ -178,9 +177,7 @@ fn inpainting_from_the_cli_matches_the_library_in_both_modes() {
         assert_eq!((gw, gh), (2 * w, h));
         assert!(text[0].1.contains("Denoising strength: 1, Inpainting: true"), "{}", text[0].1);
 
-        let mut folder = DiffusersFolder::open(&model).unwrap();
-        folder.variant = Some("fp16".into());
-        let pipe = TextToImage::from_diffusers(&folder, DType::F32).unwrap();
+        let pipe = TextToImage::from_diffusers(&common::fixture::fp16_folder(&model), DType::F32).unwrap();
         let req = TextToImageRequest {
             prompts: vec!["a cube".into(); 2],
             negative_prompts: vec!["blur".into(); 2],

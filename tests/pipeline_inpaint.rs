@@ -5,10 +5,9 @@
 //! reference's random draws replayed. Bar: the 1e-3 relative on the final latents.
 
 mod common;
-use common::fixture::assert_parity_within;
+use common::fixture::{assert_parity_within, fp16_folder, small_request, tiny_sd};
 use ldm_engine::diffusion::{RecordedNoise, SamplerOptions, SchedulerConfig, SeededNoise};
 use ldm_engine::io::safetensors::SafeTensorsFile;
-use ldm_engine::models::checkpoint::DiffusersFolder;
 use ldm_engine::pipelines::inpaint::{InpaintInput, InpaintMode};
 use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
 use ldm_engine::{DType, Tensor};
@@ -17,17 +16,11 @@ fn fixture(name: &str) -> SafeTensorsFile {
     SafeTensorsFile::open(format!("{}/tests/fixtures/pipelines/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn folder(name: &str) -> DiffusersFolder {
-    let mut f = DiffusersFolder::open(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    f.variant = Some("fp16".into());
-    f
-}
-
 /// The tiny SD pipeline, with the 9-channel UNet swapped in for `unet9`.
 fn pipeline(unet9: bool) -> TextToImage {
-    let mut pipe = TextToImage::from_diffusers(&folder("tiny_sd"), DType::F32).unwrap();
+    let mut pipe = tiny_sd();
     if unet9 {
-        pipe.unet = folder("tiny_sd_inpaint").unet(DType::F32).unwrap();
+        pipe.unet = fp16_folder("tiny_sd_inpaint").unet(DType::F32).unwrap();
     }
     pipe
 }
@@ -83,14 +76,7 @@ fn mask_downsampling_is_torch_nearest() {
 #[test]
 fn bad_inpainting_inputs_are_one_line_errors() {
     let pipe = pipeline(false);
-    let req = TextToImageRequest {
-        prompts: vec!["a".into()],
-        negative_prompts: vec![],
-        guidance: 1.0,
-        sampler: SamplerOptions { kind: "ddim".parse().unwrap(), steps: 4, eta: 0.0 },
-        height: 24,
-        width: 32,
-    };
+    let req = small_request();
     let ctx = pipe.context(&req).unwrap();
     let run = |image: &[usize], mask: &[usize], strength: f64| {
         let input = InpaintInput { image: Tensor::zeros(image, DType::F32), mask: Tensor::zeros(mask, DType::F32), strength };

@@ -5,18 +5,12 @@
 //! the 1e-3 relative, for each deterministic sampler.
 
 mod common;
-use common::fixture::assert_parity_within;
+use common::fixture::{assert_parity_within, small_request, tiny_sd};
 use ldm_engine::diffusion::{SamplerOptions, SchedulerConfig, SeededNoise};
 use ldm_engine::io::safetensors::SafeTensorsFile;
-use ldm_engine::models::checkpoint::DiffusersFolder;
 use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
 use ldm_engine::DType;
 
-fn pipeline() -> TextToImage {
-    let mut folder = DiffusersFolder::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_sd")).unwrap();
-    folder.variant = Some("fp16".into());
-    TextToImage::from_diffusers(&folder, DType::F32).unwrap()
-}
 
 /// The fixture's scheduler into the pipeline, and its request.
 fn setup(f: &SafeTensorsFile, pipe: &mut TextToImage) -> TextToImageRequest {
@@ -43,7 +37,7 @@ fn check(name: &str, pipe: &mut TextToImage) {
 
 #[test]
 fn txt2img_matches_diffusers_for_each_sampler() {
-    let mut pipe = pipeline();
+    let mut pipe = tiny_sd();
     assert_eq!(pipe.tokenizer.vocab_size(), 1000);
     // transformers' CLIPTokenizer on the folder's vocab.json + merges.txt (printed by the generator)
     let ids = pipe.tokenizer.encode("a photograph of an astronaut riding a horse").unwrap();
@@ -59,7 +53,7 @@ fn txt2img_matches_diffusers_for_each_sampler() {
 #[test]
 fn img2img_matches_diffusers_for_each_sampler() {
     use ldm_engine::diffusion::RecordedNoise;
-    let mut pipe = pipeline();
+    let mut pipe = tiny_sd();
     for name in ["ddim", "plms", "euler", "heun", "dpmpp2m"] {
         let f = SafeTensorsFile::open(format!("{}/tests/fixtures/pipelines/img2img_{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let m = f.metadata();
@@ -72,14 +66,7 @@ fn img2img_matches_diffusers_for_each_sampler() {
         assert_parity_within(&out, &f.get("latents").unwrap(), &format!("img2img {name} ({calls} UNet calls)"), 1e-3);
         assert!(draws.0.is_empty(), "img2img {name}: both reference draws used");
     }
-    let req = TextToImageRequest {
-        prompts: vec!["a".into()],
-        negative_prompts: vec![],
-        guidance: 1.0,
-        sampler: SamplerOptions { kind: "ddim".parse().unwrap(), steps: 4, eta: 0.0 },
-        height: 24,
-        width: 32,
-    };
+    let req = small_request();
     let ctx = pipe.context(&req).unwrap();
     let image = ldm_engine::Tensor::zeros(&[1, 3, 24, 32], DType::F32);
     let err = |s: f64| pipe.img2img_latents(&req, &ctx, &image, s, &mut SeededNoise::new(0), &mut || {}).err().unwrap().to_string();
@@ -91,7 +78,7 @@ fn img2img_matches_diffusers_for_each_sampler() {
 
 #[test]
 fn bad_requests_are_one_line_errors() {
-    let pipe = pipeline();
+    let pipe = tiny_sd();
     let base = TextToImageRequest {
         prompts: vec!["a cat".into()],
         negative_prompts: vec![],

@@ -109,3 +109,30 @@ fn unet_params(f: &Fixture) -> serde_json::Value {
     ];
     serde_json::Value::Object(keys.iter().map(|k| (k.to_string(), f.json(k))).filter(|(_, v)| !v.is_null()).collect())
 }
+
+/// A diffusers folder reading its fp16 variant files (as the tiny fixture folders store them);
+/// a bare name is a folder under tests/fixtures.
+pub fn fp16_folder(path: impl AsRef<std::path::Path>) -> ldm_engine::models::checkpoint::DiffusersFolder {
+    let p = path.as_ref();
+    let p = if p.is_absolute() { p.to_path_buf() } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p) };
+    let mut f = ldm_engine::models::checkpoint::DiffusersFolder::open(p).unwrap();
+    f.variant = Some("fp16".into());
+    f
+}
+
+/// The tiny SD pipeline (tests/fixtures/tiny_sd) computing in f32.
+pub fn tiny_sd() -> ldm_engine::pipelines::txt2img::TextToImage {
+    ldm_engine::pipelines::txt2img::TextToImage::from_diffusers(&fp16_folder("tiny_sd"), DType::F32).unwrap()
+}
+
+/// One prompt, no guidance, 4 DDIM steps at 24×32: the request the error-path tests vary.
+pub fn small_request() -> ldm_engine::pipelines::txt2img::TextToImageRequest {
+    ldm_engine::pipelines::txt2img::TextToImageRequest {
+        prompts: vec!["a".into()],
+        negative_prompts: vec![],
+        guidance: 1.0,
+        sampler: ldm_engine::diffusion::SamplerOptions { kind: "ddim".parse().unwrap(), steps: 4, eta: 0.0 },
+        height: 24,
+        width: 32,
+    }
+}
