@@ -123,7 +123,7 @@ fn read_log(path: &Path, before: u64) -> Result<Vec<(u64, Vec<f64>)>> {
 fn write_log(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
     let mut text = String::from(StepLog::CSV_HEADER) + "\n";
     for (s, v) in rows {
-        text += &(std::iter::once(s.to_string()).chain(v.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",") + "\n");
+        text += &(StepLog::csv_line(*s, v) + "\n");
     }
     ldm_engine::io::safetensors::write_atomic(path, text.as_bytes())
 }

@@ -184,7 +184,12 @@ impl StepLog {
 
     pub fn csv_row(&self) -> String {
         let v = [self.lr, self.total, self.rec, self.nll, self.reg, self.g, self.d_weight, self.disc_factor, self.disc_loss, self.logits_real, self.logits_fake, self.grad_norm_ae, self.grad_norm_disc];
-        std::iter::once(self.step.to_string()).chain(v.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",")
+        Self::csv_line(self.step, &v)
+    }
+
+    /// A CSV row: the step, then the values in the header's order.
+    pub fn csv_line(step: u64, values: &[f64]) -> String {
+        std::iter::once(step.to_string()).chain(values.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",")
     }
 }
 
