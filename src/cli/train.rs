@@ -197,9 +197,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     while trainer.step < cfg.steps && !out_of_time() {
         let batch = loader.next_batch()?;
         let log = trainer.train_step(&batch.images)?;
-        let row = log.csv_row();
-        writeln!(csv_file, "{row}").map_err(|e| Error::File { path: csv.display().to_string(), msg: e.to_string() })?;
-        rows.push((log.step, row.split(',').skip(1).filter_map(|x| x.parse().ok()).collect()));
+        writeln!(csv_file, "{}", log.csv_row()).map_err(|e| Error::File { path: csv.display().to_string(), msg: e.to_string() })?;
+        rows.push((log.step, log.values().to_vec()));
         bar.set_position(trainer.step);
         if trainer.step.is_multiple_of(cfg.log_every) {
             bar.set_message(format!("rec {:.4} reg {:.3} g {:.3} d {:.3}", log.rec, log.reg, log.g, log.disc_loss));

@@ -182,9 +182,13 @@ pub struct StepLog {
 impl StepLog {
     pub const CSV_HEADER: &'static str = "step,lr,total,rec,nll,reg,g,d_weight,disc_factor,disc_loss,logits_real,logits_fake,grad_norm_ae,grad_norm_disc";
 
+    /// The values after `step`, in the header's order.
+    pub fn values(&self) -> [f64; 13] {
+        [self.lr, self.total, self.rec, self.nll, self.reg, self.g, self.d_weight, self.disc_factor, self.disc_loss, self.logits_real, self.logits_fake, self.grad_norm_ae, self.grad_norm_disc]
+    }
+
     pub fn csv_row(&self) -> String {
-        let v = [self.lr, self.total, self.rec, self.nll, self.reg, self.g, self.d_weight, self.disc_factor, self.disc_loss, self.logits_real, self.logits_fake, self.grad_norm_ae, self.grad_norm_disc];
-        Self::csv_line(self.step, &v)
+        Self::csv_line(self.step, &self.values())
     }
 
     /// A CSV row: the step, then the values in the header's order.
