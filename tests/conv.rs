@@ -329,3 +329,26 @@ fn untracked_bias_is_fused_and_gradients_still_reach_x_and_w() {
     assert_close(&gx_b, &gx, 1e-6, 0.0, "dx with vs without fused bias");
     assert_close(&gw_b, &gw, 1e-6, 0.0, "dw with vs without fused bias");
 }
+
+/// Small planes with a batch take the stacked-images path (several images' column matrices side
+/// by side in one product, in chunks: here 8 + 2 images); every image must come out as it does
+/// alone (the per-image path), forward and both gradients.
+#[test]
+fn stacked_small_plane_batches_match_one_image_at_a_time() {
+    let p = Conv2dParams { padding: (1, 1), ..Default::default() };
+    let (x, w, b) = (randn(&[10, 64, 15, 15], 201), randn(&[24, 64, 3, 3], 202), randn(&[24], 203));
+    let (x, w) = (x.requires_grad(), w.requires_grad());
+    let y = x.conv2d(&w, Some(&b), p).unwrap();
+    let weights = randn(&[10, 24, 15, 15], 204);
+    let grads = y.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut dw_sum = vec![0f64; w.numel()];
+    for i in 0..10 {
+        let xi = x.narrow(0, i, 1).unwrap().contiguous().unwrap().detach().requires_grad();
+        let yi = xi.conv2d(&w, Some(&b), p).unwrap();
+        assert_close(&vals(&y.narrow(0, i, 1).unwrap()), &vals(&yi), 1e-5, 1e-5, "forward");
+        let gi = yi.mul(&weights.narrow(0, i, 1).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_close(&vals(&grads.get(&x).unwrap().narrow(0, i, 1).unwrap()), &vals(gi.get(&xi).unwrap()), 1e-5, 1e-5, "dx");
+        dw_sum.iter_mut().zip(vals(gi.get(&w).unwrap())).for_each(|(a, v)| *a += v);
+    }
+    assert_close(&vals(grads.get(&w).unwrap()), &dw_sum, 1e-4, 1e-4, "dw");
+}

@@ -4,6 +4,7 @@ pub mod sample;
 pub mod sample_io;
 pub mod sample_paper;
 pub mod train;
+pub mod train_ldm;
 
 /// Writes a command's output; a reader that went away (`| head`) ends it quietly, as in any
 /// Unix tool, instead of the panic `println!` gives.

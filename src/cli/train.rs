@@ -20,7 +20,7 @@ use ldm_engine::{Error, Result, Tensor};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// What to train: autoencoder (the diffusion model's training is the next issue).
+    /// What to train: autoencoder (stage 1) or ldm (stage 2, over a trained autoencoder).
     pub what: Option<String>,
     /// The run's JSON config (model, loss, disc, train sections; see configs/).
     #[arg(long)]
@@ -47,6 +47,9 @@ pub struct TrainArgs {
     /// LPIPS-VGG16 weights (tools/fetch_lpips.py), used when loss.perceptual_weight > 0.
     #[arg(long, default_value = VGG16_WEIGHTS)]
     pub lpips: PathBuf,
+    /// train ldm: the frozen first stage, a `train autoencoder` checkpoint.
+    #[arg(long)]
+    pub autoencoder: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -72,25 +75,26 @@ pub struct EvalArgs {
     pub grid: Option<PathBuf>,
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
+pub(crate) fn invalid(msg: impl Into<String>) -> Error {
     Error::invalid("train", msg.into())
 }
 
-fn require<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
+pub(crate) fn require<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
     v.as_ref().ok_or_else(|| invalid(format!("{flag} is required")))
 }
 
 fn check_what(what: &Option<String>, verb: &str) -> Result<()> {
     match what.as_deref() {
         Some("autoencoder") => Ok(()),
-        Some("ldm") => Err(invalid(format!("{verb} ldm: training the diffusion model arrives with the stage-2 issue; `{verb} autoencoder` is here"))),
+        Some("ldm") if verb == "train" => Ok(()),
+        Some(other) if verb == "train" => Err(invalid(format!("{verb} {other}: expected `autoencoder` or `ldm`"))),
         Some(other) => Err(invalid(format!("{verb} {other}: expected `autoencoder`"))),
         None => Err(invalid(format!("say what to {verb}: `ldm-engine {verb} autoencoder --help`"))),
     }
 }
 
 /// The dataset a run reads: a built-in one by name, else an image folder.
-fn dataset(data: &str, root: &Path, channels: usize, size: usize, train: bool) -> Result<Arc<dyn Dataset>> {
+pub(crate) fn dataset(data: &str, root: &Path, channels: usize, size: usize, train: bool) -> Result<Arc<dyn Dataset>> {
     let opts = DigitsOptions { channels, size, fit: if size >= 28 { Fit::Pad } else { Fit::Resize } };
     let ds: Arc<dyn Dataset> = match data {
         "mnist" => Arc::new(Digits::mnist(root, opts)?),
@@ -150,6 +154,12 @@ fn preview_batch(data: &str, root: &Path, cfg: &AeTrainConfig) -> Result<Tensor>
 
 pub fn train(a: &TrainArgs) -> Result<()> {
     check_what(&a.what, "train")?;
+    if a.what.as_deref() == Some("ldm") {
+        return super::train_ldm::train_ldm(a);
+    }
+    if a.autoencoder.is_some() {
+        return Err(invalid("--autoencoder belongs to `train ldm`"));
+    }
     let out = require(&a.out, "--out")?;
     let data = require(&a.data, "--data")?;
     let ckpt = out.join("checkpoint.safetensors");

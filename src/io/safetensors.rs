@@ -97,6 +97,23 @@ impl SafeTensorsFile {
         // SAFETY: the map is read-only; a file changed underneath a running process is outside
         // what any mmap-based loader (torch, safetensors) can guard against.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| file_err(path, format!("cannot map: {e}")))?;
+        Self::from_map(path, map)
+    }
+
+    /// A file held in memory (e.g. weights embedded in the binary with `include_bytes!`); `label`
+    /// names it in messages.
+    pub fn from_bytes(label: &str, bytes: &[u8]) -> Result<Self> {
+        let path = Path::new(label);
+        if bytes.len() < 8 {
+            return Err(file_err(path, format!("{} bytes, too short for a safetensors header", bytes.len())));
+        }
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| file_err(path, format!("cannot allocate: {e}")))?;
+        map.copy_from_slice(bytes);
+        Self::from_map(path, map.make_read_only().map_err(|e| file_err(path, e.to_string()))?)
+    }
+
+    fn from_map(path: &Path, map: memmap2::Mmap) -> Result<Self> {
+        let len = map.len();
         let header_len = u64::from_le_bytes(map[..8].try_into().unwrap());
         if header_len > (len - 8) as u64 {
             return Err(file_err(

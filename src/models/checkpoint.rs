@@ -363,6 +363,16 @@ impl SingleFile {
         Ok(SingleFile { file: SafeTensorsFile::open(path)? })
     }
 
+    /// An already opened file (e.g. one held in memory).
+    pub fn from_file(file: SafeTensorsFile) -> Self {
+        SingleFile { file }
+    }
+
+    /// The file's `__metadata__`.
+    pub fn metadata(&self) -> &std::collections::HashMap<String, String> {
+        self.file.metadata()
+    }
+
     /// The shape of a stored tensor, if there is one by that name.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.file.entries().iter().find(|e| e.name == name).map(|e| e.shape.as_slice())

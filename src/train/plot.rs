@@ -144,3 +144,29 @@ pub fn save_recon_grid(path: &Path, inputs: &Tensor, recons: &Tensor, caption: &
     }
     save_png(path, &grid, gw, gh, &[("Description", caption), ("Software", "ldm-engine")])
 }
+
+/// Images [N, C, H, W] in [−1, 1] as a grid of `cols` columns, row by row, 2 px gaps, enlarged
+/// (nearest neighbour) to at least 64 px so a person can see them.
+pub fn save_image_grid(path: &Path, images: &Tensor, cols: usize, caption: &str) -> Result<()> {
+    if images.rank() != 4 || images.dim(0)? == 0 || cols == 0 {
+        return Err(Error::bad_shape("image_grid", "expected [N ≥ 1, C, H, W] and at least one column", images.shape()));
+    }
+    let zoom = 64usize.div_ceil(images.dim(2)?.max(1)).max(1);
+    let images = if zoom > 1 { images.upsample_nearest2d(images.dim(2)? * zoom, images.dim(3)? * zoom)? } else { images.clone() };
+    let (n, h, w) = (images.dim(0)?, images.dim(2)?, images.dim(3)?);
+    let rows = n.div_ceil(cols);
+    let gap = 2;
+    let (gw, gh) = (cols * (w + gap) + gap, rows * (h + gap) + gap);
+    let mut grid = vec![255u8; 3 * gw * gh];
+    for i in 0..n {
+        let img = images.narrow(0, i, 1)?;
+        let img = if img.dim(1)? == 1 { Tensor::cat(&[&img, &img, &img], 1)? } else { img };
+        let (rgb, _, _) = to_rgb8(&img)?;
+        let (x0, y0) = (gap + (i % cols) * (w + gap), gap + (i / cols) * (h + gap));
+        for y in 0..h {
+            let dst = 3 * ((y0 + y) * gw + x0);
+            grid[dst..dst + 3 * w].copy_from_slice(&rgb[3 * y * w..3 * (y + 1) * w]);
+        }
+    }
+    save_png(path, &grid, gw, gh, &[("Description", caption), ("Software", "ldm-engine")])
+}

@@ -212,6 +212,97 @@ fn zeros_touched(len: usize) -> Vec<f32> {
     v
 }
 
+/// Images per chunk for small planes. Under MIN_TILE output pixels per image the per-image
+/// products are thin (N = P: 64 columns for an 8×8 latent level), and their packing and thread
+/// hand-off cost more than their flops; placing `nb` images' column matrices side by side makes
+/// one [K, nb·P] product instead. None: the per-image path (grouped convs, one image, big planes).
+fn batch_chunk(g: &Geom) -> Option<usize> {
+    let p = g.p();
+    if g.groups != 1 || g.n < 2 || p >= MIN_TILE {
+        return None;
+    }
+    let nb = (COL_BUDGET / (4 * g.k().max(1) * p)).clamp(1, g.n);
+    (nb >= 2).then_some(nb)
+}
+
+/// col [K, m·P]: image n0 + j's column matrix in columns j·P..(j+1)·P; rows in parallel.
+fn im2col_batch(x: &[f32], g: &Geom, n0: usize, m: usize, col: &mut [f32]) {
+    let (p, taps, plane) = (g.p(), g.kh * g.kw, g.h * g.w);
+    let width = m * p;
+    let body = |(r, out): (usize, &mut [f32])| {
+        let (c, t) = (r / taps, r % taps);
+        for j in 0..m {
+            let xc = &x[((n0 + j) * g.c_in + c) * plane..][..plane];
+            im2col_row(xc, g, t / g.kw, t % g.kw, 0, p, &mut out[j * p..(j + 1) * p]);
+        }
+    };
+    if g.k() * width >= super::PAR_MIN {
+        col[..g.k() * width].par_chunks_mut(width).enumerate().for_each(body);
+    } else {
+        col[..g.k() * width].chunks_mut(width).enumerate().for_each(body);
+    }
+}
+
+/// dyb [C_out, m·P] = images n0..n0+m of dy [n, C_out, P], side by side.
+fn gather_batch(dy: &[f32], g: &Geom, n0: usize, m: usize, dyb: &mut [f32]) {
+    let (p, co) = (g.p(), g.c_out);
+    dyb[..co * m * p].par_chunks_mut(m * p).enumerate().for_each(|(c, row)| {
+        for j in 0..m {
+            row[j * p..(j + 1) * p].copy_from_slice(&dy[((n0 + j) * co + c) * p..][..p]);
+        }
+    });
+}
+
+fn forward_batched(x: &[f32], w: &[f32], g: &Geom, nb: usize, y: &mut [f32]) {
+    let (k, p, co) = (g.k(), g.p(), g.c_out);
+    let mut col = vec![0f32; k * nb * p];
+    let mut tmp = vec![0f32; co * nb * p];
+    for n0 in (0..g.n).step_by(nb) {
+        let m = nb.min(g.n - n0);
+        let width = m * p;
+        im2col_batch(x, g, n0, m, &mut col);
+        unsafe { gemm_strided(co, width, k, tmp.as_mut_ptr(), width as isize, 1, false, w.as_ptr(), k as isize, 1, col.as_ptr(), width as isize, 1, par_for(co, width, k)) };
+        y[n0 * co * p..(n0 + m) * co * p].par_chunks_mut(p).enumerate().for_each(|(i, dst)| {
+            let (j, c) = (i / co, i % co);
+            dst.iter_mut().zip(&tmp[c * width + j * p..][..p]).for_each(|(d, s)| *d += s);
+        });
+    }
+}
+
+fn backward_data_batched(dy: &[f32], w: &[f32], g: &Geom, nb: usize, dx: &mut [f32]) {
+    let (k, p, co, plane, taps) = (g.k(), g.p(), g.c_out, g.h * g.w, g.kh * g.kw);
+    let mut dyb = vec![0f32; co * nb * p];
+    let mut col = vec![0f32; k * nb * p];
+    for n0 in (0..g.n).step_by(nb) {
+        let m = nb.min(g.n - n0);
+        let width = m * p;
+        gather_batch(dy, g, n0, m, &mut dyb);
+        // wᵀ [K, C_out] · dyb [C_out, m·P]
+        unsafe { gemm_strided(k, width, co, col.as_mut_ptr(), width as isize, 1, false, w.as_ptr(), 1, k as isize, dyb.as_ptr(), width as isize, 1, par_for(k, width, co)) };
+        dx[n0 * g.c_in * plane..(n0 + m) * g.c_in * plane].par_chunks_mut(g.c_in * plane).enumerate().for_each(|(j, xg)| {
+            for (c, xc) in xg.chunks_mut(plane).enumerate() {
+                for t in 0..taps {
+                    col2im_row(xc, g, t / g.kw, t % g.kw, 0, p, &col[(c * taps + t) * width + j * p..][..p]);
+                }
+            }
+        });
+    }
+}
+
+fn backward_weight_batched(x: &[f32], dy: &[f32], g: &Geom, nb: usize, dw: &mut [f32]) {
+    let (k, p, co) = (g.k(), g.p(), g.c_out);
+    let mut dyb = vec![0f32; co * nb * p];
+    let mut col = vec![0f32; k * nb * p];
+    for n0 in (0..g.n).step_by(nb) {
+        let m = nb.min(g.n - n0);
+        let width = m * p;
+        gather_batch(dy, g, n0, m, &mut dyb);
+        im2col_batch(x, g, n0, m, &mut col);
+        // dyb [C_out, m·P] · colᵀ [m·P, K]; colᵀ(q, r) sits at col[r·width + q]
+        unsafe { gemm_strided(co, k, width, dw.as_mut_ptr(), k as isize, 1, true, dyb.as_ptr(), width as isize, 1, col.as_ptr(), 1, width as isize, par_for(co, k, width)) };
+    }
+}
+
 /// y [n, c_out, ho, wo] = conv2d(x [n, c_in, h, w], w [c_out, c_in/groups, kh, kw]) (+ bias).
 pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> Vec<f32> {
     conv2d_forward_with(x, w, bias, g, COL_BUDGET)
@@ -221,6 +312,10 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> V
 pub fn conv2d_forward_with(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom, budget: usize) -> Vec<f32> {
     let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
     let mut y = init_out(g.n, g.c_out, p, bias);
+    if let Some(nb) = batch_chunk(g) {
+        forward_batched(x, w, g, nb, &mut y);
+        return y;
+    }
     let tw = g.tile(budget);
     let mut col = if g.is_pointwise() { Vec::new() } else { vec![0f32; k * tw] };
     for n in 0..g.n {
@@ -250,6 +345,10 @@ pub fn conv2d_backward_data(dy: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo
     let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
     let plane = g.h * g.w;
     let mut dx = init_out(g.n, g.c_in, plane, bias);
+    if let Some(nb) = batch_chunk(g) {
+        backward_data_batched(dy, w, g, nb, &mut dx);
+        return dx;
+    }
     let tw = g.tile(COL_BUDGET);
     let mut col = if g.is_pointwise() { Vec::new() } else { vec![0f32; k * tw] };
     for n in 0..g.n {
@@ -278,6 +377,10 @@ pub fn conv2d_backward_data(dy: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo
 pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
     let (k, p, og, cg) = (g.k(), g.p(), g.cg_out(), g.cg_in());
     let mut dw = zeros_touched(g.c_out * k);
+    if let Some(nb) = batch_chunk(g) {
+        backward_weight_batched(x, dy, g, nb, &mut dw);
+        return dw;
+    }
     let tw = g.tile(COL_BUDGET);
     let mut col = if g.is_pointwise() { Vec::new() } else { vec![0f32; k * tw] };
     for n in 0..g.n {

@@ -1,0 +1,190 @@
+//! `ldm-engine train ldm`: the paper's second stage over a frozen `train autoencoder` checkpoint.
+//! The run directory holds config.json, checkpoint.safetensors (atomic, every save_every steps and
+//! at the end), latents.safetensors (the encoded training set, when cached), losses.csv,
+//! losses.png, samples_<step>.png (EMA weights, DDIM, one column per class) and model.safetensors
+//! (the exported model `ldm-engine sample --model` reads).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ldm_engine::train::data::{Dataset, Loader, LoaderConfig, Start};
+use ldm_engine::train::ldm_data::{Holdout, LatentCache};
+use ldm_engine::train::ldm_export::export_model;
+use ldm_engine::train::ldm_trainer::{LatentBatch, LdmStepLog, LdmTrainer};
+use ldm_engine::train::plot::{save_image_grid, save_loss_plot};
+use ldm_engine::{DType, Error, Result};
+
+use super::train::{dataset, invalid, require, TrainArgs};
+
+/// DDIM steps and guidance of the sample grids written while training.
+const GRID_STEPS: usize = 50;
+const GRID_GUIDANCE: f64 = 3.0;
+const GRID_ROWS: usize = 4;
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::File { path: path.display().to_string(), msg: e.to_string() }
+}
+
+/// Where batches come from: the cached latents, or images encoded as they arrive.
+enum Source {
+    Cached(LatentCache),
+    Images(Loader),
+}
+
+fn next_batch(source: &mut Source, t: &LdmTrainer, step: u64, batch: usize, seed: u64) -> Result<LatentBatch> {
+    match source {
+        Source::Cached(c) => c.batch(step, batch, seed),
+        Source::Images(l) => {
+            let b = l.next_batch()?;
+            t.encode(&b.images, b.labels)
+        }
+    }
+}
+
+fn read_log(path: &Path, before: u64) -> Vec<LdmStepLog> {
+    let Ok(text) = std::fs::read_to_string(path) else { return vec![] };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let v: Vec<f64> = l.split(',').filter_map(|x| x.parse().ok()).collect();
+            (v.len() == 4 && (v[0] as u64) < before).then(|| LdmStepLog { step: v[0] as u64, lr: v[1], loss: v[2], grad_norm: v[3] })
+        })
+        .collect()
+}
+
+/// A grid of samples: for class models GRID_ROWS rows of every class, else 4×8 unconditional.
+fn sample_grid(t: &LdmTrainer, path: &Path) -> Result<()> {
+    let classes = match t.cfg.cond {
+        ldm_engine::train::ldm_config::LdmCond::Class { n_classes, .. } => Some(n_classes),
+        _ => None,
+    };
+    let (x, cols) = match classes {
+        Some(n) => {
+            let labels: Vec<i64> = (0..GRID_ROWS * n).map(|i| (i % n) as i64).collect();
+            (t.sample(Some(&labels), labels.len(), GRID_STEPS, GRID_GUIDANCE, 0)?, n)
+        }
+        None => (t.sample(None, 32, GRID_STEPS, 1.0, 0)?, 8),
+    };
+    let caption = format!("step {}: EMA weights, DDIM {GRID_STEPS} steps, guidance {GRID_GUIDANCE}", t.step);
+    save_image_grid(path, &x.clamp(-1.0, 1.0)?, cols, &caption)
+}
+
+pub fn train_ldm(a: &TrainArgs) -> Result<()> {
+    let out = require(&a.out, "--out")?;
+    let data = require(&a.data, "--data")?;
+    let ckpt = out.join("checkpoint.safetensors");
+    let mut t = if a.resume {
+        if a.config.is_some() || a.autoencoder.is_some() {
+            return Err(invalid("--resume continues with the configuration and autoencoder saved in the run: drop --config and --autoencoder"));
+        }
+        if !ckpt.is_file() {
+            return Err(invalid(format!("--resume: {} has no checkpoint.safetensors to continue from", out.display())));
+        }
+        LdmTrainer::resume(&ckpt)?
+    } else {
+        if ckpt.exists() {
+            return Err(invalid(format!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display())));
+        }
+        let path = require(&a.config, "--config")?;
+        let ae = require(&a.autoencoder, "--autoencoder (a `train autoencoder` checkpoint)")?;
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(path, format!("not JSON: {e}")))?;
+        LdmTrainer::new(&v, ae)?
+    };
+    let cfg = t.cfg.clone();
+    let (channels, size) = (t.ae_cfg.model.in_channels, t.ae_cfg.image_size);
+    let full = dataset(data, &a.data_root, channels, size, !cfg.cache_latents)?;
+    if matches!(cfg.cond, ldm_engine::train::ldm_config::LdmCond::Class { .. }) && !full.has_labels() {
+        return Err(invalid(format!("a class-conditional config needs labelled data (mnist, fashion-mnist); {data} has no labels")));
+    }
+    let ds: Arc<dyn Dataset> = Arc::new(Holdout::new(full, cfg.holdout_every, false));
+    if ds.is_empty() {
+        return Err(invalid(format!("{data}: no training images")));
+    }
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    ldm_engine::io::safetensors::write_atomic(&out.join("config.json"), serde_json::to_string_pretty(&cfg.to_json()).unwrap_or_default().as_bytes())?;
+
+    let mut source = if cfg.cache_latents {
+        let cache_path = out.join("latents.safetensors");
+        let cache = if cache_path.is_file() {
+            LatentCache::load(&cache_path)?
+        } else {
+            let bar = ProgressBar::new(ds.len() as u64).with_message("encoding the training set");
+            bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta} {msg}").map_err(|e| invalid(e.to_string()))?);
+            let c = LatentCache::encode(&*ds, 64, &|x, l| t.encode(x, l), &mut |n| bar.set_position(n as u64))?;
+            bar.finish_and_clear();
+            c.save(&cache_path)?;
+            c
+        };
+        if cache.len() != ds.len() {
+            return Err(invalid(format!("{} holds {} latents but the data has {} training images: delete it to re-encode", cache_path.display(), cache.len(), ds.len())));
+        }
+        Source::Cached(cache)
+    } else {
+        Source::Images(Loader::new(ds.clone(), LoaderConfig { workers: a.workers, start: Start::Step(t.step), ..LoaderConfig::new(cfg.batch_size, cfg.seed) })?)
+    };
+    let next = |source: &mut Source, t: &LdmTrainer, step: u64| next_batch(source, t, step, cfg.batch_size, cfg.seed);
+    // the image loader's first batch, when it was read to measure the scale factor
+    let mut pending = None;
+    if !t.scale_known {
+        // CompVis scale_by_std measures the first batch; cached latents give a larger sample
+        let probe = match &source {
+            Source::Cached(c) => {
+                let n = c.len().min(4096);
+                LatentBatch { mean: c.mean.narrow(0, 0, n)?, logvar: c.logvar.as_ref().map(|l| l.narrow(0, 0, n)).transpose()?, labels: None }
+            }
+            Source::Images(_) => next(&mut source, &t, 0)?,
+        };
+        let s = t.measure_scale_factor(&probe)?;
+        println!("scale factor {s:.5} (1 / std of the training latents)");
+        if matches!(source, Source::Images(_)) {
+            pending = Some(probe);
+        }
+    }
+    let csv = out.join("losses.csv");
+    let mut rows = read_log(&csv, t.step);
+    let text: String = std::iter::once(LdmStepLog::CSV_HEADER.to_string()).chain(rows.iter().map(LdmStepLog::csv_row)).map(|l| l + "\n").collect();
+    ldm_engine::io::safetensors::write_atomic(&csv, text.as_bytes())?;
+    let mut csv_file = std::fs::OpenOptions::new().append(true).open(&csv).map_err(|e| file_err(&csv, e))?;
+
+    let bar = ProgressBar::new(cfg.steps);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {per_sec}, eta {eta} {msg}").map_err(|e| invalid(e.to_string()))?);
+    bar.set_position(t.step);
+    let started = Instant::now();
+    let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
+    let pictures = |t: &LdmTrainer, rows: &[LdmStepLog]| -> Result<()> {
+        let curve = |f: fn(&LdmStepLog) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
+        save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", curve(|r| r.loss)), ("gradient norm", curve(|r| r.grad_norm))])?;
+        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)))
+    };
+    while t.step < cfg.steps && !out_of_time() {
+        let batch = match pending.take() {
+            Some(b) => b,
+            None => next(&mut source, &t, t.step)?,
+        };
+        let log = t.train_step(&batch)?;
+        writeln!(csv_file, "{}", log.csv_row()).map_err(|e| file_err(&csv, e))?;
+        rows.push(log.clone());
+        bar.set_position(t.step);
+        if t.step.is_multiple_of(cfg.log_every) {
+            let recent = &rows[rows.len().saturating_sub(cfg.log_every as usize)..];
+            bar.set_message(format!("loss {:.4}", recent.iter().map(|r| r.loss).sum::<f64>() / recent.len() as f64));
+        }
+        if t.step.is_multiple_of(cfg.save_every) {
+            t.save(&ckpt)?;
+        }
+        if t.step.is_multiple_of(cfg.image_every) {
+            pictures(&t, &rows)?;
+        }
+    }
+    bar.finish_and_clear();
+    t.save(&ckpt)?;
+    pictures(&t, &rows)?;
+    export_model(&t, &out.join("model.safetensors"), DType::F32)?;
+    let done = if t.step >= cfg.steps { "done" } else { "stopped (time limit)" };
+    println!("{done} at step {} in {:.1} min; run in {}, model in {}", t.step, started.elapsed().as_secs_f64() / 60.0, out.display(), out.join("model.safetensors").display());
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! Training the paper's second stage (CompVis ldm/models/diffusion/ddpm.py `LatentDiffusion`): a
+//! UNet learns to denoise the frozen autoencoder's latents, z = scale_factor · (a posterior
+//! sample), with the simple reweighted objective of Eq. 1–2,
+//!   L = E_{z, ε, t} ‖target − ε_θ(√ᾱ_t·z + √(1−ᾱ_t)·ε, t, c)‖²  (mean over the latent's elements),
+//! target = ε or v = √ᾱ_t·ε − √(1−ᾱ_t)·z, t uniform in 0..T (CompVis `p_losses` with
+//! l_simple_weight 1, original_elbo_weight 0, no learned log-variance).
+//!
+//! Class conditioning is CompVis' cin256-v2 recipe: a trainable `ClassEmbedder` whose extra last
+//! row is the null class, cross-attended by the UNet; a fraction `drop_prob` of the labels is
+//! replaced by the null class so the same model also learns the unconditional score for
+//! classifier-free guidance. AdamW (torch defaults: β 0.9/0.999, weight decay 0.01, as
+//! `configure_optimizers` builds it) over the UNet and the embedder, optional warm-up, gradient
+//! clipping and LitEma weights (ema.rs).
+//!
+//! Every random draw (t, ε, the posterior sample, the label dropout) is a function of the seed and
+//! the step, so a run resumed from step k takes exactly the steps an uninterrupted run takes.
+
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use super::ae_trainer::{AeTrainConfig, FirstStageKind};
+use super::checkpoint::{save_checkpoint, Checkpoint};
+use super::ema::Ema;
+use super::ldm_config::{LdmCond, LdmTrainConfig, Objective};
+use super::optim::{clip_grad_norm, warmup_lr, AdamW, AdamWConfig};
+use crate::diffusion::{SamplerKind, SamplerOptions, SchedulerConfig, SeededNoise};
+use crate::models::autoencoder::AutoencoderKL;
+use crate::models::embedders::ClassEmbedder;
+use crate::models::unet::UNet;
+use crate::models::vq::VQModel;
+use crate::nn::VarBuilder;
+use crate::pipelines::ldm::{CondStage, FirstStage, LatentDiffusion, LdmCondition, LdmRequest};
+use crate::{DType, Error, Result, Tensor};
+
+/// A batch of encoded training images.
+#[derive(Clone, Debug)]
+pub struct LatentBatch {
+    /// posterior mean (KL) or pre-quantisation latents (VQ), not scaled, [B, C, h, w]
+    pub mean: Tensor,
+    /// KL posterior log-variance, clamped as CompVis does (VQ: None)
+    pub logvar: Option<Tensor>,
+    /// [B] I64 class labels
+    pub labels: Option<Tensor>,
+}
+
+/// The random draws of one step (the trainer makes them from the seed and step; the parity test
+/// passes torch's).
+#[derive(Clone, Debug)]
+pub struct StepDraws {
+    pub t: Vec<usize>,
+    /// ε [B, C, h, w]
+    pub eps: Tensor,
+    /// the posterior sample's standard-normal draw, for KL latents
+    pub posterior: Option<Tensor>,
+    /// which labels become the null class
+    pub drop: Vec<bool>,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LdmStepLog {
+    pub step: u64,
+    pub lr: f64,
+    pub loss: f64,
+    pub grad_norm: f64,
+}
+
+impl LdmStepLog {
+    pub const CSV_HEADER: &'static str = "step,lr,loss,grad_norm";
+    pub fn csv_row(&self) -> String {
+        format!("{},{:.6e},{:.6e},{:.6e}", self.step, self.lr, self.loss, self.grad_norm)
+    }
+}
+
+pub struct LdmTrainer {
+    pub cfg: LdmTrainConfig,
+    /// the first stage's own training config (its shape, image size and channels)
+    pub ae_cfg: AeTrainConfig,
+    pub model: LatentDiffusion,
+    /// trained: `model.diffusion_model.*` and `cond_stage_model.*` (CompVis single-file names)
+    params: Vec<(String, Tensor)>,
+    /// frozen, under the autoencoder's own names (no prefix)
+    first_stage_params: Vec<(String, Tensor)>,
+    opt: AdamW,
+    ema: Option<Ema>,
+    alphas_cumprod: Vec<f64>,
+    /// whether `model.scale_factor` is settled (given, measured, or restored)
+    pub scale_known: bool,
+    pub step: u64,
+}
+
+/// The layers CompVis creates with `zero_module` (each ResBlock's last conv, the transformers' and
+/// attention blocks' output projections, the UNet's final conv): a fresh UNet starts as identity
+/// residual blocks and predicts 0.
+fn is_zero_init(name: &str) -> bool {
+    name.contains(".out_layers.3.") || name.contains(".proj_out.") || name.starts_with("model.diffusion_model.out.2.")
+}
+
+impl LdmTrainer {
+    /// Fresh UNet (and class embedder) from a config (ldm_config.rs), over the autoencoder of a
+    /// `train autoencoder` checkpoint.
+    pub fn new(config: &Value, autoencoder: &std::path::Path) -> Result<Self> {
+        let ck = Checkpoint::load(autoencoder)?;
+        let ae_cfg = ae_config(&ck, autoencoder)?;
+        let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim)?;
+        let t = Self::build(cfg, ae_cfg)?;
+        ck.restore_params("ae", &t.first_stage_params)?;
+        t.ema_restart()
+    }
+
+    /// Continues a run from `save`'s checkpoint.
+    pub fn resume(path: &std::path::Path) -> Result<Self> {
+        let ck = Checkpoint::load(path)?;
+        let meta = |k: &str| ck.metadata.get(k).ok_or_else(|| Error::File { path: path.display().to_string(), msg: format!("not a stage-2 checkpoint: no '{k}' in its metadata") });
+        let ae_cfg = AeTrainConfig::from_json(&json_of(meta("autoencoder_config")?, path)?)?;
+        let cfg = LdmTrainConfig::from_json(&json_of(meta("config")?, path)?, ae_cfg.model.embed_dim)?;
+        let mut t = Self::build(cfg, ae_cfg)?;
+        ck.restore_params("first_stage", &t.first_stage_params)?;
+        ck.restore_params("ldm", &t.params)?;
+        ck.restore_optimiser("ldm", &mut t.opt)?;
+        if let Some(ema) = &mut t.ema {
+            ck.restore_params("ema", ema.shadow())?;
+            ema.num_updates = meta("ema_updates")?.parse().unwrap_or(0);
+        }
+        if let Some(s) = ck.metadata.get("scale_factor").and_then(|s| s.parse().ok()) {
+            t.model.scale_factor = s;
+            t.scale_known = true;
+        }
+        t.step = ck.step;
+        Ok(t)
+    }
+
+    fn build(cfg: LdmTrainConfig, ae_cfg: AeTrainConfig) -> Result<Self> {
+        let fs_vb = VarBuilder::seeded_init(DType::F32, 0);
+        let first_stage = match ae_cfg.kind {
+            FirstStageKind::Kl => FirstStage::Kl(AutoencoderKL::new(&fs_vb, &ae_cfg.model)?),
+            FirstStageKind::Vq { n_embed, beta } => FirstStage::Vq(VQModel::new(&fs_vb, &ae_cfg.model, n_embed, beta, true)?),
+        };
+        let vb = VarBuilder::seeded_init(DType::F32, cfg.seed);
+        let unet = UNet::new(&vb.pp("model.diffusion_model"), &cfg.unet)?;
+        let cond_stage = match &cfg.cond {
+            LdmCond::Unconditional => CondStage::None,
+            LdmCond::Class { n_classes, embed_dim, .. } => CondStage::Class(ClassEmbedder::new(&vb.pp("cond_stage_model"), n_classes + 1, *embed_dim)?),
+        };
+        let params = vb.params();
+        for (name, p) in &params {
+            if is_zero_init(name) {
+                p.update_f32(|w| {
+                    w.fill(0.0);
+                    Ok(())
+                })?;
+            }
+        }
+        let mut scheduler = SchedulerConfig::compvis(cfg.linear_start, cfg.linear_end, cfg.timesteps);
+        if cfg.objective == Objective::V {
+            scheduler.prediction = crate::diffusion::Prediction::VPrediction;
+        }
+        let f = ae_cfg.model.downsampling();
+        let model = LatentDiffusion { unet, first_stage, cond_stage, scale_factor: cfg.scale_factor.unwrap_or(1.0), latent_size: ae_cfg.image_size / f, scheduler };
+        let adam = AdamWConfig { lr: cfg.lr, weight_decay: cfg.weight_decay, ..AdamWConfig::default() };
+        Ok(LdmTrainer {
+            opt: AdamW::new(params.clone(), adam)?,
+            ema: None,
+            alphas_cumprod: model.scheduler.alphas_cumprod(),
+            first_stage_params: fs_vb.params(),
+            scale_known: cfg.scale_factor.is_some(),
+            params,
+            model,
+            ae_cfg,
+            cfg,
+            step: 0,
+        })
+    }
+
+    /// (Re)starts the EMA from the current weights.
+    fn ema_restart(mut self) -> Result<Self> {
+        self.ema = self.cfg.ema_decay.map(|d| Ema::new(&self.params, d)).transpose()?;
+        Ok(self)
+    }
+
+    pub fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
+    /// Images [B, C, S, S] in [−1, 1] → the batch's latents (no graph).
+    pub fn encode(&self, images: &Tensor, labels: Option<Tensor>) -> Result<LatentBatch> {
+        let _g = crate::no_grad();
+        Ok(match &self.model.first_stage {
+            FirstStage::Kl(vae) => {
+                let post = vae.encode(images)?;
+                LatentBatch { mean: post.mean.clone(), logvar: Some(post.logvar.clone()), labels }
+            }
+            FirstStage::Vq(vq) => LatentBatch { mean: vq.encode(images)?, logvar: None, labels },
+        })
+    }
+
+    /// CompVis `scale_by_std`: 1 / std of the posterior samples of `batch` (drawn with the seed).
+    pub fn measure_scale_factor(&mut self, batch: &LatentBatch) -> Result<f64> {
+        let noise = batch.logvar.as_ref().map(|_| Tensor::randn(batch.mean.shape(), 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(self.cfg.seed ^ 0x5CA1E)));
+        let z = sample_posterior(batch, noise.as_ref())?.to_vec_f64()?;
+        let mean = z.iter().sum::<f64>() / z.len() as f64;
+        let var = z.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (z.len().max(2) - 1) as f64;
+        if !(var > 0.0 && var.is_finite()) {
+            return Err(Error::invalid("train", format!("the training latents have variance {var}: cannot set the scale factor (is the autoencoder trained?)")));
+        }
+        self.model.scale_factor = 1.0 / var.sqrt();
+        self.scale_known = true;
+        Ok(self.model.scale_factor)
+    }
+
+    /// The draws of the current step for a batch of `b` latents shaped `shape`.
+    pub fn draws(&self, shape: &[usize], kl: bool) -> StepDraws {
+        let seed = self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.step);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let b = shape[0];
+        let t = (0..b).map(|_| rng.random_range(0..self.cfg.timesteps)).collect();
+        let drop_prob = match self.cfg.cond {
+            LdmCond::Class { drop_prob, .. } => drop_prob,
+            LdmCond::Unconditional => 0.0,
+        };
+        let drop = (0..b).map(|_| rng.random::<f64>() < drop_prob).collect();
+        let eps = Tensor::randn(shape, 0.0, 1.0, DType::F32, &mut rng);
+        let posterior = kl.then(|| Tensor::randn(shape, 0.0, 1.0, DType::F32, &mut rng));
+        StepDraws { t, eps, posterior, drop }
+    }
+
+    /// The loss of `batch` with `draws`, recorded for backward (no update).
+    pub fn loss(&self, batch: &LatentBatch, d: &StepDraws) -> Result<Tensor> {
+        let z = sample_posterior(batch, d.posterior.as_ref())?.mul_scalar(self.model.scale_factor)?;
+        let b = z.dim(0)?;
+        if d.t.len() != b || d.drop.len() != b || d.eps.shape() != z.shape() {
+            return Err(Error::bad_shape("train", format!("the step's draws must match the batch of {b}"), d.eps.shape()));
+        }
+        let col = |f: &dyn Fn(f64) -> f64| Tensor::from_vec(d.t.iter().map(|&t| f(self.alphas_cumprod[t]) as f32).collect(), &[b, 1, 1, 1]);
+        let (a, s) = (col(&|ac| ac.sqrt())?, col(&|ac| (1.0 - ac).sqrt())?);
+        let x_t = z.mul(&a)?.add(&d.eps.mul(&s)?)?;
+        let target = match self.cfg.objective {
+            Objective::Eps => d.eps.clone(),
+            Objective::V => d.eps.mul(&a)?.sub(&z.mul(&s)?)?,
+        };
+        let context = match (&self.model.cond_stage, &batch.labels) {
+            (CondStage::None, _) => None,
+            (CondStage::Class(emb), Some(labels)) => {
+                let null = emb.num_classes() as i64 - 1;
+                let labels = labels.to_vec::<i64>()?;
+                if let Some(bad) = labels.iter().find(|&&l| l < 0 || l >= null) {
+                    return Err(Error::invalid("train", format!("class label {bad} is outside the config's 0..{null} (cond.n_classes)")));
+                }
+                let labels: Vec<i64> = labels.into_iter().zip(&d.drop).map(|(l, &drop)| if drop { null } else { l }).collect();
+                Some(emb.forward(&Tensor::from_vec(labels, &[b])?)?)
+            }
+            (CondStage::Class(_), None) => return Err(Error::invalid("train", "a class-conditional model needs labelled data (mnist, fashion-mnist)")),
+            (other, _) => return Err(Error::invalid("train", format!("training a model that takes {} is not supported", other.expects()))),
+        };
+        let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?;
+        let out = self.model.unet.forward(&x_t, &t, context.as_ref(), None)?;
+        let diff = out.sub(&target)?;
+        diff.mul(&diff)?.mean_all()
+    }
+
+    /// One optimisation step on `batch`.
+    pub fn train_step(&mut self, batch: &LatentBatch) -> Result<LdmStepLog> {
+        let draws = self.draws(batch.mean.shape(), batch.logvar.is_some());
+        self.train_step_with(batch, &draws)
+    }
+
+    /// One step with given draws (what the parity test feeds from torch).
+    pub fn train_step_with(&mut self, batch: &LatentBatch, draws: &StepDraws) -> Result<LdmStepLog> {
+        if !self.scale_known {
+            return Err(Error::invalid("train", "the scale factor is not set: measure it on the data first (measure_scale_factor)"));
+        }
+        let step = self.step;
+        let lr = warmup_lr(self.cfg.lr, step, self.cfg.warmup_steps);
+        let loss = self.loss(batch, draws)?;
+        let value = loss.to_scalar()?;
+        if !value.is_finite() {
+            return Err(Error::invalid("train", format!("step {step}: the loss is {value} (diverged); the last checkpoint is kept — lower train.lr or set train.grad_clip")));
+        }
+        let grads = loss.backward()?;
+        let (norm, coef) = clip_grad_norm(&grads, &self.params, self.cfg.grad_clip.unwrap_or(f64::INFINITY))?;
+        if !norm.is_finite() {
+            return Err(Error::invalid("train", format!("step {step}: the gradient norm is {norm}; the last checkpoint is kept — lower train.lr or set train.grad_clip")));
+        }
+        self.opt.step(&grads, lr, if self.cfg.grad_clip.is_some() { coef } else { 1.0 })?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.params)?;
+        }
+        self.step += 1;
+        Ok(LdmStepLog { step, lr, loss: value, grad_norm: norm })
+    }
+
+    /// The gradients of one step's loss, by parameter name (for the parity test), no update.
+    pub fn gradients(&self, batch: &LatentBatch, draws: &StepDraws) -> Result<(f64, Vec<(String, Tensor)>)> {
+        let loss = self.loss(batch, draws)?;
+        let grads = loss.backward()?;
+        let named = self.params.iter().filter_map(|(n, p)| grads.get(p).map(|g| (n.clone(), g.clone()))).collect();
+        Ok((loss.to_scalar()?, named))
+    }
+
+    /// Runs `f` with the EMA weights in the model (the trained ones without EMA).
+    pub fn with_ema<R>(&self, f: impl FnOnce(&LatentDiffusion) -> Result<R>) -> Result<R> {
+        match &self.ema {
+            Some(ema) => ema.scope(&self.params, || f(&self.model)),
+            None => f(&self.model),
+        }
+    }
+
+    /// Samples with the EMA weights: one image per label (or `n` unconditional ones), DDIM with
+    /// `steps` steps and guidance `scale` against the null class; images in [−1, 1].
+    pub fn sample(&self, labels: Option<&[i64]>, n: usize, steps: usize, scale: f64, seed: u64) -> Result<Tensor> {
+        let (condition, n, guidance) = match labels {
+            Some(l) => (LdmCondition::Class(l.to_vec()), l.len(), scale),
+            None => (LdmCondition::None, n, 1.0),
+        };
+        let req = LdmRequest { condition, guidance, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
+        self.with_ema(|m| {
+            let shape = m.latent_shape(&req.condition, n, None)?;
+            let x0 = Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed));
+            m.generate(&req, &x0, &mut SeededNoise(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))), &mut || {})
+        })
+    }
+
+    /// Writes weights, EMA, optimiser state, step, configs and scale factor, atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let empty = Vec::new();
+        let ema = self.ema.as_ref().map_or(&empty[..], |e| e.shadow());
+        let groups: [(&str, &[(String, Tensor)]); 3] = [("ldm", &self.params), ("ema", ema), ("first_stage", &self.first_stage_params)];
+        let mut extra = vec![("config", self.cfg.to_json().to_string()), ("autoencoder_config", self.ae_cfg.to_json().to_string())];
+        if let Some(e) = &self.ema {
+            extra.push(("ema_updates", e.num_updates.to_string()));
+        }
+        if self.scale_known {
+            extra.push(("scale_factor", format!("{:e}", self.model.scale_factor)));
+        }
+        let extra: Vec<(&str, String)> = extra.into_iter().collect();
+        save_checkpoint(path, self.step, &groups, &[("ldm", &self.opt)], &extra)
+    }
+
+    /// The frozen first stage's weights (autoencoder names, no prefix).
+    pub fn first_stage_params(&self) -> &[(String, Tensor)] {
+        &self.first_stage_params
+    }
+
+    /// The EMA weights if kept, else the trained ones.
+    pub fn inference_params(&self) -> &[(String, Tensor)] {
+        self.ema.as_ref().map_or(&self.params, |e| e.shadow())
+    }
+}
+
+/// z = mean + exp(logvar / 2)·n for KL latents (n given), the latents themselves for VQ.
+fn sample_posterior(batch: &LatentBatch, noise: Option<&Tensor>) -> Result<Tensor> {
+    match (&batch.logvar, noise) {
+        (Some(lv), Some(n)) => batch.mean.add(&lv.mul_scalar(0.5)?.exp()?.mul(n)?),
+        (Some(_), None) => Err(Error::invalid("train", "KL latents need the posterior sample's noise")),
+        (None, _) => Ok(batch.mean.clone()),
+    }
+}
+
+fn json_of(text: &str, path: &std::path::Path) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("its stored config is not JSON: {e}") })
+}
+
+/// The autoencoder config a `train autoencoder` checkpoint was saved with.
+fn ae_config(ck: &Checkpoint, path: &std::path::Path) -> Result<AeTrainConfig> {
+    let text = ck.metadata.get("config").ok_or_else(|| Error::File { path: path.display().to_string(), msg: "not a `train autoencoder` checkpoint (no config in its metadata)".into() })?;
+    let v = json_of(text, path)?;
+    if v.get("unet").is_some() {
+        return Err(Error::File { path: path.display().to_string(), msg: "this is a stage-2 (ldm) checkpoint; --autoencoder wants a `train autoencoder` checkpoint".into() });
+    }
+    AeTrainConfig::from_json(&v)
+}
