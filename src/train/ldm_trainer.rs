@@ -103,9 +103,19 @@ impl LdmTrainer {
         let ck = Checkpoint::load(autoencoder)?;
         let ae_cfg = ae_config(&ck, autoencoder)?;
         let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim)?;
-        let t = Self::build(cfg, ae_cfg)?;
+        let mut t = Self::build(cfg, ae_cfg)?;
         ck.restore_params("ae", &t.first_stage_params)?;
-        t.ema_restart()
+        t.restart_ema()?;
+        Ok(t)
+    }
+
+    /// A fresh model over a first stage of the given shape with random weights, for callers that
+    /// bring their own latents or load the weights themselves (then `restart_ema`).
+    pub fn with_autoencoder_config(config: &Value, ae_cfg: AeTrainConfig) -> Result<Self> {
+        let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim)?;
+        let mut t = Self::build(cfg, ae_cfg)?;
+        t.restart_ema()?;
+        Ok(t)
     }
 
     /// Continues a run from `save`'s checkpoint.
@@ -173,9 +183,9 @@ impl LdmTrainer {
     }
 
     /// (Re)starts the EMA from the current weights.
-    fn ema_restart(mut self) -> Result<Self> {
+    pub fn restart_ema(&mut self) -> Result<()> {
         self.ema = self.cfg.ema_decay.map(|d| Ema::new(&self.params, d)).transpose()?;
-        Ok(self)
+        Ok(())
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {

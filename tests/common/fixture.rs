@@ -35,6 +35,11 @@ impl Fixture {
     pub fn weight_names(&self) -> Vec<String> {
         self.file.entries().iter().filter_map(|e| e.name.strip_prefix("weights.").map(str::to_string)).collect()
     }
+    /// Names under `prefix`, the prefix stripped.
+    #[allow(dead_code)]
+    pub fn weight_names_with(&self, prefix: &str) -> Vec<String> {
+        self.file.entries().iter().filter_map(|e| e.name.strip_prefix(prefix).map(str::to_string)).collect()
+    }
     pub fn list(&self, key: &str) -> Vec<usize> {
         self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
     }
