@@ -19,7 +19,16 @@ fn find_nvcc() -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("nvcc")).find(|p| p.exists()))
 }
 
+/// The engine-trained default model (tools/train_default_model.sh) is embedded in the binary when
+/// the file is there; a checkout without it builds a binary whose `sample` asks for --model.
+const DEFAULT_MODEL: &str = "weights/mnist_class_ldm.safetensors";
+
 fn main() {
+    println!("cargo:rustc-check-cfg=cfg(ldm_default_model)");
+    println!("cargo:rerun-if-changed={DEFAULT_MODEL}");
+    if Path::new(DEFAULT_MODEL).is_file() {
+        println!("cargo:rustc-cfg=ldm_default_model");
+    }
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");

@@ -16,6 +16,7 @@ use ldm_engine::models::presets::{self, LdmPreset};
 use ldm_engine::pipelines::inpaint::InpaintInput;
 use ldm_engine::pipelines::ldm::LatentDiffusion;
 use ldm_engine::pipelines::txt2img::{img2img_start, TextToImage, TextToImageRequest};
+use ldm_engine::train::ldm_export::{preset_of, EngineModel};
 use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
 
@@ -155,11 +156,32 @@ enum Model {
     Paper(Box<LatentDiffusion>, Box<LdmPreset>),
 }
 
+/// The engine-trained class-conditional MNIST model (tools/train_default_model.sh), built in.
+#[cfg(ldm_default_model)]
+const DEFAULT_MODEL: Option<&[u8]> = Some(include_bytes!("../../weights/mnist_class_ldm.safetensors"));
+#[cfg(not(ldm_default_model))]
+const DEFAULT_MODEL: Option<&[u8]> = None;
+
+/// The name sample_paper.rs knows engine-trained models by (they sample every class when no
+/// --class is given).
+pub(super) const ENGINE_MODEL: &str = "engine-trained";
+pub(super) const DEFAULT_MODEL_NAME: &str = "built-in MNIST";
+
+fn engine_model(m: EngineModel, name: &'static str) -> Model {
+    let mut p = preset_of(&m.config, &m.autoencoder);
+    p.name = name;
+    Model::Paper(Box::new(m.ldm), Box::new(p))
+}
+
 fn load(a: &SampleArgs) -> Result<Model> {
     let Some(model) = &a.model else {
-        return Err(invalid(
-            "no --model given: the built-in default model arrives with the training issues; pass a diffusers Stable Diffusion folder or a single-file checkpoint (see README: Using real weights)",
-        ));
+        if a.preset.is_some() {
+            return Err(invalid("--preset names what a --model file is; without --model the built-in MNIST model is used"));
+        }
+        let bytes = DEFAULT_MODEL.ok_or_else(|| {
+            invalid("no --model given and this build has no built-in model (weights/mnist_class_ldm.safetensors was missing when it was compiled); pass a diffusers Stable Diffusion folder or a single-file checkpoint")
+        })?;
+        return Ok(engine_model(EngineModel::from_bytes(DEFAULT_MODEL_NAME, bytes, DType::F32)?, DEFAULT_MODEL_NAME));
     };
     if !model.exists() {
         return Err(Error::File { path: model.display().to_string(), msg: "no such file or directory".into() });
@@ -175,6 +197,12 @@ fn load(a: &SampleArgs) -> Result<Model> {
         return Ok(Model::StableDiffusion(Box::new(TextToImage::from_diffusers(&folder, DType::F32)?)));
     }
     let file = SingleFile::open(model)?;
+    if EngineModel::is_engine_model(&file) {
+        if a.preset.is_some() {
+            return Err(invalid(format!("{}: an ldm-engine trained model describes itself; drop --preset", model.display())));
+        }
+        return Ok(engine_model(EngineModel::from_single_file(&file, &model.display().to_string(), DType::F32)?, ENGINE_MODEL));
+    }
     if file.is_sd_v1() && a.preset.as_deref().is_none_or(|p| p == "sd_v1") {
         return Ok(Model::StableDiffusion(Box::new(TextToImage::from_single_file(&file, DType::F32)?)));
     }
@@ -217,6 +245,8 @@ pub(super) struct Outcome {
     pub text_ms: f64,
     pub unet_ms: f64,
     pub vae_ms: f64,
+    /// a grid with this many columns (one per class) instead of --grid's square one
+    pub grid_cols: Option<usize>,
 }
 
 pub fn run(a: &SampleArgs) -> Result<()> {
@@ -227,13 +257,14 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         Model::Paper(pipe, p) => super::sample_paper::run(a, &pipe, &p)?,
     };
     // everything is computed: now write
-    let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or("?");
+    let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or(DEFAULT_MODEL_NAME);
     let params = format!("{}\n{}, Model: {model_name}", outcome.prompt_lines, outcome.settings.join(", "));
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &outcome.latents)], None)?;
     }
-    let paths = output_paths(&a.out, a.batch, a.grid);
-    write_images(&outcome.images, &paths, &[("parameters", &params), ("Software", "ldm-engine")])?;
+    let n = outcome.images.dim(0)?;
+    let paths = output_paths(&a.out, n, a.grid || outcome.grid_cols.is_some());
+    write_images(&outcome.images, &paths, &[("parameters", &params), ("Software", "ldm-engine")], outcome.grid_cols)?;
     if a.timings {
         println!(
             "timings: text_encode_ms={:.1} unet_ms_per_step={:.1} vae_decode_ms={:.1} total_ms={:.1}",
@@ -323,5 +354,5 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
     if mask.is_some() {
         settings.push("Inpainting: true".into());
     }
-    Ok(Outcome { latents, images, settings, prompt_lines: format!("{prompt}\nNegative prompt: {}", a.negative_prompt), text_ms, unet_ms, vae_ms })
+    Ok(Outcome { latents, images, settings, prompt_lines: format!("{prompt}\nNegative prompt: {}", a.negative_prompt), text_ms, unet_ms, vae_ms, grid_cols: None })
 }

@@ -65,8 +65,8 @@ pub fn output_paths(out: &Path, n: usize, grid: bool) -> Vec<PathBuf> {
 }
 
 /// The images [N, 3, H, W] in [-1, 1] as PNGs at `paths`: one each, or (one path, N > 1) a grid
-/// of ⌈√N⌉ columns, row by row, on black.
-pub fn write_images(images: &Tensor, paths: &[PathBuf], text: &[(&str, &str)]) -> Result<()> {
+/// of `cols` (default ⌈√N⌉) columns, row by row, on black.
+pub fn write_images(images: &Tensor, paths: &[PathBuf], text: &[(&str, &str)], cols: Option<usize>) -> Result<()> {
     let n = images.dim(0)?;
     if paths.len() == n {
         for (i, path) in paths.iter().enumerate() {
@@ -77,7 +77,7 @@ pub fn write_images(images: &Tensor, paths: &[PathBuf], text: &[(&str, &str)]) -
         return Ok(());
     }
     let (h, w) = (images.dim(2)?, images.dim(3)?);
-    let cols = (1..=n).find(|c| c * c >= n).unwrap_or(1);
+    let cols = cols.unwrap_or_else(|| (1..=n).find(|c| c * c >= n).unwrap_or(1)).clamp(1, n);
     let rows = n.div_ceil(cols);
     let (gw, gh) = (cols * w, rows * h);
     let mut grid = vec![0u8; 3 * gw * gh];

@@ -18,7 +18,7 @@ use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
 use serde_json::Value;
 
-use super::sample::{common_settings, invalid, with_progress, Outcome, SampleArgs};
+use super::sample::{common_settings, invalid, with_progress, Outcome, SampleArgs, DEFAULT_MODEL_NAME, ENGINE_MODEL};
 use super::sample_io::{read_image, read_mask, read_noise};
 
 /// A text model gets the built-in vocabulary; every other model is ready as loaded.
@@ -57,6 +57,16 @@ fn condition(a: &SampleArgs, p: &LdmPreset) -> Result<LdmCondition> {
     if let Some(extra) = given.iter().find(|f| !takes.contains(f)) {
         let wants = if takes.is_empty() { "no conditioning flags".to_string() } else { takes.join(" and ") };
         return Err(invalid(format!("{extra}: the {} model takes {wants}", p.name)));
+    }
+    let engine = [ENGINE_MODEL, DEFAULT_MODEL_NAME].contains(&p.name);
+    if let (true, CondStageConfig::Class { n_classes, .. }) = (engine, &p.cond_stage) {
+        // engine-trained class models keep the null class in the last row
+        let real = n_classes - 1;
+        return Ok(match a.class {
+            Some(c) if c < 0 || c as usize >= real => return Err(invalid(format!("--class {c}: the {} model has classes 0..{}", p.name, real - 1))),
+            Some(c) => LdmCondition::Class(vec![c; n]),
+            None => LdmCondition::Class((0..n * real).map(|i| (i % real) as i64).collect()),
+        });
     }
     if let Some(missing) = takes.iter().find(|f| !given.contains(f)) {
         return Err(invalid(format!("the {} model needs {missing} (it takes {})", p.name, takes.join(" and "))));
@@ -128,7 +138,13 @@ pub(super) fn run(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Resu
             Some((h.unwrap_or(native), w.unwrap_or(native)))
         }
     };
-    let shape = pipe.latent_shape(&cond, a.batch, size)?;
+    let images_asked = match &cond {
+        LdmCondition::Class(labels) => labels.len(),
+        _ => a.batch,
+    };
+    // without --class an engine-trained class model draws every class: one column each
+    let grid_cols = (images_asked != a.batch).then(|| images_asked / a.batch);
+    let shape = pipe.latent_shape(&cond, images_asked, size)?;
     let initial = match &a.init_noise {
         Some(path) => read_noise(path, &shape)?,
         None => Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
@@ -155,7 +171,11 @@ pub(super) fn run(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Resu
         images = inpaint_paste(&req.condition, &images)?;
     }
     let vae_ms = t2.elapsed().as_secs_f64() * 1e3;
-    Ok(Outcome { latents, images, settings, prompt_lines, text_ms, unet_ms, vae_ms })
+    if images.dim(1)? == 1 {
+        // grey models (MNIST) are written as RGB PNGs like the rest
+        images = Tensor::cat(&[&images, &images, &images], 1)?;
+    }
+    Ok(Outcome { latents, images, settings, prompt_lines, text_ms, unet_ms, vae_ms, grid_cols })
 }
 
 #[cfg(test)]
