@@ -50,6 +50,13 @@ pub struct TrainArgs {
     /// train ldm: the frozen first stage, a `train autoencoder` checkpoint.
     #[arg(long)]
     pub autoencoder: Option<PathBuf>,
+    /// Stop (with a checkpoint) at this step even if the config's train.steps is larger; the
+    /// weights are those an uninterrupted run has at this step.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// train ldm: the dtype of the exported model.safetensors (f32, or f16 for half the size).
+    #[arg(long, default_value = "f32")]
+    pub export_dtype: String,
 }
 
 #[derive(Args, Debug)]
@@ -204,7 +211,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         plot(&out.join("losses.png"), rows)?;
         save_recon_grid(&out.join(format!("recon_{:06}.png", trainer.step)), &preview, &trainer.reconstruct(&preview)?, &format!("step {}: inputs (top), reconstructions (bottom)", trainer.step))
     };
-    while trainer.step < cfg.steps && !out_of_time() {
+    let last = cfg.steps.min(a.max_steps.unwrap_or(u64::MAX));
+    while trainer.step < last && !out_of_time() {
         let batch = loader.next_batch()?;
         let log = trainer.train_step(&batch.images)?;
         writeln!(csv_file, "{}", log.csv_row()).map_err(|e| Error::File { path: csv.display().to_string(), msg: e.to_string() })?;
@@ -223,7 +231,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     trainer.save(&ckpt)?;
     pictures(&trainer, &rows)?;
-    let done = if trainer.step >= cfg.steps { "done" } else { "stopped (time limit)" };
+    let done = if trainer.step >= cfg.steps { "done" } else if trainer.step >= last { "stopped (--max-steps)" } else { "stopped (time limit)" };
     println!("{done} at step {} in {:.1} min; run in {}", trainer.step, started.elapsed().as_secs_f64() / 60.0, out.display());
     Ok(())
 }

@@ -75,6 +75,11 @@ fn sample_grid(t: &LdmTrainer, path: &Path) -> Result<()> {
 pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     let out = require(&a.out, "--out")?;
     let data = require(&a.data, "--data")?;
+    let export_dtype = match a.export_dtype.as_str() {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        other => return Err(invalid(format!("--export-dtype {other}: expected f32 or f16"))),
+    };
     let ckpt = out.join("checkpoint.safetensors");
     let mut t = if a.resume {
         if a.config.is_some() || a.autoencoder.is_some() {
@@ -160,7 +165,8 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", curve(|r| r.loss)), ("gradient norm", curve(|r| r.grad_norm))])?;
         sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)))
     };
-    while t.step < cfg.steps && !out_of_time() {
+    let last = cfg.steps.min(a.max_steps.unwrap_or(u64::MAX));
+    while t.step < last && !out_of_time() {
         let batch = match pending.take() {
             Some(b) => b,
             None => next(&mut source, &t, t.step)?,
@@ -183,8 +189,8 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     t.save(&ckpt)?;
     pictures(&t, &rows)?;
-    export_model(&t, &out.join("model.safetensors"), DType::F32)?;
-    let done = if t.step >= cfg.steps { "done" } else { "stopped (time limit)" };
+    export_model(&t, &out.join("model.safetensors"), export_dtype)?;
+    let done = if t.step >= cfg.steps { "done" } else if t.step >= last { "stopped (--max-steps)" } else { "stopped (time limit)" };
     println!("{done} at step {} in {:.1} min; run in {}, model in {}", t.step, started.elapsed().as_secs_f64() / 60.0, out.display(), out.join("model.safetensors").display());
     Ok(())
 }

@@ -128,6 +128,7 @@ impl LdmTrainer {
         ck.restore_params("first_stage", &t.first_stage_params)?;
         ck.restore_params("ldm", &t.params)?;
         ck.restore_optimiser("ldm", &mut t.opt)?;
+        t.restart_ema()?;
         if let Some(ema) = &mut t.ema {
             ck.restore_params("ema", ema.shadow())?;
             ema.num_updates = meta("ema_updates")?.parse().unwrap_or(0);
@@ -289,7 +290,7 @@ impl LdmTrainer {
         let grads = loss.backward()?;
         let (norm, coef) = clip_grad_norm(&grads, &self.params, self.cfg.grad_clip.unwrap_or(f64::INFINITY))?;
         if !norm.is_finite() {
-            return Err(Error::invalid("train", format!("step {step}: the gradient norm is {norm}; the last checkpoint is kept — lower train.lr or set train.grad_clip")));
+            return Err(Error::invalid("train", format!("step {step}: the gradient norm is {norm} (diverged); the last checkpoint is kept — lower train.lr or set train.grad_clip")));
         }
         self.opt.step(&grads, lr, if self.cfg.grad_clip.is_some() { coef } else { 1.0 })?;
         if let Some(ema) = &mut self.ema {

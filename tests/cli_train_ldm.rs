@@ -1,0 +1,189 @@
+//! `ldm-engine train ldm` end to end on the 20-digit MNIST fixture, over a tiny autoencoder the
+//! test trains first: a killed run resumes to exactly the weights of an uninterrupted one; the
+//! exported model samples with `ldm-engine sample --model`; a diverging run stops with the step
+//! and keeps its last good checkpoint; config mistakes are one line and a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ldm_engine::io::safetensors::SafeTensorsFile;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ldm-engine");
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ldm-train-ldm-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// The data root (the MNIST fixture) and a 2-step autoencoder checkpoint.
+fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mnist_tiny.safetensors"), data.join("mnist.safetensors")).unwrap();
+    let ae_cfg = serde_json::json!({
+        "model": {"in_channels": 1, "ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "z_channels": 2, "embed_dim": 2, "groups": 8},
+        "loss": {"disc_start": 100, "perceptual_weight": 0.0}, "disc": {"ndf": 8, "n_layers": 2},
+        "train": {"lr": 1e-3, "batch_size": 4, "image_size": 16, "steps": 2, "seed": 1}
+    });
+    let cfg = dir.join("ae.json");
+    std::fs::write(&cfg, ae_cfg.to_string()).unwrap();
+    let ae = dir.join("ae");
+    let (code, _, err) = run(&["train", "autoencoder", "--config", cfg.to_str().unwrap(), "--data", "mnist", "--data-root", data.to_str().unwrap(), "--out", ae.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    (data, ae.join("checkpoint.safetensors"))
+}
+
+fn ldm_config(dir: &Path, steps: u64, lr: f64, extra_train: serde_json::Value) -> PathBuf {
+    let mut cfg = serde_json::json!({
+        "unet": {"model_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "num_head_channels": 8, "groups": 8},
+        "cond": {"kind": "class", "n_classes": 10, "embed_dim": 8, "drop_prob": 0.2},
+        "train": {"lr": lr, "batch_size": 4, "steps": steps, "save_every": 2, "image_every": 1000, "ema_decay": 0.9, "seed": 5}
+    });
+    for (k, v) in extra_train.as_object().unwrap() {
+        cfg["train"][k] = v.clone();
+    }
+    let path = dir.join(format!("ldm-{steps}-{lr}.json"));
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    path
+}
+
+fn csv_rows(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("losses.csv")).map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0)
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let f = SafeTensorsFile::open(path).unwrap();
+    f.entries().iter().map(|e| (e.name.clone(), f.get(&e.name).unwrap().to_dtype(ldm_engine::DType::F32).unwrap().to_vec::<f32>().unwrap())).collect()
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_uninterrupted_weights() {
+    let dir = tmpdir("kill");
+    let (data, ae) = setup(&dir);
+    let cfg = ldm_config(&dir, 14, 1e-3, serde_json::json!({}));
+    let (d, c, a) = (data.to_str().unwrap(), cfg.to_str().unwrap(), ae.to_str().unwrap());
+    let whole = dir.join("whole");
+    let (code, out, err) = run(&["train", "ldm", "--config", c, "--autoencoder", a, "--data", "mnist", "--data-root", d, "--out", whole.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("done at step 14"), "{out}");
+    for f in ["checkpoint.safetensors", "model.safetensors", "latents.safetensors", "losses.csv", "losses.png", "samples_000014.png", "config.json"] {
+        assert!(whole.join(f).is_file(), "{f} missing");
+    }
+
+    let split = dir.join("split");
+    let s = split.to_str().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["train", "ldm", "--config", c, "--autoencoder", a, "--data", "mnist", "--data-root", d, "--out", s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while csv_rows(&split) < 5 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "training made no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ck = SafeTensorsFile::open(split.join("checkpoint.safetensors")).expect("the checkpoint survives a kill -9");
+    let saved: u64 = ck.metadata()["step"].parse().unwrap();
+    assert!(saved >= 2 && saved < 14, "checkpoint at step {saved}");
+    let (code, out, err) = run(&["train", "ldm", "--data", "mnist", "--data-root", d, "--out", s, "--resume"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("done at step 14"), "{out}");
+    assert_eq!(std::fs::read_to_string(split.join("losses.csv")).unwrap(), std::fs::read_to_string(whole.join("losses.csv")).unwrap(), "same losses");
+    let (a, b) = (tensors(&split.join("model.safetensors")), tensors(&whole.join("model.safetensors")));
+    assert_eq!(a.len(), b.len());
+    let differ: Vec<String> = a.iter().zip(&b).filter(|(x, y)| x != y).map(|(x, y)| {
+        let d = x.1.iter().zip(&y.1).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        format!("{} (max diff {d:e})", x.0)
+    }).collect();
+    assert!(differ.is_empty(), "the resumed run's exported model differs from the uninterrupted one in {} tensors: {}", differ.len(), differ.join(", "));
+
+    // the exported model samples (every class in a row without --class, one digit with it)
+    let png = dir.join("grid.png");
+    let (code, out, err) = run(&["sample", "--model", whole.join("model.safetensors").to_str().unwrap(), "--steps", "3", "--out", png.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("10 images, 10x1 grid"), "{out}");
+    let (code, _, err) = run(&["sample", "--model", whole.join("model.safetensors").to_str().unwrap(), "--class", "10", "--out", png.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.trim().ends_with("--class 10: the engine-trained model has classes 0..9"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_diverging_run_names_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = tmpdir("nan");
+    let (data, ae) = setup(&dir);
+    // Adam moves every weight by about lr per step whatever the gradient: 1e30 overflows f32
+    let cfg = ldm_config(&dir, 50, 1e30, serde_json::json!({"save_every": 1}));
+    let run_dir = dir.join("run");
+    let (code, _, err) = run(&["train", "ldm", "--config", cfg.to_str().unwrap(), "--autoencoder", ae.to_str().unwrap(), "--data", "mnist", "--data-root", data.to_str().unwrap(), "--out", run_dir.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    let line = err.trim();
+    assert!(line.contains("(diverged); the last checkpoint is kept") && line.contains("step "), "{line}");
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let ck = SafeTensorsFile::open(run_dir.join("checkpoint.safetensors")).unwrap();
+    let step: u64 = ck.metadata()["step"].parse().unwrap();
+    let ldm = ck.entries().iter().filter(|e| e.name.starts_with("ldm.")).map(|e| ck.get(&e.name).unwrap().to_vec::<f32>().unwrap()).collect::<Vec<_>>();
+    assert!(ldm.iter().flatten().all(|v| v.is_finite()), "the kept checkpoint (step {step}) holds finite weights");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_mistakes_are_one_line_errors() {
+    let dir = tmpdir("bad");
+    let (data, ae) = setup(&dir);
+    let (d, a) = (data.to_str().unwrap(), ae.to_str().unwrap());
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    let write = |name: &str, v: serde_json::Value| {
+        let p = dir.join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p
+    };
+    let good = ldm_config(&dir, 2, 1e-3, serde_json::json!({}));
+    let base: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    let mut typo = base.clone();
+    typo["train"]["lrr"] = serde_json::json!(1e-3);
+    let mut heads = base.clone();
+    heads["unet"]["num_head_channels"] = serde_json::json!(3);
+    let mut groups = base.clone();
+    groups["unet"]["groups"] = serde_json::json!(5);
+    let mut level = base.clone();
+    level["unet"]["attention_levels"] = serde_json::json!([4]);
+    let mut kind = base.clone();
+    kind["cond"]["kind"] = serde_json::json!("text");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![write("typo.json", typo).display().to_string()], "unknown key \"train.lrr\""),
+        (vec![write("heads.json", heads).display().to_string()], "do not split into 5 attention heads"),
+        (vec![write("groups.json", groups).display().to_string()], "do not split into 5 groups"),
+        (vec![write("level.json", level).display().to_string()], "unet.attention_levels: level 4 does not exist"),
+        (vec![write("kind.json", kind).display().to_string()], "\"cond.kind\" \"text\" is not one of"),
+    ];
+    for (cfg, want) in cases {
+        let (code, _, err) = run(&["train", "ldm", "--config", &cfg[0], "--autoencoder", a, "--data", "mnist", "--data-root", d, "--out", o]);
+        assert_ne!(code, 0, "{want}");
+        assert!(err.contains(want) && err.trim().lines().count() == 1, "want {want:?}, got {err}");
+    }
+    let g = good.to_str().unwrap();
+    for (args, want) in [
+        (vec!["--config", g, "--data", "mnist", "--data-root", d, "--out", o], "--autoencoder (a `train autoencoder` checkpoint) is required"),
+        (vec!["--config", g, "--autoencoder", g, "--data", "mnist", "--data-root", d, "--out", o], "safetensors"),
+        (vec!["--config", g, "--autoencoder", a, "--data", "fashion-mnist", "--data-root", d, "--out", o], "not found; run `python3 tools/fetch_datasets.py`"),
+        (vec!["--config", g, "--autoencoder", a, "--data", "mnist", "--data-root", d, "--out", o, "--export-dtype", "f64"], "--export-dtype f64: expected f32 or f16"),
+    ] {
+        let (code, _, err) = run(&[&["train", "ldm"][..], &args].concat());
+        assert_ne!(code, 0, "{want}");
+        assert!(err.contains(want) && err.trim().lines().count() == 1, "want {want:?}, got {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
