@@ -34,8 +34,18 @@ fn copy_into(dst: &Tensor, src: &Tensor) {
 }
 
 #[test]
-fn three_steps_match_compvis_p_losses_with_adamw_and_ema() {
-    let f = Fixture::open("train/ldm_steps");
+fn three_eps_steps_match_compvis_p_losses_with_adamw_and_ema() {
+    three_steps("train/ldm_steps");
+}
+
+/// The v objective (target √ᾱ·ε − √(1−ᾱ)·z, CompVis `get_v`).
+#[test]
+fn three_v_steps_match_compvis_p_losses_with_adamw_and_ema() {
+    three_steps("train/ldm_steps_v");
+}
+
+fn three_steps(fixture: &str) {
+    let f = Fixture::open(fixture);
     let mut t = LdmTrainer::with_autoencoder_config(&f.json("config"), ae_config()).unwrap();
     assert_eq!(t.model.scale_factor, 0.7);
     let names: Vec<String> = t.params().iter().map(|(n, _)| n.clone()).collect();

@@ -18,6 +18,9 @@ names), per step the batch (`step{i}.mean|logvar|labels`), the draws (`step{i}.t
 the loss (`step{i}.loss`), every parameter gradient (`step{i}.grad.<name>`), and after the 3 steps
 the weights (`final.<name>`) and the EMA weights (`ema.<name>`); metadata: the engine config.
 
+A second fixture, ldm_steps_v.safetensors, runs the same 3 steps with parameterization "v": the
+target is v = √ᾱ_t·ε − √(1−ᾱ_t)·z (CompVis `get_v`).
+
 Run: cd tools && python gen_ldm_train_fixture.py   (torch, the sdkit `ldm` package)
 """
 import json
@@ -67,8 +70,11 @@ class Model(torch.nn.Module):
         return out
 
 
-def main():
+def main(parameterization):
     torch.manual_seed(0)
+    config = json.loads(json.dumps(CONFIG))
+    config["diffusion"]["parameterization"] = parameterization
+    out_path = OUT if parameterization == "eps" else OUT.replace(".safetensors", "_v.safetensors")
     model = perturb(Model(), 1)
     params = model.named()
     out = {f"init.{k}": v.detach().clone() for k, v in params.items()}
@@ -90,7 +96,8 @@ def main():
         z = SCALE * (mean + torch.exp(0.5 * logvar) * noise)
         x_t = sqrt_ac[t].view(B, 1, 1, 1) * z + sqrt_1m[t].view(B, 1, 1, 1) * eps
         ctx = model.embedding(torch.where(drop, torch.full_like(labels, N_CLASSES), labels))[:, None]
-        loss = ((eps - model.unet(x_t, t, context=ctx)) ** 2).mean()
+        target = eps if parameterization == "eps" else sqrt_ac[t].view(B, 1, 1, 1) * eps - sqrt_1m[t].view(B, 1, 1, 1) * z
+        loss = ((target - model.unet(x_t, t, context=ctx)) ** 2).mean()
         for pg in opt.param_groups:
             pg["lr"] = LR * min(1.0, (step + 1) / WARMUP)
         opt.zero_grad()
@@ -108,9 +115,10 @@ def main():
     for k in params:
         module_key = ("unet." + k[len("model.diffusion_model."):]) if k.startswith("model.") else "embedding.weight"
         out[f"ema.{k}"] = ema_named[module_key.replace(".", "")].detach().clone()
-    save_file({k: v.contiguous() for k, v in out.items()}, OUT, metadata={"config": json.dumps(CONFIG)})
-    print(f"wrote {OUT}: {os.path.getsize(OUT)} bytes")
+    save_file({k: v.contiguous() for k, v in out.items()}, out_path, metadata={"config": json.dumps(config)})
+    print(f"wrote {out_path}: {os.path.getsize(out_path)} bytes")
 
 
 if __name__ == "__main__":
-    main()
+    main("eps")
+    main("v")
