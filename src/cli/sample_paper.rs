@@ -12,7 +12,7 @@ use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
 use ldm_engine::io::image::load_png;
 use ldm_engine::models::bert_tokenizer::BertTokenizer;
 use ldm_engine::models::layout::BoundingBox;
-use ldm_engine::models::presets::{CondStageConfig, LdmPreset};
+use ldm_engine::models::presets::{CondStageConfig, FirstStageConfig, LdmPreset};
 use ldm_engine::pipelines::ldm::{inpaint_paste, LatentDiffusion, LdmCondition, LdmRequest};
 use ldm_engine::{DType, Error, Result, Tensor};
 use rand::SeedableRng;
@@ -83,7 +83,17 @@ fn condition(a: &SampleArgs, p: &LdmPreset) -> Result<LdmCondition> {
             let mask = read_mask(a.mask.as_deref().unwrap_or(Path::new("")), image.dim(3)?, image.dim(2)?)?;
             LdmCondition::Inpaint { mask: Tensor::cat(&vec![&mask; n], 0)?, image }
         }
-        CondStageConfig::Identity => LdmCondition::LowRes(image01(a.init_image.as_deref().unwrap_or(Path::new("")), "low-resolution image")?),
+        CondStageConfig::Identity => {
+            let rgb = image01(a.init_image.as_deref().unwrap_or(Path::new("")), "low-resolution image")?;
+            let grey_model = matches!(&p.first_stage, FirstStageConfig::Kl(c) | FirstStageConfig::Vq { cfg: c, .. } if c.in_channels == 1);
+            if grey_model {
+                // a grey model (MNIST) takes the PNG's luminance as its one channel
+                let ch = |i| rgb.narrow(1, i, 1);
+                LdmCondition::LowRes(ch(0)?.add(&ch(1)?)?.add(&ch(2)?)?.mul_scalar(1.0 / 3.0)?)
+            } else {
+                LdmCondition::LowRes(rgb)
+            }
+        }
         CondStageConfig::Rescaler { .. } => LdmCondition::Segmentation(read_segmentation(a.segmentation.as_deref().unwrap_or(Path::new("")), n)?),
         CondStageConfig::Clip(_) => unreachable!("refused above"),
     })

@@ -14,8 +14,9 @@ use ldm_engine::train::data::{Dataset, Loader, LoaderConfig, Start};
 use ldm_engine::train::ldm_data::{Holdout, LatentCache};
 use ldm_engine::train::ldm_export::export_model;
 use ldm_engine::train::ldm_trainer::{LatentBatch, LdmStepLog, LdmTrainer};
-use ldm_engine::train::plot::{save_image_grid, save_loss_plot};
-use ldm_engine::{DType, Error, Result};
+use ldm_engine::train::ldm_config::LdmCond;
+use ldm_engine::train::plot::{save_image_grid, save_loss_plot, save_recon_grid};
+use ldm_engine::{DType, Error, Result, Tensor};
 
 use super::train::{dataset, invalid, require, TrainArgs};
 
@@ -55,21 +56,38 @@ fn read_log(path: &Path, before: u64) -> Vec<LdmStepLog> {
         .collect()
 }
 
-/// A grid of samples: for class models GRID_ROWS rows of every class, else 4×8 unconditional.
-fn sample_grid(t: &LdmTrainer, path: &Path) -> Result<()> {
-    let classes = match t.cfg.cond {
-        ldm_engine::train::ldm_config::LdmCond::Class { n_classes, .. } => Some(n_classes),
-        _ => None,
-    };
-    let (x, cols) = match classes {
-        Some(n) => {
-            let labels: Vec<i64> = (0..GRID_ROWS * n).map(|i| (i % n) as i64).collect();
-            (t.sample(Some(&labels), labels.len(), GRID_STEPS, GRID_GUIDANCE, 0)?, n)
-        }
-        None => (t.sample(None, 32, GRID_STEPS, 1.0, 0)?, 8),
-    };
+/// A grid of samples: for class models GRID_ROWS rows of every class, for super-resolution models
+/// 8 low-res inputs (enlarged) over their samples, else 4×8 unconditional.
+fn sample_grid(t: &LdmTrainer, path: &Path, lowres: Option<&Tensor>) -> Result<()> {
     let caption = format!("step {}: EMA weights, DDIM {GRID_STEPS} steps, guidance {GRID_GUIDANCE}", t.step);
+    if let Some(lr) = lowres {
+        let x = t.sample(None, Some(lr), 0, GRID_STEPS, 1.0, 0)?.clamp(-1.0, 1.0)?;
+        let up = lr.upsample_nearest2d(x.dim(2)?, x.dim(3)?)?;
+        return save_recon_grid(path, &up, &x, &format!("{caption}: low-res inputs (top), samples (bottom)"));
+    }
+    let (x, cols) = match t.cfg.cond {
+        LdmCond::Class { n_classes, .. } => {
+            let labels: Vec<i64> = (0..GRID_ROWS * n_classes).map(|i| (i % n_classes) as i64).collect();
+            (t.sample(Some(&labels), None, labels.len(), GRID_STEPS, GRID_GUIDANCE, 0)?, n_classes)
+        }
+        _ => (t.sample(None, None, 32, GRID_STEPS, 1.0, 0)?, 8),
+    };
     save_image_grid(path, &x.clamp(-1.0, 1.0)?, cols, &caption)
+}
+
+/// The low-res versions of the first 8 training images (super-resolution models' sample grids).
+fn preview_lowres(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Option<Tensor>> {
+    if t.cfg.cond != LdmCond::LowRes {
+        return Ok(None);
+    }
+    let n = ds.len().min(8);
+    let [c, h, w] = ds.sample_shape();
+    let mut px = vec![0f32; n * c * h * w];
+    let mut rng = rand::SeedableRng::seed_from_u64(0);
+    for (i, out) in px.chunks_mut(c * h * w).enumerate() {
+        ds.fill(i, &mut rng, out)?;
+    }
+    Ok(t.encode(&Tensor::from_vec(px, &[n, c, h, w])?, None)?.concat)
 }
 
 pub fn train_ldm(a: &TrainArgs) -> Result<()> {
@@ -102,7 +120,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     let cfg = t.cfg.clone();
     let (channels, size) = (t.ae_cfg.model.in_channels, t.ae_cfg.image_size);
     let full = dataset(data, &a.data_root, channels, size, !cfg.cache_latents)?;
-    if matches!(cfg.cond, ldm_engine::train::ldm_config::LdmCond::Class { .. }) && !full.has_labels() {
+    if matches!(cfg.cond, LdmCond::Class { .. }) && !full.has_labels() {
         return Err(invalid(format!("a class-conditional config needs labelled data (mnist, fashion-mnist); {data} has no labels")));
     }
     let ds: Arc<dyn Dataset> = Arc::new(Holdout::new(full, cfg.holdout_every, false));
@@ -139,7 +157,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         let probe = match &source {
             Source::Cached(c) => {
                 let n = c.len().min(4096);
-                LatentBatch { mean: c.mean.narrow(0, 0, n)?, logvar: c.logvar.as_ref().map(|l| l.narrow(0, 0, n)).transpose()?, labels: None }
+                LatentBatch { mean: c.mean.narrow(0, 0, n)?, logvar: c.logvar.as_ref().map(|l| l.narrow(0, 0, n)).transpose()?, labels: None, concat: None }
             }
             Source::Images(_) => next(&mut source, &t, 0)?,
         };
@@ -149,6 +167,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
             pending = Some(probe);
         }
     }
+    let lowres = preview_lowres(&t, &*ds)?;
     let csv = out.join("losses.csv");
     let mut rows = read_log(&csv, t.step);
     let text: String = std::iter::once(LdmStepLog::CSV_HEADER.to_string()).chain(rows.iter().map(LdmStepLog::csv_row)).map(|l| l + "\n").collect();
@@ -163,7 +182,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     let pictures = |t: &LdmTrainer, rows: &[LdmStepLog]| -> Result<()> {
         let curve = |f: fn(&LdmStepLog) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
         save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", curve(|r| r.loss)), ("gradient norm", curve(|r| r.grad_norm))])?;
-        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)))
+        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)), lowres.as_ref())
     };
     let last = cfg.steps.min(a.max_steps.unwrap_or(u64::MAX));
     while t.step < last && !out_of_time() {

@@ -27,6 +27,10 @@ pub enum LdmCond {
     /// null class (the embedder's last row) that `drop_prob` of the labels are replaced by, so
     /// one model learns p(x|y) and p(x) for classifier-free guidance.
     Class { n_classes: usize, embed_dim: usize, drop_prob: f64 },
+    /// Super-resolution by concatenation (CompVis bsr_sr, cond stage Identity): the training image
+    /// averaged down to the latents' size (f×f area mean), in [−1, 1], concatenated to the UNet's
+    /// input at every call. The UNet takes latent + image channels.
+    LowRes,
 }
 
 /// The network's target (CompVis `parameterization`).
@@ -148,9 +152,9 @@ const TRAIN_KEYS: &[&str] = &[
 ];
 
 impl LdmTrainConfig {
-    /// Reads and checks a config. `latent_channels` is the autoencoder's (the UNet's in/out
-    /// channels unless the config says otherwise).
-    pub fn from_json(v: &Value, latent_channels: usize) -> Result<Self> {
+    /// Reads and checks a config. `latent_channels` and `image_channels` are the autoencoder's
+    /// (the UNet takes the latents, plus the image's channels when conditioned on a low-res image).
+    pub fn from_json(v: &Value, latent_channels: usize, image_channels: usize) -> Result<Self> {
         let top = v.as_object().ok_or_else(|| bad("the config must be a JSON object"))?;
         if let Some(k) = top.keys().find(|k| !["unet", "cond", "diffusion", "train"].contains(&k.as_str())) {
             return Err(bad(format!("unknown section \"{k}\" (known: unet, cond, diffusion, train)")));
@@ -169,7 +173,8 @@ impl LdmTrainConfig {
                 }
                 LdmCond::Class { n_classes: c.size("n_classes", None)?, embed_dim: c.size("embed_dim", None)?, drop_prob }
             }
-            other => return Err(bad(format!("\"cond.kind\" {other:?} is not one of \"none\", \"class\""))),
+            "lowres" => LdmCond::LowRes,
+            other => return Err(bad(format!("\"cond.kind\" {other:?} is not one of \"none\", \"class\", \"lowres\""))),
         };
         let mc = u.size("model_channels", None)?;
         let mult = u.sizes("channel_mult", None)?;
@@ -197,10 +202,11 @@ impl LdmTrainConfig {
         };
         let (context_dim, spatial) = match &cond {
             LdmCond::Class { embed_dim, .. } => (*embed_dim, true),
-            LdmCond::Unconditional => (0, false),
+            LdmCond::Unconditional | LdmCond::LowRes => (0, false),
         };
+        let concat = if cond == LdmCond::LowRes { image_channels } else { 0 };
         let unet = UNetConfig {
-            in_channels: u.size("in_channels", Some(latent_channels))?,
+            in_channels: u.size("in_channels", Some(latent_channels + concat))?,
             out_channels: u.size("out_channels", Some(latent_channels))?,
             model_channels: mc,
             channel_mult: mult,
@@ -244,12 +250,12 @@ impl LdmTrainConfig {
             seed: t.uint("seed", Some(0))?,
             unet,
         };
-        cfg.check(latent_channels)?;
+        cfg.check(latent_channels, concat)?;
         Ok(cfg)
     }
 
     /// Sizes that cannot work, said before any weight is made.
-    fn check(&self, latent_channels: usize) -> Result<()> {
+    fn check(&self, latent_channels: usize, concat: usize) -> Result<()> {
         let u = &self.unet;
         if u.model_channels == 0 || u.channel_mult.is_empty() || u.channel_mult.contains(&0) || u.num_res_blocks == 0 {
             return Err(bad("unet: model_channels, num_res_blocks and every channel_mult entry must be positive, channel_mult non-empty"));
@@ -266,8 +272,9 @@ impl LdmTrainConfig {
                 return Err(bad(format!("unet: level {level}'s {ch} channels do not split into {} attention heads", u.heads[level])));
             }
         }
-        if u.in_channels != latent_channels || u.out_channels != latent_channels {
-            return Err(bad(format!("unet: in/out channels {}/{} must be the autoencoder's {latent_channels} latent channels", u.in_channels, u.out_channels)));
+        if u.in_channels != latent_channels + concat || u.out_channels != latent_channels {
+            let what = if concat > 0 { format!(" (+ the low-res image's {concat})") } else { String::new() };
+            return Err(bad(format!("unet: in/out channels {}/{} must be the autoencoder's {latent_channels} latent channels{what}", u.in_channels, u.out_channels)));
         }
         if let LdmCond::Class { n_classes, embed_dim, .. } = self.cond
             && (n_classes == 0 || embed_dim == 0)
@@ -298,6 +305,7 @@ impl LdmTrainConfig {
         let cond = match &self.cond {
             LdmCond::Unconditional => json!({"kind": "none"}),
             LdmCond::Class { n_classes, embed_dim, drop_prob } => json!({"kind": "class", "n_classes": n_classes, "embed_dim": embed_dim, "drop_prob": drop_prob}),
+            LdmCond::LowRes => json!({"kind": "lowres"}),
         };
         json!({
             "unet": {"in_channels": u.in_channels, "out_channels": u.out_channels, "model_channels": u.model_channels, "channel_mult": u.channel_mult,

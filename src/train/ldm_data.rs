@@ -65,6 +65,8 @@ pub struct LatentCache {
     pub mean: Tensor,
     pub logvar: Option<Tensor>,
     pub labels: Option<Vec<i64>>,
+    /// super-resolution models: each image's low-res version [N, C, h, w]
+    pub concat: Option<Tensor>,
     perm: Option<(u64, Vec<usize>)>,
 }
 
@@ -77,7 +79,7 @@ impl LatentCache {
             return Err(Error::invalid("train", "the training set is empty"));
         }
         let [c, h, w] = ds.sample_shape();
-        let (mut means, mut logvars, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut means, mut logvars, mut labels, mut concats) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let mut start = 0;
         while start < n {
@@ -90,6 +92,7 @@ impl LatentCache {
             let lb = encode(&Tensor::from_vec(px, &[b, c, h, w])?, None)?;
             means.push(lb.mean);
             logvars.extend(lb.logvar);
+            concats.extend(lb.concat);
             labels.extend(lab);
             start += b;
             progress(start);
@@ -99,6 +102,7 @@ impl LatentCache {
             mean: cat(&means)?,
             logvar: if logvars.is_empty() { None } else { Some(cat(&logvars)?) },
             labels: ds.has_labels().then_some(labels),
+            concat: if concats.is_empty() { None } else { Some(cat(&concats)?) },
             perm: None,
         })
     }
@@ -120,6 +124,9 @@ impl LatentCache {
         if let Some(l) = &labels {
             t.push(("labels", l));
         }
+        if let Some(c) = &self.concat {
+            t.push(("concat", c));
+        }
         save(path, &t, None)
     }
 
@@ -127,7 +134,7 @@ impl LatentCache {
         let f = SafeTensorsFile::open(path)?;
         let get = |k: &str| f.entry(k).map(|_| f.get(k).and_then(|t| t.contiguous())).transpose();
         let mean = get("mean")?.ok_or_else(|| Error::File { path: path.display().to_string(), msg: "not a latent cache (no 'mean')".into() })?;
-        Ok(LatentCache { mean, logvar: get("logvar")?, labels: get("labels")?.map(|t| t.to_vec::<i64>()).transpose()?, perm: None })
+        Ok(LatentCache { mean, logvar: get("logvar")?, labels: get("labels")?.map(|t| t.to_vec::<i64>()).transpose()?, concat: get("concat")?, perm: None })
     }
 
     /// The training batch of `step`.
@@ -148,6 +155,7 @@ impl LatentCache {
             mean: self.mean.index_select(&ids, 0)?,
             logvar: self.logvar.as_ref().map(|l| l.index_select(&ids, 0)).transpose()?,
             labels: self.labels.as_ref().map(|l| Tensor::from_vec(idx.iter().map(|&i| l[i as usize]).collect(), &[batch])).transpose()?,
+            concat: self.concat.as_ref().map(|c| c.index_select(&ids, 0)).transpose()?,
         })
     }
 }

@@ -82,7 +82,7 @@ impl EngineModel {
             serde_json::from_str(text).map_err(|e| bad(format!("metadata '{k}' is not JSON: {e}")))
         };
         let autoencoder = AeTrainConfig::from_json(&json("autoencoder_config")?)?;
-        let config = LdmTrainConfig::from_json(&json("config")?, autoencoder.model.embed_dim)?;
+        let config = LdmTrainConfig::from_json(&json("config")?, autoencoder.model.embed_dim, autoencoder.model.in_channels)?;
         let preset = preset_of(&config, &autoencoder);
         let mut ldm = LatentDiffusion::from_single_file(file, &preset, dtype)?;
         if config.objective == Objective::V {
@@ -96,7 +96,7 @@ impl EngineModel {
     pub fn num_classes(&self) -> Option<usize> {
         match self.config.cond {
             LdmCond::Class { n_classes, .. } => Some(n_classes),
-            LdmCond::Unconditional => None,
+            LdmCond::Unconditional | LdmCond::LowRes => None,
         }
     }
 }
@@ -106,6 +106,7 @@ pub fn preset_of(c: &LdmTrainConfig, ae: &AeTrainConfig) -> LdmPreset {
     let (cond_stage, key) = match c.cond {
         LdmCond::Unconditional => (CondStageConfig::None, ConditioningKey::None),
         LdmCond::Class { n_classes, embed_dim, .. } => (CondStageConfig::Class { n_classes: n_classes + 1, embed_dim }, ConditioningKey::CrossAttn),
+        LdmCond::LowRes => (CondStageConfig::Identity, ConditioningKey::Concat),
     };
     let first_stage = match ae.kind {
         FirstStageKind::Kl => FirstStageConfig::Kl(ae.model.clone()),

@@ -41,6 +41,8 @@ pub struct LatentBatch {
     pub logvar: Option<Tensor>,
     /// [B] I64 class labels
     pub labels: Option<Tensor>,
+    /// the low-resolution image [B, C_img, h, w] in [−1, 1] (super-resolution models)
+    pub concat: Option<Tensor>,
 }
 
 /// The random draws of one step (the trainer makes them from the seed and step; the parity test
@@ -102,7 +104,7 @@ impl LdmTrainer {
     pub fn new(config: &Value, autoencoder: &std::path::Path) -> Result<Self> {
         let ck = Checkpoint::load(autoencoder)?;
         let ae_cfg = ae_config(&ck, autoencoder)?;
-        let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim)?;
+        let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim, ae_cfg.model.in_channels)?;
         let mut t = Self::build(cfg, ae_cfg)?;
         ck.restore_params("ae", &t.first_stage_params)?;
         t.restart_ema()?;
@@ -112,7 +114,7 @@ impl LdmTrainer {
     /// A fresh model over a first stage of the given shape with random weights, for callers that
     /// bring their own latents or load the weights themselves (then `restart_ema`).
     pub fn with_autoencoder_config(config: &Value, ae_cfg: AeTrainConfig) -> Result<Self> {
-        let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim)?;
+        let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim, ae_cfg.model.in_channels)?;
         let mut t = Self::build(cfg, ae_cfg)?;
         t.restart_ema()?;
         Ok(t)
@@ -123,7 +125,7 @@ impl LdmTrainer {
         let ck = Checkpoint::load(path)?;
         let meta = |k: &str| ck.metadata.get(k).ok_or_else(|| Error::File { path: path.display().to_string(), msg: format!("not a stage-2 checkpoint: no '{k}' in its metadata") });
         let ae_cfg = AeTrainConfig::from_json(&json_of(meta("autoencoder_config")?, path)?)?;
-        let cfg = LdmTrainConfig::from_json(&json_of(meta("config")?, path)?, ae_cfg.model.embed_dim)?;
+        let cfg = LdmTrainConfig::from_json(&json_of(meta("config")?, path)?, ae_cfg.model.embed_dim, ae_cfg.model.in_channels)?;
         let mut t = Self::build(cfg, ae_cfg)?;
         ck.restore_params("first_stage", &t.first_stage_params)?;
         ck.restore_params("ldm", &t.params)?;
@@ -152,6 +154,7 @@ impl LdmTrainer {
         let cond_stage = match &cfg.cond {
             LdmCond::Unconditional => CondStage::None,
             LdmCond::Class { n_classes, embed_dim, .. } => CondStage::Class(ClassEmbedder::new(&vb.pp("cond_stage_model"), n_classes + 1, *embed_dim)?),
+            LdmCond::LowRes => CondStage::LowRes,
         };
         let params = vb.params();
         for (name, p) in &params {
@@ -193,15 +196,23 @@ impl LdmTrainer {
         &self.params
     }
 
-    /// Images [B, C, S, S] in [−1, 1] → the batch's latents (no graph).
+    /// Images [B, C, S, S] in [−1, 1] → the batch's latents (no graph), and for super-resolution
+    /// models the low-res image (the f×f area mean: S/f, the latents' size).
     pub fn encode(&self, images: &Tensor, labels: Option<Tensor>) -> Result<LatentBatch> {
         let _g = crate::no_grad();
+        let concat = match self.cfg.cond {
+            LdmCond::LowRes => {
+                let f = self.model.first_stage.factor();
+                Some(images.avg_pool2d((f, f), (f, f))?)
+            }
+            _ => None,
+        };
         Ok(match &self.model.first_stage {
             FirstStage::Kl(vae) => {
                 let post = vae.encode(images)?;
-                LatentBatch { mean: post.mean.clone(), logvar: Some(post.logvar.clone()), labels }
+                LatentBatch { mean: post.mean.clone(), logvar: Some(post.logvar.clone()), labels, concat }
             }
-            FirstStage::Vq(vq) => LatentBatch { mean: vq.encode(images)?, logvar: None, labels },
+            FirstStage::Vq(vq) => LatentBatch { mean: vq.encode(images)?, logvar: None, labels, concat },
         })
     }
 
@@ -227,7 +238,7 @@ impl LdmTrainer {
         let t = (0..b).map(|_| rng.random_range(0..self.cfg.timesteps)).collect();
         let drop_prob = match self.cfg.cond {
             LdmCond::Class { drop_prob, .. } => drop_prob,
-            LdmCond::Unconditional => 0.0,
+            LdmCond::Unconditional | LdmCond::LowRes => 0.0,
         };
         let drop = (0..b).map(|_| rng.random::<f64>() < drop_prob).collect();
         let eps = Tensor::randn(shape, 0.0, 1.0, DType::F32, &mut rng);
@@ -261,10 +272,16 @@ impl LdmTrainer {
                 Some(emb.forward(&Tensor::from_vec(labels, &[b])?)?)
             }
             (CondStage::Class(_), None) => return Err(Error::invalid("train", "a class-conditional model needs labelled data (mnist, fashion-mnist)")),
+            (CondStage::LowRes, _) => None,
             (other, _) => return Err(Error::invalid("train", format!("training a model that takes {} is not supported", other.expects()))),
         };
+        let x_in = match (&self.model.cond_stage, &batch.concat) {
+            (CondStage::LowRes, Some(lr)) => Tensor::cat(&[&x_t, lr], 1)?,
+            (CondStage::LowRes, None) => return Err(Error::invalid("train", "a super-resolution model needs each batch's low-res image")),
+            _ => x_t,
+        };
         let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?;
-        let out = self.model.unet.forward(&x_t, &t, context.as_ref(), None)?;
+        let out = self.model.unet.forward(&x_in, &t, context.as_ref(), None)?;
         let diff = out.sub(&target)?;
         diff.mul(&diff)?.mean_all()
     }
@@ -316,12 +333,14 @@ impl LdmTrainer {
         }
     }
 
-    /// Samples with the EMA weights: one image per label (or `n` unconditional ones), DDIM with
-    /// `steps` steps and guidance `scale` against the null class; images in [−1, 1].
-    pub fn sample(&self, labels: Option<&[i64]>, n: usize, steps: usize, scale: f64, seed: u64) -> Result<Tensor> {
-        let (condition, n, guidance) = match labels {
-            Some(l) => (LdmCondition::Class(l.to_vec()), l.len(), scale),
-            None => (LdmCondition::None, n, 1.0),
+    /// Samples with the EMA weights: one image per label (or `n` unconditional ones, or one per
+    /// low-res image [N, C, h, w] in [−1, 1] for super-resolution models), DDIM with `steps`
+    /// steps and guidance `scale` against the null class; images in [−1, 1].
+    pub fn sample(&self, labels: Option<&[i64]>, lowres: Option<&Tensor>, n: usize, steps: usize, scale: f64, seed: u64) -> Result<Tensor> {
+        let (condition, n, guidance) = match (labels, lowres) {
+            (Some(l), _) => (LdmCondition::Class(l.to_vec()), l.len(), scale),
+            (None, Some(lr)) => (LdmCondition::LowRes(lr.affine(0.5, 0.5)?), lr.dim(0)?, 1.0),
+            (None, None) => (LdmCondition::None, n, 1.0),
         };
         let req = LdmRequest { condition, guidance, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
         self.with_ema(|m| {
