@@ -165,13 +165,13 @@ fn config_mistakes_are_one_line_errors() {
     let mut level = base.clone();
     level["unet"]["attention_levels"] = serde_json::json!([4]);
     let mut kind = base.clone();
-    kind["cond"]["kind"] = serde_json::json!("text");
+    kind["cond"]["kind"] = serde_json::json!("inpaint");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec![write("typo.json", typo).display().to_string()], "unknown key \"train.lrr\""),
         (vec![write("heads.json", heads).display().to_string()], "do not split into 5 attention heads"),
         (vec![write("groups.json", groups).display().to_string()], "do not split into 5 groups"),
         (vec![write("level.json", level).display().to_string()], "unet.attention_levels: level 4 does not exist"),
-        (vec![write("kind.json", kind).display().to_string()], "\"cond.kind\" \"text\" is not one of"),
+        (vec![write("kind.json", kind).display().to_string()], "\"cond.kind\" \"inpaint\" is not one of"),
     ];
     for (cfg, want) in cases {
         let (code, _, err) = run(&["train", "ldm", "--config", &cfg[0], "--autoencoder", a, "--data", "mnist", "--data-root", d, "--out", o]);
@@ -221,5 +221,35 @@ fn a_super_resolution_model_trains_and_upsamples() {
     let (code, _, err) = run(&["sample", "--model", model.to_str().unwrap(), "--steps", "3", "--out", png.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("needs --init-image"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Text by cross-attention with the transformer trained jointly: the built-in datasets caption
+/// their images ("a handwritten seven"), the cache keeps the WordPiece ids, and the exported model
+/// samples a --prompt with the built-in vocabulary.
+#[test]
+fn a_text_model_trains_its_transformer_and_samples_a_prompt() {
+    let dir = tmpdir("text");
+    let (data, ae) = setup(&dir);
+    let cond = serde_json::json!({"kind": "text", "d_model": 16, "layers": 1, "heads": 2, "max_len": 6, "drop_prob": 0.3});
+    let cfg = ldm_config_with(&dir, 3, 1e-3, serde_json::json!({}), cond);
+    let run_dir = dir.join("run");
+    let (code, out, err) = run(&["train", "ldm", "--config", cfg.to_str().unwrap(), "--autoencoder", ae.to_str().unwrap(), "--data", "mnist", "--data-root", data.to_str().unwrap(), "--out", run_dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("done at step 3"), "{out}");
+    let cache = SafeTensorsFile::open(run_dir.join("latents.safetensors")).unwrap();
+    assert_eq!(cache.entry("tokens").unwrap().shape, [20, 6]);
+    let model = SafeTensorsFile::open(run_dir.join("model.safetensors")).unwrap();
+    assert_eq!(model.entry("cond_stage_model.transformer.token_emb.weight").unwrap().shape, [30522, 16]);
+    let ck = SafeTensorsFile::open(run_dir.join("checkpoint.safetensors")).unwrap();
+    let moved = ck.get("optim.ldm.cond_stage_model.transformer.attn_layers.layers.0.1.to_q.weight.exp_avg_sq").unwrap().to_vec::<f32>().unwrap();
+    assert!(moved.iter().any(|&v| v > 0.0), "the text transformer is trained with the UNet");
+    let png = dir.join("seven.png");
+    let (code, _, err) = run(&["sample", "--model", run_dir.join("model.safetensors").to_str().unwrap(), "--prompt", "a handwritten seven", "--steps", "3", "--out", png.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(png.is_file());
+    let (code, _, err) = run(&["sample", "--model", run_dir.join("model.safetensors").to_str().unwrap(), "--class", "7", "--out", png.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--class: the engine-trained model takes --prompt"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -40,7 +40,7 @@ fn next_batch(source: &mut Source, t: &LdmTrainer, step: u64, batch: usize, seed
         Source::Cached(c) => c.batch(step, batch, seed),
         Source::Images(l) => {
             let b = l.next_batch()?;
-            t.encode(&b.images, b.labels)
+            t.encode(&b.images, b.labels, &[])
         }
     }
 }
@@ -56,9 +56,10 @@ fn read_log(path: &Path, before: u64) -> Vec<LdmStepLog> {
         .collect()
 }
 
-/// A grid of samples: for class models GRID_ROWS rows of every class, for super-resolution models
-/// 8 low-res inputs (enlarged) over their samples, else 4×8 unconditional.
-fn sample_grid(t: &LdmTrainer, path: &Path, lowres: Option<&Tensor>) -> Result<()> {
+/// A grid of samples: for class models GRID_ROWS rows of every class, for text models GRID_ROWS
+/// rows of up to 10 distinct training captions (one column each), for super-resolution models 8
+/// low-res inputs (enlarged) over their samples, else 4×8 unconditional.
+fn sample_grid(t: &LdmTrainer, path: &Path, lowres: Option<&Tensor>, prompts: &[String]) -> Result<()> {
     let caption = format!("step {}: EMA weights, DDIM {GRID_STEPS} steps, guidance {GRID_GUIDANCE}", t.step);
     if let Some(lr) = lowres {
         let x = t.sample(None, Some(lr), 0, GRID_STEPS, 1.0, 0)?.clamp(-1.0, 1.0)?;
@@ -70,9 +71,34 @@ fn sample_grid(t: &LdmTrainer, path: &Path, lowres: Option<&Tensor>) -> Result<(
             let labels: Vec<i64> = (0..GRID_ROWS * n_classes).map(|i| (i % n_classes) as i64).collect();
             (t.sample(Some(&labels), None, labels.len(), GRID_STEPS, GRID_GUIDANCE, 0)?, n_classes)
         }
+        LdmCond::Text { .. } if !prompts.is_empty() => {
+            let p: Vec<String> = (0..GRID_ROWS * prompts.len()).map(|i| prompts[i % prompts.len()].clone()).collect();
+            (t.sample_prompts(None, None, Some(&p), p.len(), GRID_STEPS, GRID_GUIDANCE, 0)?, prompts.len())
+        }
         _ => (t.sample(None, None, 32, GRID_STEPS, 1.0, 0)?, 8),
     };
     save_image_grid(path, &x.clamp(-1.0, 1.0)?, cols, &caption)
+}
+
+/// Up to 10 distinct captions drawn across the training set (text models' sample grids).
+fn preview_prompts(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    if !matches!(t.cfg.cond, LdmCond::Text { .. }) {
+        return Ok(out);
+    }
+    let n = ds.len();
+    for i in (0..n).step_by((n / 500).max(1)) {
+        if let Some(c) = ds.caption(i)?
+            && !out.contains(&c)
+        {
+            out.push(c);
+        }
+        if out.len() == 10 {
+            break;
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The low-res versions of the first 8 training images (super-resolution models' sample grids).
@@ -87,7 +113,7 @@ fn preview_lowres(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Option<Tensor>> {
     for (i, out) in px.chunks_mut(c * h * w).enumerate() {
         ds.fill(i, &mut rng, out)?;
     }
-    Ok(t.encode(&Tensor::from_vec(px, &[n, c, h, w])?, None)?.concat)
+    Ok(t.encode(&Tensor::from_vec(px, &[n, c, h, w])?, None, &[])?.concat)
 }
 
 pub fn train_ldm(a: &TrainArgs) -> Result<()> {
@@ -137,7 +163,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         } else {
             let bar = ProgressBar::new(ds.len() as u64).with_message("encoding the training set");
             bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta} {msg}").map_err(|e| invalid(e.to_string()))?);
-            let c = LatentCache::encode(&*ds, 64, &|x, l| t.encode(x, l), &mut |n| bar.set_position(n as u64))?;
+            let c = LatentCache::encode(&*ds, 64, &|x, captions| t.encode(x, None, captions), &mut |n| bar.set_position(n as u64))?;
             bar.finish_and_clear();
             c.save(&cache_path)?;
             c
@@ -157,7 +183,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         let probe = match &source {
             Source::Cached(c) => {
                 let n = c.len().min(4096);
-                LatentBatch { mean: c.mean.narrow(0, 0, n)?, logvar: c.logvar.as_ref().map(|l| l.narrow(0, 0, n)).transpose()?, labels: None, concat: None }
+                LatentBatch { mean: c.mean.narrow(0, 0, n)?, logvar: c.logvar.as_ref().map(|l| l.narrow(0, 0, n)).transpose()?, labels: None, concat: None, tokens: None }
             }
             Source::Images(_) => next(&mut source, &t, 0)?,
         };
@@ -168,6 +194,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         }
     }
     let lowres = preview_lowres(&t, &*ds)?;
+    let prompts = preview_prompts(&t, &*ds)?;
     let csv = out.join("losses.csv");
     let mut rows = read_log(&csv, t.step);
     let text: String = std::iter::once(LdmStepLog::CSV_HEADER.to_string()).chain(rows.iter().map(LdmStepLog::csv_row)).map(|l| l + "\n").collect();
@@ -182,7 +209,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     let pictures = |t: &LdmTrainer, rows: &[LdmStepLog]| -> Result<()> {
         let curve = |f: fn(&LdmStepLog) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
         save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", curve(|r| r.loss)), ("gradient norm", curve(|r| r.grad_norm))])?;
-        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)), lowres.as_ref())
+        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)), lowres.as_ref(), &prompts)
     };
     let last = cfg.steps.min(a.max_steps.unwrap_or(u64::MAX));
     while t.step < last && !out_of_time() {

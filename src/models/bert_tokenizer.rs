@@ -37,6 +37,8 @@ pub const UNK_TOKEN: &str = "[UNK]";
 pub const MASK_TOKEN: &str = "[MASK]";
 /// LDMBert's context length (CompVis BERTTokenizer max_length; the model has 77 positions).
 pub const MAX_LEN: usize = 77;
+/// Entries in the built-in bert-base-uncased vocabulary (the paper text models' `vocab`).
+pub const BERT_VOCAB_SIZE: usize = 30522;
 
 /// Tokens the pipeline cannot work without: [UNK] for the model, [CLS]/[SEP] around every
 /// sequence, [PAD] for `encode_padded`.

@@ -47,6 +47,12 @@ pub trait Dataset: Send + Sync {
     /// it per (seed, epoch, index), so a sample's crop and flip are reproducible.
     fn fill(&self, index: usize, rng: &mut StdRng, out: &mut [f32]) -> Result<Option<i64>>;
 
+    /// Sample `index`'s caption, for text-conditional training: a sidecar `.txt` next to a
+    /// folder's image, a class name for the built-in datasets; None if it has none.
+    fn caption(&self, _index: usize) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// One sample as a [C, H, W] tensor (for inspection and tests; training goes through `Loader`).
     fn get(&self, index: usize, rng: &mut StdRng) -> Result<Tensor> {
         let [c, h, w] = self.sample_shape();
@@ -290,5 +296,17 @@ impl Dataset for ImageFolder {
             path: self.root.display().to_string(),
             msg: format!("none of the {n} image files could be decoded (see the warnings above)"),
         })
+    }
+
+    /// `photo.png`'s caption is `photo.txt` beside it (trimmed), the convention of caption-folder
+    /// training sets; an image without one has none.
+    fn caption(&self, index: usize) -> Result<Option<String>> {
+        let Some(file) = self.files.get(index) else { crate::bail!("ImageFolder", "sample {index} of a dataset of {}", self.files.len()) };
+        let txt = file.with_extension("txt");
+        match std::fs::read_to_string(&txt) {
+            Ok(t) => Ok(Some(t.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::File { path: txt.display().to_string(), msg: format!("cannot read the caption: {e}") }),
+        }
     }
 }

@@ -31,6 +31,30 @@ pub enum LdmCond {
     /// averaged down to the latents' size (f×f area mean), in [−1, 1], concatenated to the UNet's
     /// input at every call. The UNet takes latent + image channels.
     LowRes,
+    /// Text by cross-attention, the paper's text-to-image recipe: captions → BERT WordPiece ids
+    /// (the built-in bert-base-uncased vocabulary, padded to `max_len`) → the LDMBert transformer,
+    /// trained jointly with the UNet; `drop_prob` of the captions become "" (the unconditional
+    /// prompt classifier-free guidance uses).
+    Text { d_model: usize, layers: usize, heads: usize, max_len: usize, drop_prob: f64 },
+}
+
+impl LdmCond {
+    /// The transformer of a text model (x-transformers Encoder: head width d_model / heads,
+    /// feed-forward 4·d_model).
+    pub fn bert(&self) -> Option<crate::models::ldm_bert::LdmBertConfig> {
+        match *self {
+            LdmCond::Text { d_model, layers, heads, max_len, .. } => Some(crate::models::ldm_bert::LdmBertConfig {
+                vocab: crate::models::bert_tokenizer::BERT_VOCAB_SIZE,
+                max_positions: max_len,
+                layers,
+                ffn_dim: 4 * d_model,
+                heads,
+                head_dim: d_model / heads.max(1),
+                d_model,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The network's target (CompVis `parameterization`).
@@ -144,7 +168,7 @@ const UNET_KEYS: &[&str] = &[
     "in_channels", "out_channels", "model_channels", "channel_mult", "num_res_blocks", "attention_levels", "num_heads", "num_head_channels", "heads",
     "transformer_depth", "groups", "scale_shift", "resblock_updown", "conv_resample", "linear_proj",
 ];
-const COND_KEYS: &[&str] = &["kind", "n_classes", "embed_dim", "drop_prob"];
+const COND_KEYS: &[&str] = &["kind", "n_classes", "embed_dim", "drop_prob", "d_model", "layers", "heads", "max_len"];
 const DIFFUSION_KEYS: &[&str] = &["linear_start", "linear_end", "timesteps", "parameterization", "scale_factor"];
 const TRAIN_KEYS: &[&str] = &[
     "lr", "batch_size", "steps", "warmup_steps", "weight_decay", "grad_clip", "ema_decay", "cache_latents", "holdout_every", "save_every", "log_every",
@@ -174,7 +198,22 @@ impl LdmTrainConfig {
                 LdmCond::Class { n_classes: c.size("n_classes", None)?, embed_dim: c.size("embed_dim", None)?, drop_prob }
             }
             "lowres" => LdmCond::LowRes,
-            other => return Err(bad(format!("\"cond.kind\" {other:?} is not one of \"none\", \"class\", \"lowres\""))),
+            "text" => {
+                let drop_prob = c.num("drop_prob", Some(0.1))?;
+                if !(0.0..1.0).contains(&drop_prob) {
+                    return Err(bad(format!("\"cond.drop_prob\" {drop_prob} must be in [0, 1)")));
+                }
+                let (d_model, heads) = (c.size("d_model", Some(128))?, c.size("heads", Some(4))?);
+                if heads == 0 || d_model == 0 || !d_model.is_multiple_of(heads) {
+                    return Err(bad(format!("cond: d_model {d_model} must be a positive multiple of heads {heads}")));
+                }
+                let max_len = c.size("max_len", Some(16))?;
+                if max_len < 3 {
+                    return Err(bad("\"cond.max_len\" must leave room for [CLS], a word and [SEP] (≥ 3)"));
+                }
+                LdmCond::Text { d_model, layers: c.size("layers", Some(2))?, heads, max_len, drop_prob }
+            }
+            other => return Err(bad(format!("\"cond.kind\" {other:?} is not one of \"none\", \"class\", \"lowres\", \"text\""))),
         };
         let mc = u.size("model_channels", None)?;
         let mult = u.sizes("channel_mult", None)?;
@@ -202,6 +241,7 @@ impl LdmTrainConfig {
         };
         let (context_dim, spatial) = match &cond {
             LdmCond::Class { embed_dim, .. } => (*embed_dim, true),
+            LdmCond::Text { d_model, .. } => (*d_model, true),
             LdmCond::Unconditional | LdmCond::LowRes => (0, false),
         };
         let concat = if cond == LdmCond::LowRes { image_channels } else { 0 };
@@ -293,6 +333,9 @@ impl LdmTrainConfig {
         if self.ema_decay.is_some_and(|d| !(0.0..1.0).contains(&d)) {
             return Err(bad("train.ema_decay must be in [0, 1)"));
         }
+        if matches!(self.cond, LdmCond::Text { .. }) && !self.cache_latents {
+            return Err(bad("cond.kind \"text\" trains from cached latents and captions: set train.cache_latents to true"));
+        }
         if self.holdout_every == 1 {
             return Err(bad("train.holdout_every 1 would hold out every sample: use 0 (none) or ≥ 2"));
         }
@@ -306,6 +349,7 @@ impl LdmTrainConfig {
             LdmCond::Unconditional => json!({"kind": "none"}),
             LdmCond::Class { n_classes, embed_dim, drop_prob } => json!({"kind": "class", "n_classes": n_classes, "embed_dim": embed_dim, "drop_prob": drop_prob}),
             LdmCond::LowRes => json!({"kind": "lowres"}),
+            LdmCond::Text { d_model, layers, heads, max_len, drop_prob } => json!({"kind": "text", "d_model": d_model, "layers": layers, "heads": heads, "max_len": max_len, "drop_prob": drop_prob}),
         };
         json!({
             "unet": {"in_channels": u.in_channels, "out_channels": u.out_channels, "model_channels": u.model_channels, "channel_mult": u.channel_mult,

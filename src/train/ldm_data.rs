@@ -57,6 +57,9 @@ impl Dataset for Holdout {
     fn fill(&self, index: usize, rng: &mut rand::rngs::StdRng, out: &mut [f32]) -> Result<Option<i64>> {
         self.inner.fill(self.source_index(index), rng, out)
     }
+    fn caption(&self, index: usize) -> Result<Option<String>> {
+        self.inner.caption(self.source_index(index))
+    }
 }
 
 /// Every training image's latent distribution, in memory.
@@ -67,19 +70,21 @@ pub struct LatentCache {
     pub labels: Option<Vec<i64>>,
     /// super-resolution models: each image's low-res version [N, C, h, w]
     pub concat: Option<Tensor>,
+    /// text models: each caption's WordPiece ids [N, L]
+    pub tokens: Option<Tensor>,
     perm: Option<(u64, Vec<usize>)>,
 }
 
 impl LatentCache {
-    /// Encodes `images` in batches of `batch`; `encode` maps an image batch (and its labels) to
-    /// latents, `progress` hears how many images are done.
-    pub fn encode(ds: &dyn Dataset, batch: usize, encode: &dyn Fn(&Tensor, Option<Tensor>) -> Result<LatentBatch>, progress: &mut dyn FnMut(usize)) -> Result<Self> {
+    /// Encodes `images` in batches of `batch`; `encode` maps an image batch and its captions to
+    /// latents (and tokens), `progress` hears how many images are done.
+    pub fn encode(ds: &dyn Dataset, batch: usize, encode: &dyn Fn(&Tensor, &[Option<String>]) -> Result<LatentBatch>, progress: &mut dyn FnMut(usize)) -> Result<Self> {
         let n = ds.len();
         if n == 0 {
             return Err(Error::invalid("train", "the training set is empty"));
         }
         let [c, h, w] = ds.sample_shape();
-        let (mut means, mut logvars, mut labels, mut concats) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut means, mut logvars, mut labels, mut concats, mut tokens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let mut start = 0;
         while start < n {
@@ -89,10 +94,12 @@ impl LatentCache {
             for (j, out) in px.chunks_mut(c * h * w).enumerate() {
                 lab.push(ds.fill(start + j, &mut rng, out)?.unwrap_or(-1));
             }
-            let lb = encode(&Tensor::from_vec(px, &[b, c, h, w])?, None)?;
+            let captions = (start..start + b).map(|i| ds.caption(i)).collect::<Result<Vec<_>>>()?;
+            let lb = encode(&Tensor::from_vec(px, &[b, c, h, w])?, &captions)?;
             means.push(lb.mean);
             logvars.extend(lb.logvar);
             concats.extend(lb.concat);
+            tokens.extend(lb.tokens);
             labels.extend(lab);
             start += b;
             progress(start);
@@ -103,6 +110,7 @@ impl LatentCache {
             logvar: if logvars.is_empty() { None } else { Some(cat(&logvars)?) },
             labels: ds.has_labels().then_some(labels),
             concat: if concats.is_empty() { None } else { Some(cat(&concats)?) },
+            tokens: if tokens.is_empty() { None } else { Some(cat(&tokens)?) },
             perm: None,
         })
     }
@@ -127,6 +135,9 @@ impl LatentCache {
         if let Some(c) = &self.concat {
             t.push(("concat", c));
         }
+        if let Some(c) = &self.tokens {
+            t.push(("tokens", c));
+        }
         save(path, &t, None)
     }
 
@@ -134,7 +145,7 @@ impl LatentCache {
         let f = SafeTensorsFile::open(path)?;
         let get = |k: &str| f.entry(k).map(|_| f.get(k).and_then(|t| t.contiguous())).transpose();
         let mean = get("mean")?.ok_or_else(|| Error::File { path: path.display().to_string(), msg: "not a latent cache (no 'mean')".into() })?;
-        Ok(LatentCache { mean, logvar: get("logvar")?, labels: get("labels")?.map(|t| t.to_vec::<i64>()).transpose()?, concat: get("concat")?, perm: None })
+        Ok(LatentCache { mean, logvar: get("logvar")?, labels: get("labels")?.map(|t| t.to_vec::<i64>()).transpose()?, concat: get("concat")?, tokens: get("tokens")?, perm: None })
     }
 
     /// The training batch of `step`.
@@ -156,6 +167,7 @@ impl LatentCache {
             logvar: self.logvar.as_ref().map(|l| l.index_select(&ids, 0)).transpose()?,
             labels: self.labels.as_ref().map(|l| Tensor::from_vec(idx.iter().map(|&i| l[i as usize]).collect(), &[batch])).transpose()?,
             concat: self.concat.as_ref().map(|c| c.index_select(&ids, 0)).transpose()?,
+            tokens: self.tokens.as_ref().map(|c| c.index_select(&ids, 0)).transpose()?,
         })
     }
 }

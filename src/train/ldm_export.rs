@@ -85,6 +85,10 @@ impl EngineModel {
         let config = LdmTrainConfig::from_json(&json("config")?, autoencoder.model.embed_dim, autoencoder.model.in_channels)?;
         let preset = preset_of(&config, &autoencoder);
         let mut ldm = LatentDiffusion::from_single_file(file, &preset, dtype)?;
+        if let LdmCond::Text { .. } = config.cond {
+            // trained on the built-in bert-base-uncased vocabulary
+            ldm = ldm.with_tokenizer(crate::models::bert_tokenizer::BertTokenizer::builtin()?)?;
+        }
         if config.objective == Objective::V {
             ldm.scheduler.prediction = Prediction::VPrediction;
         }
@@ -96,7 +100,7 @@ impl EngineModel {
     pub fn num_classes(&self) -> Option<usize> {
         match self.config.cond {
             LdmCond::Class { n_classes, .. } => Some(n_classes),
-            LdmCond::Unconditional | LdmCond::LowRes => None,
+            _ => None,
         }
     }
 }
@@ -107,6 +111,7 @@ pub fn preset_of(c: &LdmTrainConfig, ae: &AeTrainConfig) -> LdmPreset {
         LdmCond::Unconditional => (CondStageConfig::None, ConditioningKey::None),
         LdmCond::Class { n_classes, embed_dim, .. } => (CondStageConfig::Class { n_classes: n_classes + 1, embed_dim }, ConditioningKey::CrossAttn),
         LdmCond::LowRes => (CondStageConfig::Identity, ConditioningKey::Concat),
+        LdmCond::Text { .. } => (CondStageConfig::Bert(c.cond.bert().expect("a text config")), ConditioningKey::CrossAttn),
     };
     let first_stage = match ae.kind {
         FirstStageKind::Kl => FirstStageConfig::Kl(ae.model.clone()),

@@ -43,6 +43,8 @@ pub struct LatentBatch {
     pub labels: Option<Tensor>,
     /// the low-resolution image [B, C_img, h, w] in [−1, 1] (super-resolution models)
     pub concat: Option<Tensor>,
+    /// the captions' WordPiece ids [B, L] (text models)
+    pub tokens: Option<Tensor>,
 }
 
 /// The random draws of one step (the trainer makes them from the seed and step; the parity test
@@ -155,6 +157,10 @@ impl LdmTrainer {
             LdmCond::Unconditional => CondStage::None,
             LdmCond::Class { n_classes, embed_dim, .. } => CondStage::Class(ClassEmbedder::new(&vb.pp("cond_stage_model"), n_classes + 1, *embed_dim)?),
             LdmCond::LowRes => CondStage::LowRes,
+            LdmCond::Text { .. } => {
+                let bert = crate::models::ldm_bert::LdmBert::new(&vb.pp("cond_stage_model").pp("transformer"), &cfg.cond.bert().expect("a text config"))?;
+                CondStage::Text { bert, tokenizer: Some(Box::new(crate::models::bert_tokenizer::BertTokenizer::builtin()?)) }
+            }
         };
         let params = vb.params();
         for (name, p) in &params {
@@ -197,9 +203,26 @@ impl LdmTrainer {
     }
 
     /// Images [B, C, S, S] in [−1, 1] → the batch's latents (no graph), and for super-resolution
-    /// models the low-res image (the f×f area mean: S/f, the latents' size).
-    pub fn encode(&self, images: &Tensor, labels: Option<Tensor>) -> Result<LatentBatch> {
+    /// models the low-res image (the f×f area mean: S/f, the latents' size), for text models the
+    /// captions' ids (`captions`: one per image; a missing one is an error naming the sample).
+    pub fn encode(&self, images: &Tensor, labels: Option<Tensor>, captions: &[Option<String>]) -> Result<LatentBatch> {
         let _g = crate::no_grad();
+        let tokens = match &self.model.cond_stage {
+            CondStage::Text { tokenizer: Some(tok), bert } => {
+                let len = bert.config().max_positions;
+                let n = images.dim(0)?;
+                if captions.len() != n {
+                    return Err(Error::invalid("train", format!("a text model needs a caption per image: {} captions for {n} images (image folders: a .txt beside each image)", captions.len())));
+                }
+                let mut ids = Vec::with_capacity(n * len);
+                for (i, c) in captions.iter().enumerate() {
+                    let c = c.as_deref().ok_or_else(|| Error::invalid("train", format!("training image {i} of the batch has no caption (image folders: a .txt beside each image)")))?;
+                    ids.extend(tok.encode_padded(c, len)?.0.into_iter().map(i64::from));
+                }
+                Some(Tensor::from_vec(ids, &[n, len])?)
+            }
+            _ => None,
+        };
         let concat = match self.cfg.cond {
             LdmCond::LowRes => {
                 let f = self.model.first_stage.factor();
@@ -210,9 +233,9 @@ impl LdmTrainer {
         Ok(match &self.model.first_stage {
             FirstStage::Kl(vae) => {
                 let post = vae.encode(images)?;
-                LatentBatch { mean: post.mean.clone(), logvar: Some(post.logvar.clone()), labels, concat }
+                LatentBatch { mean: post.mean.clone(), logvar: Some(post.logvar.clone()), labels, concat, tokens }
             }
-            FirstStage::Vq(vq) => LatentBatch { mean: vq.encode(images)?, logvar: None, labels, concat },
+            FirstStage::Vq(vq) => LatentBatch { mean: vq.encode(images)?, logvar: None, labels, concat, tokens },
         })
     }
 
@@ -237,7 +260,7 @@ impl LdmTrainer {
         let b = shape[0];
         let t = (0..b).map(|_| rng.random_range(0..self.cfg.timesteps)).collect();
         let drop_prob = match self.cfg.cond {
-            LdmCond::Class { drop_prob, .. } => drop_prob,
+            LdmCond::Class { drop_prob, .. } | LdmCond::Text { drop_prob, .. } => drop_prob,
             LdmCond::Unconditional | LdmCond::LowRes => 0.0,
         };
         let drop = (0..b).map(|_| rng.random::<f64>() < drop_prob).collect();
@@ -273,6 +296,20 @@ impl LdmTrainer {
             }
             (CondStage::Class(_), None) => return Err(Error::invalid("train", "a class-conditional model needs labelled data (mnist, fashion-mnist)")),
             (CondStage::LowRes, _) => None,
+            (CondStage::Text { bert, tokenizer: Some(tok) }, _) => {
+                let ids = batch.tokens.as_ref().ok_or_else(|| Error::invalid("train", "a text model needs each batch's caption ids"))?;
+                let len = bert.config().max_positions;
+                if ids.shape() != [b, len] {
+                    return Err(Error::bad_shape("train", format!("caption ids must be [{b}, {len}]"), ids.shape()));
+                }
+                // a dropped caption becomes the empty prompt, as at sampling time
+                let empty: Vec<i64> = tok.encode_padded("", len)?.0.into_iter().map(i64::from).collect();
+                let mut v = ids.to_vec::<i64>()?;
+                for row in (0..b).filter(|&r| d.drop[r]) {
+                    v[row * len..(row + 1) * len].copy_from_slice(&empty);
+                }
+                Some(bert.forward(&Tensor::from_vec(v, &[b, len])?)?)
+            }
             (other, _) => return Err(Error::invalid("train", format!("training a model that takes {} is not supported", other.expects()))),
         };
         let x_in = match (&self.model.cond_stage, &batch.concat) {
@@ -337,7 +374,17 @@ impl LdmTrainer {
     /// low-res image [N, C, h, w] in [−1, 1] for super-resolution models), DDIM with `steps`
     /// steps and guidance `scale` against the null class; images in [−1, 1].
     pub fn sample(&self, labels: Option<&[i64]>, lowres: Option<&Tensor>, n: usize, steps: usize, scale: f64, seed: u64) -> Result<Tensor> {
+        self.sample_prompts(labels, lowres, None, n, steps, scale, seed)
+    }
+
+    /// `sample` for text models too: one image per prompt, guided against the empty prompt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_prompts(&self, labels: Option<&[i64]>, lowres: Option<&Tensor>, prompts: Option<&[String]>, n: usize, steps: usize, scale: f64, seed: u64) -> Result<Tensor> {
         let (condition, n, guidance) = match (labels, lowres) {
+            _ if prompts.is_some() => {
+                let p = prompts.unwrap_or_default();
+                (LdmCondition::Text(p.to_vec()), p.len(), scale)
+            }
             (Some(l), _) => (LdmCondition::Class(l.to_vec()), l.len(), scale),
             (None, Some(lr)) => (LdmCondition::LowRes(lr.affine(0.5, 0.5)?), lr.dim(0)?, 1.0),
             (None, None) => (LdmCondition::None, n, 1.0),
