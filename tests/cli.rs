@@ -42,12 +42,14 @@ fn inspect_rejects_truncated_and_garbage_files_in_one_line() {
 }
 
 #[test]
-fn unfinished_commands_say_so_and_fail() {
+fn incomplete_commands_say_what_is_missing_and_fail() {
     let (code, _, err) = run(&["train"]);
     assert_ne!(code, 0);
     assert!(err.starts_with("error: ") && err.contains("say what to train"), "{err}");
     let (code, _, err) = run(&["train", "ldm"]);
-    assert!(code != 0 && err.contains("arrives with the stage-2 issue"), "{err}");
+    assert!(code != 0 && err.contains("--out is required"), "{err}");
+    let (code, _, err) = run(&["train", "gan"]);
+    assert!(code != 0 && err.contains("train gan: expected `autoencoder` or `ldm`"), "{err}");
     let (code, _, err) = run(&["inspect"]);
     assert_eq!(code, 2, "clap usage error: {err}");
 }

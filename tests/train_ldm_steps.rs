@@ -68,7 +68,7 @@ fn three_steps(fixture: &str) {
     for step in 0..3 {
         let pre = format!("step{step}.");
         let get = |k: &str| f.tensor(&format!("{pre}{k}"));
-        let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")) };
+        let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")), concat: None, tokens: None };
         let draws = StepDraws {
             t: get("t").to_vec::<i64>().unwrap().into_iter().map(|v| v as usize).collect(),
             eps: get("eps"),
