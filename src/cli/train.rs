@@ -159,6 +159,17 @@ fn preview_batch(data: &str, root: &Path, cfg: &AeTrainConfig) -> Result<Tensor>
     Ok(Loader::new(ds, LoaderConfig { workers: 0, ..LoaderConfig::new(n, 0) })?.next_batch()?.images)
 }
 
+/// Why a run's loop ended at `step`: its config's last step, --max-steps (`last`), or the clock.
+pub(crate) fn stop_reason(step: u64, steps: u64, last: u64) -> &'static str {
+    if step >= steps {
+        "done"
+    } else if step >= last {
+        "stopped (--max-steps)"
+    } else {
+        "stopped (time limit)"
+    }
+}
+
 pub fn train(a: &TrainArgs) -> Result<()> {
     check_what(&a.what, "train")?;
     if a.what.as_deref() == Some("ldm") {
@@ -231,7 +242,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     trainer.save(&ckpt)?;
     pictures(&trainer, &rows)?;
-    let done = if trainer.step >= cfg.steps { "done" } else if trainer.step >= last { "stopped (--max-steps)" } else { "stopped (time limit)" };
+    let done = stop_reason(trainer.step, cfg.steps, last);
     println!("{done} at step {} in {:.1} min; run in {}", trainer.step, started.elapsed().as_secs_f64() / 60.0, out.display());
     Ok(())
 }

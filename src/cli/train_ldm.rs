@@ -18,7 +18,7 @@ use ldm_engine::train::ldm_config::LdmCond;
 use ldm_engine::train::plot::{save_image_grid, save_loss_plot, save_recon_grid};
 use ldm_engine::{DType, Error, Result, Tensor};
 
-use super::train::{dataset, invalid, require, TrainArgs};
+use super::train::{dataset, invalid, require, stop_reason, TrainArgs};
 
 /// DDIM steps and guidance of the sample grids written while training.
 const GRID_STEPS: usize = 50;
@@ -236,7 +236,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     t.save(&ckpt)?;
     pictures(&t, &rows)?;
     export_model(&t, &out.join("model.safetensors"), export_dtype)?;
-    let done = if t.step >= cfg.steps { "done" } else if t.step >= last { "stopped (--max-steps)" } else { "stopped (time limit)" };
+    let done = stop_reason(t.step, cfg.steps, last);
     println!("{done} at step {} in {:.1} min; run in {}, model in {}", t.step, started.elapsed().as_secs_f64() / 60.0, out.display(), out.join("model.safetensors").display());
     Ok(())
 }

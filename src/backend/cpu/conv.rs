@@ -253,13 +253,19 @@ fn gather_batch(dy: &[f32], g: &Geom, n0: usize, m: usize, dyb: &mut [f32]) {
     });
 }
 
+/// The chunks of the stacked path: (first image, images, columns m·P).
+fn stacked_chunks(g: &Geom, nb: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    (0..g.n).step_by(nb).map(move |n0| {
+        let m = nb.min(g.n - n0);
+        (n0, m, m * g.p())
+    })
+}
+
 fn forward_batched(x: &[f32], w: &[f32], g: &Geom, nb: usize, y: &mut [f32]) {
     let (k, p, co) = (g.k(), g.p(), g.c_out);
     let mut col = vec![0f32; k * nb * p];
     let mut tmp = vec![0f32; co * nb * p];
-    for n0 in (0..g.n).step_by(nb) {
-        let m = nb.min(g.n - n0);
-        let width = m * p;
+    for (n0, m, width) in stacked_chunks(g, nb) {
         im2col_batch(x, g, n0, m, &mut col);
         unsafe { gemm_strided(co, width, k, tmp.as_mut_ptr(), width as isize, 1, false, w.as_ptr(), k as isize, 1, col.as_ptr(), width as isize, 1, par_for(co, width, k)) };
         y[n0 * co * p..(n0 + m) * co * p].par_chunks_mut(p).enumerate().for_each(|(i, dst)| {
@@ -273,9 +279,7 @@ fn backward_data_batched(dy: &[f32], w: &[f32], g: &Geom, nb: usize, dx: &mut [f
     let (k, p, co, plane, taps) = (g.k(), g.p(), g.c_out, g.h * g.w, g.kh * g.kw);
     let mut dyb = vec![0f32; co * nb * p];
     let mut col = vec![0f32; k * nb * p];
-    for n0 in (0..g.n).step_by(nb) {
-        let m = nb.min(g.n - n0);
-        let width = m * p;
+    for (n0, m, width) in stacked_chunks(g, nb) {
         gather_batch(dy, g, n0, m, &mut dyb);
         // wᵀ [K, C_out] · dyb [C_out, m·P]
         unsafe { gemm_strided(k, width, co, col.as_mut_ptr(), width as isize, 1, false, w.as_ptr(), 1, k as isize, dyb.as_ptr(), width as isize, 1, par_for(k, width, co)) };
@@ -293,9 +297,7 @@ fn backward_weight_batched(x: &[f32], dy: &[f32], g: &Geom, nb: usize, dw: &mut 
     let (k, p, co) = (g.k(), g.p(), g.c_out);
     let mut dyb = vec![0f32; co * nb * p];
     let mut col = vec![0f32; k * nb * p];
-    for n0 in (0..g.n).step_by(nb) {
-        let m = nb.min(g.n - n0);
-        let width = m * p;
+    for (n0, m, width) in stacked_chunks(g, nb) {
         gather_batch(dy, g, n0, m, &mut dyb);
         im2col_batch(x, g, n0, m, &mut col);
         // dyb [C_out, m·P] · colᵀ [m·P, K]; colᵀ(q, r) sits at col[r·width + q]
