@@ -10,7 +10,9 @@
 //! replaced by the null class so the same model also learns the unconditional score for
 //! classifier-free guidance. AdamW (torch defaults: β 0.9/0.999, weight decay 0.01, as
 //! `configure_optimizers` builds it) over the UNet and the embedder, optional warm-up, gradient
-//! clipping and LitEma weights (ema.rs).
+//! clipping and LitEma weights (ema.rs). One deliberate difference: CompVis averages the UNet
+//! only and samples with the raw conditioner; here the jointly trained conditioner is averaged
+//! with it, so the exported UNet and embedder come from the same averaged trajectory.
 //!
 //! Every random draw (t, ε, the posterior sample, the label dropout) is a function of the seed and
 //! the step, so a run resumed from step k takes exactly the steps an uninterrupted run takes.
