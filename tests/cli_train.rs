@@ -105,12 +105,16 @@ fn bad_training_arguments_are_one_line_errors() {
     v["loss"]["perceptual_weight"] = serde_json::json!(1.0);
     let with_lpips = dir.join("lpips.json");
     std::fs::write(&with_lpips, v.to_string()).unwrap();
+    v["loss"]["kl_wieght"] = serde_json::json!(1e-6);
+    let typo = dir.join("typo.json");
+    std::fs::write(&typo, v.to_string()).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--config", with_lpips.to_str().unwrap(), "--data", "mnist", "--data-root", d, "--out", r, "--lpips", "/no/such/lpips.safetensors"], "tools/fetch_lpips.py"),
         (vec!["--data", "mnist", "--data-root", d, "--out", r], "--config is required"),
         (vec!["--config", c, "--data-root", d, "--out", r], "--data is required"),
         (vec!["--config", c, "--data", empty.to_str().unwrap(), "--out", r], "image folders are RGB"),
         (vec!["--config", garbage.to_str().unwrap(), "--data", "mnist", "--data-root", d, "--out", r], "not JSON"),
+        (vec!["--config", typo.to_str().unwrap(), "--data", "mnist", "--data-root", d, "--out", r], "unknown key \"loss.kl_wieght\""),
         (vec!["--config", c, "--data", "fashion-mnist", "--data-root", d, "--out", r], "tools/fetch_datasets.py"),
         (vec!["--data", "mnist", "--data-root", d, "--out", r, "--resume"], "no checkpoint.safetensors to continue from"),
         (vec!["--config", c, "--data", "mnist", "--data-root", d, "--out", r, "--resume"], "drop --config"),

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::ae_loss::{discriminator_loss, generator_loss, LossConfig, Reconstruction, Regulariser};
 use super::checkpoint::{save_checkpoint, Checkpoint};
 use super::discriminator::{init_weights, Discriminator, DiscriminatorConfig};
+use super::ldm_config::section;
 use super::optim::{clip_grad_norm, warmup_lr, AdamW, AdamWConfig};
 use crate::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use crate::models::vq::VQModel;
@@ -76,6 +77,18 @@ impl AeTrainConfig {
     /// (the keys of `to_json`; everything but the model's shape has a default: CompVis' kl-f4/f8
     /// loss settings, taming's discriminator).
     pub fn from_json(v: &Value) -> Result<Self> {
+        // a misspelt key would silently fall back to its default: refuse unknown ones
+        let top = v.as_object().ok_or_else(|| Error::invalid("config", "the config must be a JSON object"))?;
+        if let Some(k) = top.keys().find(|k| !["model", "loss", "disc", "train"].contains(&k.as_str())) {
+            return Err(Error::invalid("config", format!("unknown section \"{k}\" (known: model, loss, disc, train)")));
+        }
+        let model_keys = ["kind", "in_channels", "ch", "ch_mult", "num_res_blocks", "attn_levels", "z_channels", "embed_dim", "groups", "mid_attn", "n_embed", "beta"];
+        let loss_keys = ["disc_start", "kl_weight", "codebook_weight", "disc_weight", "disc_factor", "perceptual_weight", "logvar_init"];
+        let train_keys = ["lr", "batch_size", "image_size", "steps", "warmup_steps", "grad_clip", "save_every", "log_every", "image_every", "seed"];
+        section(v, "model", &model_keys, true)?;
+        section(v, "loss", &loss_keys, false)?;
+        section(v, "disc", &["ndf", "n_layers"], false)?;
+        section(v, "train", &train_keys, true)?;
         let d = LossConfig::default();
         let dd = DiscriminatorConfig::default();
         let model = AutoencoderConfig {

@@ -102,7 +102,7 @@ fn bad(msg: impl Into<String>) -> Error {
 }
 
 /// The section's object, with every key checked against `known`.
-fn section<'a>(v: &'a Value, name: &str, known: &[&str], required: bool) -> Result<Option<&'a Map<String, Value>>> {
+pub(crate) fn section<'a>(v: &'a Value, name: &str, known: &[&str], required: bool) -> Result<Option<&'a Map<String, Value>>> {
     let Some(s) = v.get(name) else {
         return if required { Err(bad(format!("missing section \"{name}\""))) } else { Ok(None) };
     };
