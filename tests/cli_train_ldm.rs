@@ -253,3 +253,25 @@ fn a_text_model_trains_its_transformer_and_samples_a_prompt() {
     assert!(err.contains("--class: the engine-trained model takes --prompt"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Unconditional models (cond kind none): no context, no guidance; the exported model samples
+/// with no conditioning flags and refuses --class.
+#[test]
+fn an_unconditional_model_trains_and_samples() {
+    let dir = tmpdir("uncond");
+    let (data, ae) = setup(&dir);
+    let cfg = ldm_config_with(&dir, 2, 1e-3, serde_json::json!({"cache_latents": false}), serde_json::json!({"kind": "none"}));
+    let run_dir = dir.join("run");
+    let (code, out, err) = run(&["train", "ldm", "--config", cfg.to_str().unwrap(), "--autoencoder", ae.to_str().unwrap(), "--data", "mnist", "--data-root", data.to_str().unwrap(), "--out", run_dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("done at step 2"), "{out}");
+    assert!(!run_dir.join("latents.safetensors").exists(), "cache_latents false encodes every batch instead");
+    let model = run_dir.join("model.safetensors");
+    let png = dir.join("u.png");
+    let (code, _, err) = run(&["sample", "--model", model.to_str().unwrap(), "--steps", "2", "--batch", "2", "--grid", "--out", png.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["sample", "--model", model.to_str().unwrap(), "--class", "1", "--out", png.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--class: the engine-trained model takes no conditioning flags"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
