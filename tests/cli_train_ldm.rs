@@ -99,7 +99,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_weights() {
     child.wait().unwrap();
     let ck = SafeTensorsFile::open(split.join("checkpoint.safetensors")).expect("the checkpoint survives a kill -9");
     let saved: u64 = ck.metadata()["step"].parse().unwrap();
-    assert!(saved >= 2 && saved < 14, "checkpoint at step {saved}");
+    assert!((2..14).contains(&saved), "checkpoint at step {saved}");
     let (code, out, err) = run(&["train", "ldm", "--data", "mnist", "--data-root", d, "--out", s, "--resume"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("done at step 14"), "{out}");

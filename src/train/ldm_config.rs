@@ -327,7 +327,7 @@ impl LdmTrainConfig {
         if self.scale_factor.is_some_and(|s| s <= 0.0) {
             return Err(bad("diffusion.scale_factor must be positive"));
         }
-        if !(self.lr > 0.0) || self.batch_size == 0 || self.steps == 0 {
+        if self.lr <= 0.0 || self.batch_size == 0 || self.steps == 0 {
             return Err(bad(format!("train: lr {}, batch_size {} and steps {} must be positive", self.lr, self.batch_size, self.steps)));
         }
         if self.ema_decay.is_some_and(|d| !(0.0..1.0).contains(&d)) {

@@ -62,6 +62,9 @@ impl Dataset for Holdout {
     }
 }
 
+/// Maps an image batch and its captions to latents (and caption ids): the trainer's `encode`.
+pub type EncodeFn<'a> = &'a dyn Fn(&Tensor, &[Option<String>]) -> Result<LatentBatch>;
+
 /// Every training image's latent distribution, in memory.
 pub struct LatentCache {
     /// [N, C, h, w]
@@ -78,7 +81,7 @@ pub struct LatentCache {
 impl LatentCache {
     /// Encodes `images` in batches of `batch`; `encode` maps an image batch and its captions to
     /// latents (and tokens), `progress` hears how many images are done.
-    pub fn encode(ds: &dyn Dataset, batch: usize, encode: &dyn Fn(&Tensor, &[Option<String>]) -> Result<LatentBatch>, progress: &mut dyn FnMut(usize)) -> Result<Self> {
+    pub fn encode(ds: &dyn Dataset, batch: usize, encode: EncodeFn, progress: &mut dyn FnMut(usize)) -> Result<Self> {
         let n = ds.len();
         if n == 0 {
             return Err(Error::invalid("train", "the training set is empty"));
