@@ -101,7 +101,7 @@ fn bad_arguments_are_one_line_errors_and_write_nothing() {
         (vec!["--model", m, "--prompt", "p", "--sampler", "lms", "--out", o], "unknown sampler 'lms'"),
         (vec!["--model", "/no/such/model", "--prompt", "p", "--out", o], "no such file or directory"),
         (vec!["--model", no_index.to_str().unwrap(), "--prompt", "p", "--out", o], "not a diffusers pipeline folder"),
-        (vec!["--prompt", "p", "--out", o], "no --model given"),
+        (vec!["--prompt", "p", "--out", o], "--prompt: the built-in MNIST model takes --class"),
         (vec!["--model", m, "--out", o], "--prompt is required"),
         (vec!["--model", m, "--prompt", "p", "--device", "cuda", "--out", o], "CUDA backend is not in this build yet"),
         (vec!["--model", m, "--prompt", "p", "--mask", "x.png", "--out", o], "--strength and --mask need --init-image"),
