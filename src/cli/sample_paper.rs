@@ -181,10 +181,6 @@ pub(super) fn run(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Resu
         images = inpaint_paste(&req.condition, &images)?;
     }
     let vae_ms = t2.elapsed().as_secs_f64() * 1e3;
-    if images.dim(1)? == 1 {
-        // grey models (MNIST) are written as RGB PNGs like the rest
-        images = Tensor::cat(&[&images, &images, &images], 1)?;
-    }
     Ok(Outcome { latents, images, settings, prompt_lines, text_ms, unet_ms, vae_ms, grid_cols })
 }
 

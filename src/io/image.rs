@@ -6,16 +6,18 @@ use std::path::Path;
 use crate::{Error, Result, Tensor};
 
 /// One image [3, H, W] (or [1, 3, H, W]) in [-1, 1] → interleaved RGB bytes, clamped and rounded.
+/// A grey image ([1, H, W] or [1, 1, H, W], e.g. MNIST models') is written as equal R, G and B.
 pub fn to_rgb8(img: &Tensor) -> Result<(Vec<u8>, usize, usize)> {
-    let (h, w) = match img.shape() {
-        &[3, h, w] | &[1, 3, h, w] => (h, w),
-        s => return Err(Error::bad_shape("to_rgb8", "expected an RGB image [3, H, W]", s)),
+    let (c_in, h, w) = match img.shape() {
+        &[c, h, w] | &[1, c, h, w] if c == 3 || c == 1 => (c, h, w),
+        s => return Err(Error::bad_shape("to_rgb8", "expected an RGB image [3, H, W] or a grey one [1, H, W]", s)),
     };
     let v = img.contiguous()?.to_vec::<f32>()?;
     let mut out = vec![0u8; 3 * h * w];
     for c in 0..3 {
+        let plane = if c_in == 1 { 0 } else { c };
         for p in 0..h * w {
-            let x = v[c * h * w + p];
+            let x = v[plane * h * w + p];
             // NaN becomes 0 (black) rather than poisoning the file
             let x = if x.is_nan() { -1.0 } else { x };
             out[3 * p + c] = (((x + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0).round() as u8;
@@ -67,4 +69,20 @@ pub fn load_png(path: &Path) -> Result<LoadedPng> {
     };
     let text = reader.info().uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
     Ok((rgb, w, h, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grey_image_is_written_as_equal_rgb() {
+        let grey = Tensor::from_vec(vec![-1.0f32, 0.0, 1.0, 0.5], &[1, 2, 2]).unwrap();
+        let rgb = Tensor::cat(&[&grey, &grey, &grey], 0).unwrap();
+        let (a, w, h) = to_rgb8(&grey).unwrap();
+        assert_eq!((w, h), (2, 2));
+        assert_eq!(a, to_rgb8(&rgb).unwrap().0);
+        assert_eq!(a[..6], [0, 0, 0, 128, 128, 128]);
+        assert!(to_rgb8(&Tensor::zeros(&[2, 2, 2], crate::DType::F32)).is_err(), "two channels are neither grey nor RGB");
+    }
 }

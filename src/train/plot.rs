@@ -117,32 +117,13 @@ pub fn save_loss_plot(path: &Path, series: &[(&str, Vec<(f64, f64)>)]) -> Result
     save_png(path, &px, w, h, &[("Software", "ldm-engine")])
 }
 
-/// Inputs (top row) over reconstructions (bottom row), [N, C, H, W] each in [−1, 1], 2 px gaps;
-/// images smaller than 64 px are enlarged (nearest neighbour) so a person can see them.
+/// Inputs (top row) over reconstructions (bottom row), [N, C, H, W] each in [−1, 1], as
+/// `save_image_grid` lays them out.
 pub fn save_recon_grid(path: &Path, inputs: &Tensor, recons: &Tensor, caption: &str) -> Result<()> {
     if inputs.shape() != recons.shape() || inputs.rank() != 4 {
         return Err(Error::bad_shape("recon_grid", format!("reconstructions must be shaped like the inputs {:?}", inputs.shape()), recons.shape()));
     }
-    let zoom = 64usize.div_ceil(inputs.dim(2)?.max(1)).max(1);
-    let enlarge = |t: &Tensor| if zoom > 1 { t.upsample_nearest2d(t.dim(2)? * zoom, t.dim(3)? * zoom) } else { Ok(t.clone()) };
-    let (inputs, recons) = (&enlarge(inputs)?, &enlarge(recons)?);
-    let (n, h, w) = (inputs.dim(0)?, inputs.dim(2)?, inputs.dim(3)?);
-    let gap = 2;
-    let (gw, gh) = (n * (w + gap) + gap, 2 * (h + gap) + gap);
-    let mut grid = vec![255u8; 3 * gw * gh];
-    for (row, t) in [inputs, recons].iter().enumerate() {
-        for i in 0..n {
-            let img = t.narrow(0, i, 1)?;
-            let img = if img.dim(1)? == 1 { Tensor::cat(&[&img, &img, &img], 1)? } else { img };
-            let (rgb, _, _) = to_rgb8(&img)?;
-            let (x0, y0) = (gap + i * (w + gap), gap + row * (h + gap));
-            for y in 0..h {
-                let dst = 3 * ((y0 + y) * gw + x0);
-                grid[dst..dst + 3 * w].copy_from_slice(&rgb[3 * y * w..3 * (y + 1) * w]);
-            }
-        }
-    }
-    save_png(path, &grid, gw, gh, &[("Description", caption), ("Software", "ldm-engine")])
+    save_image_grid(path, &Tensor::cat(&[inputs, recons], 0)?, inputs.dim(0)?, caption)
 }
 
 /// Images [N, C, H, W] in [−1, 1] as a grid of `cols` columns, row by row, 2 px gaps, enlarged
@@ -159,9 +140,7 @@ pub fn save_image_grid(path: &Path, images: &Tensor, cols: usize, caption: &str)
     let (gw, gh) = (cols * (w + gap) + gap, rows * (h + gap) + gap);
     let mut grid = vec![255u8; 3 * gw * gh];
     for i in 0..n {
-        let img = images.narrow(0, i, 1)?;
-        let img = if img.dim(1)? == 1 { Tensor::cat(&[&img, &img, &img], 1)? } else { img };
-        let (rgb, _, _) = to_rgb8(&img)?;
+        let (rgb, _, _) = to_rgb8(&images.narrow(0, i, 1)?)?;
         let (x0, y0) = (gap + (i % cols) * (w + gap), gap + (i / cols) * (h + gap));
         for y in 0..h {
             let dst = 3 * ((y0 + y) * gw + x0);
