@@ -117,8 +117,9 @@ pub(crate) fn dataset(data: &str, root: &Path, channels: usize, size: usize, tra
 }
 
 /// Rows of losses.csv before `step` (a run killed between logging and checkpointing logged steps
-/// the resumed run takes again), as (step, columns).
-fn read_log(path: &Path, before: u64) -> Result<Vec<(u64, Vec<f64>)>> {
+/// the resumed run takes again) that have all of `header`'s columns, as (step, values).
+pub(crate) fn read_log(path: &Path, header: &str, before: u64) -> Result<Vec<(u64, Vec<f64>)>> {
+    let columns = header.split(',').count() - 1;
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(vec![]) };
     Ok(text
         .lines()
@@ -126,15 +127,18 @@ fn read_log(path: &Path, before: u64) -> Result<Vec<(u64, Vec<f64>)>> {
         .filter_map(|l| {
             let mut it = l.split(',');
             let step: u64 = it.next()?.parse().ok()?;
-            (step < before).then(|| (step, it.filter_map(|x| x.parse().ok()).collect()))
+            let values: Vec<f64> = it.filter_map(|x| x.parse().ok()).collect();
+            // a row that is not whole (or not this log's) is left out
+            (step < before && values.len() == columns).then_some((step, values))
         })
         .collect())
 }
 
-fn write_log(path: &Path, rows: &[(u64, Vec<f64>)]) -> Result<()> {
-    let mut text = String::from(StepLog::CSV_HEADER) + "\n";
+/// losses.csv as `header` and `rows`, written atomically.
+pub(crate) fn write_log(path: &Path, header: &str, rows: &[(u64, Vec<f64>)]) -> Result<()> {
+    let mut text = String::from(header) + "\n";
     for (s, v) in rows {
-        text += &(StepLog::csv_line(*s, v) + "\n");
+        text += &(ldm_engine::train::csv_line(*s, v) + "\n");
     }
     ldm_engine::io::safetensors::write_atomic(path, text.as_bytes())
 }
@@ -209,8 +213,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let mut loader = Loader::new(ds.clone(), LoaderConfig { workers: a.workers, start: Start::Step(trainer.step), ..LoaderConfig::new(cfg.batch_size, cfg.seed) })?;
     let preview = preview_batch(data, &a.data_root, &cfg)?;
     let csv = out.join("losses.csv");
-    let mut rows = read_log(&csv, trainer.step)?;
-    write_log(&csv, &rows)?;
+    let mut rows = read_log(&csv, StepLog::CSV_HEADER, trainer.step)?;
+    write_log(&csv, StepLog::CSV_HEADER, &rows)?;
     let mut csv_file = std::fs::OpenOptions::new().append(true).open(&csv).map_err(|e| Error::File { path: csv.display().to_string(), msg: e.to_string() })?;
 
     let bar = ProgressBar::new(cfg.steps);

@@ -18,7 +18,7 @@ use ldm_engine::train::ldm_config::LdmCond;
 use ldm_engine::train::plot::{save_image_grid, save_loss_plot, save_recon_grid};
 use ldm_engine::{DType, Error, Result, Tensor};
 
-use super::train::{dataset, invalid, require, stop_reason, TrainArgs};
+use super::train::{dataset, invalid, read_log, require, stop_reason, write_log, TrainArgs};
 
 /// DDIM steps and guidance of the sample grids written while training.
 const GRID_STEPS: usize = 50;
@@ -43,17 +43,6 @@ fn next_batch(source: &mut Source, t: &LdmTrainer, step: u64, batch: usize, seed
             t.encode(&b.images, b.labels, &[])
         }
     }
-}
-
-fn read_log(path: &Path, before: u64) -> Vec<LdmStepLog> {
-    let Ok(text) = std::fs::read_to_string(path) else { return vec![] };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let v: Vec<f64> = l.split(',').filter_map(|x| x.parse().ok()).collect();
-            (v.len() == 4 && (v[0] as u64) < before).then(|| LdmStepLog { step: v[0] as u64, lr: v[1], loss: v[2], grad_norm: v[3] })
-        })
-        .collect()
 }
 
 /// A grid of samples: for class models GRID_ROWS rows of every class, for text models GRID_ROWS
@@ -196,9 +185,8 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     let lowres = preview_lowres(&t, &*ds)?;
     let prompts = preview_prompts(&t, &*ds)?;
     let csv = out.join("losses.csv");
-    let mut rows = read_log(&csv, t.step);
-    let text: String = std::iter::once(LdmStepLog::CSV_HEADER.to_string()).chain(rows.iter().map(LdmStepLog::csv_row)).map(|l| l + "\n").collect();
-    ldm_engine::io::safetensors::write_atomic(&csv, text.as_bytes())?;
+    let mut rows = read_log(&csv, LdmStepLog::CSV_HEADER, t.step)?;
+    write_log(&csv, LdmStepLog::CSV_HEADER, &rows)?;
     let mut csv_file = std::fs::OpenOptions::new().append(true).open(&csv).map_err(|e| file_err(&csv, e))?;
 
     let bar = ProgressBar::new(cfg.steps);
@@ -206,9 +194,10 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     bar.set_position(t.step);
     let started = Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
-    let pictures = |t: &LdmTrainer, rows: &[LdmStepLog]| -> Result<()> {
-        let curve = |f: fn(&LdmStepLog) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
-        save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", curve(|r| r.loss)), ("gradient norm", curve(|r| r.grad_norm))])?;
+    let pictures = |t: &LdmTrainer, rows: &[(u64, Vec<f64>)]| -> Result<()> {
+        // columns after `step`: lr, loss, grad_norm
+        let col = |i: usize| rows.iter().filter_map(|(s, v)| v.get(i).map(|x| (*s as f64, *x))).collect::<Vec<_>>();
+        save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", col(1)), ("gradient norm", col(2))])?;
         sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)), lowres.as_ref(), &prompts)
     };
     let last = cfg.steps.min(a.max_steps.unwrap_or(u64::MAX));
@@ -219,11 +208,11 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         };
         let log = t.train_step(&batch)?;
         writeln!(csv_file, "{}", log.csv_row()).map_err(|e| file_err(&csv, e))?;
-        rows.push(log.clone());
+        rows.push((log.step, log.values().to_vec()));
         bar.set_position(t.step);
         if t.step.is_multiple_of(cfg.log_every) {
             let recent = &rows[rows.len().saturating_sub(cfg.log_every as usize)..];
-            bar.set_message(format!("loss {:.4}", recent.iter().map(|r| r.loss).sum::<f64>() / recent.len() as f64));
+            bar.set_message(format!("loss {:.4}", recent.iter().map(|(_, v)| v[1]).sum::<f64>() / recent.len() as f64));
         }
         if t.step.is_multiple_of(cfg.save_every) {
             t.save(&ckpt)?;

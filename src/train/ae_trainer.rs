@@ -201,12 +201,7 @@ impl StepLog {
     }
 
     pub fn csv_row(&self) -> String {
-        Self::csv_line(self.step, &self.values())
-    }
-
-    /// A CSV row: the step, then the values in the header's order.
-    pub fn csv_line(step: u64, values: &[f64]) -> String {
-        std::iter::once(step.to_string()).chain(values.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",")
+        super::csv_line(self.step, &self.values())
     }
 }
 

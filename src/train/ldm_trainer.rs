@@ -73,8 +73,14 @@ pub struct LdmStepLog {
 
 impl LdmStepLog {
     pub const CSV_HEADER: &'static str = "step,lr,loss,grad_norm";
+
+    /// The values after `step`, in the header's order.
+    pub fn values(&self) -> [f64; 3] {
+        [self.lr, self.loss, self.grad_norm]
+    }
+
     pub fn csv_row(&self) -> String {
-        format!("{},{:.6e},{:.6e},{:.6e}", self.step, self.lr, self.loss, self.grad_norm)
+        super::csv_line(self.step, &self.values())
     }
 }
 

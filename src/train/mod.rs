@@ -14,3 +14,9 @@ pub mod lpips;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+
+/// A row of a run's losses.csv: the step, then each value as `{:.6e}` (both trainers' logs, and
+/// the CLI's rewrite of them on resume).
+pub fn csv_line(step: u64, values: &[f64]) -> String {
+    std::iter::once(step.to_string()).chain(values.iter().map(|x| format!("{x:.6e}"))).collect::<Vec<_>>().join(",")
+}
