@@ -152,7 +152,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         } else {
             let bar = ProgressBar::new(ds.len() as u64).with_message("encoding the training set");
             bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta} {msg}").map_err(|e| invalid(e.to_string()))?);
-            let c = LatentCache::encode(&*ds, 64, &|x, captions| t.encode(x, None, captions), &mut |n| bar.set_position(n as u64))?;
+            let c = LatentCache::encode(&*ds, 64, matches!(cfg.cond, LdmCond::Text { .. }), &|x, captions| t.encode(x, None, captions), &mut |n| bar.set_position(n as u64))?;
             bar.finish_and_clear();
             c.save(&cache_path)?;
             c

@@ -80,8 +80,9 @@ pub struct LatentCache {
 
 impl LatentCache {
     /// Encodes `images` in batches of `batch`; `encode` maps an image batch and its captions to
-    /// latents (and tokens), `progress` hears how many images are done.
-    pub fn encode(ds: &dyn Dataset, batch: usize, encode: EncodeFn, progress: &mut dyn FnMut(usize)) -> Result<Self> {
+    /// latents (and caption ids), `progress` hears how many images are done. Captions are read
+    /// only `with_captions` (text models): for an image folder each is a file read.
+    pub fn encode(ds: &dyn Dataset, batch: usize, with_captions: bool, encode: EncodeFn, progress: &mut dyn FnMut(usize)) -> Result<Self> {
         let n = ds.len();
         if n == 0 {
             return Err(Error::invalid("train", "the training set is empty"));
@@ -97,7 +98,7 @@ impl LatentCache {
             for (j, out) in px.chunks_mut(c * h * w).enumerate() {
                 lab.push(ds.fill(start + j, &mut rng, out)?.unwrap_or(-1));
             }
-            let captions = (start..start + b).map(|i| ds.caption(i)).collect::<Result<Vec<_>>>()?;
+            let captions = if with_captions { (start..start + b).map(|i| ds.caption(i)).collect::<Result<Vec<_>>>()? } else { Vec::new() };
             let lb = encode(&Tensor::from_vec(px, &[b, c, h, w])?, &captions)?;
             means.push(lb.mean);
             logvars.extend(lb.logvar);

@@ -388,14 +388,11 @@ impl LdmTrainer {
     /// `sample` for text models too: one image per prompt, guided against the empty prompt.
     #[allow(clippy::too_many_arguments)]
     pub fn sample_prompts(&self, labels: Option<&[i64]>, lowres: Option<&Tensor>, prompts: Option<&[String]>, n: usize, steps: usize, scale: f64, seed: u64) -> Result<Tensor> {
-        let (condition, n, guidance) = match (labels, lowres) {
-            _ if prompts.is_some() => {
-                let p = prompts.unwrap_or_default();
-                (LdmCondition::Text(p.to_vec()), p.len(), scale)
-            }
-            (Some(l), _) => (LdmCondition::Class(l.to_vec()), l.len(), scale),
-            (None, Some(lr)) => (LdmCondition::LowRes(lr.affine(0.5, 0.5)?), lr.dim(0)?, 1.0),
-            (None, None) => (LdmCondition::None, n, 1.0),
+        let (condition, n, guidance) = match (prompts, labels, lowres) {
+            (Some(p), _, _) => (LdmCondition::Text(p.to_vec()), p.len(), scale),
+            (None, Some(l), _) => (LdmCondition::Class(l.to_vec()), l.len(), scale),
+            (None, None, Some(lr)) => (LdmCondition::LowRes(lr.affine(0.5, 0.5)?), lr.dim(0)?, 1.0),
+            (None, None, None) => (LdmCondition::None, n, 1.0),
         };
         let req = LdmRequest { condition, guidance, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
         self.with_ema(|m| {

@@ -105,11 +105,15 @@ impl Digits {
     pub fn stored_size(&self) -> (usize, usize) {
         (self.h, self.w)
     }
+    /// Fashion-MNIST (by its file name), else MNIST.
+    fn is_fashion(&self) -> bool {
+        self.path.file_name().is_some_and(|n| n.to_string_lossy().contains("fashion"))
+    }
     /// What each label is, in words (for captions): MNIST's digits, Fashion-MNIST's classes.
     pub fn class_names(&self) -> &'static [&'static str; 10] {
         const DIGITS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
         const FASHION: [&str; 10] = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
-        if self.path.file_name().is_some_and(|n| n.to_string_lossy().contains("fashion")) { &FASHION } else { &DIGITS }
+        if self.is_fashion() { &FASHION } else { &DIGITS }
     }
     pub fn label(&self, index: usize) -> Option<i64> {
         self.labels.get(index).copied()
@@ -128,7 +132,7 @@ impl Dataset for Digits {
     fn caption(&self, index: usize) -> Result<Option<String>> {
         let Some(&l) = self.labels.get(index) else { crate::bail!("Digits", "sample {index} of a dataset of {}", self.labels.len()) };
         let name = self.class_names().get(l as usize).copied().unwrap_or("thing");
-        Ok(Some(if self.class_names()[0] == "zero" { format!("a handwritten {name}") } else { format!("a photo of a {name}") }))
+        Ok(Some(if self.is_fashion() { format!("a photo of a {name}") } else { format!("a handwritten {name}") }))
     }
     fn sample_shape(&self) -> [usize; 3] {
         [self.opts.channels, self.opts.size, self.opts.size]
