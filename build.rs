@@ -32,26 +32,45 @@ fn main() {
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    let kernels: Vec<PathBuf> = std::fs::read_dir("kernels")
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("kernels")
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "cu")).collect())
         .unwrap_or_default();
-    if kernels.is_empty() {
-        return;
-    }
-    let Some(nvcc) = find_nvcc() else {
-        println!("cargo:warning=nvcc not found: CUDA kernels will be compiled at run time with NVRTC");
-        return;
-    };
+    kernels.sort();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    for cu in kernels {
-        let ptx = out.join(cu.file_stem().unwrap()).with_extension("ptx");
-        let status = Command::new(&nvcc)
-            .args(["--ptx", "-O3", "-arch=compute_80", "-I", "kernels", "-o"])
-            .arg(&ptx)
-            .arg(&cu)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
-        assert!(status.success(), "nvcc failed on {}", cu.display());
+    let common = std::fs::read_to_string("kernels/common.cuh").unwrap_or_default();
+    let nvcc = find_nvcc();
+    if nvcc.is_none() && !kernels.is_empty() {
+        println!("cargo:warning=nvcc not found: CUDA kernels will be compiled at run time with NVRTC");
     }
-    println!("cargo:rustc-cfg=ldm_ptx");
+    let (mut ptx_entries, mut src_entries) = (String::new(), String::new());
+    for cu in &kernels {
+        let stem = cu.file_stem().unwrap().to_str().unwrap().to_string();
+        // NVRTC gets one self-contained source: common.cuh pasted where it is included.
+        let src = std::fs::read_to_string(cu).unwrap_or_else(|e| panic!("cannot read {}: {e}", cu.display()));
+        let flat = out.join(format!("{stem}.nvrtc.cu"));
+        std::fs::write(&flat, src.replace("#include \"common.cuh\"", &common)).unwrap();
+        src_entries += &format!("    ({stem:?}, include_str!({:?})),\n", flat.display().to_string());
+        if let Some(nvcc) = &nvcc {
+            let ptx = out.join(format!("{stem}.ptx"));
+            // compute_80 PTX: the driver JITs it for sm_80 (A100) and sm_90 (H100); CUDA 13.0's
+            // NVVM emits PTX ISA 9.0, which driver 580 accepts.
+            let output = Command::new(nvcc)
+                .args(["--ptx", "-O3", "-arch=compute_80", "-I", "kernels", "-o"])
+                .arg(&ptx)
+                .arg(cu)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
+            if !output.status.success() {
+                panic!("nvcc failed on {}:\n{}", cu.display(), String::from_utf8_lossy(&output.stderr));
+            }
+            ptx_entries += &format!("    ({stem:?}, include_str!({:?})),\n", ptx.display().to_string());
+        }
+    }
+    let generated = format!(
+        "/// (module, PTX) compiled by nvcc at build time; empty when the build had no nvcc.\n\
+         pub const BUILD_PTX: &[(&str, &str)] = &[\n{ptx_entries}];\n\
+         /// (module, self-contained CUDA source) for NVRTC at run time.\n\
+         pub const SOURCES: &[(&str, &str)] = &[\n{src_entries}];\n"
+    );
+    std::fs::write(out.join("kernels.rs"), generated).unwrap();
 }
