@@ -27,6 +27,12 @@ pub enum Error {
     #[error("device {0:?} is not available: {1}")]
     DeviceUnavailable(Device, String),
 
+    #[error("{op} is not implemented for {device:?} tensors yet; move them to the CPU with to_device(Device::Cpu)")]
+    NotOnDevice { op: &'static str, device: Device },
+
+    #[error("out of memory on {device:?}: could not allocate {} ({} in use by tensors, peak {}, device total {}); try a smaller batch, a tiled VAE decode, or f16/bf16", mib(*requested), mib(*in_use), mib(*peak), mib(*total))]
+    OutOfMemory { device: Device, requested: usize, in_use: usize, peak: usize, total: usize },
+
     #[error("{op}: {len} elements do not fill shape {shape:?} ({expected} elements)")]
     ElementCount { op: &'static str, len: usize, expected: usize, shape: Vec<usize> },
 
@@ -47,6 +53,10 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
 
 impl Error {
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {

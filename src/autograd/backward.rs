@@ -4,7 +4,7 @@
 //! attention) call their op family's dedicated backward kernels.
 
 use super::Op;
-use crate::backend::cpu::elementwise::unary_backward;
+use crate::backend::unary_backward;
 use crate::tensor::reduce::keep_dims_shape;
 use crate::tensor::{attention, conv, indexing, norm, spatial, BinaryOp, Tensor};
 use crate::Result;
@@ -25,14 +25,14 @@ pub(super) fn input_grads<'a>(op: &'a Op, out: &Tensor, g: &Tensor) -> Result<Ve
             let zeros = |n: usize| {
                 let mut s = g.shape().to_vec();
                 s[*dim] = n;
-                Tensor::zeros(&s, g.dtype())
+                Tensor::zeros_on(&s, g.dtype(), g.device())
             };
             if before > 0 {
-                parts.push(zeros(before));
+                parts.push(zeros(before)?);
             }
             parts.push(g.clone());
             if after > 0 {
-                parts.push(zeros(after));
+                parts.push(zeros(after)?);
             }
             let refs: Vec<&Tensor> = parts.iter().collect();
             vec![(x, Tensor::cat(&refs, *dim as isize)?)]
@@ -65,7 +65,7 @@ pub(super) fn input_grads<'a>(op: &'a Op, out: &Tensor, g: &Tensor) -> Result<Ve
         Op::Affine(x, mul, _) => vec![(x, g.mul_scalar(*mul)?)],
         Op::Powf(x, e) => vec![(x, x.powf(e - 1.0)?.mul_scalar(*e)?.mul(g)?)],
         Op::Where(c, t, f) => {
-            let zeros = Tensor::zeros(&[], g.dtype());
+            let zeros = Tensor::zeros_on(&[], g.dtype(), g.device())?;
             vec![
                 (t, c.where_cond(g, &zeros)?.sum_to_shape(t.shape())?),
                 (f, c.where_cond(&zeros, g)?.sum_to_shape(f.shape())?),

@@ -121,7 +121,7 @@ impl Tensor {
         let order = topological_order(self);
         // Intermediate gradients live here and are dropped once consumed; variables' go to `store`.
         let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
-        grads.insert(self.id(), Tensor::ones(self.shape(), self.dtype()));
+        grads.insert(self.id(), Tensor::full_on(1.0, self.shape(), self.dtype(), self.device())?);
         for node in order.iter().rev() {
             let Some(grad) = grads.remove(&node.id()) else { continue };
             if node.is_var() {

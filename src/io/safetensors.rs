@@ -207,9 +207,9 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(&str, &Tensor)], metadata: Optio
         if !seen.insert(*name) {
             return Err(file_err(path, format!("duplicate tensor name '{name}'")));
         }
-        let c = t.contiguous()?;
+        let c = t.to_device(crate::tensor::Device::Cpu)?.contiguous()?;
         let g = c.storage();
-        let Storage::Cpu(s) = &*g;
+        let Storage::Cpu(s) = &*g else { unreachable!("moved to the CPU above") };
         let es = c.dtype().size_in_bytes();
         let off = c.layout().offset() * es;
         owned.push((name.to_string(), c.dtype(), c.shape().to_vec(), s.as_bytes()[off..off + c.numel() * es].to_vec()));

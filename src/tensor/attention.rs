@@ -66,10 +66,11 @@ impl Tensor {
         if !scale.is_finite() {
             crate::bail!(OP, "scale must be finite, got {scale}");
         }
-        let (qd, ql) = f32_strided(q);
-        let (kd, kl) = f32_strided(k);
-        let (vd, vl) = f32_strided(v);
-        let md = mask.map(f32_strided);
+        crate::backend::require_cpu(OP, &[q, k, v])?;
+        let (qd, ql) = f32_strided(q)?;
+        let (kd, kl) = f32_strided(k)?;
+        let (vd, vl) = f32_strided(v)?;
+        let md = mask.map(f32_strided).transpose()?;
         let ml = match (&md, mask) {
             (Some((_, l)), Some(m)) => Some(mask_layout(m, l, &dims)?),
             _ => None,
@@ -120,11 +121,11 @@ pub(crate) fn attention_backward(
     }
     let out_data = out.f32_data()?;
     let lse_data = lse.f32_data()?;
-    let (qd, ql) = f32_strided(q);
-    let (kd, kl) = f32_strided(k);
-    let (vd, vl) = f32_strided(v);
-    let (gd, gl) = f32_strided(g);
-    let md = mask.map(f32_strided);
+    let (qd, ql) = f32_strided(q)?;
+    let (kd, kl) = f32_strided(k)?;
+    let (vd, vl) = f32_strided(v)?;
+    let (gd, gl) = f32_strided(g)?;
+    let md = mask.map(f32_strided).transpose()?;
     let ml = match (&md, mask) {
         (Some((_, l)), Some(m)) => Some(mask_layout(m, l, &dims)?),
         _ => None,

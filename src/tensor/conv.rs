@@ -46,6 +46,7 @@ impl Default for ConvTranspose2dParams {
 impl Tensor {
     /// x [N, C_in, H, W], w [C_out, C_in/groups, KH, KW], bias [C_out] → [N, C_out, H', W'].
     pub fn conv2d(&self, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+        crate::backend::require_cpu("conv2d", &[self, w])?;
         let g = conv2d_geom(self, w, &p)?;
         check_bias("conv2d", self, bias, g.c_out)?;
         let (fuse, separate) = split_bias(bias);
@@ -61,6 +62,7 @@ impl Tensor {
 
     /// x [N, C_in, H, W], w [C_in, C_out/groups, KH, KW], bias [C_out] → [N, C_out, H', W'].
     pub fn conv_transpose2d(&self, w: &Tensor, bias: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor> {
+        crate::backend::require_cpu("conv_transpose2d", &[self, w])?;
         let g = conv_transpose2d_geom(self, w, &p)?;
         // g describes the forward conv from the output (c_in side) back to x (c_out side).
         check_bias("conv_transpose2d", self, bias, g.c_in)?;

@@ -174,8 +174,8 @@ impl Tensor {
 
     /// Clamp to [lo, hi] (differentiable inside the range).
     pub fn clamp(&self, lo: f64, hi: f64) -> Result<Tensor> {
-        let lo_t = Tensor::full(lo, &[], self.dtype());
-        let hi_t = Tensor::full(hi, &[], self.dtype());
+        let lo_t = Tensor::full_on(lo, &[], self.dtype(), self.device())?;
+        let hi_t = Tensor::full_on(hi, &[], self.dtype(), self.device())?;
         self.maximum(&lo_t)?.minimum(&hi_t)
     }
 

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 fn contiguous_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let c = t.contiguous()?;
     let g = c.storage();
-    let Storage::Cpu(s) = &*g;
+    let Storage::Cpu(s) = &*g else { return Err(Error::NotOnDevice { op: "cat/index_select/gather", device: t.device() }) };
     let es = t.dtype().size_in_bytes();
     let off = c.layout().offset() * es;
     Ok(s.as_bytes()[off..off + c.numel() * es].to_vec())
@@ -34,6 +34,7 @@ fn index_values(op: &'static str, idx: &Tensor, bound: usize) -> Result<Vec<usiz
 impl Tensor {
     /// Concatenates along `dim`; all other dims must match.
     pub fn cat(xs: &[&Tensor], dim: isize) -> Result<Tensor> {
+        crate::backend::require_cpu("cat", xs)?;
         let first = *xs.first().ok_or_else(|| Error::invalid("cat", "needs at least one tensor"))?;
         let d = resolve_dim("cat", dim, first.rank())?;
         for x in &xs[1..] {
@@ -74,6 +75,7 @@ impl Tensor {
 
     /// Picks entries of `dim` listed in the 1-D index tensor `idx` (I64).
     pub fn index_select(&self, idx: &Tensor, dim: isize) -> Result<Tensor> {
+        crate::backend::require_cpu("index_select", &[self, idx])?;
         let d = resolve_dim("index_select", dim, self.rank())?;
         if idx.rank() != 1 {
             return Err(Error::bad_shape("index_select", "index must be 1-D", idx.shape()));
@@ -99,6 +101,7 @@ impl Tensor {
 
     /// Rows of the table `self` [V, D] for the ids [...] → [..., D].
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        crate::backend::require_cpu("embedding", &[self, ids])?;
         if self.rank() != 2 {
             return Err(Error::bad_shape("embedding", "table must be [num_embeddings, dim]", self.shape()));
         }
@@ -110,6 +113,7 @@ impl Tensor {
     /// out[..i..] = self[..idx[..i..]..] along `dim` (torch.gather); idx has the output's shape
     /// and may be smaller than self in the other dims.
     pub fn gather(&self, idx: &Tensor, dim: isize) -> Result<Tensor> {
+        crate::backend::require_cpu("gather", &[self, idx])?;
         let d = resolve_dim("gather", dim, self.rank())?;
         if idx.rank() != self.rank() || idx.shape().iter().zip(self.shape()).enumerate().any(|(i, (a, b))| i != d && a > b) {
             return Err(Error::ShapeMismatch { op: "gather", lhs: self.shape().to_vec(), rhs: idx.shape().to_vec() });

@@ -8,6 +8,7 @@ use crate::{Error, Result};
 
 impl Tensor {
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        crate::backend::require_cpu("matmul", &[self, rhs])?;
         Tensor::same_dtype("matmul", self, rhs)?;
         self.require_float("matmul")?;
         let (ra, rb) = (self.rank(), rhs.rank());

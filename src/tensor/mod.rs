@@ -38,6 +38,12 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl Device {
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Device::Cuda(_))
+    }
+}
+
 impl std::str::FromStr for Device {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -135,6 +141,7 @@ impl Tensor {
         let dtype = storage.dtype();
         let device = match &storage {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(s) => Device::Cuda(s.ordinal()),
         };
         Tensor(Arc::new(TensorInner {
             id: TensorId::new(),
@@ -195,6 +202,16 @@ impl Tensor {
     }
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(1.0, shape, dtype)
+    }
+    /// `full` on any device (a fill kernel on CUDA, no host copy).
+    pub fn full_on(value: f64, shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Self::full(value, shape, dtype)),
+            Device::Cuda(i) => crate::backend::cuda::ops::full(&crate::backend::cuda::device(i)?, value, shape, dtype),
+        }
+    }
+    pub fn zeros_on(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        Self::full_on(0.0, shape, dtype, device)
     }
     pub fn zeros_like(&self) -> Tensor {
         Self::zeros(self.shape(), self.dtype())
@@ -288,6 +305,7 @@ impl Tensor {
     pub fn is_memory_mapped(&self) -> bool {
         match &*self.storage() {
             Storage::Cpu(s) => s.is_mapped(),
+            Storage::Cuda(_) => false,
         }
     }
 
@@ -328,6 +346,7 @@ impl Tensor {
                 });
                 Ok(F32Data::Owned(v))
             }
+            Storage::Cuda(_) => Err(Error::NotOnDevice { op: "reading values as a CPU slice", device: self.device() }),
         }
     }
 
@@ -342,11 +361,15 @@ impl Tensor {
             Storage::Cpu(CpuStorage::F32(Buf::Owned(v))) => f(&mut v[range]),
             Storage::Cpu(CpuStorage::F32(Buf::Mapped { .. })) => Err(Error::invalid("update_f32", "the tensor is a window into a memory-mapped file: copy it before training it")),
             Storage::Cpu(other) => Err(Error::invalid("update_f32", format!("only f32 tensors can be updated in place, this one is {:?}", other.dtype()))),
+            Storage::Cuda(_) => Err(Error::NotOnDevice { op: "update_f32", device: self.0.device }),
         }
     }
 
     /// Values in row-major order, converted to `T`.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
+        if self.device() != Device::Cpu {
+            return self.to_device(Device::Cpu)?.to_vec();
+        }
         let guard = self.storage();
         match &*guard {
             Storage::Cpu(s) => {
@@ -356,17 +379,22 @@ impl Tensor {
                     None => l.offsets().map(|o| convert::<_, T>(sl[o])).collect(),
                 }))
             }
+            Storage::Cuda(_) => unreachable!("moved to the CPU above"),
         }
     }
 
     /// Values in row-major order as f64 (test references, printing).
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        if self.device() != Device::Cpu {
+            return self.to_device(Device::Cpu)?.to_vec_f64();
+        }
         let guard = self.storage();
         match &*guard {
             Storage::Cpu(s) => {
                 let l = &self.0.layout;
                 Ok(with_cpu_slice!(s, |sl| l.offsets().map(|o| sl[o].to_f64()).collect()))
             }
+            Storage::Cuda(_) => unreachable!("moved to the CPU above"),
         }
     }
 
@@ -380,11 +408,27 @@ impl Tensor {
 
     // ---------- device ----------
 
+    /// The same values on `device` (a copy; the tensor itself when it is already there). The
+    /// copy is a leaf: gradients do not flow across devices.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        match device {
-            Device::Cpu if self.device() == Device::Cpu => Ok(self.clone()),
-            d => Err(Error::DeviceUnavailable(d, "this build has no CUDA backend yet".into())),
+        if device == self.device() {
+            return Ok(self.clone());
         }
+        let c = if self.is_contiguous() { self.clone() } else { self.detach().contiguous()? };
+        let range = c.layout().contiguous_range().expect("contiguous");
+        let guard = c.storage();
+        let storage = match (&*guard, device) {
+            (Storage::Cpu(s), Device::Cuda(i)) => {
+                Storage::Cuda(crate::backend::cuda::CudaStorage::upload(&crate::backend::cuda::device(i)?, s, range)?)
+            }
+            (Storage::Cuda(s), Device::Cpu) => Storage::Cpu(s.download(range.start, range.len())?),
+            (Storage::Cuda(s), Device::Cuda(i)) => {
+                let host = s.download(range.start, range.len())?;
+                Storage::Cuda(crate::backend::cuda::CudaStorage::upload(&crate::backend::cuda::device(i)?, &host, 0..host.len())?)
+            }
+            (Storage::Cpu(_), Device::Cpu) => unreachable!("same device handled above"),
+        };
+        Ok(Tensor::from_storage(storage, Layout::contiguous(self.shape()), None))
     }
 
     /// Records `op` (built lazily) if any input is tracked and grad mode is on.

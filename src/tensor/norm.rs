@@ -5,6 +5,7 @@
 use super::{numel, Tensor};
 use crate::autograd::Op;
 use crate::backend::cpu::norm::{self as cpu, GroupDims};
+use crate::backend::cuda::norm as cuda;
 use crate::{Error, Result};
 
 /// Checks an optional affine parameter: a float tensor on x's device with exactly `shape`.
@@ -78,11 +79,6 @@ impl Tensor {
     /// x [N, C, *], weight/bias [C].
     pub fn group_norm(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         let d = group_dims("group_norm", self, groups, weight, bias, eps)?;
-        let (w, b) = (param_values(weight)?, param_values(bias)?);
-        let out = {
-            let x = self.f32_data()?;
-            cpu::group_norm(&x, d, w.as_deref(), b.as_deref(), eps)
-        };
         let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
         let rec = Tensor::track(&inputs, || Op::GroupNorm {
             x: self.clone(),
@@ -91,19 +87,30 @@ impl Tensor {
             groups,
             eps,
         });
+        if self.device().is_cuda() {
+            return cuda::group_norm(self, d, weight, bias, eps, false, rec);
+        }
+        let (w, b) = (param_values(weight)?, param_values(bias)?);
+        let out = {
+            let x = self.f32_data()?;
+            cpu::group_norm(&x, d, w.as_deref(), b.as_deref(), eps)
+        };
         Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), rec))
     }
 
     /// Normalises over the last dim; weight/bias [D].
     pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         let d = layer_dim("layer_norm", self, weight, bias, eps)?;
+        let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
+        let rec = Tensor::track(&inputs, || Op::LayerNorm { x: self.clone(), weight: weight.cloned(), bias: bias.cloned(), eps });
+        if self.device().is_cuda() {
+            return cuda::layer_norm(self, d, weight, bias, eps, rec);
+        }
         let (w, b) = (param_values(weight)?, param_values(bias)?);
         let out = {
             let x = self.f32_data()?;
             cpu::layer_norm(&x, d, w.as_deref(), b.as_deref(), eps)
         };
-        let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
-        let rec = Tensor::track(&inputs, || Op::LayerNorm { x: self.clone(), weight: weight.cloned(), bias: bias.cloned(), eps });
         Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), rec))
     }
 }
@@ -120,6 +127,9 @@ pub(crate) fn group_norm_backward(
     const OP: &str = "group_norm_backward";
     let d = group_dims(OP, x, groups, weight, bias, eps)?;
     check_grad(OP, x, g)?;
+    if x.device().is_cuda() {
+        return cuda::group_norm_backward(x, g, d, weight, bias, eps, false);
+    }
     let w = param_values(weight)?;
     let (dx, dw, db) = {
         let (xv, gv) = (x.f32_data()?, g.f32_data()?);
@@ -139,6 +149,9 @@ pub(crate) fn layer_norm_backward(
     const OP: &str = "layer_norm_backward";
     let d = layer_dim(OP, x, weight, bias, eps)?;
     check_grad(OP, x, g)?;
+    if x.device().is_cuda() {
+        return cuda::layer_norm_backward(x, g, d, weight, bias, eps);
+    }
     let w = param_values(weight)?;
     let (dx, dw, db) = {
         let (xv, gv) = (x.f32_data()?, g.f32_data()?);

@@ -36,7 +36,7 @@ impl Tensor {
             ReduceOp::Max => Op::Max(self.clone(), ds.clone()),
             ReduceOp::Min => Op::Min(self.clone(), ds.clone()),
         });
-        let out = cpu::reduce(self, kind, &ds, rec)?;
+        let out = if self.device().is_cuda() { crate::backend::cuda::ops::reduce(self, kind, &ds, rec)? } else { cpu::reduce(self, kind, &ds, rec)? };
         if keepdim { Ok(out) } else { out.reshape(&drop_dims(self.shape(), &ds)) }
     }
 
@@ -102,7 +102,7 @@ impl Tensor {
         if self.shape()[d] == 0 {
             return Err(Error::bad_shape("argmax", "cannot take argmax over an empty dim", self.shape()));
         }
-        let out = cpu::argmax(self, d)?;
+        let out = if self.device().is_cuda() { crate::backend::cuda::ops::argmax(self, d)? } else { cpu::argmax(self, d)? };
         if keepdim { Ok(out) } else { out.reshape(&drop_dims(self.shape(), &[d])) }
     }
 
@@ -110,6 +110,9 @@ impl Tensor {
         self.require_float("softmax")?;
         let d = resolve_dim("softmax", dim, self.rank())?;
         let rec = Tensor::track(&[self], || Op::Softmax(self.clone(), d));
+        if self.device().is_cuda() {
+            return crate::backend::cuda::ops::softmax(self, d, false, rec);
+        }
         cpu::softmax(self, d, false, rec)
     }
 
@@ -117,6 +120,9 @@ impl Tensor {
         self.require_float("log_softmax")?;
         let d = resolve_dim("log_softmax", dim, self.rank())?;
         let rec = Tensor::track(&[self], || Op::LogSoftmax(self.clone(), d));
+        if self.device().is_cuda() {
+            return crate::backend::cuda::ops::softmax(self, d, true, rec);
+        }
         cpu::softmax(self, d, true, rec)
     }
 

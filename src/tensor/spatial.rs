@@ -90,6 +90,7 @@ fn scatter_add(x: &Tensor, g: &Tensor, rows: &IndexMap, cols: &IndexMap) -> Resu
 impl Tensor {
     /// Nearest-neighbour resize of the last two dims to (out_h, out_w) (torch 'nearest' indexing).
     pub fn upsample_nearest2d(&self, out_h: usize, out_w: usize) -> Result<Tensor> {
+        crate::backend::require_cpu("upsample_nearest2d", &[self])?;
         let (rows, cols) = nearest_maps("upsample_nearest2d", self, out_h, out_w)?;
         let rec = Tensor::track(&[self], || Op::UpsampleNearest2d(self.clone()));
         gather(self, &rows, &cols, rec)
@@ -97,6 +98,7 @@ impl Tensor {
 
     /// Average pooling of the last two dims, no padding (count = kernel area).
     pub fn avg_pool2d(&self, kernel: (usize, usize), stride: (usize, usize)) -> Result<Tensor> {
+        crate::backend::require_cpu("avg_pool2d", &[self])?;
         let p = pool_geometry("avg_pool2d", self, kernel, stride)?;
         let (oh, ow) = p.out_hw();
         let out = {
@@ -111,6 +113,7 @@ impl Tensor {
     /// `ceil_mode=False`): VGG's 2×2/2 and AlexNet's 3×3/2. Ties keep the first maximum and NaN
     /// propagates, as torch; the gradient goes to that one element.
     pub fn max_pool2d(&self, kernel: (usize, usize), stride: (usize, usize)) -> Result<Tensor> {
+        crate::backend::require_cpu("max_pool2d", &[self])?;
         let p = pool_geometry("max_pool2d", self, kernel, stride)?;
         let (oh, ow) = p.out_hw();
         let out = {
@@ -123,6 +126,7 @@ impl Tensor {
 
     /// Pads the last two dims by [left, right, top, bottom].
     pub fn pad2d(&self, pad: [usize; 4], mode: PadMode) -> Result<Tensor> {
+        crate::backend::require_cpu("pad2d", &[self])?;
         let (rows, cols) = pad_maps("pad2d", self, pad, mode)?;
         let rec = Tensor::track(&[self], || Op::Pad { x: self.clone(), pad, mode });
         gather(self, &rows, &cols, rec)

@@ -1,6 +1,6 @@
-//! Tensor storage. `Storage` is an enum over backends; the CUDA variant joins it with the CUDA
-//! backend issue, and every op dispatches on it in one place (src/backend/). CPU buffers are either
-//! owned vectors or zero-copy windows into a memory-mapped safetensors file.
+//! Tensor storage. `Storage` is an enum over backends (CPU buffers, CUDA device buffers); ops
+//! dispatch on the tensor's device in src/backend/. CPU buffers are either owned vectors or
+//! zero-copy windows into a memory-mapped safetensors file.
 
 use super::dtype::{DType, WithDType};
 use half::{bf16, f16};
@@ -149,12 +149,14 @@ impl<T: WithDType> From<Vec<T>> for Buf<T> {
 
 pub enum Storage {
     Cpu(CpuStorage),
+    Cuda(crate::backend::cuda::CudaStorage),
 }
 
 impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 }

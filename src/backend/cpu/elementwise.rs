@@ -6,12 +6,12 @@ use super::{f32_strided, gather_strided, PAR_MIN};
 use crate::autograd::Op;
 use crate::tensor::{numel, BinaryOp, CmpOp, CpuStorage, DType, Layout, Storage, Tensor, UnaryOp};
 use crate::with_cpu_slice;
-use crate::Result;
+use crate::{Error, Result};
 use rayon::prelude::*;
 
 pub fn copy_contiguous(t: &Tensor, op: Option<Op>) -> Result<Tensor> {
     let g = t.storage();
-    let Storage::Cpu(s) = &*g;
+    let Storage::Cpu(s) = &*g else { return Err(Error::NotOnDevice { op: "cpu copy", device: t.device() }) };
     let l = t.layout();
     let out = match s {
         CpuStorage::U8(b) => CpuStorage::from_vec(gather_strided(b.as_slice(), l)),
@@ -25,7 +25,7 @@ pub fn copy_contiguous(t: &Tensor, op: Option<Op>) -> Result<Tensor> {
 
 pub fn cast(t: &Tensor, dtype: DType, op: Option<Op>) -> Result<Tensor> {
     let g = t.storage();
-    let Storage::Cpu(s) = &*g;
+    let Storage::Cpu(s) = &*g else { return Err(Error::NotOnDevice { op: "cpu cast", device: t.device() }) };
     let l = t.layout();
     // i64 → i64-like targets go through f64 so large indices survive.
     let vals: Vec<f64> = with_cpu_slice!(s, |sl| l.offsets().map(|o| crate::tensor::WithDType::to_f64(sl[o])).collect());
@@ -95,9 +95,9 @@ pub fn cmp(a: &Tensor, b: &Tensor, c: CmpOp, shape: &[usize]) -> Result<Tensor> 
 }
 
 pub fn where_cond(c: &Tensor, t: &Tensor, f: &Tensor, shape: &[usize], op: Option<Op>) -> Result<Tensor> {
-    let (cs, cl) = f32_strided(c);
-    let (ts, tl) = f32_strided(t);
-    let (fs, fl) = f32_strided(f);
+    let (cs, cl) = f32_strided(c)?;
+    let (ts, tl) = f32_strided(t)?;
+    let (fs, fl) = f32_strided(f)?;
     let (cl, tl, fl) = (cl.broadcast_as(shape)?, tl.broadcast_as(shape)?, fl.broadcast_as(shape)?);
     let out: Vec<f32> = cl
         .offsets()
@@ -117,8 +117,8 @@ pub fn zip_map(a: &Tensor, b: &Tensor, shape: &[usize], f: impl Fn(f32, f32) -> 
 /// The broadcasting core: reads both inputs through their (stride-0 for broadcast) layouts row by
 /// row, so neither side is ever expanded in memory.
 pub fn zip_values(a: &Tensor, b: &Tensor, shape: &[usize], f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Result<Vec<f32>> {
-    let (sa, la) = f32_strided(a);
-    let (sb, lb) = f32_strided(b);
+    let (sa, la) = f32_strided(a)?;
+    let (sb, lb) = f32_strided(b)?;
     let (la, lb) = (la.broadcast_as(shape)?, lb.broadcast_as(shape)?);
     let n = numel(shape);
     let mut out = vec![0f32; n];

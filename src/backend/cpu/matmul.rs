@@ -81,8 +81,8 @@ pub fn matmul(a: &Tensor, b: &Tensor, batch: &[usize], op: Option<Op>) -> Result
     full_a.extend([m, k]);
     let mut full_b = batch.to_vec();
     full_b.extend([k, n]);
-    let (sa, la) = f32_strided(a);
-    let (sb, lb) = f32_strided(b);
+    let (sa, la) = f32_strided(a)?;
+    let (sb, lb) = f32_strided(b)?;
     let (la, lb) = (la.broadcast_as(&full_a)?, lb.broadcast_as(&full_b)?);
     let nb = numel(batch);
     let mut out = vec![0f32; nb * m * n];

@@ -40,14 +40,15 @@ impl std::ops::Deref for F32Src<'_> {
     }
 }
 
-pub fn f32_strided(t: &Tensor) -> (F32Src<'_>, Layout) {
+pub fn f32_strided(t: &Tensor) -> crate::Result<(F32Src<'_>, Layout)> {
     let g = t.storage();
     if matches!(&*g, Storage::Cpu(CpuStorage::F32(_))) {
-        return (F32Src::Storage(g), t.layout().clone());
+        return Ok((F32Src::Storage(g), t.layout().clone()));
     }
     drop(g);
-    let v = t.f32_data().expect("CPU tensor").into_vec();
-    (F32Src::Owned(v), Layout::contiguous(t.shape()))
+    // f32_data refuses device tensors with a NotOnDevice error.
+    let v = t.f32_data()?.into_vec();
+    Ok((F32Src::Owned(v), Layout::contiguous(t.shape())))
 }
 
 /// Reads element offsets of a strided layout into a contiguous Vec.

@@ -15,7 +15,7 @@ fn with_reduced_last<R>(x: &Tensor, dims: &[usize], f: impl FnOnce(&[f32], usize
     let kept: Vec<usize> = (0..x.rank()).filter(|d| !dims.contains(d)).collect();
     let perm: Vec<usize> = kept.iter().chain(dims).copied().collect();
     let run: usize = dims.iter().map(|&d| x.shape()[d]).product();
-    let (src, layout) = f32_strided(x);
+    let (src, layout) = f32_strided(x)?;
     let l = layout.permute(&perm)?;
     Ok(match l.contiguous_range() {
         Some(r) => f(&src[r], run),

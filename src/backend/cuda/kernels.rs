@@ -1,0 +1,125 @@
+//! Where a kernel module's PTX comes from: the PTX build.rs compiled with nvcc (embedded in the
+//! binary), or — for a build made without nvcc — the same source compiled here with NVRTC for the
+//! device's architecture and cached on disk, keyed by a hash of the source and the architecture, so
+//! only the first run pays for the compile.
+
+use crate::{Error, Result};
+use std::path::PathBuf;
+
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+/// The PTX text of `module` for a device of compute capability `cc`.
+pub fn ptx_for(module: &'static str, cc: (i32, i32)) -> Result<String> {
+    if let Some((_, ptx)) = BUILD_PTX.iter().find(|(m, _)| *m == module) {
+        return Ok((*ptx).to_string());
+    }
+    let (_, src) = SOURCES
+        .iter()
+        .find(|(m, _)| *m == module)
+        .ok_or_else(|| Error::invalid("cuda", format!("no kernel module named {module} in this build")))?;
+    let arch = nvrtc_arch(cc);
+    let key = format!("{module}-{:016x}-{arch}.ptx", fnv1a(&[src.as_bytes(), arch.as_bytes()]));
+    let cached = cache_dir().map(|d| d.join(&key));
+    if let Some(path) = &cached
+        && let Ok(ptx) = std::fs::read_to_string(path) {
+            return Ok(ptx);
+        }
+    let ptx = nvrtc_compile(module, src, arch)?;
+    if let Some(path) = cached {
+        // Best effort and atomic: a failed write only means the next run compiles again.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::create_dir_all(path.parent().unwrap()).is_ok() && std::fs::write(&tmp, &ptx).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok(ptx)
+}
+
+/// The virtual architecture NVRTC targets: the device's own when NVRTC 13.0 knows it.
+fn nvrtc_arch(cc: (i32, i32)) -> &'static str {
+    match cc {
+        (8, 0) => "compute_80",
+        (8, 6) => "compute_86",
+        (8, 7) => "compute_87",
+        (8, 9) => "compute_89",
+        (9, 0) => "compute_90",
+        (10, 0) => "compute_100",
+        (12, 0) => "compute_120",
+        _ => "compute_80",
+    }
+}
+
+fn nvrtc_compile(module: &str, src: &str, arch: &'static str) -> Result<String> {
+    // SAFETY: only tries to dlopen the library.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(Error::invalid(
+            "cuda",
+            format!("kernel module {module}: this build has no nvcc-compiled PTX and libnvrtc was not found (install the CUDA toolkit, or rebuild with NVCC=... )"),
+        ));
+    }
+    // cuda_fp16.h / cuda_bf16.h come from the toolkit's include folder.
+    let include_paths: Vec<String> = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).map(|p| PathBuf::from(p).join("include")))
+        .chain([PathBuf::from("/usr/local/cuda/include")])
+        .filter(|p| p.is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+    let opts = cudarc::nvrtc::CompileOptions { arch: Some(arch), include_paths, options: vec!["-std=c++17".into()], ..Default::default() };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| Error::invalid("cuda", format!("NVRTC could not compile kernel module {module}: {e}")))?;
+    Ok(ptx.to_src())
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("LDM_ENGINE_CACHE") {
+        return Some(PathBuf::from(d).join("ptx"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("ldm-engine").join("ptx"))
+}
+
+/// 64-bit FNV-1a: a stable content hash for cache keys (not for security).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_file_is_in_the_build() {
+        let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/kernels"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(String::from))
+            .collect();
+        for (module, src) in SOURCES {
+            assert!(files.iter().any(|f| f == module), "{module}");
+            assert!(!src.contains("#include \"common.cuh\""), "{module}: common.cuh must be inlined for NVRTC");
+            assert!(src.contains("extern \"C\" __global__"), "{module}");
+        }
+        assert!(SOURCES.len() >= 3);
+        // With nvcc at build time (CI installs it), every module also has PTX for compute_80.
+        for (module, ptx) in BUILD_PTX {
+            assert!(ptx.contains(".target sm_80"), "{module}");
+            assert!(ptx.contains(".version 9.0"), "{module}: CUDA 13.0 PTX is ISA 9.0, what driver 580 accepts");
+        }
+    }
+
+    #[test]
+    fn cache_keys_change_with_source_and_arch() {
+        assert_ne!(fnv1a(&[b"a", b"compute_80"]), fnv1a(&[b"a", b"compute_90"]));
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_eq!(nvrtc_arch((9, 0)), "compute_90");
+        assert_eq!(nvrtc_arch((8, 6)), "compute_86");
+    }
+}

@@ -1,0 +1,134 @@
+//! CUDA group_norm (with the optional fused SiLU) and layer_norm, forward and backward
+//! (kernels/norm.cu). Arguments arrive validated by src/tensor/norm.rs; affine parameters are
+//! cast to the input's dtype on the device when they differ (f32 master weights, bf16 activations);
+//! their gradients are accumulated in f32 and returned in the parameter's dtype.
+
+use super::ops::{alloc_out, cast, copy_contiguous, data_ptr, device_and_ptr, float_suffix, launch, wrap};
+use super::CudaStorage;
+use crate::autograd::Op;
+use crate::backend::cpu::norm::GroupDims;
+use crate::tensor::{DType, Tensor};
+use crate::Result;
+
+/// x as a contiguous tensor (kernels index it densely).
+fn dense(x: &Tensor) -> Result<Tensor> {
+    if x.is_contiguous() { Ok(x.clone()) } else { copy_contiguous(x, None) }
+}
+
+/// An optional affine parameter as a dense tensor of `dtype` and its address (0 = absent).
+fn param(p: Option<&Tensor>, dtype: DType) -> Result<(Option<Tensor>, u64)> {
+    let Some(p) = p else { return Ok((None, 0)) };
+    let p = if p.dtype() == dtype { dense(p)? } else { cast(p, dtype, None)? };
+    let ptr = data_ptr(&p)?;
+    Ok((Some(p), ptr))
+}
+
+pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64, silu: bool, op: Option<Op>) -> Result<Tensor> {
+    let sfx = float_suffix("group_norm", x.dtype())?;
+    let x = dense(x)?;
+    let (dev, _) = device_and_ptr("group_norm", &x)?;
+    let (_w, wp) = param(w, x.dtype())?;
+    let (_b, bp) = param(b, x.dtype())?;
+    let out = alloc_out(&dev, x.dtype(), x.shape())?;
+    let units = d.n * d.groups;
+    if x.numel() > 0 {
+        let cfg = super::launch::rows_config(units, x.numel() / units);
+        launch!(dev, "norm", format!("group_norm_fwd_{sfx}"), cfg;
+            d.n as i64, d.c as i64, d.s as i64, d.groups as i64, eps as f32, silu as i32, data_ptr(&x)?, wp, bp, out.ptr());
+    }
+    Ok(wrap(out, x.shape(), op))
+}
+
+/// (dx, dweight, dbias); the parameter gradients exist exactly when the parameters do, in their
+/// own dtypes.
+pub fn group_norm_backward(
+    x: &Tensor,
+    g: &Tensor,
+    d: GroupDims,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+    silu: bool,
+) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+    let sfx = float_suffix("group_norm_backward", x.dtype())?;
+    let (x, g) = (dense(x)?, dense(&g.to_dtype(x.dtype())?)?);
+    let (dev, _) = device_and_ptr("group_norm_backward", &x)?;
+    let (_w, wp) = param(w, x.dtype())?;
+    let (_b, bp) = param(b, x.dtype())?;
+    let units = d.n * d.groups;
+    let dx = alloc_out(&dev, x.dtype(), x.shape())?;
+    let stats = CudaStorage::alloc(&dev, DType::F32, 2 * units.max(1))?;
+    let dw = w.map(|_| alloc_out(&dev, DType::F32, &[d.c])).transpose()?;
+    let db = b.map(|_| alloc_out(&dev, DType::F32, &[d.c])).transpose()?;
+    if x.numel() > 0 {
+        let (xp, gp) = (data_ptr(&x)?, data_ptr(&g)?);
+        let cfg = super::launch::rows_config(units, x.numel() / units);
+        launch!(dev, "norm", format!("group_norm_bwd_{sfx}"), cfg;
+            d.n as i64, d.c as i64, d.s as i64, d.groups as i64, eps as f32, silu as i32, xp, gp, wp, bp, dx.ptr(), stats.ptr());
+        if dw.is_some() || db.is_some() {
+            let cfg = super::launch::rows_config(d.c, d.n * d.s);
+            launch!(dev, "norm", format!("group_norm_dwdb_{sfx}"), cfg;
+                d.n as i64, d.c as i64, d.s as i64, d.groups as i64, silu as i32, xp, gp, wp, bp, stats.ptr(),
+                dw.as_ref().map_or(0, |s| s.ptr()), db.as_ref().map_or(0, |s| s.ptr()));
+        }
+    }
+    let dx = wrap(dx, x.shape(), None);
+    let back = |s: Option<CudaStorage>, p: Option<&Tensor>| -> Result<Option<Tensor>> {
+        match (s, p) {
+            (Some(s), Some(p)) => Ok(Some(wrap(s, &[d.c], None).to_dtype(p.dtype())?)),
+            _ => Ok(None),
+        }
+    };
+    Ok((dx, back(dw, w)?, back(db, b)?))
+}
+
+pub fn layer_norm(x: &Tensor, dim: usize, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64, op: Option<Op>) -> Result<Tensor> {
+    let sfx = float_suffix("layer_norm", x.dtype())?;
+    let x = dense(x)?;
+    let (dev, _) = device_and_ptr("layer_norm", &x)?;
+    let (_w, wp) = param(w, x.dtype())?;
+    let (_b, bp) = param(b, x.dtype())?;
+    let out = alloc_out(&dev, x.dtype(), x.shape())?;
+    let rows = if dim == 0 { 0 } else { x.numel() / dim };
+    if rows > 0 {
+        launch!(dev, "norm", format!("layer_norm_fwd_{sfx}"), super::launch::rows_config(rows, dim);
+            rows as i64, dim as i64, eps as f32, data_ptr(&x)?, wp, bp, out.ptr());
+    }
+    Ok(wrap(out, x.shape(), op))
+}
+
+pub fn layer_norm_backward(
+    x: &Tensor,
+    g: &Tensor,
+    dim: usize,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+    let sfx = float_suffix("layer_norm_backward", x.dtype())?;
+    let (x, g) = (dense(x)?, dense(&g.to_dtype(x.dtype())?)?);
+    let (dev, _) = device_and_ptr("layer_norm_backward", &x)?;
+    let (_w, wp) = param(w, x.dtype())?;
+    let rows = if dim == 0 { 0 } else { x.numel() / dim };
+    let dx = alloc_out(&dev, x.dtype(), x.shape())?;
+    let stats = CudaStorage::alloc(&dev, DType::F32, 2 * rows.max(1))?;
+    let dw = w.map(|_| alloc_out(&dev, DType::F32, &[dim])).transpose()?;
+    let db = b.map(|_| alloc_out(&dev, DType::F32, &[dim])).transpose()?;
+    if rows > 0 {
+        let (xp, gp) = (data_ptr(&x)?, data_ptr(&g)?);
+        launch!(dev, "norm", format!("layer_norm_bwd_{sfx}"), super::launch::rows_config(rows, dim);
+            rows as i64, dim as i64, eps as f32, xp, gp, wp, dx.ptr(), stats.ptr());
+        if dw.is_some() || db.is_some() {
+            launch!(dev, "norm", format!("layer_norm_dwdb_{sfx}"), super::launch::elementwise_config(dim);
+                rows as i64, dim as i64, xp, gp, stats.ptr(), dw.as_ref().map_or(0, |s| s.ptr()), db.as_ref().map_or(0, |s| s.ptr()));
+        }
+    }
+    let dx = wrap(dx, x.shape(), None);
+    let back = |s: Option<CudaStorage>, p: Option<&Tensor>| -> Result<Option<Tensor>> {
+        match (s, p) {
+            (Some(s), Some(p)) => Ok(Some(wrap(s, &[dim], None).to_dtype(p.dtype())?)),
+            _ => Ok(None),
+        }
+    };
+    Ok((dx, back(dw, w)?, back(db, b)?))
+}

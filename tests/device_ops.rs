@@ -1,0 +1,341 @@
+//! Every op the CUDA backend implements, checked on every available device against the CPU in f32.
+//! `on_devices!` runs one test body per device: on the CPU (always — so CI exercises each body and
+//! its reference) and on each CUDA device when there is one; without a GPU the CUDA runs are
+//! skipped with the reason printed.
+//!
+//! Inputs are seeded normals (never all-zero), odd sizes, and strided views (transposed,
+//! narrowed, broadcast). Tolerances:
+//! - f32: |out − ref| ≤ 2e-5 + 2e-5·|ref| against the CPU f32 result (CUDA's expf/tanhf/erff are
+//!   within 2 ulp; reductions differ in summation order).
+//! - f16/bf16: the device result's worst error against the f32 reference is at most 2× the worst
+//!   error of the CPU twin at the same precision (which computes in f32 and rounds once), plus one
+//!   unit of the type's epsilon for the rounding of a value that sits on a tie.
+mod common;
+
+use common::{randn, rand};
+use ldm_engine::backend::cuda;
+use ldm_engine::tensor::{BinaryOp, UnaryOp};
+use ldm_engine::{DType, Device, Error, Tensor};
+
+/// The CPU plus every CUDA device; prints why CUDA is skipped.
+fn devices() -> Vec<Device> {
+    let n = cuda::device_count();
+    if n == 0 {
+        let why = if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" };
+        eprintln!("CUDA runs skipped: {why}");
+    }
+    std::iter::once(Device::Cpu).chain((0..n).map(Device::Cuda)).collect()
+}
+
+macro_rules! on_devices {
+    ($(#[$m:meta])* fn $name:ident($dev:ident) $body:block) => {
+        $(#[$m])*
+        #[test]
+        fn $name() {
+            for $dev in devices() {
+                eprintln!("{} on {:?}", stringify!($name), $dev);
+                $body
+            }
+        }
+    };
+}
+
+const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+fn eps(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => 9.77e-4,
+        DType::BF16 => 7.81e-3,
+        _ => 1.2e-7,
+    }
+}
+
+fn worst_rel(a: &[f64], r: &[f64]) -> f64 {
+    a.iter().zip(r).map(|(a, r)| if a.is_nan() != r.is_nan() { f64::INFINITY } else if a.is_nan() { 0.0 } else { (a - r).abs() / r.abs().max(1.0) }).fold(0.0, f64::max)
+}
+
+/// Runs `f` (inputs already in `dtype`) on `dev` and on the CPU and compares as the module doc says.
+/// `f` gets the device and builds its inputs there; `reference` is the CPU f32 computation.
+fn check(what: &str, dev: Device, dtype: DType, f: impl Fn(Device, DType) -> Tensor) {
+    let out = f(dev, dtype);
+    assert_eq!(out.device(), dev, "{what}: result left the device");
+    assert_eq!(out.dtype(), dtype, "{what}: dtype changed");
+    let reference = f(Device::Cpu, DType::F32);
+    assert_eq!(out.shape(), reference.shape(), "{what}: shape");
+    let (o, r) = (out.to_vec_f64().unwrap(), reference.to_vec_f64().unwrap());
+    if dtype == DType::F32 {
+        common::assert_close(&o, &r, 2e-5, 2e-5, &format!("{what} on {dev:?}"));
+    } else {
+        let naive = f(Device::Cpu, dtype).to_vec_f64().unwrap();
+        let (err, allowed) = (worst_rel(&o, &r), 2.0 * worst_rel(&naive, &r) + eps(dtype));
+        assert!(err <= allowed, "{what} {dtype:?} on {dev:?}: worst relative error {err:.3e} > {allowed:.3e} (2x the CPU twin's + eps)");
+    }
+}
+
+/// A seeded input in `dtype` on `dev`; `scale` widens the normals.
+fn input(shape: &[usize], seed: u64, dtype: DType, dev: Device) -> Tensor {
+    randn(shape, seed).to_dtype(dtype).unwrap().to_device(dev).unwrap()
+}
+
+/// The same values as a transposed (non-contiguous) view.
+fn strided(t: &Tensor) -> Tensor {
+    let r = t.rank();
+    t.transpose(0, r as isize - 1).unwrap().contiguous().unwrap().transpose(0, r as isize - 1).unwrap()
+}
+
+on_devices!(fn transfers_round_trip_every_dtype(dev) {
+    let x = randn(&[3, 5, 7], 1);
+    for dtype in [DType::F32, DType::F16, DType::BF16, DType::I64, DType::U8] {
+        let host = x.mul_scalar(10.0).unwrap().abs().unwrap().to_dtype(dtype).unwrap();
+        let there = host.to_device(dev).unwrap();
+        assert_eq!(there.device(), dev);
+        assert_eq!(there.to_vec_f64().unwrap(), host.to_vec_f64().unwrap(), "{dtype:?}");
+        // A strided view travels as its values.
+        let view = host.transpose(0, 2).unwrap().narrow(1, 1, 3).unwrap();
+        assert_eq!(view.to_device(dev).unwrap().to_vec_f64().unwrap(), view.to_vec_f64().unwrap(), "{dtype:?} view");
+    }
+    let empty = Tensor::zeros(&[0, 4], DType::F32).to_device(dev).unwrap();
+    assert_eq!(empty.shape(), &[0, 4]);
+});
+
+on_devices!(fn contiguous_copies_of_views_and_casts_are_exact(dev) {
+    let x = randn(&[4, 6, 9], 2).mul_scalar(100.0).unwrap().to_device(dev).unwrap();
+    let views = [
+        x.permute(&[2, 0, 1]).unwrap(),
+        x.narrow(1, 2, 3).unwrap(),
+        x.narrow(2, 1, 7).unwrap().transpose(0, 1).unwrap(),
+        x.narrow(0, 1, 1).unwrap().broadcast_as(&[3, 6, 9]).unwrap(),
+    ];
+    for v in &views {
+        let c = v.contiguous().unwrap();
+        assert!(c.is_contiguous());
+        assert_eq!(c.to_vec_f64().unwrap(), v.to_device(Device::Cpu).unwrap().contiguous().unwrap().to_vec_f64().unwrap());
+    }
+    // Every dtype pair: the same rounding (nearest-even to halves, truncation and saturation to
+    // integers) on both backends.
+    let src = x.narrow(2, 0, 5).unwrap();
+    for from in [DType::F32, DType::F16, DType::BF16, DType::I64, DType::U8] {
+        let s = src.to_dtype(from).unwrap();
+        for to in [DType::F32, DType::F16, DType::BF16, DType::I64, DType::U8] {
+            let got = s.to_dtype(to).unwrap();
+            let want = s.to_device(Device::Cpu).unwrap().to_dtype(to).unwrap();
+            assert_eq!(got.device(), dev);
+            assert_eq!(got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap(), "{from:?} -> {to:?}");
+        }
+    }
+});
+
+const UNARY: [UnaryOp; 17] = [
+    UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Rsqrt, UnaryOp::Recip,
+    UnaryOp::Sqr, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Silu, UnaryOp::Relu, UnaryOp::GeluErf,
+    UnaryOp::GeluTanh, UnaryOp::QuickGelu, UnaryOp::Sin, UnaryOp::Cos,
+];
+
+fn unary_input(op: UnaryOp, shape: &[usize], seed: u64, dtype: DType, dev: Device) -> Tensor {
+    let t = match op {
+        UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip => rand(shape, 0.3, 3.0, seed),
+        _ => randn(shape, seed).mul_scalar(2.0).unwrap(),
+    };
+    t.to_dtype(dtype).unwrap().to_device(dev).unwrap()
+}
+
+on_devices!(fn unary_ops_and_their_gradients(dev) {
+    for op in UNARY {
+        for dtype in DTYPES {
+            check(&format!("{}", op.name()), dev, dtype, |d, dt| strided(&unary_input(op, &[7, 33], 3, dt, d)).unary(op).unwrap());
+            check(&format!("d {}", op.name()), dev, dtype, |d, dt| {
+                let x = unary_input(op, &[5, 13], 4, dt, d).requires_grad();
+                let w = input(&[5, 13], 5, dt, d);
+                let grads = x.unary(op).unwrap().mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+                grads.get(&x).unwrap().clone()
+            });
+        }
+    }
+});
+
+on_devices!(fn broadcasting_binary_ops_and_gradients(dev) {
+    let ops = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Maximum, BinaryOp::Minimum];
+    for op in ops {
+        for dtype in DTYPES {
+            // [3, 1, 5] ⊕ [4, 1]: both sides broadcast; b is a strided view.
+            check(op.name(), dev, dtype, |d, dt| {
+                let a = input(&[3, 1, 5], 6, dt, d);
+                let b = strided(&input(&[4, 1], 7, dt, d)).affine(1.0, 3.0).unwrap();
+                a.binary(&b, op).unwrap()
+            });
+            check(&format!("d {}", op.name()), dev, dtype, |d, dt| {
+                let a = input(&[2, 3, 5], 8, dt, d).requires_grad();
+                let b = input(&[3, 1], 9, dt, d).affine(1.0, 3.0).unwrap().requires_grad();
+                let w = input(&[2, 3, 5], 10, dt, d);
+                let g = a.binary(&b, op).unwrap().mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+                Tensor::cat(&[&g.get(&a).unwrap().flatten_all().unwrap().to_device(Device::Cpu).unwrap(),
+                              &g.get(&b).unwrap().flatten_all().unwrap().to_device(Device::Cpu).unwrap()], 0).unwrap()
+                    .to_device(d).unwrap()
+            });
+        }
+    }
+});
+
+on_devices!(fn affine_powf_cmp_where_clamp(dev) {
+    for dtype in DTYPES {
+        check("affine", dev, dtype, |d, dt| strided(&input(&[6, 11], 11, dt, d)).affine(-1.5, 0.25).unwrap());
+        check("powf", dev, dtype, |d, dt| input(&[6, 11], 12, dt, d).abs().unwrap().powf(1.7).unwrap());
+        check("clamp", dev, dtype, |d, dt| input(&[6, 11], 13, dt, d).clamp(-0.5, 0.7).unwrap());
+        check("where", dev, dtype, |d, dt| {
+            let a = input(&[6, 11], 14, dt, d);
+            let b = input(&[11], 15, dt, d);
+            a.gt(&b).unwrap().where_cond(&a, &b.mul_scalar(-2.0).unwrap()).unwrap()
+        });
+        check("where (float condition)", dev, dtype, |d, dt| {
+            let c = input(&[6, 1], 16, dt, d).relu().unwrap();
+            c.where_cond(&input(&[6, 11], 17, dt, d), &input(&[11], 18, dt, d)).unwrap()
+        });
+    }
+    let a = input(&[4, 9], 19, DType::F32, dev);
+    let b = a.narrow(0, 0, 1).unwrap();
+    for (name, m) in [("lt", a.lt(&b).unwrap()), ("ge", a.ge(&b).unwrap()), ("eq", a.eq(&b).unwrap()), ("ne", a.ne(&b).unwrap())] {
+        assert_eq!(m.dtype(), DType::U8, "{name}");
+        let (ac, bc) = (a.to_device(Device::Cpu).unwrap(), b.to_device(Device::Cpu).unwrap());
+        let want = match name { "lt" => ac.lt(&bc), "ge" => ac.ge(&bc), "eq" => ac.eq(&bc), _ => ac.ne(&bc) }.unwrap();
+        assert_eq!(m.to_vec_f64().unwrap(), want.to_vec_f64().unwrap(), "{name}");
+    }
+});
+
+on_devices!(fn reductions_over_any_dims(dev) {
+    let dim_sets: [&[isize]; 6] = [&[2], &[0], &[1], &[0, 2], &[1, 2], &[0, 1, 2]];
+    for dtype in DTYPES {
+        for dims in dim_sets {
+            check(&format!("sum {dims:?}"), dev, dtype, |d, dt| input(&[3, 37, 129], 20, dt, d).sum_keepdim(dims).unwrap());
+            check(&format!("max {dims:?}"), dev, dtype, |d, dt| strided(&input(&[5, 6, 41], 21, dt, d)).max_keepdim(dims).unwrap());
+            check(&format!("min {dims:?}"), dev, dtype, |d, dt| input(&[5, 6, 41], 22, dt, d).min_keepdim(dims).unwrap());
+            check(&format!("mean {dims:?}"), dev, dtype, |d, dt| input(&[4, 7, 9], 23, dt, d).mean(dims).unwrap());
+        }
+        // One long row: the block-wide reduction path, and a sum's gradient.
+        check("sum of 70000", dev, dtype, |d, dt| input(&[2, 70_000], 24, dt, d).sum_keepdim(&[1]).unwrap());
+        check("d mean", dev, dtype, |d, dt| {
+            let x = input(&[3, 8, 5], 25, dt, d).requires_grad();
+            x.sqr().unwrap().mean(&[1]).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone()
+        });
+        for dim in [0isize, 1, 2] {
+            let x = input(&[6, 7, 13], 26 + dim as u64, dtype, dev);
+            let got = x.argmax(dim, false).unwrap();
+            let want = x.to_device(Device::Cpu).unwrap().argmax(dim, false).unwrap();
+            assert_eq!(got.dtype(), DType::I64);
+            assert_eq!(got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap(), "argmax dim {dim} {dtype:?}");
+        }
+    }
+    // NaN propagates through max like the CPU fold.
+    let v: Vec<f32> = vec![1.0, f32::NAN, 3.0, -1.0];
+    let x = Tensor::from_vec(v, &[2, 2]).unwrap().to_device(dev).unwrap();
+    let m = x.max(&[1]).unwrap().to_vec_f64().unwrap();
+    assert!(m[0].is_nan() && m[1] == 3.0, "{m:?}");
+});
+
+on_devices!(fn softmax_and_log_softmax_with_gradients(dev) {
+    for dtype in DTYPES {
+        for dim in [2isize, 1, 0] {
+            check(&format!("softmax {dim}"), dev, dtype, |d, dt| input(&[3, 5, 77], 30, dt, d).mul_scalar(3.0).unwrap().softmax(dim).unwrap());
+            check(&format!("log_softmax {dim}"), dev, dtype, |d, dt| strided(&input(&[3, 5, 77], 31, dt, d)).log_softmax(dim).unwrap());
+        }
+        check("softmax of 4096", dev, dtype, |d, dt| input(&[3, 4096], 32, dt, d).softmax(1).unwrap());
+        check("d softmax", dev, dtype, |d, dt| {
+            let x = input(&[4, 19], 33, dt, d).requires_grad();
+            let w = input(&[4, 19], 34, dt, d);
+            x.softmax(1).unwrap().mul(&w).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone()
+        });
+    }
+});
+
+on_devices!(fn group_norm_and_layer_norm_forward_and_backward(dev) {
+    for dtype in DTYPES {
+        for affine in [true, false] {
+            let params = |d: Device, dt: DType, c: usize| -> (Option<Tensor>, Option<Tensor>) {
+                if !affine { return (None, None); }
+                (Some(input(&[c], 40, dt, d).affine(0.5, 1.0).unwrap()), Some(input(&[c], 41, dt, d)))
+            };
+            check(&format!("group_norm affine={affine}"), dev, dtype, |d, dt| {
+                let (w, b) = params(d, dt, 12);
+                // A mean far from zero: the two-pass statistics must not cancel.
+                input(&[2, 12, 7, 9], 42, dt, d).affine(2.0, 5.0).unwrap().group_norm(3, w.as_ref(), b.as_ref(), 1e-5).unwrap()
+            });
+            check(&format!("layer_norm affine={affine}"), dev, dtype, |d, dt| {
+                let (w, b) = params(d, dt, 83);
+                strided(&input(&[83, 7], 43, dt, d)).transpose(0, 1).unwrap().layer_norm(w.as_ref(), b.as_ref(), 1e-5).unwrap()
+            });
+            for which in ["x", "weight", "bias"] {
+                if !affine && which != "x" { continue; }
+                check(&format!("d group_norm / d {which}"), dev, dtype, |d, dt| {
+                    let x = input(&[2, 6, 5, 3], 44, dt, d).requires_grad();
+                    let (w, b) = params(d, dt, 6);
+                    let (w, b) = (w.map(|t| t.requires_grad()), b.map(|t| t.requires_grad()));
+                    let y = x.group_norm(2, w.as_ref(), b.as_ref(), 1e-5).unwrap();
+                    let g = y.mul(&input(&[2, 6, 5, 3], 45, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    let t = match which { "x" => &x, "weight" => w.as_ref().unwrap(), _ => b.as_ref().unwrap() };
+                    g.get(t).unwrap().clone()
+                });
+                check(&format!("d layer_norm / d {which}"), dev, dtype, |d, dt| {
+                    let x = input(&[9, 40], 46, dt, d).requires_grad();
+                    let (w, b) = params(d, dt, 40);
+                    let (w, b) = (w.map(|t| t.requires_grad()), b.map(|t| t.requires_grad()));
+                    let y = x.layer_norm(w.as_ref(), b.as_ref(), 1e-5).unwrap();
+                    let g = y.mul(&input(&[9, 40], 47, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    let t = match which { "x" => &x, "weight" => w.as_ref().unwrap(), _ => b.as_ref().unwrap() };
+                    g.get(t).unwrap().clone()
+                });
+            }
+        }
+    }
+});
+
+#[test]
+fn cuda_requests_without_a_gpu_fail_with_one_clear_line() {
+    let x = Tensor::zeros(&[2], DType::F32);
+    let n = cuda::device_count();
+    // An ordinal past the last device is an error on any machine.
+    let err = x.to_device(Device::Cuda(n + 7)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::DeviceUnavailable(..)), "{msg}");
+    assert!(!msg.contains('\n') && msg.contains("not available"), "{msg}");
+    if n == 0 {
+        eprintln!("no CUDA device: {msg}");
+    }
+}
+
+#[test]
+fn device_memory_is_cached_and_out_of_memory_is_one_line() {
+    if cuda::device_count() == 0 {
+        eprintln!("skipped: no CUDA device");
+        return;
+    }
+    let dev = cuda::device(0).unwrap();
+    // A steady loop reuses its blocks: no new driver allocations after the first step.
+    let step = || {
+        let x = input(&[64, 1000], 50, DType::F32, Device::Cuda(0));
+        x.silu().unwrap().sum_all().unwrap().to_scalar().unwrap()
+    };
+    step();
+    let before = dev.memory_stats().driver_mallocs;
+    for _ in 0..5 {
+        step();
+    }
+    assert_eq!(dev.memory_stats().driver_mallocs, before, "{:?}", dev.memory_stats());
+    // 2^40 f32 = 4 TiB: more than any GPU has.
+    let err = Tensor::zeros_on(&[1 << 40], DType::F32, Device::Cuda(0)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{msg}");
+    assert!(msg.contains("4194304.0 MiB") && msg.contains("smaller batch") && !msg.contains('\n'), "{msg}");
+    // …and the device still works afterwards.
+    step();
+}
+
+#[test]
+fn ops_without_cuda_kernels_say_so() {
+    if cuda::device_count() == 0 {
+        eprintln!("skipped: no CUDA device");
+        return;
+    }
+    let x = input(&[1, 3, 8, 8], 60, DType::F32, Device::Cuda(0));
+    let w = input(&[4, 3, 3, 3], 61, DType::F32, Device::Cuda(0));
+    let err = x.conv2d(&w, None, Default::default()).unwrap_err();
+    assert!(matches!(err, Error::NotOnDevice { op: "conv2d", .. }), "{err}");
+}
