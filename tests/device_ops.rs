@@ -258,6 +258,10 @@ on_devices!(fn group_norm_and_layer_norm_forward_and_backward(dev) {
                 // A mean far from zero: the two-pass statistics must not cancel.
                 input(&[2, 12, 7, 9], 42, dt, d).affine(2.0, 5.0).unwrap().group_norm(3, w.as_ref(), b.as_ref(), 1e-5).unwrap()
             });
+            check(&format!("group_norm_silu affine={affine}"), dev, dtype, |d, dt| {
+                let (w, b) = params(d, dt, 32);
+                input(&[2, 32, 9, 11], 48, dt, d).group_norm_silu(8, w.as_ref(), b.as_ref(), 1e-6).unwrap()
+            });
             check(&format!("layer_norm affine={affine}"), dev, dtype, |d, dt| {
                 let (w, b) = params(d, dt, 83);
                 strided(&input(&[83, 7], 43, dt, d)).transpose(0, 1).unwrap().layer_norm(w.as_ref(), b.as_ref(), 1e-5).unwrap()
@@ -270,6 +274,15 @@ on_devices!(fn group_norm_and_layer_norm_forward_and_backward(dev) {
                     let (w, b) = (w.map(|t| t.requires_grad()), b.map(|t| t.requires_grad()));
                     let y = x.group_norm(2, w.as_ref(), b.as_ref(), 1e-5).unwrap();
                     let g = y.mul(&input(&[2, 6, 5, 3], 45, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    let t = match which { "x" => &x, "weight" => w.as_ref().unwrap(), _ => b.as_ref().unwrap() };
+                    g.get(t).unwrap().clone()
+                });
+                check(&format!("d group_norm_silu / d {which}"), dev, dtype, |d, dt| {
+                    let x = input(&[3, 4, 7], 49, dt, d).requires_grad();
+                    let (w, b) = params(d, dt, 4);
+                    let (w, b) = (w.map(|t| t.requires_grad()), b.map(|t| t.requires_grad()));
+                    let y = x.group_norm_silu(2, w.as_ref(), b.as_ref(), 1e-5).unwrap();
+                    let g = y.mul(&input(&[3, 4, 7], 50, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
                     let t = match which { "x" => &x, "weight" => w.as_ref().unwrap(), _ => b.as_ref().unwrap() };
                     g.get(t).unwrap().clone()
                 });

@@ -230,6 +230,20 @@ fn norms_keep_half_dtypes() {
 // central differences with h = 1e-2 on O(1) inputs). Units of ≥ 20 values keep the norm's third
 // derivative (which scales like 1/unit) small enough for that step.
 
+/// group_norm_silu is silu(group_norm(x)) computed in one op: the same values (the CPU applies
+/// the same f32 SiLU to the same norm output, so equal bit for bit) and gradients by finite
+/// differences, with and without the affine parameters.
+#[test]
+fn group_norm_silu_is_the_fused_pair() {
+    let x = randn(&[2, 6, 5, 7], 40);
+    let (w, b) = (randn(&[6], 41), randn(&[6], 42));
+    let fused = x.group_norm_silu(3, Some(&w), Some(&b), 1e-5).unwrap();
+    let pair = x.group_norm(3, Some(&w), Some(&b), 1e-5).unwrap().silu().unwrap();
+    assert_eq!(vals(&fused), vals(&pair));
+    grad_check(|t| t[0].group_norm_silu(3, Some(&t[1]), Some(&t[2]), 1e-5), &[x.clone(), w.clone(), b.clone()], "group_norm_silu x,w,b");
+    grad_check(|t| t[0].group_norm_silu(2, None, None, 1e-5), &[randn(&[3, 4, 11], 43)], "group_norm_silu x only");
+}
+
 #[test]
 fn group_norm_gradients() {
     let x = randn(&[2, 6, 5, 7], 12);

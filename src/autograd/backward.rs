@@ -104,8 +104,8 @@ pub(super) fn input_grads<'a>(op: &'a Op, out: &Tensor, g: &Tensor) -> Result<Ve
             let (gx, gw) = conv::conv_transpose2d_backward(x, w, p, g)?;
             vec![(x, gx), (w, gw)]
         }
-        Op::GroupNorm { x, weight, bias, groups, eps } => {
-            let (gx, gw, gb) = norm::group_norm_backward(x, weight.as_ref(), bias.as_ref(), *groups, *eps, g)?;
+        Op::GroupNorm { x, weight, bias, groups, eps, silu } => {
+            let (gx, gw, gb) = norm::group_norm_backward(x, weight.as_ref(), bias.as_ref(), *groups, *eps, *silu, g)?;
             with_affine(x, gx, weight, gw, bias, gb)
         }
         Op::LayerNorm { x, weight, bias, eps } => {

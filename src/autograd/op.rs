@@ -65,7 +65,8 @@ pub enum Op {
     Matmul(Tensor, Tensor),
     Conv2d { x: Tensor, w: Tensor, p: Conv2dParams },
     ConvTranspose2d { x: Tensor, w: Tensor, p: ConvTranspose2dParams },
-    GroupNorm { x: Tensor, weight: Option<Tensor>, bias: Option<Tensor>, groups: usize, eps: f64 },
+    /// `silu`: SiLU applied to the normalised output in the same pass (ResBlock / VAE blocks)
+    GroupNorm { x: Tensor, weight: Option<Tensor>, bias: Option<Tensor>, groups: usize, eps: f64, silu: bool },
     /// normalises over the last dim
     LayerNorm { x: Tensor, weight: Option<Tensor>, bias: Option<Tensor>, eps: f64 },
     UpsampleNearest2d(Tensor),
@@ -163,7 +164,8 @@ impl Op {
             Op::Matmul(..) => "matmul",
             Op::Conv2d { .. } => "conv2d",
             Op::ConvTranspose2d { .. } => "conv_transpose2d",
-            Op::GroupNorm { .. } => "group_norm",
+            Op::GroupNorm { silu: false, .. } => "group_norm",
+            Op::GroupNorm { silu: true, .. } => "group_norm_silu",
             Op::LayerNorm { .. } => "layer_norm",
             Op::UpsampleNearest2d(_) => "upsample_nearest2d",
             Op::AvgPool2d { .. } => "avg_pool2d",

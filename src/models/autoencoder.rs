@@ -58,8 +58,8 @@ impl ResnetBlock {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         match &self.shortcut {
             Some(s) => s.forward(x)?.add(&h),
             None => x.add(&h),
@@ -183,7 +183,7 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(&h)?;
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 }
 
@@ -240,7 +240,7 @@ impl Decoder {
                 h = c.forward(&h.upsample_nearest2d(2 * h.dim(2)?, 2 * h.dim(3)?)?)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 }
 

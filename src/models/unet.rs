@@ -286,7 +286,7 @@ impl UNet {
             };
             h = slot.forward(&h, &emb, context, up_to)?;
         }
-        self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)
+        self.out_conv.forward(&self.out_norm.forward_silu(&h)?)
     }
 }
 

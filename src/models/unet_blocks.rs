@@ -83,17 +83,17 @@ impl ResBlock {
                 }
             }
         };
-        let h = self.in_conv.forward(&resize(&self.in_norm.forward(x)?.silu()?)?)?;
+        let h = self.in_conv.forward(&resize(&self.in_norm.forward_silu(x)?)?)?;
         let x = &resize(x)?;
         let e = self.emb_proj.forward(&emb.silu()?)?;
         let e = e.reshape(&[e.dim(0)?, e.dim(1)?, 1, 1])?; // [N, C or 2C, 1, 1]
         let h = if self.scale_shift {
             let parts = e.chunk(2, 1)?;
-            self.out_norm.forward(&h)?.mul(&parts[0].add_scalar(1.0)?)?.add(&parts[1])?
+            self.out_norm.forward(&h)?.mul(&parts[0].add_scalar(1.0)?)?.add(&parts[1])?.silu()?
         } else {
-            self.out_norm.forward(&h.add(&e)?)?
+            self.out_norm.forward_silu(&h.add(&e)?)?
         };
-        let h = self.out_conv.forward(&h.silu()?)?;
+        let h = self.out_conv.forward(&h)?;
         match &self.skip {
             Some(s) => s.forward(x)?.add(&h),
             None => x.add(&h),

@@ -79,6 +79,13 @@ impl GroupNorm {
     }
 }
 
+impl GroupNorm {
+    /// silu(norm(x)) as one fused op (the pair every ResBlock and VAE block opens with).
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        x.group_norm_silu(self.groups, Some(&self.weight), Some(&self.bias), self.eps)
+    }
+}
+
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.group_norm(self.groups, Some(&self.weight), Some(&self.bias), self.eps)

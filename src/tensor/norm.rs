@@ -78,7 +78,18 @@ fn param_grad(v: Option<Vec<f32>>, p: Option<&Tensor>) -> Option<Tensor> {
 impl Tensor {
     /// x [N, C, *], weight/bias [C].
     pub fn group_norm(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
-        let d = group_dims("group_norm", self, groups, weight, bias, eps)?;
+        self.group_norm_impl(groups, weight, bias, eps, false)
+    }
+
+    /// silu(group_norm(x)) in one pass — the norm + nonlinearity that opens every UNet ResBlock and
+    /// VAE block; on CUDA one kernel reads x once and writes the activation once.
+    pub fn group_norm_silu(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+        self.group_norm_impl(groups, weight, bias, eps, true)
+    }
+
+    fn group_norm_impl(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64, silu: bool) -> Result<Tensor> {
+        let op = if silu { "group_norm_silu" } else { "group_norm" };
+        let d = group_dims(op, self, groups, weight, bias, eps)?;
         let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
         let rec = Tensor::track(&inputs, || Op::GroupNorm {
             x: self.clone(),
@@ -86,15 +97,19 @@ impl Tensor {
             bias: bias.cloned(),
             groups,
             eps,
+            silu,
         });
         if self.device().is_cuda() {
-            return cuda::group_norm(self, d, weight, bias, eps, false, rec);
+            return cuda::group_norm(self, d, weight, bias, eps, silu, rec);
         }
         let (w, b) = (param_values(weight)?, param_values(bias)?);
-        let out = {
+        let mut out = {
             let x = self.f32_data()?;
             cpu::group_norm(&x, d, w.as_deref(), b.as_deref(), eps)
         };
+        if silu {
+            cpu::silu_in_place(&mut out);
+        }
         Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), rec))
     }
 
@@ -122,18 +137,27 @@ pub(crate) fn group_norm_backward(
     bias: Option<&Tensor>,
     groups: usize,
     eps: f64,
+    silu: bool,
     g: &Tensor,
 ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
     const OP: &str = "group_norm_backward";
     let d = group_dims(OP, x, groups, weight, bias, eps)?;
     check_grad(OP, x, g)?;
     if x.device().is_cuda() {
-        return cuda::group_norm_backward(x, g, d, weight, bias, eps, false);
+        return cuda::group_norm_backward(x, g, d, weight, bias, eps, silu);
     }
     let w = param_values(weight)?;
     let (dx, dw, db) = {
         let (xv, gv) = (x.f32_data()?, g.f32_data()?);
-        cpu::group_norm_backward(&xv, &gv, d, w.as_deref(), eps, weight.is_some(), bias.is_some())
+        // Through the SiLU first: dz = g·silu'(z), z the norm's output recomputed from x.
+        let gz = if silu {
+            let b = param_values(bias)?;
+            let z = cpu::group_norm(&xv, d, w.as_deref(), b.as_deref(), eps);
+            cpu::silu_backward(&z, &gv)
+        } else {
+            gv.to_vec()
+        };
+        cpu::group_norm_backward(&xv, &gz, d, w.as_deref(), eps, weight.is_some(), bias.is_some())
     };
     let dx = Tensor::from_f32_values(dx, x.shape(), x.dtype(), None);
     Ok((dx, param_grad(dw, weight), param_grad(db, bias)))

@@ -7,7 +7,9 @@
 //!   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ∘x̂)),  ĝ = g·γ,  x̂ = (x − μ)·rstd.
 //! Units run in parallel with rayon once the tensor is big enough to pay for the threads.
 
+use super::math::{sigmoid, unary_grad_f32};
 use super::PAR_MIN;
+use crate::tensor::UnaryOp;
 use rayon::prelude::*;
 
 /// Lanes of independent f64 accumulators: lets the compiler vectorise the sums (floating-point
@@ -134,6 +136,21 @@ fn gn_fwd_unit_impl(o: &mut [f32], xs: &[f32], c0: usize, s: usize, w: Option<&[
         let shift = b.map_or(0.0, |b| b[c]);
         oc.iter_mut().zip(xc).for_each(|(o, &x)| *o = (x - mh - ml) * scale + shift);
     }
+}
+
+/// The SiLU half of group_norm_silu, applied to the norm's output in place.
+pub fn silu_in_place(z: &mut [f32]) {
+    let f = |v: &mut f32| *v *= sigmoid(*v);
+    if z.len() >= PAR_MIN {
+        z.par_chunks_mut(4096).for_each(|c| c.iter_mut().for_each(f));
+    } else {
+        z.iter_mut().for_each(f);
+    }
+}
+
+/// g·silu'(z): the gradient of group_norm_silu at the norm's output z.
+pub fn silu_backward(z: &[f32], g: &[f32]) -> Vec<f32> {
+    z.iter().zip(g).map(|(&z, &g)| g * unary_grad_f32(UnaryOp::Silu, z)).collect()
 }
 
 /// group_norm backward: (dx, dγ, dβ); dγ/dβ are computed only when asked for.

@@ -79,6 +79,25 @@ pub fn copy_contiguous(t: &Tensor, op: Option<Op>) -> Result<Tensor> {
     Ok(wrap(out, t.shape(), op))
 }
 
+/// A device-to-device copy of a contiguous tensor with the driver's copy engine path
+/// (cuMemcpyDtoDAsync): the bandwidth every memory-bound kernel is measured against.
+pub fn device_copy(t: &Tensor) -> Result<Tensor> {
+    let Some(range) = t.layout().contiguous_range() else {
+        return copy_contiguous(t, None);
+    };
+    let (dev, _) = device_and_ptr("device_copy", t)?;
+    let out = alloc_out(&dev, t.dtype(), t.shape())?;
+    let bytes = range.len() * t.dtype().size_in_bytes();
+    if bytes > 0 {
+        let src = data_ptr(t)?;
+        // SAFETY: both ranges lie inside live device buffers of at least `bytes`; the copy is
+        // ordered on the device's stream like every kernel.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(out.ptr(), src, bytes, dev.stream().cu_stream()) }
+            .map_err(|e| dev.driver_error("device_copy", e))?;
+    }
+    Ok(wrap(out, t.shape(), None))
+}
+
 pub fn cast(t: &Tensor, dtype: DType, op: Option<Op>) -> Result<Tensor> {
     let (dev, x) = device_and_ptr("to_dtype", t)?;
     let n = t.numel();

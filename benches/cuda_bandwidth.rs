@@ -1,0 +1,98 @@
+//! Memory-bound CUDA kernels against the device's own copy bandwidth (cuMemcpyDtoD): each row is
+//! the bytes a kernel must move (inputs read once + output written once) over its time, and that
+//! bandwidth as a fraction of the measured copy bandwidth (target ≥ 85%). Shapes are the SD UNet's
+//! (group-norm over 320/640/1280 channels at 64²/32²/16², batch 2 with CFG) and large flat tensors.
+//! Without a GPU it prints why and exits 0.
+//!
+//! cargo bench --bench cuda_bandwidth            (tools/gpu_check.sh runs it on a GPU machine)
+
+use ldm_engine::backend::cuda;
+use ldm_engine::{DType, Device, Tensor};
+use std::time::Instant;
+
+/// Median seconds per call of `f` (queued work included: each timing ends with a synchronize).
+fn time(dev: &cuda::CudaDevice, mut f: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    dev.synchronize().unwrap();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || (start.elapsed().as_secs_f64() < 1.0 && samples.len() < 200) {
+        let t = Instant::now();
+        for _ in 0..5 {
+            f();
+        }
+        dev.synchronize().unwrap();
+        samples.push(t.elapsed().as_secs_f64() / 5.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    if cuda::device_count() == 0 {
+        let why = if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" };
+        println!("cuda_bandwidth: skipped: {why}");
+        return;
+    }
+    let dev = cuda::device(0).unwrap();
+    let d = Device::Cuda(0);
+    println!("device: {} (sm_{}{}, {:.1} GiB)", dev.name(), dev.compute_capability().0, dev.compute_capability().1, dev.total_memory() as f64 / (1u64 << 30) as f64);
+    let mut rng = rand::rng();
+    let randn = |shape: &[usize], dt: DType, rng: &mut rand::rngs::ThreadRng| Tensor::randn(shape, 0.0, 1.0, dt, rng).to_device(d).unwrap();
+
+    // The reference: 256 MiB copied by the driver.
+    let big = randn(&[64 << 20], DType::F32, &mut rng);
+    let copy_s = time(&dev, || drop(cuda::ops::device_copy(&big).unwrap()));
+    let copy_bw = 2.0 * big.numel() as f64 * 4.0 / copy_s / 1e9;
+
+    let mut rows: Vec<(String, String, f64, f64)> = vec![("memcpy DtoD (reference)".into(), "64M f32".into(), copy_s, copy_bw)];
+    let mut bench = |name: &str, shape: &str, bytes: usize, f: &mut dyn FnMut()| {
+        let s = time(&dev, f);
+        rows.push((name.into(), shape.into(), s, bytes as f64 / s / 1e9));
+    };
+
+    for dt in [DType::F32, DType::BF16, DType::F16] {
+        let es = dt.size_in_bytes();
+        let x = randn(&[64 << 20], dt, &mut rng);
+        let y = randn(&[64 << 20], dt, &mut rng);
+        let n = x.numel();
+        bench("copy kernel", &format!("64M {dt}"), 2 * n * es, &mut || drop(cuda::ops::copy_contiguous(&x, None).unwrap()));
+        bench("affine", &format!("64M {dt}"), 2 * n * es, &mut || drop(x.affine(0.5, 1.0).unwrap()));
+        bench("silu", &format!("64M {dt}"), 2 * n * es, &mut || drop(x.silu().unwrap()));
+        bench("gelu (erf)", &format!("64M {dt}"), 2 * n * es, &mut || drop(x.gelu().unwrap()));
+        bench("add", &format!("64M {dt}"), 3 * n * es, &mut || drop(x.add(&y).unwrap()));
+        let bias = randn(&[1280, 1, 1], dt, &mut rng);
+        let act = randn(&[16, 1280, 32, 32], dt, &mut rng);
+        bench("add bias (broadcast)", &format!("[16,1280,32,32] {dt}"), 2 * act.numel() * es, &mut || drop(act.add(&bias).unwrap()));
+        let sq = randn(&[4096, 4096], dt, &mut rng);
+        bench("transpose copy", &format!("[4096,4096] {dt}"), 2 * sq.numel() * es, &mut || drop(sq.t().unwrap().contiguous().unwrap()));
+        if dt != DType::F32 {
+            let xf = randn(&[64 << 20], DType::F32, &mut rng);
+            bench("cast f32 ->", &format!("64M {dt}"), n * (4 + es), &mut || drop(xf.to_dtype(dt).unwrap()));
+        }
+        for (c, hw) in [(320usize, 64usize), (640, 32), (1280, 16)] {
+            let x = randn(&[2, c, hw, hw], dt, &mut rng);
+            let (w, b) = (randn(&[c], dt, &mut rng), randn(&[c], dt, &mut rng));
+            let bytes = 2 * x.numel() * es;
+            let shape = format!("[2,{c},{hw},{hw}] {dt}");
+            bench("group_norm (32 groups)", &shape, bytes, &mut || drop(x.group_norm(32, Some(&w), Some(&b), 1e-5).unwrap()));
+            bench("group_norm + SiLU (fused)", &shape, bytes, &mut || drop(x.group_norm_silu(32, Some(&w), Some(&b), 1e-5).unwrap()));
+        }
+        let t = randn(&[2 * 4096, 320], dt, &mut rng);
+        let (w, b) = (randn(&[320], dt, &mut rng), randn(&[320], dt, &mut rng));
+        bench("layer_norm", &format!("[8192,320] {dt}"), 2 * t.numel() * es, &mut || drop(t.layer_norm(Some(&w), Some(&b), 1e-5).unwrap()));
+        let s = randn(&[16 * 1024, 4096], dt, &mut rng);
+        bench("softmax (last dim)", &format!("[16384,4096] {dt}"), 2 * s.numel() * es, &mut || drop(s.softmax(1).unwrap()));
+        bench("sum (last dim)", &format!("[16384,4096] {dt}"), s.numel() * es, &mut || drop(s.sum_keepdim(&[1]).unwrap()));
+    }
+
+    println!("\n| op | shape | time (µs) | GB/s | of memcpy |");
+    println!("|---|---|---:|---:|---:|");
+    for (name, shape, s, bw) in &rows {
+        println!("| {name} | {shape} | {:.1} | {bw:.0} | {:.0}% |", s * 1e6, 100.0 * bw / copy_bw);
+    }
+    let st = dev.memory_stats();
+    println!("\nallocator: {} driver allocations, {} reuses, peak {:.0} MiB", st.driver_mallocs, st.reuses, st.peak as f64 / (1u64 << 20) as f64);
+}
