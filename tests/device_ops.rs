@@ -300,6 +300,75 @@ on_devices!(fn group_norm_and_layer_norm_forward_and_backward(dev) {
     }
 });
 
+on_devices!(fn matmul_with_broadcast_batches_strided_operands_and_gradients(dev) {
+    for dtype in DTYPES {
+        // Several 64×64 tiles with ragged edges; b broadcast over a's batch.
+        check("matmul [3,130,70]@[70,93]", dev, dtype, |d, dt| input(&[3, 130, 70], 70, dt, d).matmul(&input(&[70, 93], 71, dt, d)).unwrap());
+        // Both batch dims broadcast, both operands transposed views.
+        check("matmul broadcast batch, transposed", dev, dtype, |d, dt| {
+            let a = input(&[2, 1, 7, 5], 72, dt, d).transpose(2, 3).unwrap();
+            let b = input(&[3, 4, 7], 73, dt, d).transpose(1, 2).unwrap();
+            a.matmul(&b).unwrap()
+        });
+        check("linear", dev, dtype, |d, dt| input(&[4, 9, 33], 74, dt, d).linear(&input(&[17, 33], 75, dt, d), Some(&input(&[17], 76, dt, d))).unwrap());
+        for which in [0usize, 1] {
+            check(&format!("d matmul / d operand {which}"), dev, dtype, |d, dt| {
+                let a = input(&[2, 6, 11], 77, dt, d).requires_grad();
+                let b = input(&[11, 5], 78, dt, d).requires_grad();
+                let g = a.matmul(&b).unwrap().mul(&input(&[2, 6, 5], 79, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(if which == 0 { &a } else { &b }).unwrap().clone()
+            });
+        }
+    }
+    let empty = input(&[3, 0], 80, DType::F32, dev).matmul(&input(&[0, 4], 81, DType::F32, dev)).unwrap();
+    assert_eq!(empty.to_vec_f64().unwrap(), vec![0.0; 12]);
+});
+
+on_devices!(fn conv2d_and_conv_transpose2d_forward_and_backward(dev) {
+    use ldm_engine::tensor::conv::{Conv2dParams, ConvTranspose2dParams};
+    let p = |s: usize, pad: usize, dil: usize, groups: usize| Conv2dParams { stride: (s, s), padding: (pad, pad), dilation: (dil, dil), groups };
+    // (x shape, w shape, params): 3×3 same-padding, stride 2, pointwise, grouped, dilated, the
+    // 3/4/9-channel inputs the models use, odd spatial sizes.
+    let cases = [
+        ([2, 4, 9, 11], [6, 4, 3, 3], p(1, 1, 1, 1)),
+        ([1, 3, 13, 10], [8, 3, 3, 3], p(2, 1, 1, 1)),
+        ([2, 9, 7, 7], [5, 9, 1, 1], p(1, 0, 1, 1)),
+        ([2, 6, 8, 9], [4, 3, 3, 3], p(1, 1, 1, 2)),
+        ([1, 4, 12, 12], [3, 4, 3, 3], p(1, 2, 2, 1)),
+    ];
+    for dtype in DTYPES {
+        for (k, (xs, ws, cp)) in cases.iter().enumerate() {
+            let bias_c = ws[0];
+            check(&format!("conv2d case {k}"), dev, dtype, |d, dt| {
+                input(xs, 90 + k as u64, dt, d).conv2d(&input(ws, 91, dt, d), Some(&input(&[bias_c], 92, dt, d)), *cp).unwrap()
+            });
+            for which in ["x", "w", "b"] {
+                check(&format!("d conv2d / d {which} case {k}"), dev, dtype, |d, dt| {
+                    let x = input(xs, 93, dt, d).requires_grad();
+                    let w = input(ws, 94, dt, d).requires_grad();
+                    let b = input(&[bias_c], 95, dt, d).requires_grad();
+                    let y = x.conv2d(&w, Some(&b), *cp).unwrap();
+                    let g = y.mul(&input(y.shape(), 96, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    g.get(match which { "x" => &x, "w" => &w, _ => &b }).unwrap().clone()
+                });
+            }
+        }
+        let tp = ConvTranspose2dParams { stride: (2, 2), padding: (1, 1), output_padding: (1, 1), dilation: (1, 1), groups: 1 };
+        check("conv_transpose2d", dev, dtype, |d, dt| {
+            input(&[2, 6, 5, 7], 97, dt, d).conv_transpose2d(&input(&[6, 3, 3, 3], 98, dt, d), Some(&input(&[3], 99, dt, d)), tp).unwrap()
+        });
+        for which in ["x", "w"] {
+            check(&format!("d conv_transpose2d / d {which}"), dev, dtype, |d, dt| {
+                let x = input(&[2, 6, 5, 7], 100, dt, d).requires_grad();
+                let w = input(&[6, 3, 3, 3], 101, dt, d).requires_grad();
+                let y = x.conv_transpose2d(&w, None, tp).unwrap();
+                let g = y.mul(&input(y.shape(), 102, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(if which == "x" { &x } else { &w }).unwrap().clone()
+            });
+        }
+    }
+});
+
 #[test]
 fn cuda_requests_without_a_gpu_fail_with_one_clear_line() {
     let x = Tensor::zeros(&[2], DType::F32);
@@ -348,7 +417,6 @@ fn ops_without_cuda_kernels_say_so() {
         return;
     }
     let x = input(&[1, 3, 8, 8], 60, DType::F32, Device::Cuda(0));
-    let w = input(&[4, 3, 3, 3], 61, DType::F32, Device::Cuda(0));
-    let err = x.conv2d(&w, None, Default::default()).unwrap_err();
-    assert!(matches!(err, Error::NotOnDevice { op: "conv2d", .. }), "{err}");
+    let err = x.max_pool2d((2, 2), (2, 2)).unwrap_err();
+    assert!(matches!(err, Error::NotOnDevice { op: "max_pool2d", .. }), "{err}");
 }

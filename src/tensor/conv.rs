@@ -46,33 +46,39 @@ impl Default for ConvTranspose2dParams {
 impl Tensor {
     /// x [N, C_in, H, W], w [C_out, C_in/groups, KH, KW], bias [C_out] → [N, C_out, H', W'].
     pub fn conv2d(&self, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
-        crate::backend::require_cpu("conv2d", &[self, w])?;
         let g = conv2d_geom(self, w, &p)?;
         check_bias("conv2d", self, bias, g.c_out)?;
         let (fuse, separate) = split_bias(bias);
+        let rec = Tensor::track(&[self, w], || Op::Conv2d { x: self.clone(), w: w.clone(), p });
+        if self.device().is_cuda() {
+            let y = crate::backend::cuda::conv::forward(self, w, fuse, &g)?.with_op(rec);
+            return add_bias(y, separate);
+        }
         let y = {
             let (xd, wd) = (self.f32_data()?, w.f32_data()?);
             let bd = fuse.map(|b| b.f32_data()).transpose()?;
             cpu::conv2d_forward(&xd, &wd, bd.as_deref(), &g)
         };
-        let rec = Tensor::track(&[self, w], || Op::Conv2d { x: self.clone(), w: w.clone(), p });
         let y = Tensor::from_f32_values(y, &[g.n, g.c_out, g.ho, g.wo], self.dtype(), rec);
         add_bias(y, separate)
     }
 
     /// x [N, C_in, H, W], w [C_in, C_out/groups, KH, KW], bias [C_out] → [N, C_out, H', W'].
     pub fn conv_transpose2d(&self, w: &Tensor, bias: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor> {
-        crate::backend::require_cpu("conv_transpose2d", &[self, w])?;
         let g = conv_transpose2d_geom(self, w, &p)?;
         // g describes the forward conv from the output (c_in side) back to x (c_out side).
         check_bias("conv_transpose2d", self, bias, g.c_in)?;
         let (fuse, separate) = split_bias(bias);
+        let rec = Tensor::track(&[self, w], || Op::ConvTranspose2d { x: self.clone(), w: w.clone(), p });
+        if self.device().is_cuda() {
+            let y = crate::backend::cuda::conv::backward_data(self, w, fuse, &g)?.with_op(rec);
+            return add_bias(y, separate);
+        }
         let y = {
             let (xd, wd) = (self.f32_data()?, w.f32_data()?);
             let bd = fuse.map(|b| b.f32_data()).transpose()?;
             cpu::conv2d_backward_data(&xd, &wd, bd.as_deref(), &g)
         };
-        let rec = Tensor::track(&[self, w], || Op::ConvTranspose2d { x: self.clone(), w: w.clone(), p });
         let y = Tensor::from_f32_values(y, &[g.n, g.c_in, g.h, g.w], self.dtype(), rec);
         add_bias(y, separate)
     }
@@ -82,6 +88,11 @@ impl Tensor {
 pub(crate) fn conv2d_backward(x: &Tensor, w: &Tensor, p: &Conv2dParams, g: &Tensor) -> Result<(Tensor, Tensor)> {
     let geom = conv2d_geom(x, w, p)?;
     check_grad("conv2d_backward", g, &[geom.n, geom.c_out, geom.ho, geom.wo])?;
+    if x.device().is_cuda() {
+        use crate::backend::cuda::conv as cuda;
+        let dx = cuda::backward_data(&g.to_dtype(x.dtype())?, w, None, &geom)?;
+        return Ok((dx, cuda::backward_weight(x, &g.to_dtype(x.dtype())?, &geom, w.dtype())?));
+    }
     let (xd, wd, gd) = (x.f32_data()?, w.f32_data()?, g.f32_data()?);
     let dx = cpu::conv2d_backward_data(&gd, &wd, None, &geom);
     let dw = cpu::conv2d_backward_weight(&xd, &gd, &geom);
@@ -98,6 +109,11 @@ pub(crate) fn conv_transpose2d_backward(
 ) -> Result<(Tensor, Tensor)> {
     let geom = conv_transpose2d_geom(x, w, p)?;
     check_grad("conv_transpose2d_backward", g, &[geom.n, geom.c_in, geom.h, geom.w])?;
+    if x.device().is_cuda() {
+        use crate::backend::cuda::conv as cuda;
+        let gx = g.to_dtype(x.dtype())?;
+        return Ok((cuda::forward(&gx, w, None, &geom)?, cuda::backward_weight(&gx, x, &geom, w.dtype())?));
+    }
     let (xd, wd, gd) = (x.f32_data()?, w.f32_data()?, g.f32_data()?);
     let dx = cpu::conv2d_forward(&gd, &wd, None, &geom);
     let dw = cpu::conv2d_backward_weight(&gd, &xd, &geom);

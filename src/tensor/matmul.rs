@@ -8,7 +8,6 @@ use crate::{Error, Result};
 
 impl Tensor {
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
-        crate::backend::require_cpu("matmul", &[self, rhs])?;
         Tensor::same_dtype("matmul", self, rhs)?;
         self.require_float("matmul")?;
         let (ra, rb) = (self.rank(), rhs.rank());
@@ -17,6 +16,9 @@ impl Tensor {
         }
         let batch = broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
         let rec = Tensor::track(&[self, rhs], || Op::Matmul(self.clone(), rhs.clone()));
+        if self.device().is_cuda() {
+            return crate::backend::cuda::linalg::matmul(self, rhs, &batch, rec);
+        }
         cpu::matmul(self, rhs, &batch, rec)
     }
 

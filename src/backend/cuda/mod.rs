@@ -8,8 +8,10 @@
 //! CudaSlice: the allocator decides reuse, and with a single stream no event tracking is needed.
 
 pub mod alloc;
+pub mod conv;
 mod kernels;
 mod launch;
+pub mod linalg;
 pub mod norm;
 pub mod ops;
 mod storage;
