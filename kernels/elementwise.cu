@@ -183,6 +183,10 @@ FLOAT_OPS(bf16, bf16)
 extern "C" __global__ void copy_##S(int64_t n, Strided xs, const T* x, T* y) { \
     GRID_STRIDE(i, n) y[i] = x[strided_offset(xs, i)]; \
 } \
+/* Writes into a strided destination (a narrow of cat's output). */ \
+extern "C" __global__ void copy_into_##S(int64_t n, Strided xs, const T* x, Strided ys, T* y) { \
+    GRID_STRIDE(i, n) y[strided_offset(ys, i)] = x[strided_offset(xs, i)]; \
+} \
 extern "C" __global__ void fill_##S(int64_t n, T* y, T v) { \
     GRID_STRIDE(i, n) y[i] = v; \
 }

@@ -369,6 +369,61 @@ on_devices!(fn conv2d_and_conv_transpose2d_forward_and_backward(dev) {
     }
 });
 
+on_devices!(fn cat_index_select_embedding_upsample_pad(dev) {
+    use ldm_engine::autograd::PadMode;
+    // Movement ops are exact: every dtype, integers included.
+    for dtype in [DType::F32, DType::F16, DType::BF16, DType::I64, DType::U8] {
+        let a = randn(&[2, 3, 5], 110).mul_scalar(9.0).unwrap().abs().unwrap().to_dtype(dtype).unwrap();
+        let b = randn(&[2, 4, 5], 111).mul_scalar(9.0).unwrap().abs().unwrap().to_dtype(dtype).unwrap();
+        let (ad, bd) = (a.to_device(dev).unwrap(), strided(&b.to_device(dev).unwrap()));
+        for (d, other) in [(1isize, &bd), (0, &ad.narrow(1, 0, 3).unwrap()), (2, &ad)] {
+            let other_cpu = other.to_device(Device::Cpu).unwrap();
+            let got = Tensor::cat(&[&ad, other], d).unwrap();
+            let want = Tensor::cat(&[&a, &other_cpu], d).unwrap();
+            assert_eq!(got.device(), dev);
+            assert_eq!(got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap(), "cat dim {d} {dtype:?}");
+        }
+        let ids = Tensor::from_vec(vec![3i64, 0, 3, 1], &[4]).unwrap().to_device(dev).unwrap();
+        let got = bd.index_select(&ids, 1).unwrap();
+        let want = b.index_select(&ids.to_device(Device::Cpu).unwrap(), 1).unwrap();
+        assert_eq!(got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap(), "index_select {dtype:?}");
+    }
+    for dtype in DTYPES {
+        check("d cat", dev, dtype, |d, dt| {
+            let a = input(&[2, 3, 5], 112, dt, d).requires_grad();
+            let b = input(&[2, 2, 5], 113, dt, d).requires_grad();
+            let y = Tensor::cat(&[&a, &b], 1).unwrap();
+            let g = y.mul(&input(&[2, 5, 5], 114, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+            Tensor::cat(&[&g.get(&a).unwrap().to_device(Device::Cpu).unwrap(), &g.get(&b).unwrap().to_device(Device::Cpu).unwrap()], 1).unwrap().to_device(d).unwrap()
+        });
+        check("d embedding (repeated ids)", dev, dtype, |d, dt| {
+            let table = input(&[10, 7], 115, dt, d).requires_grad();
+            let ids = Tensor::from_vec(vec![4i64, 9, 4, 0, 4, 2], &[2, 3]).unwrap().to_device(d).unwrap();
+            let y = table.embedding(&ids).unwrap();
+            let g = y.mul(&input(&[2, 3, 7], 116, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+            g.get(&table).unwrap().clone()
+        });
+        for (oh, ow) in [(10usize, 14usize), (13, 9)] {
+            check(&format!("upsample_nearest2d to {oh}x{ow}"), dev, dtype, |d, dt| strided(&input(&[2, 3, 5, 7], 117, dt, d)).upsample_nearest2d(oh, ow).unwrap());
+            check(&format!("d upsample_nearest2d to {oh}x{ow}"), dev, dtype, |d, dt| {
+                let x = input(&[2, 3, 5, 7], 118, dt, d).requires_grad();
+                let y = x.upsample_nearest2d(oh, ow).unwrap();
+                let g = y.mul(&input(y.shape(), 119, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(&x).unwrap().clone()
+            });
+        }
+        for mode in [PadMode::Zero, PadMode::Reflect] {
+            check(&format!("pad2d {mode:?}"), dev, dtype, |d, dt| input(&[2, 3, 5, 6], 120, dt, d).pad2d([0, 1, 2, 1], mode).unwrap());
+            check(&format!("d pad2d {mode:?}"), dev, dtype, |d, dt| {
+                let x = input(&[2, 3, 5, 6], 121, dt, d).requires_grad();
+                let y = x.pad2d([1, 2, 0, 1], mode).unwrap();
+                let g = y.mul(&input(y.shape(), 122, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(&x).unwrap().clone()
+            });
+        }
+    }
+});
+
 #[test]
 fn cuda_requests_without_a_gpu_fail_with_one_clear_line() {
     let x = Tensor::zeros(&[2], DType::F32);

@@ -34,7 +34,6 @@ fn index_values(op: &'static str, idx: &Tensor, bound: usize) -> Result<Vec<usiz
 impl Tensor {
     /// Concatenates along `dim`; all other dims must match.
     pub fn cat(xs: &[&Tensor], dim: isize) -> Result<Tensor> {
-        crate::backend::require_cpu("cat", xs)?;
         let first = *xs.first().ok_or_else(|| Error::invalid("cat", "needs at least one tensor"))?;
         let d = resolve_dim("cat", dim, first.rank())?;
         for x in &xs[1..] {
@@ -45,10 +44,14 @@ impl Tensor {
                 return Err(Error::ShapeMismatch { op: "cat", lhs: first.shape().to_vec(), rhs: x.shape().to_vec() });
             }
         }
-        let es = first.dtype().size_in_bytes();
-        let outer: usize = first.shape()[..d].iter().product();
         let mut shape = first.shape().to_vec();
         shape[d] = xs.iter().map(|x| x.shape()[d]).sum();
+        if first.device().is_cuda() {
+            let rec = Tensor::track(xs, || Op::Cat(xs.iter().map(|&x| x.clone()).collect(), d));
+            return crate::backend::cuda::index::cat(xs, d, &shape, rec);
+        }
+        let es = first.dtype().size_in_bytes();
+        let outer: usize = first.shape()[..d].iter().product();
         let out_row: usize = shape[d..].iter().product::<usize>() * es;
         let mut out = vec![0u8; outer * out_row];
         let mut col = 0;
@@ -75,12 +78,15 @@ impl Tensor {
 
     /// Picks entries of `dim` listed in the 1-D index tensor `idx` (I64).
     pub fn index_select(&self, idx: &Tensor, dim: isize) -> Result<Tensor> {
-        crate::backend::require_cpu("index_select", &[self, idx])?;
         let d = resolve_dim("index_select", dim, self.rank())?;
         if idx.rank() != 1 {
             return Err(Error::bad_shape("index_select", "index must be 1-D", idx.shape()));
         }
         let ids = index_values("index_select", idx, self.shape()[d])?;
+        if self.device().is_cuda() {
+            let rec = Tensor::track(&[self], || Op::IndexSelect { x: self.clone(), idx: idx.clone(), dim: d });
+            return crate::backend::cuda::index::index_select(self, &ids, d, rec);
+        }
         let es = self.dtype().size_in_bytes();
         let outer: usize = self.shape()[..d].iter().product();
         let inner: usize = self.shape()[d + 1..].iter().product::<usize>() * es;
@@ -101,7 +107,6 @@ impl Tensor {
 
     /// Rows of the table `self` [V, D] for the ids [...] → [..., D].
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
-        crate::backend::require_cpu("embedding", &[self, ids])?;
         if self.rank() != 2 {
             return Err(Error::bad_shape("embedding", "table must be [num_embeddings, dim]", self.shape()));
         }
@@ -143,6 +148,9 @@ impl Tensor {
 /// Scatter-adds the output gradient rows back to the selected positions.
 pub(crate) fn index_select_backward(x: &Tensor, idx: &Tensor, dim: usize, g: &Tensor) -> Result<Tensor> {
     let ids = index_values("index_select_backward", idx, x.shape()[dim])?;
+    if x.device().is_cuda() {
+        return crate::backend::cuda::index::index_select_backward(x, &ids, dim, g);
+    }
     let outer: usize = x.shape()[..dim].iter().product();
     let inner: usize = x.shape()[dim + 1..].iter().product();
     let n = x.shape()[dim];

@@ -70,6 +70,9 @@ fn pool_geometry(op: &'static str, x: &Tensor, kernel: (usize, usize), stride: (
 /// Gathers x through row/column maps into a [.., rows, cols] tensor.
 fn gather(x: &Tensor, rows: &IndexMap, cols: &IndexMap, op: Option<Op>) -> Result<Tensor> {
     let (planes, h, w) = planes_hw("gather2d", x)?;
+    if x.device().is_cuda() {
+        return crate::backend::cuda::index::gather2d(x, planes, (h, w), rows, cols, &with_hw(x, rows.len(), cols.len()), op);
+    }
     let out = {
         let v = x.f32_data()?;
         cpu::gather2d(&v, planes, w, h * w, rows, cols)
@@ -80,6 +83,9 @@ fn gather(x: &Tensor, rows: &IndexMap, cols: &IndexMap, op: Option<Op>) -> Resul
 /// The adjoint of `gather`: g [.., rows, cols] summed back into x's shape.
 fn scatter_add(x: &Tensor, g: &Tensor, rows: &IndexMap, cols: &IndexMap) -> Result<Tensor> {
     let (planes, h, w) = planes_hw("scatter_add2d", x)?;
+    if x.device().is_cuda() {
+        return crate::backend::cuda::index::scatter_add2d(x, g, planes, (h, w), rows, cols);
+    }
     let gx = {
         let v = g.f32_data()?;
         cpu::scatter_add2d(&v, planes, h, w, rows, cols)
@@ -90,7 +96,6 @@ fn scatter_add(x: &Tensor, g: &Tensor, rows: &IndexMap, cols: &IndexMap) -> Resu
 impl Tensor {
     /// Nearest-neighbour resize of the last two dims to (out_h, out_w) (torch 'nearest' indexing).
     pub fn upsample_nearest2d(&self, out_h: usize, out_w: usize) -> Result<Tensor> {
-        crate::backend::require_cpu("upsample_nearest2d", &[self])?;
         let (rows, cols) = nearest_maps("upsample_nearest2d", self, out_h, out_w)?;
         let rec = Tensor::track(&[self], || Op::UpsampleNearest2d(self.clone()));
         gather(self, &rows, &cols, rec)
@@ -126,7 +131,6 @@ impl Tensor {
 
     /// Pads the last two dims by [left, right, top, bottom].
     pub fn pad2d(&self, pad: [usize; 4], mode: PadMode) -> Result<Tensor> {
-        crate::backend::require_cpu("pad2d", &[self])?;
         let (rows, cols) = pad_maps("pad2d", self, pad, mode)?;
         let rec = Tensor::track(&[self], || Op::Pad { x: self.clone(), pad, mode });
         gather(self, &rows, &cols, rec)
