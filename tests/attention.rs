@@ -373,3 +373,33 @@ fn errors_name_the_op_and_never_panic() {
     let y = f(&randn(&[1, 2, 0, 4], 2), &k, &v, None, None).unwrap();
     assert_eq!(y.shape(), &[1, 2, 0, 3]);
 }
+
+/// The unfused formula (what CUDA runs until the flash kernel lands) against the fused CPU kernel:
+/// outputs and gradients with causal, padding (incl. a fully masked row) and bias masks, and the
+/// f16 path. Same f32 math in a different order: tolerances as the forward's.
+#[test]
+fn unfused_formula_matches_the_fused_kernel() {
+    let (q, k, v) = qkv(2, 3, 37, 53, 40, 16, 31);
+    let scale = 1.0 / 40f64.sqrt();
+    // Padding where batch 1 sees no key at all in its last query rows: a fully masked row.
+    let pad: Vec<f32> = (0..2 * 37 * 53).map(|x| if x / (37 * 53) == 1 && (x / 53) % 37 >= 30 { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let pad = Tensor::from_vec(pad, &[2, 1, 37, 53]).unwrap();
+    let bias = randn(&[3, 37, 53], 32);
+    let causal = causal_mask(37, 53);
+    for (name, m) in [("none", None), ("causal", Some(&causal)), ("padding", Some(&pad)), ("bias", Some(&bias))] {
+        let fused = sdpa(&q, &k, &v, m);
+        let unfused = Tensor::scaled_dot_product_attention_unfused(&q, &k, &v, m, scale).unwrap();
+        assert_close(&vals(&unfused), &vals(&fused), F32_ATOL, F32_RTOL, name);
+        let w = randn(&[2, 3, 37, 16], 33);
+        let gf = grads_of(|q, k, v| Tensor::scaled_dot_product_attention(q, k, v, m, Some(scale)).unwrap(), &q, &k, &v, &w);
+        let gu = grads_of(|q, k, v| Tensor::scaled_dot_product_attention_unfused(q, k, v, m, scale).unwrap(), &q, &k, &v, &w);
+        for (i, (a, b)) in gu.iter().zip(&gf).enumerate() {
+            assert!(a.iter().all(|x| x.is_finite()), "{name}: gradient {i} has a non-finite value");
+            assert_close(a, b, 1e-4, 1e-4, &format!("{name} gradient {i}"));
+        }
+    }
+    let (q16, k16, v16) = (q.to_dtype(DType::F16).unwrap(), k.to_dtype(DType::F16).unwrap(), v.to_dtype(DType::F16).unwrap());
+    let unfused = Tensor::scaled_dot_product_attention_unfused(&q16, &k16, &v16, None, scale).unwrap();
+    assert_eq!(unfused.dtype(), DType::F16);
+    assert_close(&vals(&unfused), &vals(&sdpa(&q16, &k16, &v16, None)), 1e-3, 1e-3, "f16");
+}

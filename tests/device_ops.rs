@@ -424,6 +424,35 @@ on_devices!(fn cat_index_select_embedding_upsample_pad(dev) {
     }
 });
 
+on_devices!(fn attention_self_and_cross_with_masks_and_gradients(dev) {
+    for dtype in DTYPES {
+        // Self-attention (head dim 40, as SD1.x's first level) and cross-attention to 77 tokens.
+        for (lq, lk, dh) in [(70usize, 70usize, 40usize), (64, 77, 80)] {
+            check(&format!("attention {lq}x{lk} d{dh}"), dev, dtype, |d, dt| {
+                let (q, k, v) = (input(&[2, 3, lq, dh], 130, dt, d), input(&[2, 3, lk, dh], 131, dt, d), input(&[2, 3, lk, dh], 132, dt, d));
+                Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()
+            });
+            for which in 0..3 {
+                check(&format!("d attention {lq}x{lk} / d input {which}"), dev, dtype, |d, dt| {
+                    let q = input(&[1, 2, lq, dh], 133, dt, d).requires_grad();
+                    let k = input(&[1, 2, lk, dh], 134, dt, d).requires_grad();
+                    let v = input(&[1, 2, lk, dh], 135, dt, d).requires_grad();
+                    let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap();
+                    let g = y.mul(&input(y.shape(), 136, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    g.get([&q, &k, &v][which]).unwrap().clone()
+                });
+            }
+        }
+        // A text padding mask that hides every key of one query row of batch 1.
+        check("attention with a padding mask", dev, dtype, |d, dt| {
+            let m: Vec<f32> = (0..2 * 9 * 77).map(|x| if x / (9 * 77) == 1 && ((x / 77) % 9 == 4 || x % 77 >= 50) { f32::NEG_INFINITY } else { 0.0 }).collect();
+            let mask = Tensor::from_vec(m, &[2, 1, 9, 77]).unwrap().to_dtype(dt).unwrap().to_device(d).unwrap();
+            let (q, k, v) = (input(&[2, 2, 9, 64], 137, dt, d), input(&[2, 2, 77, 64], 138, dt, d), input(&[2, 2, 77, 64], 139, dt, d));
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), None).unwrap()
+        });
+    }
+});
+
 #[test]
 fn cuda_requests_without_a_gpu_fail_with_one_clear_line() {
     let x = Tensor::zeros(&[2], DType::F32);

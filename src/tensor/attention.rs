@@ -66,7 +66,12 @@ impl Tensor {
         if !scale.is_finite() {
             crate::bail!(OP, "scale must be finite, got {scale}");
         }
-        crate::backend::require_cpu(OP, &[q, k, v])?;
+        if q.device().is_cuda() {
+            if let Some(m) = mask {
+                mask_layout(m, m.layout(), &dims)?;
+            }
+            return Tensor::scaled_dot_product_attention_unfused(q, k, v, mask, scale);
+        }
         let (qd, ql) = f32_strided(q)?;
         let (kd, kl) = f32_strided(k)?;
         let (vd, vl) = f32_strided(v)?;
@@ -88,6 +93,33 @@ impl Tensor {
             lse: lse.clone(),
         });
         Ok(Tensor::from_f32_values(out, &[dims.b, dims.h, dims.lq, dims.dv], q.dtype(), rec))
+    }
+
+    /// Attention from recorded tensor ops — batched matmul, softmax, matmul — for devices without the
+    /// fused kernel yet (CUDA, until the flash-attention kernel lands). It materialises the
+    /// [B, H, Lq, Lk] scores, computes in f32 like the fused CPU kernel, and keeps its semantics: a
+    /// row whose keys are all masked gives 0 with a 0 gradient (its scores are zeroed before the
+    /// softmax and its probabilities multiplied by 0 after), and the mask gets no gradient. Autograd
+    /// differentiates the recorded ops, so no saved log-sum-exp is needed. Arguments are those of
+    /// `scaled_dot_product_attention` (which validates them; this does not).
+    pub fn scaled_dot_product_attention_unfused(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+        let (qf, kf, vf) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+        let scores = qf.matmul(&kf.transpose(2, 3)?)?.mul_scalar(scale)?; // [B, H, Lq, Lk]
+        let p = match mask {
+            None => scores.softmax(3)?,
+            Some(m) => {
+                let scores = scores.add(&m.to_dtype(DType::F32)?.detach())?;
+                let dead = {
+                    let _g = crate::autograd::no_grad();
+                    let neg_inf = Tensor::full_on(f64::NEG_INFINITY, &[], DType::F32, q.device())?;
+                    scores.max_keepdim(&[3])?.eq(&neg_inf)? // [B, H, Lq, 1], 1 where every key is masked
+                };
+                let zero = Tensor::zeros_on(&[], DType::F32, q.device())?;
+                let alive = dead.to_dtype(DType::F32)?.affine(-1.0, 1.0)?;
+                dead.where_cond(&zero, &scores)?.softmax(3)?.mul(&alive)?
+            }
+        };
+        p.matmul(&vf)?.to_dtype(q.dtype())
     }
 
     /// The row log-sum-exp of the scaled, masked scores [B, H, Lq] that the forward saved for
