@@ -28,7 +28,7 @@ for line in sys.stdin:
 }
 
 # (cargo also reports the main binary it builds on the way: keep only the named targets.)
-cargo test --release --locked --no-run --message-format=json --lib --test device_ops | executables | grep -E ' (ldm_engine|device_ops) ' > "$bundle/tests.txt"
+cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_models) ' > "$bundle/tests.txt"
 cargo bench --locked --no-run --message-format=json --bench cuda_bandwidth | executables | grep ' cuda_bandwidth ' > "$bundle/benches.txt"
 while read -r kind name exe; do
     cp "$exe" "$bundle/bin/test-$name"

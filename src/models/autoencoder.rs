@@ -363,7 +363,7 @@ fn blend_edge(a: &Tensor, b: &Tensor, extent: usize, dim: usize) -> Result<Tenso
     }
     let mut wshape = vec![1; 4];
     wshape[dim] = e;
-    let w = Tensor::from_vec((0..e).map(|y| y as f32 / e as f32).collect(), &wshape)?.to_dtype(b.dtype())?;
+    let w = Tensor::from_vec((0..e).map(|y| y as f32 / e as f32).collect(), &wshape)?.to_dtype(b.dtype())?.to_device(b.device())?;
     let a_end = a.narrow(dim as isize, a.dim(dim as isize)? - e, e)?;
     let b_start = b.narrow(dim as isize, 0, e)?;
     let mixed = a_end.mul(&w.affine(-1.0, 1.0)?)?.add(&b_start.mul(&w)?)?;

@@ -304,5 +304,5 @@ pub fn timestep_embedding(t: &Tensor, dim: usize, dtype: DType) -> Result<Tensor
             v.push(0.0);
         }
     }
-    Tensor::from_vec(v, &[ts.len(), dim])?.to_dtype(dtype)
+    Tensor::from_vec(v, &[ts.len(), dim])?.to_dtype(dtype)?.to_device(t.device())
 }

@@ -7,7 +7,7 @@
 //! them together with every key of the file the model never asked for, in one error.
 
 use crate::io::safetensors::SafeTensorsFile;
-use crate::tensor::{numel, DType, Tensor};
+use crate::tensor::{numel, DType, Device, Tensor};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -53,11 +53,21 @@ pub struct VarBuilder {
     report: Arc<Mutex<Report>>,
     prefix: String,
     dtype: DType,
+    device: Device,
 }
 
 impl VarBuilder {
     fn new(source: Source, dtype: DType) -> Self {
-        VarBuilder { source: Arc::new(source), report: Arc::default(), prefix: String::new(), dtype }
+        VarBuilder { source: Arc::new(source), report: Arc::default(), prefix: String::new(), dtype, device: Device::Cpu }
+    }
+
+    /// Parameters are handed out on `device` (copied there as they are requested), so a model
+    /// built from this builder runs there. Fresh variables stay variables on the device.
+    pub fn on_device(self, device: Device) -> Self {
+        VarBuilder { device, ..self }
+    }
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Parameters from safetensors files (memory-mapped), converted to `dtype`.
@@ -188,8 +198,8 @@ impl VarBuilder {
                 report.mismatched.push((full.clone(), shape.to_vec(), t.shape().to_vec()));
                 placeholder()?
             }
-            Some(t) if t.is_var() => t,
-            Some(t) => t.to_dtype(self.dtype)?,
+            Some(t) if t.is_var() => if self.device == Device::Cpu { t } else { t.to_device(self.device)?.requires_grad() },
+            Some(t) => t.to_dtype(self.dtype)?.to_device(self.device)?,
         };
         report.params.push((full, t.clone()));
         Ok(t)
