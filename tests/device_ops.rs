@@ -453,6 +453,105 @@ on_devices!(fn attention_self_and_cross_with_masks_and_gradients(dev) {
     }
 });
 
+/// Exact equality with the CPU twin: the fused kernels round every multiply and add separately.
+fn assert_same_bits(got: &Tensor, want: &Tensor, what: &str) {
+    assert_eq!(got.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+               want.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{what}");
+}
+
+on_devices!(fn fused_schedule_ops_match_the_cpu_bit_for_bit(dev) {
+    use ldm_engine::tensor::fused::{guided_step, q_sample, StepCoeffs};
+    let (a, s) = ([0.9f32, 0.31, 0.05], [0.43589f32, 0.9506, 0.99875]);
+    let x0 = randn(&[3, 4, 5, 7], 140);
+    let eps = randn(&[3, 4, 5, 7], 141);
+    let got = q_sample(&x0.to_device(dev).unwrap(), &eps.to_device(dev).unwrap(), &a, &s).unwrap();
+    assert_same_bits(&got, &q_sample(&x0, &eps, &a, &s).unwrap(), "q_sample");
+    // Against the unfused formula per sample.
+    for b in 0..3 {
+        let want = x0.narrow(0, b, 1).unwrap().mul_scalar(a[b] as f64).unwrap().add(&eps.narrow(0, b, 1).unwrap().mul_scalar(s[b] as f64).unwrap()).unwrap();
+        common::assert_close(&got.narrow(0, b, 1).unwrap().to_vec_f64().unwrap(), &want.to_vec_f64().unwrap(), 1e-6, 1e-6, "q_sample vs formula");
+    }
+    // A DDIM step with guidance 7.5 and η > 0, plus a PLMS-style history, all in one pass.
+    let t = |seed| randn(&[2, 4, 6, 6], seed);
+    let (x, mu, mc, h1, h2, h3, z) = (t(142), t(143), t(144), t(145), t(146), t(147), t(148));
+    let (at, ap, sigma) = (0.5f64, 0.7f64, 0.1f64);
+    let c = StepCoeffs {
+        guidance: 7.5,
+        x: (ap.sqrt() / at.sqrt()) as f32,
+        model: ((1.0 - ap - sigma * sigma).sqrt() - ap.sqrt() * (1.0 - at).sqrt() / at.sqrt()) as f32,
+        history: [-0.5, 0.25, -0.125],
+        noise: sigma as f32,
+    };
+    let on = |t: &Tensor| t.to_device(dev).unwrap();
+    let (out, m) = guided_step(&on(&x), &on(&mu), Some(&on(&mc)), [Some(&on(&h1)), Some(&on(&h2)), Some(&on(&h3))], Some(&on(&z)), &c, true).unwrap();
+    let (out_cpu, m_cpu) = guided_step(&x, &mu, Some(&mc), [Some(&h1), Some(&h2), Some(&h3)], Some(&z), &c, true).unwrap();
+    assert_same_bits(&out, &out_cpu, "guided_step");
+    assert_same_bits(&m.unwrap(), m_cpu.as_ref().unwrap(), "guided model output");
+    // The DDIM update written out (CompVis DDIMSampler.p_sample_ddim) agrees with the coefficients.
+    let (c2, _) = guided_step(&x, &mu, Some(&mc), [None; 3], Some(&z), &StepCoeffs { history: [0.0; 3], ..c }, false).unwrap();
+    let e = mu.add(&mc.sub(&mu).unwrap().mul_scalar(7.5).unwrap()).unwrap();
+    let x0_pred = x.sub(&e.mul_scalar((1.0 - at).sqrt()).unwrap()).unwrap().mul_scalar(1.0 / at.sqrt()).unwrap();
+    let want = x0_pred.mul_scalar(ap.sqrt()).unwrap().add(&e.mul_scalar((1.0 - ap - sigma * sigma).sqrt()).unwrap()).unwrap().add(&z.mul_scalar(sigma).unwrap()).unwrap();
+    common::assert_close(&c2.to_vec_f64().unwrap(), &want.to_vec_f64().unwrap(), 2e-5, 2e-5, "DDIM step vs formula");
+    for dtype in [DType::F16, DType::BF16] {
+        let h = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(dev).unwrap();
+        let (o, _) = guided_step(&h(&x), &h(&mu), Some(&h(&mc)), [None; 3], None, &StepCoeffs { history: [0.0; 3], noise: 0.0, ..c }, false).unwrap();
+        let hc = |t: &Tensor| t.to_dtype(dtype).unwrap();
+        let (oc, _) = guided_step(&hc(&x), &hc(&mu), Some(&hc(&mc)), [None; 3], None, &StepCoeffs { history: [0.0; 3], noise: 0.0, ..c }, false).unwrap();
+        assert_eq!(o.dtype(), dtype);
+        assert_eq!(o.to_vec_f64().unwrap(), oc.to_vec_f64().unwrap(), "{dtype:?}");
+    }
+});
+
+on_devices!(fn adamw_and_ema_on_the_device_match_the_cpu_bit_for_bit(dev) {
+    use ldm_engine::train::ema::Ema;
+    use ldm_engine::train::optim::{AdamW, AdamWConfig};
+    // Three steps of the optimiser and the EMA on a tiny model, on `dev` and on the CPU.
+    let run = |d: Device| {
+        let w = randn(&[7, 5], 150).to_device(d).unwrap().requires_grad();
+        let b = randn(&[7], 151).to_device(d).unwrap().requires_grad();
+        let params = vec![("w".to_string(), w.clone()), ("b".to_string(), b.clone())];
+        let mut opt = AdamW::new(params.clone(), AdamWConfig::default()).unwrap();
+        let mut ema = Ema::new(&params, 0.999).unwrap();
+        let x = randn(&[3, 5], 152).to_device(d).unwrap();
+        for step in 0..3 {
+            let loss = x.linear(&w, Some(&b)).unwrap().sqr().unwrap().mean_all().unwrap();
+            let grads = loss.backward().unwrap();
+            opt.step(&grads, 1e-2 * (step + 1) as f64, 0.9).unwrap();
+            ema.update(&params).unwrap();
+        }
+        let inside = ema.scope(&params, || Ok(w.to_device(Device::Cpu).unwrap())).unwrap();
+        (w.to_device(Device::Cpu).unwrap(), b.to_device(Device::Cpu).unwrap(), inside, ema.shadow()[1].1.to_device(Device::Cpu).unwrap())
+    };
+    let (w, b, w_ema, b_ema) = run(dev);
+    let (wc, bc, w_emac, b_emac) = run(Device::Cpu);
+    // The forward/backward may differ in the last bits across devices (summation order), so the
+    // update is checked bit for bit on identical inputs below; here the trajectories agree closely.
+    common::assert_close(&w.to_vec_f64().unwrap(), &wc.to_vec_f64().unwrap(), 1e-5, 1e-5, "w after 3 steps");
+    common::assert_close(&b.to_vec_f64().unwrap(), &bc.to_vec_f64().unwrap(), 1e-5, 1e-5, "b after 3 steps");
+    common::assert_close(&w_ema.to_vec_f64().unwrap(), &w_emac.to_vec_f64().unwrap(), 1e-5, 1e-5, "EMA weights in scope");
+    common::assert_close(&b_ema.to_vec_f64().unwrap(), &b_emac.to_vec_f64().unwrap(), 1e-5, 1e-5, "EMA shadow");
+    // One update on identical inputs: bit for bit, with f32 and bf16 gradients.
+    use ldm_engine::tensor::fused::{adamw_update, ema_update, AdamWStep};
+    let s = AdamWStep { grad_scale: 0.7, decay: 0.999, w1: 0.1, b2: 0.999, w2: 0.001, step_size: 0.0123, bc2_sqrt: 0.0447, eps: 1e-8 };
+    for gdt in [DType::F32, DType::BF16] {
+        let fresh = |d: Device| -> [Tensor; 4] {
+            [randn(&[37, 11], 153), randn(&[37, 11], 154).to_dtype(gdt).unwrap(), randn(&[37, 11], 155), randn(&[37, 11], 156).abs().unwrap()]
+                .map(|t| Tensor::from_vec(t.to_vec::<f32>().unwrap(), t.shape()).unwrap().to_dtype(t.dtype()).unwrap().to_device(d).unwrap())
+        };
+        let [w, g, m, v] = fresh(dev);
+        let [wc, gc, mc, vc] = fresh(Device::Cpu);
+        adamw_update(&w, &g, &m, &v, &s).unwrap();
+        adamw_update(&wc, &gc, &mc, &vc, &s).unwrap();
+        for (a, b, n) in [(&w, &wc, "w"), (&m, &mc, "exp_avg"), (&v, &vc, "exp_avg_sq")] {
+            assert_same_bits(a, b, &format!("adamw {n} ({gdt:?} gradient)"));
+        }
+        ema_update(&m, &g, 0.01).unwrap();
+        ema_update(&mc, &gc, 0.01).unwrap();
+        assert_same_bits(&m, &mc, "ema");
+    }
+});
+
 #[test]
 fn cuda_requests_without_a_gpu_fail_with_one_clear_line() {
     let x = Tensor::zeros(&[2], DType::F32);

@@ -12,6 +12,7 @@ mod storage;
 pub mod attention;
 pub mod conv;
 pub mod elementwise;
+pub mod fused;
 pub mod indexing;
 pub mod matmul;
 pub mod norm;

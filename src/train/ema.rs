@@ -3,6 +3,7 @@
 //! for the n-th update, so early averages are not dominated by the random initial weights.
 //! Samples and the exported model use the shadow weights (CompVis `ema_scope`).
 
+use crate::tensor::fused::{copy_values, ema_update};
 use crate::{Result, Tensor};
 
 pub struct Ema {
@@ -15,7 +16,11 @@ pub struct Ema {
 impl Ema {
     /// Starts at the parameters' current values.
     pub fn new(params: &[(String, Tensor)], decay: f64) -> Result<Self> {
-        let shadow = params.iter().map(|(n, p)| Ok((n.clone(), Tensor::from_vec(p.to_vec::<f32>()?, p.shape())?))).collect::<Result<_>>()?;
+        // owned f32 copies on each parameter's device
+        let shadow = params
+            .iter()
+            .map(|(n, p)| Ok((n.clone(), Tensor::from_vec(p.to_vec::<f32>()?, p.shape())?.to_device(p.device())?)))
+            .collect::<Result<_>>()?;
         Ok(Ema { decay, num_updates: 0, shadow })
     }
 
@@ -29,33 +34,21 @@ impl Ema {
         let n = self.num_updates as f64;
         let one_minus = (1.0 - self.decay.min((1.0 + n) / (10.0 + n))) as f32;
         for ((_, s), (_, p)) in self.shadow.iter().zip(params) {
-            let p = p.to_vec::<f32>()?;
-            s.update_f32(|s| {
-                for (s, p) in s.iter_mut().zip(&p) {
-                    *s -= one_minus * (*s - p);
-                }
-                Ok(())
-            })?;
+            ema_update(s, p, one_minus)?;
         }
         Ok(())
     }
 
     /// Runs `f` with the shadow weights in the live parameters, then puts the trained ones back.
     pub fn scope<R>(&self, params: &[(String, Tensor)], f: impl FnOnce() -> Result<R>) -> Result<R> {
-        let saved: Vec<Vec<f32>> = params.iter().map(|(_, p)| p.to_vec::<f32>()).collect::<Result<_>>()?;
+        // owned copies of the trained weights, on their devices
+        let saved: Vec<Tensor> = params.iter().map(|(_, p)| Ok(Tensor::from_vec(p.to_vec::<f32>()?, p.shape())?.to_device(p.device())?)).collect::<Result<_>>()?;
         for ((_, s), (_, p)) in self.shadow.iter().zip(params) {
-            let s = s.to_vec::<f32>()?;
-            p.update_f32(|w| {
-                w.copy_from_slice(&s);
-                Ok(())
-            })?;
+            copy_values(p, s)?;
         }
         let out = f();
-        for (v, (_, p)) in saved.into_iter().zip(params) {
-            p.update_f32(|w| {
-                w.copy_from_slice(&v);
-                Ok(())
-            })?;
+        for (v, (_, p)) in saved.iter().zip(params) {
+            copy_values(p, v)?;
         }
         out
     }

@@ -4,13 +4,17 @@
 //! m ← lerp(m, g, 1 − β1), v ← β2·v + (1 − β2)·g·g, p ← p − (lr / (1 − β1ᵗ))·m / (√v / √(1 − β2ᵗ) + ε).
 //! Plus torch's clip_grad_norm_ (one global L2 norm) and a linear learning-rate warm-up.
 //!
+//! The update itself is `tensor::fused::adamw_update`: one pass per parameter, on the CPU or as a
+//! CUDA kernel that rounds each operation the same way, with the moments on the parameter's device.
+//!
 //! The moments live next to the parameters by name, so a checkpoint stores and restores them
 //! (`state` / `load_state`) and a resumed run continues exactly.
 
 use std::collections::HashMap;
 
 use crate::autograd::GradStore;
-use crate::{DType, Error, Result, Tensor};
+use crate::tensor::fused::{adamw_update, AdamWStep};
+use crate::{DType, Device, Error, Result, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
@@ -31,8 +35,9 @@ impl Default for AdamWConfig {
 pub struct AdamW {
     pub cfg: AdamWConfig,
     params: Vec<(String, Tensor)>,
-    exp_avg: Vec<Vec<f32>>,
-    exp_avg_sq: Vec<Vec<f32>>,
+    /// the moments, f32 on each parameter's device
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
     /// steps taken per parameter (torch counts per parameter: one without a gradient is skipped)
     steps: Vec<u64>,
 }
@@ -44,12 +49,12 @@ impl AdamW {
                 return Err(Error::invalid("adamw", format!("parameter {name} is {:?}: train in f32", p.dtype())));
             }
             // refuse now, not at the first step, what cannot be updated in place
-            p.update_f32(|_| Ok(())).map_err(|e| Error::invalid("adamw", format!("parameter {name}: {e}")))?;
+            updatable(p).map_err(|e| Error::invalid("adamw", format!("parameter {name}: {e}")))?;
         }
-        let zeros = |p: &Tensor| vec![0f32; p.numel()];
+        let zeros = |p: &Tensor| Tensor::zeros_on(p.shape(), DType::F32, p.device());
         Ok(AdamW {
-            exp_avg: params.iter().map(|(_, p)| zeros(p)).collect(),
-            exp_avg_sq: params.iter().map(|(_, p)| zeros(p)).collect(),
+            exp_avg: params.iter().map(|(_, p)| zeros(p)).collect::<Result<_>>()?,
+            exp_avg_sq: params.iter().map(|(_, p)| zeros(p)).collect::<Result<_>>()?,
             steps: vec![0; params.len()],
             params,
             cfg,
@@ -70,28 +75,20 @@ impl AdamW {
             if g.shape() != p.shape() {
                 return Err(Error::bad_shape("adamw", format!("the gradient of {name} must be shaped like it, {:?}", p.shape()), g.shape()));
             }
-            let g = g.to_vec::<f32>()?;
             self.steps[i] += 1;
             let t = self.steps[i] as i32;
             // the scalars as torch forms them: Python floats, cast to f32 inside each op
-            let decay = (1.0 - lr * c.weight_decay) as f32;
-            let w1 = (1.0 - c.beta1) as f32;
-            let (b2, w2) = (c.beta2 as f32, (1.0 - c.beta2) as f32);
-            let step_size = (lr / (1.0 - c.beta1.powi(t))) as f32;
-            let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt() as f32;
-            let eps = c.eps as f32;
-            let (m, v) = (&mut self.exp_avg[i], &mut self.exp_avg_sq[i]);
-            p.update_f32(|w| {
-                for j in 0..w.len() {
-                    let g = g[j] * grad_scale;
-                    w[j] *= decay;
-                    m[j] = lerp(m[j], g, w1);
-                    v[j] = v[j] * b2 + w2 * g * g;
-                    let denom = v[j].sqrt() / bc2_sqrt + eps;
-                    w[j] += -step_size * m[j] / denom;
-                }
-                Ok(())
-            })?;
+            let s = AdamWStep {
+                grad_scale,
+                decay: (1.0 - lr * c.weight_decay) as f32,
+                w1: (1.0 - c.beta1) as f32,
+                b2: c.beta2 as f32,
+                w2: (1.0 - c.beta2) as f32,
+                step_size: (lr / (1.0 - c.beta1.powi(t))) as f32,
+                bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+                eps: c.eps as f32,
+            };
+            adamw_update(p, g, &self.exp_avg[i], &self.exp_avg_sq[i], &s)?;
         }
         Ok(())
     }
@@ -100,9 +97,9 @@ impl AdamW {
     /// `{prefix}{param}.exp_avg`, `.exp_avg_sq`, `.step`.
     pub fn state(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(3 * self.params.len());
-        for (i, (name, p)) in self.params.iter().enumerate() {
-            out.push((format!("{prefix}{name}.exp_avg"), Tensor::from_vec(self.exp_avg[i].clone(), p.shape())?));
-            out.push((format!("{prefix}{name}.exp_avg_sq"), Tensor::from_vec(self.exp_avg_sq[i].clone(), p.shape())?));
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            out.push((format!("{prefix}{name}.exp_avg"), self.exp_avg[i].clone()));
+            out.push((format!("{prefix}{name}.exp_avg_sq"), self.exp_avg_sq[i].clone()));
             out.push((format!("{prefix}{name}.step"), Tensor::from_vec(vec![self.steps[i] as i64], &[1])?));
         }
         Ok(out)
@@ -121,7 +118,8 @@ impl AdamW {
                 if t.shape() != p.shape() {
                     return Err(Error::Weights(format!("optimiser state '{prefix}{name}.{what}' has shape {:?}, the parameter {:?}", t.shape(), p.shape())));
                 }
-                *slot = t.to_vec::<f32>()?;
+                // an owned f32 copy on the parameter's device (a loaded file may be memory-mapped)
+                *slot = Tensor::from_vec(t.to_vec::<f32>()?, p.shape())?.to_device(p.device())?;
             }
             self.steps[i] = get("step")?.to_vec::<i64>()?.first().copied().unwrap_or(0).max(0) as u64;
         }
@@ -129,9 +127,15 @@ impl AdamW {
     }
 }
 
-/// torch's lerp: a + w·(b − a) for w < 0.5, else b − (b − a)·(1 − w) (exact at both ends).
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 { a + w * (b - a) } else { b - (b - a) * (1.0 - w) }
+/// Whether `p` can be updated in place: owned f32 on the CPU, contiguous f32 on a device.
+pub(crate) fn updatable(p: &Tensor) -> Result<()> {
+    if p.device() == Device::Cpu {
+        return p.update_f32(|_| Ok(()));
+    }
+    if p.dtype() != DType::F32 || !p.is_contiguous() {
+        return Err(Error::invalid("update", format!("only contiguous f32 tensors can be updated in place, this one is {} {:?}", p.dtype(), p.shape())));
+    }
+    Ok(())
 }
 
 /// ‖t‖₂ summed in f64 and rounded to f32, as torch's norm of an f32 tensor comes out.

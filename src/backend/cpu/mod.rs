@@ -7,6 +7,7 @@ mod simd;
 pub mod attention;
 pub mod conv;
 pub mod elementwise;
+pub mod fused;
 pub mod math;
 pub mod matmul;
 pub mod norm;

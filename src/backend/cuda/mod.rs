@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod conv;
+pub mod fused;
 pub mod index;
 mod kernels;
 mod launch;
