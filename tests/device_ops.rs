@@ -552,6 +552,31 @@ on_devices!(fn adamw_and_ema_on_the_device_match_the_cpu_bit_for_bit(dev) {
     }
 });
 
+on_devices!(fn pools_and_gather_forward_and_backward(dev) {
+    for dtype in DTYPES {
+        for (k, s) in [((2usize, 2usize), (2usize, 2usize)), ((3, 3), (2, 2)), ((3, 2), (1, 3))] {
+            check(&format!("avg_pool2d {k:?}/{s:?}"), dev, dtype, |d, dt| strided(&input(&[2, 3, 9, 11], 160, dt, d)).avg_pool2d(k, s).unwrap());
+            check(&format!("max_pool2d {k:?}/{s:?}"), dev, dtype, |d, dt| input(&[2, 3, 9, 11], 161, dt, d).max_pool2d(k, s).unwrap());
+            for max in [false, true] {
+                check(&format!("d pool2d max={max} {k:?}/{s:?}"), dev, dtype, |d, dt| {
+                    let x = input(&[2, 3, 9, 11], 162, dt, d).requires_grad();
+                    let y = if max { x.max_pool2d(k, s).unwrap() } else { x.avg_pool2d(k, s).unwrap() };
+                    let g = y.mul(&input(y.shape(), 163, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    g.get(&x).unwrap().clone()
+                });
+            }
+        }
+        let idx = Tensor::from_vec(vec![2i64, 0, 4, 4, 1, 3, 0, 0, 2, 1, 1, 4], &[2, 3, 2]).unwrap();
+        check("gather dim 2", dev, dtype, |d, dt| input(&[2, 4, 5], 164, dt, d).gather(&idx.to_device(d).unwrap(), 2).unwrap());
+        check("d gather (repeated indices)", dev, dtype, |d, dt| {
+            let x = input(&[2, 4, 5], 165, dt, d).requires_grad();
+            let y = x.gather(&idx.to_device(d).unwrap(), 2).unwrap();
+            let g = y.mul(&input(&[2, 3, 2], 166, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+            g.get(&x).unwrap().clone()
+        });
+    }
+});
+
 #[test]
 fn cuda_requests_without_a_gpu_fail_with_one_clear_line() {
     let x = Tensor::zeros(&[2], DType::F32);
@@ -594,12 +619,15 @@ fn device_memory_is_cached_and_out_of_memory_is_one_line() {
 }
 
 #[test]
-fn ops_without_cuda_kernels_say_so() {
+fn host_slices_of_device_tensors_are_refused_not_misread() {
     if cuda::device_count() == 0 {
         eprintln!("skipped: no CUDA device");
         return;
     }
+    // The CPU-only entry points (host slices, in-place host updates) refuse device memory with
+    // one message instead of reading it as host memory.
     let x = input(&[1, 3, 8, 8], 60, DType::F32, Device::Cuda(0));
-    let err = x.max_pool2d((2, 2), (2, 2)).unwrap_err();
-    assert!(matches!(err, Error::NotOnDevice { op: "max_pool2d", .. }), "{err}");
+    let err = x.update_f32(|_| Ok(())).unwrap_err();
+    assert!(matches!(err, Error::NotOnDevice { op: "update_f32", .. }), "{err}");
+    assert!(x.f32_data().is_err());
 }

@@ -6,17 +6,8 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::autograd::Op;
-use crate::tensor::{BinaryOp, CmpOp, DType, Device, Tensor, UnaryOp};
-use crate::{Error, Result};
-
-/// An op family that has no CUDA kernels yet refuses CUDA tensors with one clear message (the
-/// CPU code would otherwise be handed device memory).
-pub(crate) fn require_cpu(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
-    match tensors.iter().find(|t| t.device() != Device::Cpu) {
-        Some(t) => Err(Error::NotOnDevice { op, device: t.device() }),
-        None => Ok(()),
-    }
-}
+use crate::tensor::{BinaryOp, CmpOp, DType, Tensor, UnaryOp};
+use crate::Result;
 
 pub(crate) fn copy_contiguous(t: &Tensor, op: Option<Op>) -> Result<Tensor> {
     if t.device().is_cuda() {

@@ -118,12 +118,18 @@ impl Tensor {
     /// out[..i..] = self[..idx[..i..]..] along `dim` (torch.gather); idx has the output's shape
     /// and may be smaller than self in the other dims.
     pub fn gather(&self, idx: &Tensor, dim: isize) -> Result<Tensor> {
-        crate::backend::require_cpu("gather", &[self, idx])?;
         let d = resolve_dim("gather", dim, self.rank())?;
         if idx.rank() != self.rank() || idx.shape().iter().zip(self.shape()).enumerate().any(|(i, (a, b))| i != d && a > b) {
             return Err(Error::ShapeMismatch { op: "gather", lhs: self.shape().to_vec(), rhs: idx.shape().to_vec() });
         }
         let ids = index_values("gather", idx, self.shape()[d])?;
+        if self.device().is_cuda() {
+            if idx.rank() > crate::backend::cuda::MAX_DIMS {
+                return Err(Error::bad_shape("gather", format!("CUDA gather takes at most {} dims", crate::backend::cuda::MAX_DIMS), idx.shape()));
+            }
+            let rec = Tensor::track(&[self], || Op::Gather { x: self.clone(), idx: idx.clone(), dim: d });
+            return crate::backend::cuda::pool::gather(self, &ids, idx.shape(), d, rec);
+        }
         let es = self.dtype().size_in_bytes();
         let src = contiguous_bytes(self)?;
         let src_strides = super::contiguous_strides(self.shape());
@@ -167,6 +173,9 @@ pub(crate) fn index_select_backward(x: &Tensor, idx: &Tensor, dim: usize, g: &Te
 
 pub(crate) fn gather_backward(x: &Tensor, idx: &Tensor, dim: usize, g: &Tensor) -> Result<Tensor> {
     let ids = index_values("gather_backward", idx, x.shape()[dim])?;
+    if x.device().is_cuda() {
+        return crate::backend::cuda::pool::gather_backward(x, &ids, dim, g);
+    }
     let gv = g.f32_data()?;
     let strides = super::contiguous_strides(x.shape());
     let mut out = vec![0f32; x.numel()];

@@ -103,9 +103,12 @@ impl Tensor {
 
     /// Average pooling of the last two dims, no padding (count = kernel area).
     pub fn avg_pool2d(&self, kernel: (usize, usize), stride: (usize, usize)) -> Result<Tensor> {
-        crate::backend::require_cpu("avg_pool2d", &[self])?;
         let p = pool_geometry("avg_pool2d", self, kernel, stride)?;
         let (oh, ow) = p.out_hw();
+        if self.device().is_cuda() {
+            let rec = Tensor::track(&[self], || Op::AvgPool2d { x: self.clone(), kernel, stride });
+            return crate::backend::cuda::pool::pool2d(self, p, false, &with_hw(self, oh, ow), rec);
+        }
         let out = {
             let v = self.f32_data()?;
             cpu::avg_pool2d(&v, p)
@@ -118,9 +121,12 @@ impl Tensor {
     /// `ceil_mode=False`): VGG's 2×2/2 and AlexNet's 3×3/2. Ties keep the first maximum and NaN
     /// propagates, as torch; the gradient goes to that one element.
     pub fn max_pool2d(&self, kernel: (usize, usize), stride: (usize, usize)) -> Result<Tensor> {
-        crate::backend::require_cpu("max_pool2d", &[self])?;
         let p = pool_geometry("max_pool2d", self, kernel, stride)?;
         let (oh, ow) = p.out_hw();
+        if self.device().is_cuda() {
+            let rec = Tensor::track(&[self], || Op::MaxPool2d { x: self.clone(), kernel, stride });
+            return crate::backend::cuda::pool::pool2d(self, p, true, &with_hw(self, oh, ow), rec);
+        }
         let out = {
             let v = self.f32_data()?;
             cpu::max_pool2d(&v, p)
@@ -153,6 +159,9 @@ pub(crate) fn avg_pool2d_backward(x: &Tensor, kernel: (usize, usize), stride: (u
     let p = pool_geometry(OP, x, kernel, stride)?;
     let (oh, ow) = p.out_hw();
     check_grad(OP, g, &with_hw(x, oh, ow))?;
+    if x.device().is_cuda() {
+        return crate::backend::cuda::pool::avg_pool2d_backward(x, g, p);
+    }
     let gx = {
         let v = g.f32_data()?;
         cpu::avg_pool2d_backward(&v, p)
@@ -165,6 +174,9 @@ pub(crate) fn max_pool2d_backward(x: &Tensor, kernel: (usize, usize), stride: (u
     let p = pool_geometry(OP, x, kernel, stride)?;
     let (oh, ow) = p.out_hw();
     check_grad(OP, g, &with_hw(x, oh, ow))?;
+    if x.device().is_cuda() {
+        return crate::backend::cuda::pool::max_pool2d_backward(x, g, p);
+    }
     let gx = {
         let (xv, gv) = (x.f32_data()?, g.f32_data()?);
         cpu::max_pool2d_backward(&xv, &gv, p)

@@ -22,6 +22,19 @@ pub struct Strided {
 // SAFETY: a plain #[repr(C)] struct of integers, laid out as the C struct it mirrors.
 unsafe impl DeviceRepr for Strided {}
 
+impl Strided {
+    /// A descriptor with the given shape and strides as they are (no merging), for kernels that
+    /// interpret the dims themselves (gather). At most MAX_DIMS dims: the caller checks.
+    pub fn raw(shape: &[usize], strides: &[usize]) -> Strided {
+        let mut s = Strided { rank: shape.len() as i32, contiguous: 0, offset: 0, shape: [1; MAX_DIMS], strides: [0; MAX_DIMS] };
+        for (d, (&n, &st)) in shape.iter().zip(strides).enumerate().take(MAX_DIMS) {
+            s.shape[d] = n as i64;
+            s.strides[d] = st as i64;
+        }
+        s
+    }
+}
+
 /// Descriptors for operands read over the row-major index space of `shape`; each layout must
 /// already be broadcast to `shape` (stride 0 on broadcast dims). Size-1 dims are dropped and
 /// neighbouring dims merged wherever every operand allows it, so an elementwise op on contiguous

@@ -16,9 +16,11 @@ mod launch;
 pub mod linalg;
 pub mod norm;
 pub mod ops;
+pub mod pool;
 mod storage;
 
 pub use alloc::{AllocError, AllocStats};
+pub use launch::MAX_DIMS;
 pub use storage::{CudaStorage, DeviceBuf};
 
 use crate::tensor::Device;
