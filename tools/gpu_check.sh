@@ -5,7 +5,8 @@
 #
 # Then run it on the GPU machine in one call (library tool `run`, from the repository root):
 #     run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])
-# gpu-bundle/run.sh runs every test binary and bench, writes each log plus summary.md (date,
+# gpu-bundle/run.sh runs every test binary, `ldm-engine sample` on cuda and cpu (digits_*.png) and
+# every bench, writes each log plus summary.md (date,
 # device, driver, commit, one row per binary) into $OUT, and exits non-zero if a test failed.
 # Copy what comes back into benches/results/ with the command that produced it.
 set -euo pipefail
@@ -30,6 +31,8 @@ for line in sys.stdin:
 # (cargo also reports the main binary it builds on the way: keep only the named targets.)
 cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_models) ' > "$bundle/tests.txt"
 cargo bench --locked --no-run --message-format=json --bench cuda_bandwidth | executables | grep ' cuda_bandwidth ' > "$bundle/benches.txt"
+cargo build --release --locked
+cp target/release/ldm-engine "$bundle/bin/ldm-engine"
 while read -r kind name exe; do
     cp "$exe" "$bundle/bin/test-$name"
 done < "$bundle/tests.txt"
@@ -69,6 +72,13 @@ for exe in "$here"/bin/test-*; do
     rc=$?
     [ $rc -ne 0 ] && failed=1
     echo "| $name | $rc | $(grep -E '^test result' "$out/$name.log" | tail -1) |" >> "$summary"
+done
+# The main job end to end on the GPU and, for comparison, on the CPU of the same machine.
+for dev in cuda cpu; do
+    "$here/bin/ldm-engine" sample --device $dev --timings --out "$out/digits_$dev.png" > "$out/sample-$dev.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && [ $dev = cuda ] && failed=1
+    echo "| ldm-engine sample --device $dev | $rc | $(grep -E '^timings' "$out/sample-$dev.log" | tail -1) |" >> "$summary"
 done
 for exe in "$here"/bin/bench-*; do
     name=$(basename "$exe")

@@ -9,6 +9,15 @@ use crate::autograd::Op;
 use crate::tensor::{BinaryOp, CmpOp, DType, Tensor, UnaryOp};
 use crate::Result;
 
+/// Waits until everything queued on `device` has run (a no-op on the CPU): for timings, and
+/// before handing results to code that reads them another way.
+pub fn synchronize(device: crate::Device) -> Result<()> {
+    match device {
+        crate::Device::Cpu => Ok(()),
+        crate::Device::Cuda(i) => cuda::device(i)?.synchronize(),
+    }
+}
+
 pub(crate) fn copy_contiguous(t: &Tensor, op: Option<Op>) -> Result<Tensor> {
     if t.device().is_cuda() {
         return cuda::ops::copy_contiguous(t, op);

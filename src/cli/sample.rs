@@ -17,7 +17,7 @@ use ldm_engine::pipelines::inpaint::InpaintInput;
 use ldm_engine::pipelines::ldm::LatentDiffusion;
 use ldm_engine::pipelines::txt2img::{img2img_start, TextToImage, TextToImageRequest};
 use ldm_engine::train::ldm_export::{preset_of, EngineModel};
-use ldm_engine::{DType, Error, Result, Tensor};
+use ldm_engine::{DType, Device, Error, Result, Tensor};
 use rand::SeedableRng;
 
 use super::sample_io::{output_paths, read_image, read_mask, read_noise, write_images};
@@ -83,7 +83,9 @@ pub struct SampleArgs {
     /// Write a batch as one grid image at --out instead of numbered files.
     #[arg(long)]
     pub grid: bool,
-    /// auto | cpu | cuda
+    /// auto | cpu | cuda | cuda:N. `cuda` runs engine-trained and paper models on the GPU (Stable
+    /// Diffusion folders and files run on the CPU in this build); `auto` is the CPU until the CUDA
+    /// path has been verified on a GPU.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Weight dtype: f32 (f16/bf16 files are widened on load).
@@ -137,10 +139,8 @@ fn check(a: &SampleArgs) -> Result<()> {
     {
         return Err(invalid(format!("--strength {s} must be in (0, 1]")));
     }
-    match a.device.as_str() {
-        "auto" | "cpu" => {}
-        "cuda" => return Err(invalid("--device cuda: the CUDA backend is not in this build yet; use --device cpu")),
-        d => return Err(invalid(format!("--device {d}: expected auto, cpu or cuda"))),
+    if a.device != "auto" {
+        a.device.parse::<Device>().map_err(|e| invalid(format!("--device {}: {e}", a.device)))?;
     }
     if a.dtype != "f32" {
         return Err(invalid(format!("--dtype {}: the CPU backend computes in f32; f16/bf16 weight files are widened on load", a.dtype)));
@@ -173,7 +173,26 @@ fn engine_model(m: EngineModel, name: &'static str) -> Model {
     Model::Paper(Box::new(m.ldm), Box::new(p))
 }
 
+/// The device --device names, checked to be there (one line when it is not).
+fn device(a: &SampleArgs) -> Result<Device> {
+    let dev = match a.device.as_str() {
+        "auto" => Device::Cpu,
+        d => d.parse::<Device>().map_err(|e| invalid(format!("--device {d}: {e}")))?,
+    };
+    if let Device::Cuda(i) = dev {
+        ldm_engine::backend::cuda::device(i)?;
+    }
+    Ok(dev)
+}
+
 fn load(a: &SampleArgs) -> Result<Model> {
+    let device = device(a)?;
+    let sd_on_cpu_only = || -> Result<()> {
+        if device != Device::Cpu {
+            return Err(invalid(format!("--device {}: Stable Diffusion sampling runs on the CPU in this build (engine-trained and paper models run on CUDA); use --device cpu", a.device)));
+        }
+        Ok(())
+    };
     let Some(model) = &a.model else {
         if a.preset.is_some() {
             return Err(invalid("--preset names what a --model file is; without --model the built-in MNIST model is used"));
@@ -181,7 +200,7 @@ fn load(a: &SampleArgs) -> Result<Model> {
         let bytes = DEFAULT_MODEL.ok_or_else(|| {
             invalid("no --model given and this build has no built-in model (weights/mnist_class_ldm.safetensors was missing when it was compiled); pass a diffusers Stable Diffusion folder or a single-file checkpoint")
         })?;
-        return Ok(engine_model(EngineModel::from_bytes(DEFAULT_MODEL_NAME, bytes, DType::F32)?, DEFAULT_MODEL_NAME));
+        return Ok(engine_model(EngineModel::from_bytes(DEFAULT_MODEL_NAME, bytes, DType::F32, device)?, DEFAULT_MODEL_NAME));
     };
     if !model.exists() {
         return Err(Error::File { path: model.display().to_string(), msg: "no such file or directory".into() });
@@ -190,13 +209,14 @@ fn load(a: &SampleArgs) -> Result<Model> {
         if a.preset.is_some() {
             return Err(invalid("--preset is for single-file checkpoints; a diffusers folder describes itself"));
         }
+        sd_on_cpu_only()?;
         let mut folder = DiffusersFolder::open(model)?;
         if folder.weight_files("unet").is_err() {
             folder.variant = Some("fp16".into());
         }
         return Ok(Model::StableDiffusion(Box::new(TextToImage::from_diffusers(&folder, DType::F32)?)));
     }
-    let file = SingleFile::open(model)?;
+    let file = SingleFile::open(model)?.on_device(device);
     if EngineModel::is_engine_model(&file) {
         if a.preset.is_some() {
             return Err(invalid(format!("{}: an ldm-engine trained model describes itself; drop --preset", model.display())));
@@ -204,6 +224,7 @@ fn load(a: &SampleArgs) -> Result<Model> {
         return Ok(engine_model(EngineModel::from_single_file(&file, &model.display().to_string(), DType::F32)?, ENGINE_MODEL));
     }
     if file.is_sd_v1() && a.preset.as_deref().is_none_or(|p| p == "sd_v1") {
+        sd_on_cpu_only()?;
         return Ok(Model::StableDiffusion(Box::new(TextToImage::from_single_file(&file, DType::F32)?)));
     }
     let names: Vec<&str> = presets::paper_presets().iter().map(|p| p.name).collect();
@@ -262,9 +283,10 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &outcome.latents)], None)?;
     }
-    let n = outcome.images.dim(0)?;
+    let images = outcome.images.to_device(Device::Cpu)?;
+    let n = images.dim(0)?;
     let paths = output_paths(&a.out, n, a.grid || outcome.grid_cols.is_some());
-    write_images(&outcome.images, &paths, &[("parameters", &params), ("Software", "ldm-engine")], outcome.grid_cols)?;
+    write_images(&images, &paths, &[("parameters", &params), ("Software", "ldm-engine")], outcome.grid_cols)?;
     if a.timings {
         println!(
             "timings: text_encode_ms={:.1} unet_ms_per_step={:.1} vae_decode_ms={:.1} total_ms={:.1}",

@@ -174,9 +174,15 @@ pub(super) fn run(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Resu
     let t0 = Instant::now();
     let inputs = pipe.unet_inputs(&req, shape)?;
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let (latents, unet_ms) = with_progress(kind, a.steps, |progress| pipe.latents_from(&req, &inputs, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), progress))?;
+    let (latents, unet_ms) = with_progress(kind, a.steps, |progress| {
+        let l = pipe.latents_from(&req, &inputs, &initial, &mut SeededNoise::new(a.seed.wrapping_add(1)), progress)?;
+        // device work is queued asynchronously: wait for it, so the time is the sampling's
+        ldm_engine::backend::synchronize(l.device())?;
+        Ok(l)
+    })?;
     let t2 = Instant::now();
-    let mut images = pipe.decode(&latents)?;
+    // decoded, then brought to the host (the paste and the PNG writer read host memory)
+    let mut images = pipe.decode(&latents)?.to_device(ldm_engine::Device::Cpu)?;
     if let LdmCondition::Inpaint { .. } = req.condition {
         images = inpaint_paste(&req.condition, &images)?;
     }

@@ -41,7 +41,8 @@ impl SeededNoise {
 
 impl NoiseSource for SeededNoise {
     fn noise_like(&mut self, like: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::randn(like.shape(), 0.0, 1.0, DType::F32, &mut self.0))
+        // drawn on the host (the seeded stream is the same whatever the device), then moved
+        Tensor::randn(like.shape(), 0.0, 1.0, DType::F32, &mut self.0).to_device(like.device())
     }
 }
 
@@ -54,7 +55,7 @@ impl NoiseSource for RecordedNoise {
         if t.shape() != like.shape() {
             return Err(Error::bad_shape("sampler", format!("recorded noise must be shaped like the latents {:?}", like.shape()), t.shape()));
         }
-        Ok(t)
+        t.to_device(like.device())
     }
 }
 

@@ -197,6 +197,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Where the weights live.
+    pub fn device(&self) -> crate::Device {
+        self.conv_in.weight.device()
+    }
+
     pub fn new(vb: &VarBuilder, cfg: &AutoencoderConfig) -> Result<Self> {
         let levels = cfg.ch_mult.len();
         let mut block_in = cfg.ch * cfg.ch_mult[levels - 1];
@@ -257,7 +262,7 @@ impl Posterior {
     }
     /// mean + σ·ε with ε ~ N(0, 1) from the caller's RNG.
     pub fn sample(&self, rng: &mut impl rand::Rng) -> Result<Tensor> {
-        let eps = Tensor::randn(self.mean.shape(), 0.0, 1.0, self.mean.dtype(), rng);
+        let eps = Tensor::randn(self.mean.shape(), 0.0, 1.0, self.mean.dtype(), rng).to_device(self.mean.device())?;
         self.mean.add(&self.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)
     }
     /// KL(q ‖ N(0, I)) summed over C, H, W: one value per sample.

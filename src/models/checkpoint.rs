@@ -356,16 +356,23 @@ pub fn clip_config(v: &Value) -> std::result::Result<ClipTextConfig, String> {
 pub struct SingleFile {
     /// opened once; each component's builder shares the map
     file: SafeTensorsFile,
+    /// where the components' weights are placed as they are built
+    device: crate::Device,
 }
 
 impl SingleFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(SingleFile { file: SafeTensorsFile::open(path)? })
+        Ok(SingleFile { file: SafeTensorsFile::open(path)?, device: crate::Device::Cpu })
     }
 
     /// An already opened file (e.g. one held in memory).
     pub fn from_file(file: SafeTensorsFile) -> Self {
-        SingleFile { file }
+        SingleFile { file, device: crate::Device::Cpu }
+    }
+
+    /// Components built from this file put their weights on `device` (and so run there).
+    pub fn on_device(self, device: crate::Device) -> Self {
+        SingleFile { device, ..self }
     }
 
     /// The file's `__metadata__`.
@@ -389,7 +396,7 @@ impl SingleFile {
     }
 
     fn builder(&self, prefix: &'static str, dtype: DType, fix: Option<crate::nn::Fixer>) -> Result<VarBuilder> {
-        VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)
+        Ok(VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)?.on_device(self.device))
     }
 
     pub fn unet(&self, cfg: &UNetConfig, dtype: DType) -> Result<UNet> {
@@ -451,7 +458,7 @@ impl SingleFile {
     }
 
     pub fn text_encoder(&self, cfg: &ClipTextConfig, dtype: DType) -> Result<ClipTextModel> {
-        let vb = VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?;
+        let vb = VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?.on_device(self.device);
         let clip = ClipTextModel::new(&vb, cfg)?;
         vb.finish(false)?;
         Ok(clip)

@@ -97,7 +97,7 @@ impl ClipTextModel {
         }
         let dtype = self.position_embedding.dtype();
         let mut x = self.token_embedding.forward(ids)?.add(&self.position_embedding.narrow(0, 0, l)?)?;
-        let mask = causal_mask(l, dtype)?;
+        let mask = causal_mask_on(l, dtype, x.device())?;
         for layer in &self.layers[..self.cfg.layers - skip_last] {
             x = layer.forward(&x, Some(&mask))?;
         }
@@ -109,4 +109,9 @@ impl ClipTextModel {
 fn causal_mask(l: usize, dtype: DType) -> Result<Tensor> {
     let v: Vec<f32> = (0..l * l).map(|i| if i % l > i / l { f32::NEG_INFINITY } else { 0.0 }).collect();
     Tensor::from_vec(v, &[l, l])?.to_dtype(dtype)
+}
+
+/// The causal mask on the device the activations are on.
+fn causal_mask_on(l: usize, dtype: DType, device: crate::Device) -> Result<Tensor> {
+    causal_mask(l, dtype)?.to_device(device)
 }

@@ -248,6 +248,11 @@ impl UNet {
         })
     }
 
+    /// Where the weights live (and so where the UNet runs).
+    pub fn device(&self) -> crate::Device {
+        self.out_conv.weight.device()
+    }
+
     pub fn config(&self) -> &UNetConfig {
         &self.cfg
     }

@@ -124,8 +124,9 @@ impl Embedding {
     pub fn new(vb: &VarBuilder, num: usize, dim: usize) -> Result<Self> {
         Ok(Embedding { weight: vb.get_with_init(&[num, dim], "weight", Init::Normal { std: 1.0 })? })
     }
-    /// ids [...] (I64) → [..., dim]
+    /// ids [...] (I64) → [..., dim]. Ids are built on the host (tokenizers, labels): they move to
+    /// the table's device here, a few bytes.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        self.weight.embedding(ids)
+        self.weight.embedding(&ids.to_device(self.weight.device())?)
     }
 }

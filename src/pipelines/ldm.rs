@@ -31,6 +31,7 @@ pub enum FirstStage {
 impl FirstStage {
     /// Latents (already divided by the scale factor) → images in [-1, 1].
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let z = &z.to_device(self.device())?;
         match self {
             FirstStage::Kl(vae) => vae.decode(z),
             FirstStage::Vq(vq) => vq.decode(z),
@@ -41,9 +42,18 @@ impl FirstStage {
     /// first stage is the cond stage: VQ the pre-quantisation h (VQModelInterface.encode), KL
     /// the posterior's mode (get_learned_conditioning). Not multiplied by the scale factor.
     pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        let x = &x.to_device(self.device())?;
         match self {
             FirstStage::Kl(vae) => Ok(vae.encode(x)?.mode().clone()),
             FirstStage::Vq(vq) => vq.encode(x),
+        }
+    }
+
+    /// Where the weights live.
+    pub fn device(&self) -> crate::Device {
+        match self {
+            FirstStage::Kl(vae) => vae.decoder.device(),
+            FirstStage::Vq(vq) => vq.decoder.device(),
         }
     }
 
@@ -215,8 +225,12 @@ impl LatentDiffusion {
             let msg = format!("the UNet takes {} input channels, but the latents' {} and {}'s {extra} make {}", cfg.in_channels, shape[1], req.condition.kind(), shape[1] + extra);
             return Err(Error::invalid("ldm", msg));
         }
-        let mut model = super::guided_unet(&self.unet, c.context.as_ref(), c.guided.then_some(req.guidance), c.concat.as_ref(), on_step);
-        diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
+        // Everything the UNet reads goes to its device once, before the loop.
+        let dev = self.unet.device();
+        let on = |t: Option<&Tensor>| t.map(|t| t.to_device(dev)).transpose();
+        let (context, concat) = (on(c.context.as_ref())?, on(c.concat.as_ref())?);
+        let mut model = super::guided_unet(&self.unet, context.as_ref(), c.guided.then_some(req.guidance), concat.as_ref(), on_step);
+        diffusion::sample(&self.scheduler, &req.sampler, &mut model, &initial.to_device(dev)?, noise)
     }
 
     /// Latents → images in [-1, 1].

@@ -12,7 +12,7 @@ use crate::{DType, Result, Tensor};
 /// An inpainting mask binarised as diffusers' mask processor and CompVis' inpaint.py do: 1 where
 /// ≥ 0.5 (repaint), else 0, as f32.
 pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
-    mask.cmp(&Tensor::scalar(0.5, mask.dtype()), crate::tensor::CmpOp::Ge)?.to_dtype(DType::F32)
+    mask.cmp(&Tensor::full_on(0.5, &[], mask.dtype(), mask.device())?, crate::tensor::CmpOp::Ge)?.to_dtype(DType::F32)
 }
 
 /// The UNet as a sampler calls it. With `guidance` (classifier-free guidance), x goes in twice
@@ -28,7 +28,7 @@ pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guida
             None => x.clone(),
         };
         let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
-        let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
+        let ts = Tensor::full_on(t, &[x_in.dim(0)?], DType::F32, x_in.device())?;
         let out = unet.forward(&x_in, &ts, context, None)?;
         on_step();
         let Some(g) = guidance else { return Ok(out) };

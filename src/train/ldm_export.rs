@@ -62,9 +62,10 @@ impl EngineModel {
         Self::from_single_file(&SingleFile::open(path)?, &path.display().to_string(), dtype)
     }
 
-    /// A model held in memory (the embedded default); `label` names it in messages.
-    pub fn from_bytes(label: &str, bytes: &[u8], dtype: DType) -> Result<Self> {
-        Self::from_single_file(&SingleFile::from_file(SafeTensorsFile::from_bytes(label, bytes)?), label, dtype)
+    /// A model held in memory (the embedded default); `label` names it in messages. Its weights
+    /// go to `device`.
+    pub fn from_bytes(label: &str, bytes: &[u8], dtype: DType, device: crate::Device) -> Result<Self> {
+        Self::from_single_file(&SingleFile::from_file(SafeTensorsFile::from_bytes(label, bytes)?).on_device(device), label, dtype)
     }
 
     /// Whether a single file is one of ours (else it is a CompVis / SD checkpoint).
