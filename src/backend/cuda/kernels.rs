@@ -118,6 +118,30 @@ mod tests {
         }
     }
 
+    /// The kernel names a PTX text defines.
+    fn entries(ptx: &str) -> std::collections::BTreeSet<String> {
+        ptx.lines().filter_map(|l| l.trim().strip_prefix(".visible .entry ")).map(|l| l.split('(').next().unwrap_or("").trim().to_string()).collect()
+    }
+
+    /// The run-time fallback compiles every module (no GPU needed, only libnvrtc: CI installs it
+    /// from PyPI) and defines the same kernels as the build-time nvcc PTX.
+    #[test]
+    fn nvrtc_compiles_every_module_to_the_same_kernels() {
+        // SAFETY: only tries to dlopen the library.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("skipped: libnvrtc not found (set LD_LIBRARY_PATH to a CUDA 13.0 lib folder)");
+            return;
+        }
+        for (module, src) in SOURCES {
+            let ptx = nvrtc_compile(module, src, "compute_80").unwrap_or_else(|e| panic!("{e}"));
+            let names = entries(&ptx);
+            assert!(!names.is_empty(), "{module}: no kernels");
+            if let Some((_, built)) = BUILD_PTX.iter().find(|(m, _)| m == module) {
+                assert_eq!(names, entries(built), "{module}: NVRTC and nvcc define different kernels");
+            }
+        }
+    }
+
     #[test]
     fn cache_keys_change_with_source_and_arch() {
         assert_ne!(fnv1a(&[b"a", b"compute_80"]), fnv1a(&[b"a", b"compute_90"]));
