@@ -144,3 +144,60 @@ fn the_built_in_model_samples_the_same_digits_on_every_device() {
         assert_near(&run(dev), &cpu, &format!("digits on {dev:?}"));
     }
 }
+
+/// Stage-2 training steps (tests/train_ldm_steps.rs' fixture: weights, batch, draws) on every
+/// device, in f32 and in bf16 mixed precision: the loss and the weights after two AdamW steps
+/// against the CPU's.
+#[test]
+fn ldm_training_steps_match_the_cpu_on_every_device() {
+    use common::fixture::Fixture;
+    use ldm_engine::train::ae_trainer::AeTrainConfig;
+    use ldm_engine::train::ldm_trainer::{LatentBatch, LdmTrainer, StepDraws};
+    let f = Fixture::open("train/ldm_steps");
+    let ae = || {
+        let v = serde_json::json!({"model": {"in_channels": 3, "ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "z_channels": 3, "embed_dim": 3, "groups": 8},
+                                   "train": {"lr": 1e-3, "batch_size": 2, "image_size": 16, "steps": 1}});
+        AeTrainConfig::from_json(&v).unwrap()
+    };
+    let get = |k: &str| f.tensor(&format!("step0.{k}"));
+    let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")), concat: None, tokens: None };
+    let draws = StepDraws {
+        t: get("t").to_vec::<i64>().unwrap().into_iter().map(|v| v as usize).collect(),
+        eps: get("eps"),
+        posterior: Some(get("noise")),
+        drop: get("drop").to_vec::<u8>().unwrap().into_iter().map(|d| d != 0).collect(),
+    };
+    for precision in ["f32", "bf16"] {
+        let run = |dev: Device| {
+            let mut cfg = f.json("config");
+            cfg["train"]["precision"] = serde_json::json!(precision);
+            let mut t = LdmTrainer::with_autoencoder_config(&cfg, ae(), dev).unwrap();
+            for (n, p) in t.params() {
+                let init = f.tensor(&format!("init.{n}")).to_device(dev).unwrap();
+                ldm_engine::tensor::fused::copy_values(p, &init).unwrap();
+            }
+            t.restart_ema().unwrap();
+            let losses: Vec<f64> = (0..2).map(|_| t.train_step_with(&batch, &draws).unwrap().loss).collect();
+            let w = t.params().iter().find(|(n, _)| n.ends_with("input_blocks.0.0.weight")).unwrap().1.to_device(Device::Cpu).unwrap();
+            (losses, w)
+        };
+        let (l_cpu, w_cpu) = run(Device::Cpu);
+        for dev in devices().into_iter().filter(|d| d.is_cuda()) {
+            let (l, w) = run(dev);
+            for (a, b) in l.iter().zip(&l_cpu) {
+                let tol = if precision == "f32" { 1e-4 } else { 1e-2 };
+                assert!((a - b).abs() <= tol * b.abs(), "{precision} loss on {dev:?}: {a} vs {b}");
+            }
+            if precision == "f32" {
+                assert_near(&w, &w_cpu, &format!("{precision} weights after 2 steps on {dev:?}"));
+            } else {
+                // Adam divides each gradient by its own magnitude: a near-zero gradient whose bf16
+                // rounding differs between devices can move its weight by up to lr per step either
+                // way, so the bound is 2 steps × 2·lr, absolute.
+                let lr = f.json("config")["train"]["lr"].as_f64().unwrap();
+                let worst = w.to_vec_f64().unwrap().iter().zip(w_cpu.to_vec_f64().unwrap()).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+                assert!(worst <= 4.0 * lr, "bf16 weights after 2 steps on {dev:?}: worst |diff| {worst:.3e} > 4·lr");
+            }
+        }
+    }
+}

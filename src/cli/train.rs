@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// train ldm: the dtype of the exported model.safetensors (f32, or f16 for half the size).
     #[arg(long, default_value = "f32")]
     pub export_dtype: String,
+    /// train ldm: cpu | cuda | cuda:N — where the weights live and the steps run (a run can
+    /// resume on another device: checkpoints are device-free).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +185,9 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     }
     if a.autoencoder.is_some() {
         return Err(invalid("--autoencoder belongs to `train ldm`"));
+    }
+    if a.device != "cpu" {
+        return Err(invalid(format!("--device {}: `train autoencoder` runs on the CPU in this build (`train ldm` takes --device cuda)", a.device)));
     }
     let out = require(&a.out, "--out")?;
     let data = require(&a.data, "--data")?;

@@ -113,6 +113,10 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         "f16" => DType::F16,
         other => return Err(invalid(format!("--export-dtype {other}: expected f32 or f16"))),
     };
+    let device: ldm_engine::Device = a.device.parse().map_err(|e| invalid(format!("--device {}: {e}", a.device)))?;
+    if let ldm_engine::Device::Cuda(i) = device {
+        ldm_engine::backend::cuda::device(i)?;
+    }
     let ckpt = out.join("checkpoint.safetensors");
     let mut t = if a.resume {
         if a.config.is_some() || a.autoencoder.is_some() {
@@ -121,7 +125,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         if !ckpt.is_file() {
             return Err(invalid(format!("--resume: {} has no checkpoint.safetensors to continue from", out.display())));
         }
-        LdmTrainer::resume(&ckpt)?
+        LdmTrainer::resume(&ckpt, device)?
     } else {
         if ckpt.exists() {
             return Err(invalid(format!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display())));
@@ -130,7 +134,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         let ae = require(&a.autoencoder, "--autoencoder (a `train autoencoder` checkpoint)")?;
         let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(path, format!("not JSON: {e}")))?;
-        LdmTrainer::new(&v, ae)?
+        LdmTrainer::new(&v, ae, device)?
     };
     let cfg = t.cfg.clone();
     let (channels, size) = (t.ae_cfg.model.in_channels, t.ae_cfg.image_size);

@@ -264,10 +264,13 @@ impl UNet {
         if x.rank() != 4 || x.dim(1)? != self.cfg.in_channels {
             return Err(Error::bad_shape("UNet", format!("expected [N, {}, H, W]", self.cfg.in_channels), x.shape()));
         }
-        let temb = timestep_embedding(t, self.cfg.model_channels, x.dtype())?;
+        let temb = timestep_embedding(t, self.cfg.model_channels, x.dtype())?.to_device(x.device())?;
         let mut emb = self.time_embed.1.forward(&self.time_embed.0.forward(&temb)?.silu()?)?;
+        // Mixed precision: everything that joins the activations is in their dtype (x's).
+        let context = context.map(|c| if c.dtype() == x.dtype() { Ok(c.clone()) } else { c.to_dtype(x.dtype()) }).transpose()?;
+        let context = context.as_ref();
         match (&self.label_emb, labels) {
-            (Some(le), Some(y)) => emb = emb.add(&le.forward(y)?)?,
+            (Some(le), Some(y)) => emb = emb.add(&le.forward(y)?.to_dtype(emb.dtype())?)?,
             (Some(_), None) => return Err(Error::invalid("UNet", "this model is class-conditional: pass class labels")),
             (None, Some(_)) => return Err(Error::invalid("UNet", "this model takes no class labels")),
             (None, None) => {}

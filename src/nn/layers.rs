@@ -11,6 +11,14 @@ pub trait Module {
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 }
 
+/// A parameter in the dtype of the activations it meets. Mixed precision keeps f32 master
+/// weights and runs the layers in bf16/f16: the weight is cast per call, and the cast is recorded,
+/// so the gradient reaches the f32 weight. The same dtype costs nothing. (Norm layers need no cast:
+/// their kernels read f32 or half parameters alike.)
+fn in_dtype(p: &Tensor, dtype: crate::DType) -> Result<Tensor> {
+    if p.dtype() == dtype || !dtype.is_float() { Ok(p.clone()) } else { p.to_dtype(dtype) }
+}
+
 #[derive(Clone, Debug)]
 pub struct Linear {
     pub weight: Tensor,
@@ -28,7 +36,8 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.linear(&self.weight, self.bias.as_ref())
+        let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;
+        x.linear(&in_dtype(&self.weight, x.dtype())?, b.as_ref())
     }
 }
 
@@ -56,7 +65,8 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.bias.as_ref(), self.params)
+        let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;
+        x.conv2d(&in_dtype(&self.weight, x.dtype())?, b.as_ref(), self.params)
     }
 }
 

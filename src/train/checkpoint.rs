@@ -66,11 +66,9 @@ impl Checkpoint {
             if t.shape() != p.shape() {
                 return Err(Error::Weights(format!("checkpoint weight '{key}' has shape {:?}, the model's is {:?}", t.shape(), p.shape())));
             }
-            let v = t.to_vec::<f32>()?;
-            p.update_f32(|w| {
-                w.copy_from_slice(&v);
-                Ok(())
-            })?;
+            // an owned f32 copy on the parameter's device, then copied into it in place
+            let v = Tensor::from_vec(t.to_vec::<f32>()?, p.shape())?.to_device(p.device())?;
+            crate::tensor::fused::copy_values(p, &v)?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::models::unet::UNetConfig;
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
 
 /// What the UNet is conditioned on while training.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +95,9 @@ pub struct LdmTrainConfig {
     pub log_every: u64,
     pub image_every: u64,
     pub seed: u64,
+    /// the UNet's and conditioner's compute dtype: F32, or BF16 mixed precision (f32 master
+    /// weights, optimiser state and loss; activations and the layers' math in bf16)
+    pub precision: DType,
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -172,7 +175,7 @@ const COND_KEYS: &[&str] = &["kind", "n_classes", "embed_dim", "drop_prob", "d_m
 const DIFFUSION_KEYS: &[&str] = &["linear_start", "linear_end", "timesteps", "parameterization", "scale_factor"];
 const TRAIN_KEYS: &[&str] = &[
     "lr", "batch_size", "steps", "warmup_steps", "weight_decay", "grad_clip", "ema_decay", "cache_latents", "holdout_every", "save_every", "log_every",
-    "image_every", "seed",
+    "image_every", "seed", "precision",
 ];
 
 impl LdmTrainConfig {
@@ -288,6 +291,11 @@ impl LdmTrainConfig {
             log_every: t.uint("log_every", Some(10))?.max(1),
             image_every: t.uint("image_every", Some(1000))?.max(1),
             seed: t.uint("seed", Some(0))?,
+            precision: match t.text("precision", "f32")?.as_str() {
+                "f32" => DType::F32,
+                "bf16" => DType::BF16,
+                other => return Err(bad(format!("\"train.precision\" {other:?} is not one of \"f32\", \"bf16\""))),
+            },
             unet,
         };
         cfg.check(latent_channels, concat)?;
@@ -361,7 +369,8 @@ impl LdmTrainConfig {
                           "parameterization": match self.objective { Objective::Eps => "eps", Objective::V => "v" }, "scale_factor": self.scale_factor},
             "train": {"lr": self.lr, "batch_size": self.batch_size, "steps": self.steps, "warmup_steps": self.warmup_steps, "weight_decay": self.weight_decay,
                       "grad_clip": self.grad_clip, "ema_decay": self.ema_decay, "cache_latents": self.cache_latents, "holdout_every": self.holdout_every,
-                      "save_every": self.save_every, "log_every": self.log_every, "image_every": self.image_every, "seed": self.seed},
+                      "save_every": self.save_every, "log_every": self.log_every, "image_every": self.image_every, "seed": self.seed,
+                      "precision": if self.precision == DType::BF16 { "bf16" } else { "f32" }},
         })
     }
 }

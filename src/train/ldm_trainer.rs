@@ -32,7 +32,7 @@ use crate::models::unet::UNet;
 use crate::models::vq::VQModel;
 use crate::nn::VarBuilder;
 use crate::pipelines::ldm::{CondStage, FirstStage, LatentDiffusion, LdmCondition, LdmRequest};
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// A batch of encoded training images.
 #[derive(Clone, Debug)]
@@ -85,6 +85,8 @@ impl LdmStepLog {
 }
 
 pub struct LdmTrainer {
+    /// where the weights live and the steps run
+    pub device: Device,
     pub cfg: LdmTrainConfig,
     /// the first stage's own training config (its shape, image size and channels)
     pub ae_cfg: AeTrainConfig,
@@ -111,11 +113,11 @@ fn is_zero_init(name: &str) -> bool {
 impl LdmTrainer {
     /// Fresh UNet (and class embedder) from a config (ldm_config.rs), over the autoencoder of a
     /// `train autoencoder` checkpoint.
-    pub fn new(config: &Value, autoencoder: &std::path::Path) -> Result<Self> {
+    pub fn new(config: &Value, autoencoder: &std::path::Path, device: Device) -> Result<Self> {
         let ck = Checkpoint::load(autoencoder)?;
         let ae_cfg = ae_config(&ck, autoencoder)?;
         let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim, ae_cfg.model.in_channels)?;
-        let mut t = Self::build(cfg, ae_cfg)?;
+        let mut t = Self::build(cfg, ae_cfg, device)?;
         ck.restore_params("ae", &t.first_stage_params)?;
         t.restart_ema()?;
         Ok(t)
@@ -123,20 +125,20 @@ impl LdmTrainer {
 
     /// A fresh model over a first stage of the given shape with random weights, for callers that
     /// bring their own latents or load the weights themselves (then `restart_ema`).
-    pub fn with_autoencoder_config(config: &Value, ae_cfg: AeTrainConfig) -> Result<Self> {
+    pub fn with_autoencoder_config(config: &Value, ae_cfg: AeTrainConfig, device: Device) -> Result<Self> {
         let cfg = LdmTrainConfig::from_json(config, ae_cfg.model.embed_dim, ae_cfg.model.in_channels)?;
-        let mut t = Self::build(cfg, ae_cfg)?;
+        let mut t = Self::build(cfg, ae_cfg, device)?;
         t.restart_ema()?;
         Ok(t)
     }
 
-    /// Continues a run from `save`'s checkpoint.
-    pub fn resume(path: &std::path::Path) -> Result<Self> {
+    /// Continues a run from `save`'s checkpoint (on any device: the checkpoint is device-free).
+    pub fn resume(path: &std::path::Path, device: Device) -> Result<Self> {
         let ck = Checkpoint::load(path)?;
         let meta = |k: &str| ck.metadata.get(k).ok_or_else(|| Error::File { path: path.display().to_string(), msg: format!("not a stage-2 checkpoint: no '{k}' in its metadata") });
         let ae_cfg = AeTrainConfig::from_json(&json_of(meta("autoencoder_config")?, path)?)?;
         let cfg = LdmTrainConfig::from_json(&json_of(meta("config")?, path)?, ae_cfg.model.embed_dim, ae_cfg.model.in_channels)?;
-        let mut t = Self::build(cfg, ae_cfg)?;
+        let mut t = Self::build(cfg, ae_cfg, device)?;
         ck.restore_params("first_stage", &t.first_stage_params)?;
         ck.restore_params("ldm", &t.params)?;
         ck.restore_optimiser("ldm", &mut t.opt)?;
@@ -153,13 +155,15 @@ impl LdmTrainer {
         Ok(t)
     }
 
-    fn build(cfg: LdmTrainConfig, ae_cfg: AeTrainConfig) -> Result<Self> {
-        let fs_vb = VarBuilder::seeded_init(DType::F32, 0);
+    /// Every weight is made on the CPU from the seeded init (so a run starts the same on any
+    /// device) and handed out on `device`.
+    fn build(cfg: LdmTrainConfig, ae_cfg: AeTrainConfig, device: Device) -> Result<Self> {
+        let fs_vb = VarBuilder::seeded_init(DType::F32, 0).on_device(device);
         let first_stage = match ae_cfg.kind {
             FirstStageKind::Kl => FirstStage::Kl(AutoencoderKL::new(&fs_vb, &ae_cfg.model)?),
             FirstStageKind::Vq { n_embed, beta } => FirstStage::Vq(VQModel::new(&fs_vb, &ae_cfg.model, n_embed, beta, true)?),
         };
-        let vb = VarBuilder::seeded_init(DType::F32, cfg.seed);
+        let vb = VarBuilder::seeded_init(DType::F32, cfg.seed).on_device(device);
         let unet = UNet::new(&vb.pp("model.diffusion_model"), &cfg.unet)?;
         let cond_stage = match &cfg.cond {
             LdmCond::Unconditional => CondStage::None,
@@ -173,10 +177,7 @@ impl LdmTrainer {
         let params = vb.params();
         for (name, p) in &params {
             if is_zero_init(name) {
-                p.update_f32(|w| {
-                    w.fill(0.0);
-                    Ok(())
-                })?;
+                crate::tensor::fused::copy_values(p, &Tensor::zeros_on(p.shape(), DType::F32, p.device())?)?;
             }
         }
         let mut scheduler = SchedulerConfig::compvis(cfg.linear_start, cfg.linear_end, cfg.timesteps);
@@ -187,6 +188,7 @@ impl LdmTrainer {
         let model = LatentDiffusion { unet, first_stage, cond_stage, scale_factor: cfg.scale_factor.unwrap_or(1.0), latent_size: ae_cfg.image_size / f, scheduler };
         let adam = AdamWConfig { lr: cfg.lr, weight_decay: cfg.weight_decay, ..AdamWConfig::default() };
         Ok(LdmTrainer {
+            device,
             opt: AdamW::new(params.clone(), adam)?,
             ema: None,
             alphas_cumprod: model.scheduler.alphas_cumprod(),
@@ -238,12 +240,15 @@ impl LdmTrainer {
             }
             _ => None,
         };
+        // encoded on the model's device, kept on the host (the latent cache, any batch size)
+        let host = |t: Tensor| t.to_device(Device::Cpu);
+        let images = &images.to_device(self.device)?;
         Ok(match &self.model.first_stage {
             FirstStage::Kl(vae) => {
                 let post = vae.encode(images)?;
-                LatentBatch { mean: post.mean.clone(), logvar: Some(post.logvar.clone()), labels, concat, tokens }
+                LatentBatch { mean: host(post.mean)?, logvar: Some(host(post.logvar)?), labels, concat, tokens }
             }
-            FirstStage::Vq(vq) => LatentBatch { mean: vq.encode(images)?, logvar: None, labels, concat, tokens },
+            FirstStage::Vq(vq) => LatentBatch { mean: host(vq.encode(images)?)?, logvar: None, labels, concat, tokens },
         })
     }
 
@@ -284,12 +289,19 @@ impl LdmTrainer {
         if d.t.len() != b || d.drop.len() != b || d.eps.shape() != z.shape() {
             return Err(Error::bad_shape("train", format!("the step's draws must match the batch of {b}"), d.eps.shape()));
         }
-        let col = |f: &dyn Fn(f64) -> f64| Tensor::from_vec(d.t.iter().map(|&t| f(self.alphas_cumprod[t]) as f32).collect(), &[b, 1, 1, 1]);
-        let (a, s) = (col(&|ac| ac.sqrt())?, col(&|ac| (1.0 - ac).sqrt())?);
-        let x_t = z.mul(&a)?.add(&d.eps.mul(&s)?)?;
+        // The batch lives on the host; the step runs on the model's device.
+        let dev = self.device;
+        let (z, eps) = (z.to_device(dev)?, d.eps.to_device(dev)?);
+        let coef = |f: &dyn Fn(f64) -> f64| -> Vec<f32> { d.t.iter().map(|&t| f(self.alphas_cumprod[t]) as f32).collect() };
+        let (a, s) = (coef(&|ac| ac.sqrt()), coef(&|ac| (1.0 - ac).sqrt()));
+        // x_t = √ᾱ·z + √(1−ᾱ)·ε in one pass (the same rounding as the two products and the sum)
+        let x_t = crate::tensor::fused::q_sample(&z, &eps, &a, &s)?;
         let target = match self.cfg.objective {
-            Objective::Eps => d.eps.clone(),
-            Objective::V => d.eps.mul(&a)?.sub(&z.mul(&s)?)?,
+            Objective::Eps => eps.clone(),
+            Objective::V => {
+                let col = |v: &[f32]| Tensor::from_vec(v.to_vec(), &[b, 1, 1, 1])?.to_device(dev);
+                eps.mul(&col(&a)?)?.sub(&z.mul(&col(&s)?)?)?
+            }
         };
         let context = match (&self.model.cond_stage, &batch.labels) {
             (CondStage::None, _) => None,
@@ -321,12 +333,14 @@ impl LdmTrainer {
             (other, _) => return Err(Error::invalid("train", format!("training a model that takes {} is not supported", other.expects()))),
         };
         let x_in = match (&self.model.cond_stage, &batch.concat) {
-            (CondStage::LowRes, Some(lr)) => Tensor::cat(&[&x_t, lr], 1)?,
+            (CondStage::LowRes, Some(lr)) => Tensor::cat(&[&x_t, &lr.to_device(dev)?], 1)?,
             (CondStage::LowRes, None) => return Err(Error::invalid("train", "a super-resolution model needs each batch's low-res image")),
             _ => x_t,
         };
-        let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?;
-        let out = self.model.unet.forward(&x_in, &t, context.as_ref(), None)?;
+        let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?.to_device(dev)?;
+        // bf16 mixed precision: the UNet runs in bf16 (its layers cast the f32 weights per call),
+        // the loss is taken in f32.
+        let out = self.model.unet.forward(&x_in.to_dtype(self.cfg.precision)?, &t, context.as_ref(), None)?.to_dtype(DType::F32)?;
         let diff = out.sub(&target)?;
         diff.mul(&diff)?.mean_all()
     }
@@ -398,7 +412,7 @@ impl LdmTrainer {
         self.with_ema(|m| {
             let shape = m.latent_shape(&req.condition, n, None)?;
             let x0 = Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed));
-            m.generate(&req, &x0, &mut SeededNoise(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))), &mut || {})
+            m.generate(&req, &x0, &mut SeededNoise(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))), &mut || {})?.to_device(Device::Cpu)
         })
     }
 
