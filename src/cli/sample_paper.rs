@@ -71,8 +71,17 @@ fn condition(a: &SampleArgs, p: &LdmPreset) -> Result<LdmCondition> {
     if let Some(missing) = takes.iter().find(|f| !given.contains(f)) {
         return Err(invalid(format!("the {} model needs {missing} (it takes {})", p.name, takes.join(" and "))));
     }
-    // the paper pipeline takes images in [0, 1]
-    let image01 = |path: &Path, what: &str| read_image(path, n, what)?.affine(0.5, 0.5);
+    // the paper pipeline takes images in [0, 1]; a grey model (MNIST) takes the PNG's luminance
+    // as its one channel
+    let grey_model = matches!(&p.first_stage, FirstStageConfig::Kl(c) | FirstStageConfig::Vq { cfg: c, .. } if c.in_channels == 1);
+    let image01 = |path: &Path, what: &str| -> Result<Tensor> {
+        let rgb = read_image(path, n, what)?.affine(0.5, 0.5)?;
+        if !grey_model {
+            return Ok(rgb);
+        }
+        let ch = |i| rgb.narrow(1, i, 1);
+        ch(0)?.add(&ch(1)?)?.add(&ch(2)?)?.mul_scalar(1.0 / 3.0)
+    };
     Ok(match &p.cond_stage {
         CondStageConfig::None => LdmCondition::None,
         CondStageConfig::Class { .. } => LdmCondition::Class(vec![a.class.unwrap_or_default(); n]),
@@ -83,17 +92,7 @@ fn condition(a: &SampleArgs, p: &LdmPreset) -> Result<LdmCondition> {
             let mask = read_mask(a.mask.as_deref().unwrap_or(Path::new("")), image.dim(3)?, image.dim(2)?)?;
             LdmCondition::Inpaint { mask: Tensor::cat(&vec![&mask; n], 0)?, image }
         }
-        CondStageConfig::Identity => {
-            let rgb = image01(a.init_image.as_deref().unwrap_or(Path::new("")), "low-resolution image")?;
-            let grey_model = matches!(&p.first_stage, FirstStageConfig::Kl(c) | FirstStageConfig::Vq { cfg: c, .. } if c.in_channels == 1);
-            if grey_model {
-                // a grey model (MNIST) takes the PNG's luminance as its one channel
-                let ch = |i| rgb.narrow(1, i, 1);
-                LdmCondition::LowRes(ch(0)?.add(&ch(1)?)?.add(&ch(2)?)?.mul_scalar(1.0 / 3.0)?)
-            } else {
-                LdmCondition::LowRes(rgb)
-            }
-        }
+        CondStageConfig::Identity => LdmCondition::LowRes(image01(a.init_image.as_deref().unwrap_or(Path::new("")), "low-resolution image")?),
         CondStageConfig::Rescaler { .. } => LdmCondition::Segmentation(read_segmentation(a.segmentation.as_deref().unwrap_or(Path::new("")), n)?),
         CondStageConfig::Clip(_) => unreachable!("refused above"),
     })

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::train::data::{Dataset, Loader, LoaderConfig, Start};
-use ldm_engine::train::ldm_data::{Holdout, LatentCache};
+use ldm_engine::train::ldm_data::{random_masks, Holdout, LatentCache};
 use ldm_engine::train::ldm_export::export_model;
 use ldm_engine::train::ldm_trainer::{LatentBatch, LdmStepLog, LdmTrainer};
 use ldm_engine::train::ldm_config::LdmCond;
@@ -40,6 +40,12 @@ fn next_batch(source: &mut Source, t: &LdmTrainer, step: u64, batch: usize, seed
         Source::Cached(c) => c.batch(step, batch, seed),
         Source::Images(l) => {
             let b = l.next_batch()?;
+            if t.cfg.cond == LdmCond::Inpaint {
+                // a fresh mask per image and step, reproducible from the seed and the step
+                let [n, _, h, w] = [b.images.dim(0)?, 0, b.images.dim(2)?, b.images.dim(3)?];
+                let masks = random_masks(n, h, w, seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15))?;
+                return t.encode_inpainting(&b.images, &masks, b.labels);
+            }
             t.encode(&b.images, b.labels, &[])
         }
     }
@@ -48,9 +54,15 @@ fn next_batch(source: &mut Source, t: &LdmTrainer, step: u64, batch: usize, seed
 /// A grid of samples: for class models GRID_ROWS rows of every class, for text models GRID_ROWS
 /// rows of up to 10 distinct training captions (one column each), for super-resolution models 8
 /// low-res inputs (enlarged) over their samples, else 4×8 unconditional.
-fn sample_grid(t: &LdmTrainer, path: &Path, lowres: Option<&Tensor>, prompts: &[String]) -> Result<()> {
+fn sample_grid(t: &LdmTrainer, path: &Path, preview: Option<&Preview>, prompts: &[String]) -> Result<()> {
     let caption = format!("step {}: EMA weights, DDIM {GRID_STEPS} steps, guidance {GRID_GUIDANCE}", t.step);
-    if let Some(lr) = lowres {
+    if let Some(Preview::Inpaint { images, masks }) = preview {
+        let x = t.sample_inpainting(images, masks, GRID_STEPS, 0)?.clamp(-1.0, 1.0)?;
+        // the inputs as the model saw them: the masked region grey
+        let shown = masks.affine(-1.0, 1.0)?.mul(images)?;
+        return save_recon_grid(path, &shown, &x, &format!("{caption}: masked inputs (top), inpainted (bottom)"));
+    }
+    if let Some(Preview::LowRes(lr)) = preview {
         let x = t.sample(None, Some(lr), 0, GRID_STEPS, 1.0, 0)?.clamp(-1.0, 1.0)?;
         let up = lr.upsample_nearest2d(x.dim(2)?, x.dim(3)?)?;
         return save_recon_grid(path, &up, &x, &format!("{caption}: low-res inputs (top), samples (bottom)"));
@@ -90,9 +102,15 @@ fn preview_prompts(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The low-res versions of the first 8 training images (super-resolution models' sample grids).
-fn preview_lowres(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Option<Tensor>> {
-    if t.cfg.cond != LdmCond::LowRes {
+/// What the sample grids of concat-conditioned models start from: for super-resolution the
+/// low-res versions of the first 8 training images, for inpainting those images and fixed masks.
+enum Preview {
+    LowRes(Tensor),
+    Inpaint { images: Tensor, masks: Tensor },
+}
+
+fn preview_images(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Option<Preview>> {
+    if t.cfg.cond != LdmCond::LowRes && t.cfg.cond != LdmCond::Inpaint {
         return Ok(None);
     }
     let n = ds.len().min(8);
@@ -102,7 +120,11 @@ fn preview_lowres(t: &LdmTrainer, ds: &dyn Dataset) -> Result<Option<Tensor>> {
     for (i, out) in px.chunks_mut(c * h * w).enumerate() {
         ds.fill(i, &mut rng, out)?;
     }
-    Ok(t.encode(&Tensor::from_vec(px, &[n, c, h, w])?, None, &[])?.concat)
+    let images = Tensor::from_vec(px, &[n, c, h, w])?;
+    if t.cfg.cond == LdmCond::Inpaint {
+        return Ok(Some(Preview::Inpaint { masks: random_masks(n, h, w, 0)?, images }));
+    }
+    Ok(t.encode(&images, None, &[])?.concat.map(Preview::LowRes))
 }
 
 pub fn train_ldm(a: &TrainArgs) -> Result<()> {
@@ -186,7 +208,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
             pending = Some(probe);
         }
     }
-    let lowres = preview_lowres(&t, &*ds)?;
+    let preview = preview_images(&t, &*ds)?;
     let prompts = preview_prompts(&t, &*ds)?;
     let csv = out.join("losses.csv");
     let mut rows = read_log(&csv, LdmStepLog::CSV_HEADER, t.step)?;
@@ -202,7 +224,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         // columns after `step`: lr, loss, grad_norm
         let col = |i: usize| rows.iter().filter_map(|(s, v)| v.get(i).map(|x| (*s as f64, *x))).collect::<Vec<_>>();
         save_loss_plot(&out.join("losses.png"), &[("loss (MSE)", col(1)), ("gradient norm", col(2))])?;
-        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)), lowres.as_ref(), &prompts)
+        sample_grid(t, &out.join(format!("samples_{:06}.png", t.step)), preview.as_ref(), &prompts)
     };
     let last = cfg.steps.min(a.max_steps.unwrap_or(u64::MAX));
     while t.step < last && !out_of_time() {

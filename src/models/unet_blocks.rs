@@ -4,6 +4,7 @@
 //! `vb.pp("model.diffusion_model.input_blocks.1.0")` loads an SD1.x single-file checkpoint as is;
 //! diffusers names are mapped in io/name_map.rs.
 
+use crate::nn::in_dtype;
 use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, Module, VarBuilder};
 use crate::tensor::conv::Conv2dParams;
 use crate::{Result, Tensor};
@@ -139,11 +140,13 @@ impl AttentionBlock {
         let (heads, t) = (self.heads, h * w);
         let d = c / heads;
         let tokens = self.norm.forward(x)?.reshape(&[n, c, t])?.transpose(1, 2)?; // [N, T, C]
-        let qkv = tokens.linear(&self.qkv_w, Some(&self.qkv_b))?.reshape(&[n, t, heads, 3, d])?;
+        // the conv1d weights meet the activations in their dtype (mixed precision), as Linear's do
+        let dt = tokens.dtype();
+        let qkv = tokens.linear(&in_dtype(&self.qkv_w, dt)?, Some(&in_dtype(&self.qkv_b, dt)?))?.reshape(&[n, t, heads, 3, d])?;
         let part = |i: usize| qkv.narrow(3, i, 1)?.squeeze(3)?.transpose(1, 2); // [N, heads, T, d]
         let a = Tensor::scaled_dot_product_attention(&part(0)?, &part(1)?, &part(2)?, None, None)?;
         let a = a.transpose(1, 2)?.reshape(&[n, t, c])?; // heads back in head-major channel order
-        let out = a.linear(&self.out_w, Some(&self.out_b))?.transpose(1, 2)?.reshape(&[n, c, h, w])?;
+        let out = a.linear(&in_dtype(&self.out_w, dt)?, Some(&in_dtype(&self.out_b, dt)?))?.transpose(1, 2)?.reshape(&[n, c, h, w])?;
         out.add(x)
     }
 }

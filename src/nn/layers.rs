@@ -15,7 +15,7 @@ pub trait Module {
 /// weights and runs the layers in bf16/f16: the weight is cast per call, and the cast is recorded,
 /// so the gradient reaches the f32 weight. The same dtype costs nothing. (Norm layers need no cast:
 /// their kernels read f32 or half parameters alike.)
-fn in_dtype(p: &Tensor, dtype: crate::DType) -> Result<Tensor> {
+pub(crate) fn in_dtype(p: &Tensor, dtype: crate::DType) -> Result<Tensor> {
     if p.dtype() == dtype || !dtype.is_float() { Ok(p.clone()) } else { p.to_dtype(dtype) }
 }
 

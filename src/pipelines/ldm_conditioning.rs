@@ -234,8 +234,9 @@ fn check_unit_range(what: &str, x: &Tensor) -> Result<()> {
 /// Checks and prepares inpainting's inputs for images of `[n, H, W]`: the image in [0, 1] and the
 /// mask binarised at 0.5 (scripts/inpaint.py make_batch).
 pub(crate) fn inpaint_inputs(image: &Tensor, mask: &Tensor, [n, hh, ww]: [usize; 3]) -> Result<(Tensor, Tensor)> {
-    if image.shape() != [n, 3, hh, ww] {
-        return Err(Error::bad_shape(OP, format!("the image to inpaint must be [{n}, 3, {hh}, {ww}]: the latents' size × the first stage's factor"), image.shape()));
+    // any channel count: RGB models, and grey ones (MNIST) trained by the engine
+    if image.rank() != 4 || image.dim(0)? != n || image.dims()[2..] != [hh, ww] {
+        return Err(Error::bad_shape(OP, format!("the image to inpaint must be [{n}, C, {hh}, {ww}]: the latents' size × the first stage's factor"), image.shape()));
     }
     if mask.shape() != [n, 1, hh, ww] {
         return Err(Error::bad_shape(OP, format!("the inpainting mask must be [{n}, 1, {hh}, {ww}], the image's size"), mask.shape()));
@@ -253,8 +254,8 @@ pub fn inpaint_paste(cond: &LdmCondition, x: &Tensor) -> Result<Tensor> {
         return Err(Error::invalid(OP, format!("pasting needs the image and mask that were inpainted, not {}", cond.kind())));
     };
     let (image, mask) = match x.shape() {
-        &[n, 3, hh, ww] => inpaint_inputs(image, mask, [n, hh, ww])?,
-        s => return Err(Error::bad_shape(OP, "the decoded image must be [N, 3, H, W]", s)),
+        &[n, _, hh, ww] => inpaint_inputs(&image.to_device(x.device())?, &mask.to_device(x.device())?, [n, hh, ww])?,
+        s => return Err(Error::bad_shape(OP, "the decoded image must be [N, C, H, W]", s)),
     };
     let predicted = x.affine(0.5, 0.5)?.clamp(0.0, 1.0)?;
     let keep = mask.affine(-1.0, 1.0)?.mul(&image.clamp(0.0, 1.0)?)?;

@@ -31,6 +31,12 @@ pub enum LdmCond {
     /// averaged down to the latents' size (f×f area mean), in [−1, 1], concatenated to the UNet's
     /// input at every call. The UNet takes latent + image channels.
     LowRes,
+    /// Inpainting by concatenation (CompVis inpainting_big, cond stage = the first stage): a
+    /// random mask per image and step (1–3 rectangles), the masked image (1 − m)·x encoded by the
+    /// frozen first stage and the mask (as 2m − 1, nearest to the latents' size) concatenated to
+    /// the UNet's input. The UNet takes 2 × latent + 1 channels. Masks change every step, so the
+    /// latents are encoded per batch (train.cache_latents false).
+    Inpaint,
     /// Text by cross-attention, the paper's text-to-image recipe: captions → BERT WordPiece ids
     /// (the built-in bert-base-uncased vocabulary, padded to `max_len`) → the LDMBert transformer,
     /// trained jointly with the UNet; `drop_prob` of the captions become "" (the unconditional
@@ -201,6 +207,7 @@ impl LdmTrainConfig {
                 LdmCond::Class { n_classes: c.size("n_classes", None)?, embed_dim: c.size("embed_dim", None)?, drop_prob }
             }
             "lowres" => LdmCond::LowRes,
+            "inpaint" => LdmCond::Inpaint,
             "text" => {
                 let drop_prob = c.num("drop_prob", Some(0.1))?;
                 if !(0.0..1.0).contains(&drop_prob) {
@@ -216,7 +223,7 @@ impl LdmTrainConfig {
                 }
                 LdmCond::Text { d_model, layers: c.size("layers", Some(2))?, heads, max_len, drop_prob }
             }
-            other => return Err(bad(format!("\"cond.kind\" {other:?} is not one of \"none\", \"class\", \"lowres\", \"text\""))),
+            other => return Err(bad(format!("\"cond.kind\" {other:?} is not one of \"none\", \"class\", \"lowres\", \"inpaint\", \"text\""))),
         };
         let mc = u.size("model_channels", None)?;
         let mult = u.sizes("channel_mult", None)?;
@@ -245,9 +252,13 @@ impl LdmTrainConfig {
         let (context_dim, spatial) = match &cond {
             LdmCond::Class { embed_dim, .. } => (*embed_dim, true),
             LdmCond::Text { d_model, .. } => (*d_model, true),
-            LdmCond::Unconditional | LdmCond::LowRes => (0, false),
+            LdmCond::Unconditional | LdmCond::LowRes | LdmCond::Inpaint => (0, false),
         };
-        let concat = if cond == LdmCond::LowRes { image_channels } else { 0 };
+        let concat = match cond {
+            LdmCond::LowRes => image_channels,
+            LdmCond::Inpaint => latent_channels + 1,
+            _ => 0,
+        };
         let unet = UNetConfig {
             in_channels: u.size("in_channels", Some(latent_channels + concat))?,
             out_channels: u.size("out_channels", Some(latent_channels))?,
@@ -321,7 +332,11 @@ impl LdmTrainConfig {
             }
         }
         if u.in_channels != latent_channels + concat || u.out_channels != latent_channels {
-            let what = if concat > 0 { format!(" (+ the low-res image's {concat})") } else { String::new() };
+            let what = match self.cond {
+                LdmCond::LowRes => format!(" (+ the low-res image's {concat})"),
+                LdmCond::Inpaint => format!(" (+ the masked image's {} latent channels and the mask)", concat - 1),
+                _ => String::new(),
+            };
             return Err(bad(format!("unet: in/out channels {}/{} must be the autoencoder's {latent_channels} latent channels{what}", u.in_channels, u.out_channels)));
         }
         if let LdmCond::Class { n_classes, embed_dim, .. } = self.cond
@@ -341,6 +356,9 @@ impl LdmTrainConfig {
         if self.ema_decay.is_some_and(|d| !(0.0..1.0).contains(&d)) {
             return Err(bad("train.ema_decay must be in [0, 1)"));
         }
+        if self.cond == LdmCond::Inpaint && self.cache_latents {
+            return Err(bad("cond.kind \"inpaint\" draws a new mask every step, so the masked image is encoded per batch: set train.cache_latents to false"));
+        }
         if matches!(self.cond, LdmCond::Text { .. }) && !self.cache_latents {
             return Err(bad("cond.kind \"text\" trains from cached latents and captions: set train.cache_latents to true"));
         }
@@ -357,6 +375,7 @@ impl LdmTrainConfig {
             LdmCond::Unconditional => json!({"kind": "none"}),
             LdmCond::Class { n_classes, embed_dim, drop_prob } => json!({"kind": "class", "n_classes": n_classes, "embed_dim": embed_dim, "drop_prob": drop_prob}),
             LdmCond::LowRes => json!({"kind": "lowres"}),
+            LdmCond::Inpaint => json!({"kind": "inpaint"}),
             LdmCond::Text { d_model, layers, heads, max_len, drop_prob } => json!({"kind": "text", "d_model": d_model, "layers": layers, "heads": heads, "max_len": max_len, "drop_prob": drop_prob}),
         };
         json!({

@@ -175,3 +175,23 @@ impl LatentCache {
         })
     }
 }
+
+/// Random inpainting masks [n, 1, h, w] (1 = repaint, 0 = keep), reproducible from `seed`: each
+/// image gets 1–3 axis-aligned rectangles with sides between 1/4 and 3/4 of the image's. (The paper
+/// trained on LaMa's large masks — random thick strokes and boxes; rectangles are the box half of
+/// that recipe, and what `sample --mask` users draw most.)
+pub fn random_masks(n: usize, h: usize, w: usize, seed: u64) -> Result<Tensor> {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut m = vec![0f32; n * h * w];
+    for plane in m.chunks_mut(h * w) {
+        for _ in 0..rng.random_range(1..=3) {
+            let (rh, rw) = (rng.random_range(h.div_ceil(4)..=(3 * h / 4).max(h.div_ceil(4))), rng.random_range(w.div_ceil(4)..=(3 * w / 4).max(w.div_ceil(4))));
+            let (y0, x0) = (rng.random_range(0..=h - rh), rng.random_range(0..=w - rw));
+            for y in y0..y0 + rh {
+                plane[y * w + x0..y * w + x0 + rw].fill(1.0);
+            }
+        }
+    }
+    Tensor::from_vec(m, &[n, 1, h, w])
+}

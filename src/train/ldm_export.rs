@@ -112,6 +112,7 @@ pub fn preset_of(c: &LdmTrainConfig, ae: &AeTrainConfig) -> LdmPreset {
         LdmCond::Unconditional => (CondStageConfig::None, ConditioningKey::None),
         LdmCond::Class { n_classes, embed_dim, .. } => (CondStageConfig::Class { n_classes: n_classes + 1, embed_dim }, ConditioningKey::CrossAttn),
         LdmCond::LowRes => (CondStageConfig::Identity, ConditioningKey::Concat),
+        LdmCond::Inpaint => (CondStageConfig::FirstStage, ConditioningKey::Concat),
         LdmCond::Text { .. } => (CondStageConfig::Bert(c.cond.bert().expect("a text config")), ConditioningKey::CrossAttn),
     };
     let first_stage = match ae.kind {

@@ -169,6 +169,7 @@ impl LdmTrainer {
             LdmCond::Unconditional => CondStage::None,
             LdmCond::Class { n_classes, embed_dim, .. } => CondStage::Class(ClassEmbedder::new(&vb.pp("cond_stage_model"), n_classes + 1, *embed_dim)?),
             LdmCond::LowRes => CondStage::LowRes,
+            LdmCond::Inpaint => CondStage::MaskedImage,
             LdmCond::Text { .. } => {
                 let bert = crate::models::ldm_bert::LdmBert::new(&vb.pp("cond_stage_model").pp("transformer"), &cfg.cond.bert().expect("a text config"))?;
                 CondStage::Text { bert, tokenizer: Some(Box::new(crate::models::bert_tokenizer::BertTokenizer::builtin()?)) }
@@ -252,6 +253,35 @@ impl LdmTrainer {
         })
     }
 
+    /// An inpainting model's batch: images [B, C, S, S] in [−1, 1] and masks [B, 1, S, S] (1 =
+    /// repaint) → the latents, plus the concatenated conditioning built exactly as sampling builds
+    /// it (the pipeline's conditioner: the masked image (1 − m)·x through the frozen first stage,
+    /// the mask as 2m − 1 at the latents' size).
+    pub fn encode_inpainting(&self, images: &Tensor, masks: &Tensor, labels: Option<Tensor>) -> Result<LatentBatch> {
+        let _g = crate::no_grad();
+        let mut batch = self.encode(images, labels, &[])?;
+        let latent = match batch.mean.shape() {
+            &[n, c, h, w] => [n, c, h, w],
+            s => return Err(Error::bad_shape("train", "latents must be [N, C, h, w]", s)),
+        };
+        let req = LdmRequest { condition: LdmCondition::Inpaint { image: images.affine(0.5, 0.5)?, mask: masks.clone() }, guidance: 1.0, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps: 1, eta: 0.0 } };
+        let inputs = self.model.unet_inputs(&req, latent)?;
+        batch.concat = inputs.concat.map(|c| c.to_device(Device::Cpu)).transpose()?;
+        Ok(batch)
+    }
+
+    /// Inpaints `images` [N, C, S, S] in [−1, 1] where `masks` [N, 1, S, S] is 1, with the EMA
+    /// weights (DDIM, `steps`), pasted into the kept region; images in [−1, 1] on the host.
+    pub fn sample_inpainting(&self, images: &Tensor, masks: &Tensor, steps: usize, seed: u64) -> Result<Tensor> {
+        let condition = LdmCondition::Inpaint { image: images.affine(0.5, 0.5)?, mask: masks.clone() };
+        let req = LdmRequest { condition, guidance: 1.0, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
+        self.with_ema(|m| {
+            let shape = m.latent_shape(&req.condition, images.dim(0)?, None)?;
+            let x0 = Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed));
+            m.generate(&req, &x0, &mut SeededNoise(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))), &mut || {})?.to_device(Device::Cpu)
+        })
+    }
+
     /// CompVis `scale_by_std`: 1 / std of the posterior samples of `batch` (drawn with the seed).
     pub fn measure_scale_factor(&mut self, batch: &LatentBatch) -> Result<f64> {
         let noise = batch.logvar.as_ref().map(|_| Tensor::randn(batch.mean.shape(), 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(self.cfg.seed ^ 0x5CA1E)));
@@ -274,7 +304,7 @@ impl LdmTrainer {
         let t = (0..b).map(|_| rng.random_range(0..self.cfg.timesteps)).collect();
         let drop_prob = match self.cfg.cond {
             LdmCond::Class { drop_prob, .. } | LdmCond::Text { drop_prob, .. } => drop_prob,
-            LdmCond::Unconditional | LdmCond::LowRes => 0.0,
+            LdmCond::Unconditional | LdmCond::LowRes | LdmCond::Inpaint => 0.0,
         };
         let drop = (0..b).map(|_| rng.random::<f64>() < drop_prob).collect();
         let eps = Tensor::randn(shape, 0.0, 1.0, DType::F32, &mut rng);
@@ -315,7 +345,7 @@ impl LdmTrainer {
                 Some(emb.forward(&Tensor::from_vec(labels, &[b])?)?)
             }
             (CondStage::Class(_), None) => return Err(Error::invalid("train", "a class-conditional model needs labelled data (mnist, fashion-mnist)")),
-            (CondStage::LowRes, _) => None,
+            (CondStage::LowRes | CondStage::MaskedImage, _) => None,
             (CondStage::Text { bert, tokenizer: Some(tok) }, _) => {
                 let ids = batch.tokens.as_ref().ok_or_else(|| Error::invalid("train", "a text model needs each batch's caption ids"))?;
                 let len = bert.config().max_positions;
@@ -335,6 +365,8 @@ impl LdmTrainer {
         let x_in = match (&self.model.cond_stage, &batch.concat) {
             (CondStage::LowRes, Some(lr)) => Tensor::cat(&[&x_t, &lr.to_device(dev)?], 1)?,
             (CondStage::LowRes, None) => return Err(Error::invalid("train", "a super-resolution model needs each batch's low-res image")),
+            (CondStage::MaskedImage, Some(c)) => Tensor::cat(&[&x_t, &c.to_device(dev)?], 1)?,
+            (CondStage::MaskedImage, None) => return Err(Error::invalid("train", "an inpainting model needs each batch's masked-image latents and mask (encode_inpainting)")),
             _ => x_t,
         };
         let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?.to_device(dev)?;
