@@ -17,7 +17,7 @@ use super::discriminator::{init_weights, Discriminator, DiscriminatorConfig};
 use super::ldm_config::section;
 use super::optim::{clip_grad_norm, warmup_lr, AdamW, AdamWConfig};
 use crate::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
-use crate::models::vq::VQModel;
+use crate::models::vq::{VQModel, VectorQuantizer};
 use crate::nn::VarBuilder;
 use crate::{DType, Error, Result, Tensor};
 
@@ -25,8 +25,10 @@ use crate::{DType, Error, Result, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FirstStageKind {
     Kl,
-    /// `n_embed` codes; β weighs the codebook term (taming's legacy convention, CompVis' default)
-    Vq { n_embed: usize, beta: f64 },
+    /// `n_embed` codes; β weighs the codebook term (taming's legacy convention, CompVis' default).
+    /// `ema_decay`: the codebook follows moving averages of the encoder outputs (taming's
+    /// EMAVectorQuantizer, `model.codebook_ema_decay`) and β weighs the commitment term alone.
+    Vq { n_embed: usize, beta: f64, ema_decay: Option<f64> },
 }
 
 /// Everything a run is configured by (the JSON config file, see `from_json`).
@@ -82,7 +84,7 @@ impl AeTrainConfig {
         if let Some(k) = top.keys().find(|k| !["model", "loss", "disc", "train"].contains(&k.as_str())) {
             return Err(Error::invalid("config", format!("unknown section \"{k}\" (known: model, loss, disc, train)")));
         }
-        let model_keys = ["kind", "in_channels", "ch", "ch_mult", "num_res_blocks", "attn_levels", "z_channels", "embed_dim", "groups", "mid_attn", "n_embed", "beta"];
+        let model_keys = ["kind", "in_channels", "ch", "ch_mult", "num_res_blocks", "attn_levels", "z_channels", "embed_dim", "groups", "mid_attn", "n_embed", "beta", "codebook_ema_decay"];
         let loss_keys = ["disc_start", "kl_weight", "codebook_weight", "disc_weight", "disc_factor", "perceptual_weight", "logvar_init"];
         let train_keys = ["lr", "batch_size", "image_size", "steps", "warmup_steps", "grad_clip", "save_every", "log_every", "image_every", "seed"];
         section(v, "model", &model_keys, true)?;
@@ -122,7 +124,19 @@ impl AeTrainConfig {
         };
         let kind = match or(v, "model", "kind", "kl".to_string(), |v, s, k| Ok(field(v, s, k)?.as_str().unwrap_or("").to_string()))?.as_str() {
             "kl" => FirstStageKind::Kl,
-            "vq" => FirstStageKind::Vq { n_embed: uint(v, "model", "n_embed")? as usize, beta: or(v, "model", "beta", 0.25, num)? },
+            "vq" => {
+                let ema_decay = match v.get("model").and_then(|m| m.get("codebook_ema_decay")) {
+                    None | Some(Value::Null) => None,
+                    Some(_) => {
+                        let d = num(v, "model", "codebook_ema_decay")?;
+                        if !(0.0..1.0).contains(&d) {
+                            return Err(Error::invalid("config", format!("model.codebook_ema_decay {d} must be in [0, 1)")));
+                        }
+                        Some(d)
+                    }
+                };
+                FirstStageKind::Vq { n_embed: uint(v, "model", "n_embed")? as usize, beta: or(v, "model", "beta", 0.25, num)?, ema_decay }
+            }
             other => return Err(Error::invalid("config", format!("model.kind {other:?}: expected \"kl\" or \"vq\""))),
         };
         let cfg = AeTrainConfig {
@@ -155,10 +169,13 @@ impl AeTrainConfig {
         let (m, l) = (&self.model, &self.loss);
         let mut model = json!({"kind": "kl", "in_channels": m.in_channels, "ch": m.ch, "ch_mult": m.ch_mult, "num_res_blocks": m.num_res_blocks,
                       "attn_levels": m.attn_levels, "z_channels": m.z_channels, "embed_dim": m.embed_dim, "groups": m.groups, "mid_attn": m.mid_attn});
-        if let FirstStageKind::Vq { n_embed, beta } = self.kind {
+        if let FirstStageKind::Vq { n_embed, beta, ema_decay } = self.kind {
             model["kind"] = json!("vq");
             model["n_embed"] = json!(n_embed);
             model["beta"] = json!(beta);
+            if let Some(d) = ema_decay {
+                model["codebook_ema_decay"] = json!(d);
+            }
         }
         json!({
             "model": model,
@@ -233,14 +250,21 @@ impl AeTrainer {
         let ae_vb = VarBuilder::seeded_init(DType::F32, cfg.seed);
         let ae = match cfg.kind {
             FirstStageKind::Kl => FirstStageModel::Kl(AutoencoderKL::new(&ae_vb, &cfg.model)?),
-            FirstStageKind::Vq { n_embed, beta } => FirstStageModel::Vq(VQModel::new(&ae_vb, &cfg.model, n_embed, beta, true)?),
+            FirstStageKind::Vq { n_embed, beta, ema_decay: None } => FirstStageModel::Vq(VQModel::new(&ae_vb, &cfg.model, n_embed, beta, true)?),
+            FirstStageKind::Vq { n_embed, beta, ema_decay: Some(d) } => FirstStageModel::Vq(VQModel::new_ema(&ae_vb, &cfg.model, n_embed, beta, d)?),
         };
         let disc_vb = init_weights(cfg.seed.wrapping_add(1));
         let disc = Discriminator::new(&disc_vb, cfg.disc)?;
         let adam = AdamWConfig { lr: cfg.lr, beta1: 0.5, beta2: 0.9, weight_decay: 0.0, ..AdamWConfig::default() };
         let (ae_params, disc_params) = (ae_vb.params(), disc_vb.params());
+        // The EMA codebook updates itself: the optimiser trains everything else.
+        let trained: Vec<(String, Tensor)> = ae_params
+            .iter()
+            .filter(|(n, _)| !matches!(cfg.kind, FirstStageKind::Vq { ema_decay: Some(_), .. }) || !VectorQuantizer::EMA_STATE.iter().any(|s| *n == format!("quantize.{s}")))
+            .cloned()
+            .collect();
         Ok(AeTrainer {
-            opt_ae: AdamW::new(ae_params.clone(), adam)?,
+            opt_ae: AdamW::new(trained, adam)?,
             opt_disc: AdamW::new(disc_params.clone(), adam)?,
             ae_params,
             disc_params,
@@ -310,7 +334,11 @@ impl AeTrainer {
                 Ok((m.decode(&z)?, Reg::Kl(post)))
             }
             FirstStageModel::Vq(m) => {
-                let q = m.quantize.forward(&m.encode(x)?)?;
+                let h = m.encode(x)?;
+                let q = m.quantize.forward(&h)?;
+                // taming updates the EMA codebook in every training forward — Lightning runs one
+                // per optimiser, so twice a step, and so does this (no-op without EMA)
+                m.quantize.ema_update(&h, &q.indices)?;
                 Ok((m.decode_code(&q.z_q)?, Reg::Vq(q.loss)))
             }
         }

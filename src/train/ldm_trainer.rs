@@ -161,7 +161,7 @@ impl LdmTrainer {
         let fs_vb = VarBuilder::seeded_init(DType::F32, 0).on_device(device);
         let first_stage = match ae_cfg.kind {
             FirstStageKind::Kl => FirstStage::Kl(AutoencoderKL::new(&fs_vb, &ae_cfg.model)?),
-            FirstStageKind::Vq { n_embed, beta } => FirstStage::Vq(VQModel::new(&fs_vb, &ae_cfg.model, n_embed, beta, true)?),
+            FirstStageKind::Vq { n_embed, beta, .. } => FirstStage::Vq(VQModel::new(&fs_vb, &ae_cfg.model, n_embed, beta, true)?),
         };
         let vb = VarBuilder::seeded_init(DType::F32, cfg.seed).on_device(device);
         let unet = UNet::new(&vb.pp("model.diffusion_model"), &cfg.unet)?;
