@@ -152,21 +152,14 @@ fn the_built_in_model_samples_the_same_digits_on_every_device() {
 fn ldm_training_steps_match_the_cpu_on_every_device() {
     use common::fixture::Fixture;
     use ldm_engine::train::ae_trainer::AeTrainConfig;
-    use ldm_engine::train::ldm_trainer::{LatentBatch, LdmTrainer, StepDraws};
+    use ldm_engine::train::ldm_trainer::LdmTrainer;
     let f = Fixture::open("train/ldm_steps");
     let ae = || {
         let v = serde_json::json!({"model": {"in_channels": 3, "ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "z_channels": 3, "embed_dim": 3, "groups": 8},
                                    "train": {"lr": 1e-3, "batch_size": 2, "image_size": 16, "steps": 1}});
         AeTrainConfig::from_json(&v).unwrap()
     };
-    let get = |k: &str| f.tensor(&format!("step0.{k}"));
-    let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")), concat: None, tokens: None };
-    let draws = StepDraws {
-        t: get("t").to_vec::<i64>().unwrap().into_iter().map(|v| v as usize).collect(),
-        eps: get("eps"),
-        posterior: Some(get("noise")),
-        drop: get("drop").to_vec::<u8>().unwrap().into_iter().map(|d| d != 0).collect(),
-    };
+    let (batch, draws) = f.ldm_step(0);
     for precision in ["f32", "bf16"] {
         let run = |dev: Device| {
             let mut cfg = f.json("config");

@@ -80,7 +80,7 @@ fn vq_gradients_follow_the_beta_convention_and_pass_straight_through() {
     let codebook = common::randn(&[8, 3], 1);
     let z0 = common::randn(&[1, 3, 2, 2], 2);
     for legacy in [true, false] {
-        let vq = VectorQuantizer { codebook: codebook.requires_grad(), beta: 0.25, legacy };
+        let vq = VectorQuantizer { codebook: codebook.requires_grad(), beta: 0.25, legacy, ema: None };
         let z = z0.requires_grad();
         let q = vq.forward(&z).unwrap();
         let zq = vq.lookup(&q.indices.reshape(&[1, 2, 2]).unwrap()).unwrap();

@@ -12,7 +12,7 @@ mod common;
 
 use common::fixture::{assert_parity_within, Fixture};
 use ldm_engine::train::ae_trainer::AeTrainConfig;
-use ldm_engine::train::ldm_trainer::{LatentBatch, LdmTrainer, StepDraws};
+use ldm_engine::train::ldm_trainer::LdmTrainer;
 use ldm_engine::Tensor;
 use serde_json::json;
 
@@ -68,13 +68,7 @@ fn three_steps(fixture: &str) {
     for step in 0..3 {
         let pre = format!("step{step}.");
         let get = |k: &str| f.tensor(&format!("{pre}{k}"));
-        let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")), concat: None, tokens: None };
-        let draws = StepDraws {
-            t: get("t").to_vec::<i64>().unwrap().into_iter().map(|v| v as usize).collect(),
-            eps: get("eps"),
-            posterior: Some(get("noise")),
-            drop: get("drop").to_vec::<u8>().unwrap().into_iter().map(|d| d != 0).collect(),
-        };
+        let (batch, draws) = f.ldm_step(step);
         let (loss, grads) = t.gradients(&batch, &draws).unwrap();
         let ref_loss = get("loss").to_vec::<f32>().unwrap()[0] as f64;
         println!("step {step}: loss {loss:.7} vs torch {ref_loss:.7}");
@@ -143,14 +137,7 @@ fn bf16_mixed_precision_follows_the_f32_step() {
             copy_into(p, &f.tensor(&format!("init.{n}")));
         }
     }
-    let get = |k: &str| f.tensor(&format!("step0.{k}"));
-    let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")), concat: None, tokens: None };
-    let draws = StepDraws {
-        t: get("t").to_vec::<i64>().unwrap().into_iter().map(|v| v as usize).collect(),
-        eps: get("eps"),
-        posterior: Some(get("noise")),
-        drop: get("drop").to_vec::<u8>().unwrap().into_iter().map(|d| d != 0).collect(),
-    };
+    let (batch, draws) = f.ldm_step(0);
     let (l32, g32) = f32_trainer.gradients(&batch, &draws).unwrap();
     let (l16, g16) = bf16_trainer.gradients(&batch, &draws).unwrap();
     println!("loss f32 {l32:.6} bf16 {l16:.6}");

@@ -139,22 +139,21 @@ pub struct VQModel {
 
 impl VQModel {
     pub fn new(vb: &VarBuilder, cfg: &AutoencoderConfig, n_embed: usize, beta: f64, legacy: bool) -> Result<Self> {
-        Ok(VQModel {
-            encoder: Encoder::new(&vb.pp("encoder"), cfg, false)?,
-            decoder: Decoder::new(&vb.pp("decoder"), cfg)?,
-            quantize: VectorQuantizer::new(&vb.pp("quantize"), n_embed, cfg.embed_dim, beta, legacy)?,
-            quant_conv: Conv2d::same(&vb.pp("quant_conv"), cfg.z_channels, cfg.embed_dim, 1)?,
-            post_quant_conv: Conv2d::same(&vb.pp("post_quant_conv"), cfg.embed_dim, cfg.z_channels, 1)?,
-            cfg: cfg.clone(),
-        })
+        Self::with_quantizer(vb, cfg, |vb| VectorQuantizer::new(vb, n_embed, cfg.embed_dim, beta, legacy))
     }
 
     /// A VQ model with taming's EMA codebook (decay `decay`).
     pub fn new_ema(vb: &VarBuilder, cfg: &AutoencoderConfig, n_embed: usize, beta: f64, decay: f64) -> Result<Self> {
+        Self::with_quantizer(vb, cfg, |vb| VectorQuantizer::new_ema(vb, n_embed, cfg.embed_dim, beta, decay))
+    }
+
+    /// The model around a quantizer built under `quantize.` (parameters requested in CompVis'
+    /// order: encoder, decoder, quantizer, the 1×1 convs).
+    fn with_quantizer(vb: &VarBuilder, cfg: &AutoencoderConfig, quantizer: impl FnOnce(&VarBuilder) -> Result<VectorQuantizer>) -> Result<Self> {
         Ok(VQModel {
             encoder: Encoder::new(&vb.pp("encoder"), cfg, false)?,
             decoder: Decoder::new(&vb.pp("decoder"), cfg)?,
-            quantize: VectorQuantizer::new_ema(&vb.pp("quantize"), n_embed, cfg.embed_dim, beta, decay)?,
+            quantize: quantizer(&vb.pp("quantize"))?,
             quant_conv: Conv2d::same(&vb.pp("quant_conv"), cfg.z_channels, cfg.embed_dim, 1)?,
             post_quant_conv: Conv2d::same(&vb.pp("post_quant_conv"), cfg.embed_dim, cfg.z_channels, 1)?,
             cfg: cfg.clone(),

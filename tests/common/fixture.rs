@@ -43,6 +43,21 @@ impl Fixture {
     pub fn list(&self, key: &str) -> Vec<usize> {
         self.file.metadata()[key].split(',').map(|v| v.parse().unwrap()).collect()
     }
+    /// A stage-2 training step of tools/gen_ldm_train_fixture.py: the batch (`step{k}.mean`,
+    /// `.logvar`, `.labels`) and torch's draws (`.t`, `.eps`, `.noise`, `.drop`).
+    pub fn ldm_step(&self, step: usize) -> (ldm_engine::train::ldm_trainer::LatentBatch, ldm_engine::train::ldm_trainer::StepDraws) {
+        use ldm_engine::train::ldm_trainer::{LatentBatch, StepDraws};
+        let get = |k: &str| self.tensor(&format!("step{step}.{k}"));
+        let batch = LatentBatch { mean: get("mean"), logvar: Some(get("logvar")), labels: Some(get("labels")), concat: None, tokens: None };
+        let draws = StepDraws {
+            t: get("t").to_vec::<i64>().unwrap().into_iter().map(|v| v as usize).collect(),
+            eps: get("eps"),
+            posterior: Some(get("noise")),
+            drop: get("drop").to_vec::<u8>().unwrap().into_iter().map(|d| d != 0).collect(),
+        };
+        (batch, draws)
+    }
+
     pub fn weights(&self, rename: impl Fn(&str) -> String) -> VarBuilder {
         self.weights_with(|name, t| (rename(name), t))
     }
