@@ -165,13 +165,13 @@ fn config_mistakes_are_one_line_errors() {
     let mut level = base.clone();
     level["unet"]["attention_levels"] = serde_json::json!([4]);
     let mut kind = base.clone();
-    kind["cond"]["kind"] = serde_json::json!("inpaint");
+    kind["cond"]["kind"] = serde_json::json!("outpaint");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec![write("typo.json", typo).display().to_string()], "unknown key \"train.lrr\""),
         (vec![write("heads.json", heads).display().to_string()], "do not split into 5 attention heads"),
         (vec![write("groups.json", groups).display().to_string()], "do not split into 5 groups"),
         (vec![write("level.json", level).display().to_string()], "unet.attention_levels: level 4 does not exist"),
-        (vec![write("kind.json", kind).display().to_string()], "\"cond.kind\" \"inpaint\" is not one of"),
+        (vec![write("kind.json", kind).display().to_string()], "\"cond.kind\" \"outpaint\" is not one of"),
     ];
     for (cfg, want) in cases {
         let (code, _, err) = run(&["train", "ldm", "--config", &cfg[0], "--autoencoder", a, "--data", "mnist", "--data-root", d, "--out", o]);

@@ -176,6 +176,12 @@ impl CudaDevice {
         self.stream.synchronize().map_err(|e| self.driver_error("synchronize", e))
     }
 
+    /// Makes this device's context current on the calling thread (driver calls outside a launch
+    /// need it; launches bind by themselves).
+    pub(crate) fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| self.driver_error("bind context", e))
+    }
+
     pub(crate) fn driver_error(&self, op: &'static str, e: cu::DriverError) -> Error {
         Error::invalid(op, format!("CUDA error on cuda:{}: {e}", self.ordinal))
     }

@@ -90,6 +90,7 @@ pub fn device_copy(t: &Tensor) -> Result<Tensor> {
     let bytes = range.len() * t.dtype().size_in_bytes();
     if bytes > 0 {
         let src = data_ptr(t)?;
+        dev.bind()?;
         // SAFETY: both ranges lie inside live device buffers of at least `bytes`; the copy is
         // ordered on the device's stream like every kernel.
         unsafe { cudarc::driver::result::memcpy_dtod_async(out.ptr(), src, bytes, dev.stream().cu_stream()) }

@@ -72,7 +72,7 @@ impl CudaStorage {
         let out = Self::alloc(dev, host.dtype(), range.len())?;
         let bytes = &host.as_bytes()[range.start * host.dtype().size_in_bytes()..range.end * host.dtype().size_in_bytes()];
         if !bytes.is_empty() {
-            dev.ctx.bind_to_thread().map_err(|e| dev.driver_error("to_device", e))?;
+            dev.bind()?;
             // SAFETY: `out` holds at least bytes.len() bytes; a pageable-memory copy returns only
             // after the source has been read, so `host` may be dropped afterwards.
             unsafe { cu::memcpy_htod_async(out.ptr(), bytes, dev.stream().cu_stream()) }.map_err(|e| dev.driver_error("to_device", e))?;
@@ -86,7 +86,7 @@ impl CudaStorage {
             let dev = s.device();
             let mut v = vec![T::default(); len];
             if len > 0 {
-                dev.ctx.bind_to_thread().map_err(|e| dev.driver_error("to_device", e))?;
+                dev.bind()?;
                 // SAFETY: the source range lies inside the buffer; the copy completes before the
                 // synchronize returns, and `v` outlives it.
                 unsafe { cu::memcpy_dtoh_async(&mut v, s.ptr_at(start), dev.stream().cu_stream()) }.map_err(|e| dev.driver_error("to_device", e))?;
