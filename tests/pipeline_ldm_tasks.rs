@@ -109,7 +109,7 @@ fn inpainting_follows_the_compvis_script() {
     let small = LdmCondition::Inpaint { image: image.clone(), mask: mask.narrow(2, 0, 18).unwrap() };
     assert!(err(&m, &request(small, &r), &noise).contains("the inpainting mask must be [2, 1, 20, 20]"));
     let wrong_size = err(&m, &req, &noise.narrow(3, 0, 8).unwrap());
-    assert!(wrong_size.contains("the image to inpaint must be [2, 3, 20, 16]"), "{wrong_size}");
+    assert!(wrong_size.contains("the image to inpaint must be [2, C, 20, 16]"), "{wrong_size}");
     let signed = LdmCondition::Inpaint { image: image.affine(2.0, -1.0).unwrap(), mask: mask.clone() };
     assert!(err(&m, &request(signed, &r), &noise).contains("outside [0, 1]"));
     assert!(err(&m, &LdmRequest { guidance: 3.0, ..req.clone() }, &noise).contains("classifier-free guidance 3 needs 1"));

@@ -57,8 +57,8 @@ pub struct TrainArgs {
     /// train ldm: the dtype of the exported model.safetensors (f32, or f16 for half the size).
     #[arg(long, default_value = "f32")]
     pub export_dtype: String,
-    /// train ldm: cpu | cuda | cuda:N — where the weights live and the steps run (a run can
-    /// resume on another device: checkpoints are device-free).
+    /// cpu | cuda | cuda:N — where the weights live and the steps run (a run can resume on
+    /// another device: checkpoints are device-free).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -88,6 +88,15 @@ pub struct EvalArgs {
 
 pub(crate) fn invalid(msg: impl Into<String>) -> Error {
     Error::invalid("train", msg.into())
+}
+
+/// --device for the trainers: cpu, cuda or cuda:N, checked to be there.
+pub(crate) fn parse_device(s: &str) -> Result<ldm_engine::Device> {
+    let device: ldm_engine::Device = s.parse().map_err(|e| invalid(format!("--device {s}: {e}")))?;
+    if let ldm_engine::Device::Cuda(i) = device {
+        ldm_engine::backend::cuda::device(i)?;
+    }
+    Ok(device)
 }
 
 pub(crate) fn require<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
@@ -186,9 +195,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     if a.autoencoder.is_some() {
         return Err(invalid("--autoencoder belongs to `train ldm`"));
     }
-    if a.device != "cpu" {
-        return Err(invalid(format!("--device {}: `train autoencoder` runs on the CPU in this build (`train ldm` takes --device cuda)", a.device)));
-    }
+    let device = parse_device(&a.device)?;
     let out = require(&a.out, "--out")?;
     let data = require(&a.data, "--data")?;
     let ckpt = out.join("checkpoint.safetensors");
@@ -199,7 +206,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         if !ckpt.is_file() {
             return Err(invalid(format!("--resume: {} has no checkpoint.safetensors to continue from", out.display())));
         }
-        AeTrainer::resume(&ckpt)?
+        AeTrainer::resume_on(&ckpt, device)?
     } else {
         if ckpt.exists() {
             return Err(invalid(format!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display())));
@@ -207,11 +214,11 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         let path = require(&a.config, "--config")?;
         let text = std::fs::read_to_string(path).map_err(|e| Error::File { path: path.display().to_string(), msg: e.to_string() })?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("not JSON: {e}") })?;
-        AeTrainer::new(AeTrainConfig::from_json(&v)?)?
+        AeTrainer::new_on(AeTrainConfig::from_json(&v)?, device)?
     };
     let cfg = trainer.cfg.clone();
     if cfg.loss.perceptual_weight > 0.0 {
-        let lpips = Lpips::load_vgg16(&a.lpips)?.frozen();
+        let lpips = Lpips::load_vgg16_on(&a.lpips, device)?.frozen();
         trainer.set_perceptual(Box::new(move |x: &Tensor, xrec: &Tensor| lpips.forward(&rgb(x)?, &rgb(xrec)?)));
     }
     let ds = dataset(data, &a.data_root, cfg.model.in_channels, cfg.image_size, true)?;

@@ -135,10 +135,7 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
         "f16" => DType::F16,
         other => return Err(invalid(format!("--export-dtype {other}: expected f32 or f16"))),
     };
-    let device: ldm_engine::Device = a.device.parse().map_err(|e| invalid(format!("--device {}: {e}", a.device)))?;
-    if let ldm_engine::Device::Cuda(i) = device {
-        ldm_engine::backend::cuda::device(i)?;
-    }
+    let device = super::train::parse_device(&a.device)?;
     let ckpt = out.join("checkpoint.safetensors");
     let mut t = if a.resume {
         if a.config.is_some() || a.autoencoder.is_some() {

@@ -19,7 +19,7 @@ use super::optim::{clip_grad_norm, warmup_lr, AdamW, AdamWConfig};
 use crate::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use crate::models::vq::{VQModel, VectorQuantizer};
 use crate::nn::VarBuilder;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// The regulariser of the first stage.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,6 +50,9 @@ pub struct AeTrainConfig {
     pub log_every: u64,
     pub image_every: u64,
     pub seed: u64,
+    /// the autoencoder's compute dtype: F32, or BF16 mixed precision (f32 master weights,
+    /// optimiser state, regulariser and losses; encoder and decoder activations in bf16)
+    pub precision: DType,
 }
 
 fn field<'a>(v: &'a Value, section: &str, key: &str) -> Result<&'a Value> {
@@ -86,7 +89,7 @@ impl AeTrainConfig {
         }
         let model_keys = ["kind", "in_channels", "ch", "ch_mult", "num_res_blocks", "attn_levels", "z_channels", "embed_dim", "groups", "mid_attn", "n_embed", "beta", "codebook_ema_decay"];
         let loss_keys = ["disc_start", "kl_weight", "codebook_weight", "disc_weight", "disc_factor", "perceptual_weight", "logvar_init"];
-        let train_keys = ["lr", "batch_size", "image_size", "steps", "warmup_steps", "grad_clip", "save_every", "log_every", "image_every", "seed"];
+        let train_keys = ["lr", "batch_size", "image_size", "steps", "warmup_steps", "grad_clip", "save_every", "log_every", "image_every", "seed", "precision"];
         section(v, "model", &model_keys, true)?;
         section(v, "loss", &loss_keys, false)?;
         section(v, "disc", &["ndf", "n_layers"], false)?;
@@ -154,6 +157,11 @@ impl AeTrainConfig {
             log_every: or(v, "train", "log_every", 10, uint)?.max(1),
             image_every: or(v, "train", "image_every", 500, uint)?.max(1),
             seed: or(v, "train", "seed", 0, uint)?,
+            precision: match or(v, "train", "precision", "f32".to_string(), |v, s, k| Ok(field(v, s, k)?.as_str().unwrap_or("").to_string()))?.as_str() {
+                "f32" => DType::F32,
+                "bf16" => DType::BF16,
+                other => return Err(Error::invalid("config", format!("train.precision {other:?}: expected \"f32\" or \"bf16\""))),
+            },
         };
         let f = cfg.model.downsampling();
         if cfg.batch_size == 0 || cfg.image_size == 0 || !cfg.image_size.is_multiple_of(f) {
@@ -184,7 +192,8 @@ impl AeTrainConfig {
             "disc": {"ndf": self.disc.ndf, "n_layers": self.disc.n_layers},
             "train": {"lr": self.lr, "batch_size": self.batch_size, "image_size": self.image_size, "steps": self.steps,
                       "warmup_steps": self.warmup_steps, "grad_clip": self.grad_clip, "save_every": self.save_every,
-                      "log_every": self.log_every, "image_every": self.image_every, "seed": self.seed},
+                      "log_every": self.log_every, "image_every": self.image_every, "seed": self.seed,
+                      "precision": if self.precision == DType::BF16 { "bf16" } else { "f32" }},
         })
     }
 }
@@ -232,6 +241,8 @@ pub enum FirstStageModel {
 }
 
 pub struct AeTrainer {
+    /// where the weights live and the steps run
+    pub device: Device,
     pub cfg: AeTrainConfig,
     pub ae: FirstStageModel,
     pub disc: Discriminator,
@@ -247,13 +258,19 @@ pub struct AeTrainer {
 impl AeTrainer {
     /// Fresh weights: the autoencoder with torch's default inits, the discriminator with taming's.
     pub fn new(cfg: AeTrainConfig) -> Result<Self> {
-        let ae_vb = VarBuilder::seeded_init(DType::F32, cfg.seed);
+        Self::new_on(cfg, Device::Cpu)
+    }
+
+    /// `new` with the weights, optimiser state and steps on `device` (made on the CPU from the
+    /// seeded init, so a run starts the same anywhere).
+    pub fn new_on(cfg: AeTrainConfig, device: Device) -> Result<Self> {
+        let ae_vb = VarBuilder::seeded_init(DType::F32, cfg.seed).on_device(device);
         let ae = match cfg.kind {
             FirstStageKind::Kl => FirstStageModel::Kl(AutoencoderKL::new(&ae_vb, &cfg.model)?),
             FirstStageKind::Vq { n_embed, beta, ema_decay: None } => FirstStageModel::Vq(VQModel::new(&ae_vb, &cfg.model, n_embed, beta, true)?),
             FirstStageKind::Vq { n_embed, beta, ema_decay: Some(d) } => FirstStageModel::Vq(VQModel::new_ema(&ae_vb, &cfg.model, n_embed, beta, d)?),
         };
-        let disc_vb = init_weights(cfg.seed.wrapping_add(1));
+        let disc_vb = init_weights(cfg.seed.wrapping_add(1)).on_device(device);
         let disc = Discriminator::new(&disc_vb, cfg.disc)?;
         let adam = AdamWConfig { lr: cfg.lr, beta1: 0.5, beta2: 0.9, weight_decay: 0.0, ..AdamWConfig::default() };
         let (ae_params, disc_params) = (ae_vb.params(), disc_vb.params());
@@ -264,6 +281,7 @@ impl AeTrainer {
             .cloned()
             .collect();
         Ok(AeTrainer {
+            device,
             opt_ae: AdamW::new(trained, adam)?,
             opt_disc: AdamW::new(disc_params.clone(), adam)?,
             ae_params,
@@ -278,10 +296,15 @@ impl AeTrainer {
 
     /// Continues from a checkpoint written by `save` (with the config it was saved with).
     pub fn resume(path: &std::path::Path) -> Result<Self> {
+        Self::resume_on(path, Device::Cpu)
+    }
+
+    /// `resume` onto `device` (checkpoints are device-free).
+    pub fn resume_on(path: &std::path::Path, device: Device) -> Result<Self> {
         let ck = Checkpoint::load(path)?;
         let cfg_json = ck.metadata.get("config").ok_or_else(|| Error::File { path: path.display().to_string(), msg: "the checkpoint has no config".into() })?;
         let v: Value = serde_json::from_str(cfg_json).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("its config is not JSON: {e}") })?;
-        let mut t = AeTrainer::new(AeTrainConfig::from_json(&v)?)?;
+        let mut t = AeTrainer::new_on(AeTrainConfig::from_json(&v)?, device)?;
         ck.restore_params("ae", &t.ae_params)?;
         ck.restore_params("disc", &t.disc_params)?;
         ck.restore_params("disc_buffers", &t.disc_buffers()?)?;
@@ -309,10 +332,10 @@ impl AeTrainer {
     }
 
     /// The posterior sample's noise for `step` and pass `k` (0: autoencoder, 1: discriminator).
-    fn noise(&self, like: &[usize], k: u64) -> Tensor {
+    fn noise(&self, like: &[usize], k: u64) -> Result<Tensor> {
         use rand::SeedableRng;
         let seed = self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.step.wrapping_mul(2).wrapping_add(k));
-        Tensor::randn(like, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed))
+        Tensor::randn(like, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed)).to_device(self.device)
     }
 
     /// The decoder's final conv weight (where the adaptive GAN weight is measured).
@@ -325,27 +348,34 @@ impl AeTrainer {
 
     /// x → (x̂, the regulariser's input): for KL the posterior sampled with pass `k`'s noise, for
     /// VQ the quantiser's loss.
+    /// Mixed precision: the encoder and decoder run in `train.precision` (their layers cast the
+    /// f32 weights per call); the posterior, the quantiser and everything after the decoder in f32.
     fn forward(&self, x: &Tensor, k: u64) -> Result<(Tensor, Reg)> {
+        let (low, f32) = (self.cfg.precision, DType::F32);
+        let x = &x.to_dtype(low)?;
         match &self.ae {
             FirstStageModel::Kl(m) => {
                 let post = m.encode(x)?;
-                let eps = self.noise(post.mean.shape(), k);
+                let post = crate::models::autoencoder::Posterior { mean: post.mean.to_dtype(f32)?, logvar: post.logvar.to_dtype(f32)? };
+                let eps = self.noise(post.mean.shape(), k)?;
                 let z = post.mean.add(&post.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
-                Ok((m.decode(&z)?, Reg::Kl(post)))
+                Ok((m.decode(&z.to_dtype(low)?)?.to_dtype(f32)?, Reg::Kl(post)))
             }
             FirstStageModel::Vq(m) => {
-                let h = m.encode(x)?;
+                let h = m.encode(x)?.to_dtype(f32)?;
                 let q = m.quantize.forward(&h)?;
                 // taming updates the EMA codebook in every training forward — Lightning runs one
                 // per optimiser, so twice a step, and so does this (no-op without EMA)
                 m.quantize.ema_update(&h, &q.indices)?;
-                Ok((m.decode_code(&q.z_q)?, Reg::Vq(q.loss)))
+                Ok((m.decode_code(&q.z_q.to_dtype(low)?)?.to_dtype(f32)?, Reg::Vq(q.loss)))
             }
         }
     }
 
     /// One training step on a batch [B, C, S, S] in [−1, 1].
     pub fn train_step(&mut self, x: &Tensor) -> Result<StepLog> {
+        // the batch comes from the host; the step runs where the weights are
+        let x = &x.to_device(self.device)?;
         let step = self.step;
         let lr = warmup_lr(self.cfg.lr, step, self.cfg.warmup_steps);
         let clip = |grads: &crate::autograd::GradStore, params: &[(String, Tensor)]| -> Result<(f64, f32)> {
@@ -403,12 +433,15 @@ impl AeTrainer {
     }
 
     /// Reconstructions (KL: from the posterior mode; VQ: quantised), without recording a graph.
+    /// (On the host, whatever the device.)
     pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
         let _g = crate::no_grad();
+        let x = &x.to_device(self.device)?;
         match &self.ae {
             FirstStageModel::Kl(m) => m.decode(m.encode(x)?.mode()),
             FirstStageModel::Vq(m) => m.decode(&m.encode(x)?),
-        }
+        }?
+        .to_device(Device::Cpu)
     }
 }
 

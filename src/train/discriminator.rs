@@ -47,8 +47,8 @@ impl BatchNorm {
         Ok(BatchNorm {
             weight: vb.get_with_init(&[c], "weight", Init::Ones)?,
             bias: vb.get_with_init(&[c], "bias", Init::Zeros)?,
-            running_mean: Tensor::zeros(&[c], DType::F32),
-            running_var: Tensor::ones(&[c], DType::F32),
+            running_mean: Tensor::zeros_on(&[c], DType::F32, vb.device())?,
+            running_var: Tensor::full_on(1.0, &[c], DType::F32, vb.device())?,
             batches: Mutex::new(0),
         })
     }
@@ -62,17 +62,28 @@ impl BatchNorm {
         let out = y.mul(&self.weight.reshape(&[1, c, 1, 1])?)?.add(&self.bias.reshape(&[1, c, 1, 1])?)?;
         // running statistics: not part of the graph
         let count = (n * h * w) as f32;
+        let unbias = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
+        *self.batches.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        if self.running_mean.device() != crate::Device::Cpu {
+            // on a device: the same update as tensor ops, written into the buffers in place
+            let _g = crate::no_grad();
+            let upd = |r: &Tensor, batch: Tensor, scale: f64| -> Result<()> {
+                let new = r.mul_scalar(f64::from(1.0 - BN_MOMENTUM))?.add(&batch.reshape(&[c])?.to_dtype(DType::F32)?.mul_scalar(f64::from(BN_MOMENTUM) * scale)?)?;
+                crate::tensor::fused::copy_values(r, &new)
+            };
+            upd(&self.running_mean, mean.detach(), 1.0)?;
+            upd(&self.running_var, var.detach(), f64::from(unbias))?;
+            return Ok(out);
+        }
         let (m, v) = (mean.detach().to_vec::<f32>()?, var.detach().to_vec::<f32>()?);
         self.running_mean.update_f32(|r| {
             r.iter_mut().zip(&m).for_each(|(r, m)| *r = (1.0 - BN_MOMENTUM) * *r + BN_MOMENTUM * m);
             Ok(())
         })?;
         self.running_var.update_f32(|r| {
-            let unbias = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
             r.iter_mut().zip(&v).for_each(|(r, v)| *r = (1.0 - BN_MOMENTUM) * *r + BN_MOMENTUM * v * unbias);
             Ok(())
         })?;
-        *self.batches.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         Ok(out)
     }
 }

