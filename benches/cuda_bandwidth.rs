@@ -2,6 +2,7 @@
 //! the bytes a kernel must move (inputs read once + output written once) over its time, and that
 //! bandwidth as a fraction of the measured copy bandwidth (target ≥ 85%). Shapes are the SD UNet's
 //! (group-norm over 320/640/1280 channels at 64²/32²/16², batch 2 with CFG) and large flat tensors.
+//! A second table gives the compute-bound ops (GEMM, im2col conv, unfused attention) in TFLOP/s.
 //! Without a GPU it prints why and exits 0.
 //!
 //! cargo bench --bench cuda_bandwidth            (tools/gpu_check.sh runs it on a GPU machine)
@@ -88,10 +89,41 @@ fn main() {
         bench("sum (last dim)", &format!("[16384,4096] {dt}"), s.numel() * es, &mut || drop(s.sum_keepdim(&[1]).unwrap()));
     }
 
+    // Compute-bound ops, in TFLOP/s (the simple GEMM-based versions; the tensor-core kernels are
+    // the next issue's): SD UNet shapes at batch 2.
+    let mut flops_rows: Vec<(String, String, f64, f64)> = Vec::new();
+    for dt in [DType::F32, DType::BF16] {
+        let mut fbench = |name: &str, shape: String, flops: f64, f: &mut dyn FnMut()| {
+            let s = time(&dev, f);
+            flops_rows.push((name.into(), shape, s, flops / s / 1e12));
+        };
+        let (a, b) = (randn(&[8192, 1280], dt, &mut rng), randn(&[1280, 1280], dt, &mut rng));
+        fbench("matmul", format!("[8192,1280]x[1280,1280] {dt}"), 2.0 * 8192.0 * 1280.0 * 1280.0, &mut || drop(a.matmul(&b).unwrap()));
+        for (c, hw) in [(320usize, 64usize), (640, 32), (1280, 16)] {
+            let x = randn(&[2, c, hw, hw], dt, &mut rng);
+            let w = randn(&[c, c, 3, 3], dt, &mut rng);
+            let p = ldm_engine::tensor::conv::Conv2dParams { padding: (1, 1), ..Default::default() };
+            let flops = 2.0 * 2.0 * (c * c * 9 * hw * hw) as f64;
+            fbench("conv2d 3x3", format!("[2,{c},{hw},{hw}] {dt}"), flops, &mut || drop(x.conv2d(&w, None, p).unwrap()));
+        }
+        for (l, lk, d) in [(4096usize, 4096usize, 40usize), (4096, 77, 40), (1024, 1024, 80)] {
+            let heads = 8; // SD1.x: 8 heads at every level
+            let q = randn(&[2, heads, l, d], dt, &mut rng);
+            let k = randn(&[2, heads, lk, d], dt, &mut rng);
+            let flops = 4.0 * 2.0 * heads as f64 * (l * lk * d) as f64;
+            fbench("attention (unfused)", format!("[2,{heads},{l},{d}] x {lk} {dt}"), flops, &mut || drop(Tensor::scaled_dot_product_attention(&q, &k, &k, None, None).unwrap()));
+        }
+    }
+
     println!("\n| op | shape | time (µs) | GB/s | of memcpy |");
     println!("|---|---|---:|---:|---:|");
     for (name, shape, s, bw) in &rows {
         println!("| {name} | {shape} | {:.1} | {bw:.0} | {:.0}% |", s * 1e6, 100.0 * bw / copy_bw);
+    }
+    println!("\n| op | shape | time (µs) | TFLOP/s |");
+    println!("|---|---|---:|---:|");
+    for (name, shape, s, tf) in &flops_rows {
+        println!("| {name} | {shape} | {:.1} | {tf:.2} |", s * 1e6);
     }
     let st = dev.memory_stats();
     println!("\nallocator: {} driver allocations, {} reuses, peak {:.0} MiB", st.driver_mallocs, st.reuses, st.peak as f64 / (1u64 << 20) as f64);
