@@ -97,6 +97,33 @@ fn a_model_output_of_the_wrong_shape_is_an_error() {
     }
 }
 
+/// A model that starts returning NaN (or Inf) stops every sampler at that step, naming its
+/// timestep, instead of carrying NaN through to a black image.
+#[test]
+fn a_non_finite_model_output_stops_at_its_step() {
+    let all = [SamplerKind::Ddim, SamplerKind::Ddpm, SamplerKind::Plms, SamplerKind::Euler, SamplerKind::EulerAncestral, SamplerKind::Heun, SamplerKind::DpmPP2M];
+    for kind in all {
+        for bad_value in [f32::NAN, f32::INFINITY] {
+            let mut calls = 0;
+            let mut ts = Vec::new();
+            let mut model = |x: &Tensor, t: f64| -> Result<Tensor> {
+                calls += 1;
+                ts.push(t);
+                if calls < 3 {
+                    return x.mul_scalar(0.1);
+                }
+                let mut v = x.to_vec::<f32>()?;
+                v[5] = bad_value;
+                Tensor::from_vec(v, x.shape())
+            };
+            let e = sample(&SchedulerConfig::sd15(), &opts(kind, 6, 0.0), &mut model, &latent(), &mut SeededNoise::new(0)).unwrap_err().to_string();
+            assert!(e.contains("is not finite") && !e.contains('\n'), "{kind:?}: {e}");
+            assert_eq!(calls, 3, "{kind:?}: stopped at the first bad call");
+            assert!(e.contains(&format!("at timestep {}", ts[2])), "{kind:?}: {e} (timesteps {ts:?})");
+        }
+    }
+}
+
 #[test]
 fn running_out_of_recorded_noise_is_an_error() {
     let e = sample(&SchedulerConfig::sd15(), &opts(SamplerKind::Ddim, 4, 1.0), &mut analytic_model, &latent(), &mut RecordedNoise(Default::default()));

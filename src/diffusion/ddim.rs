@@ -52,6 +52,12 @@ pub(super) fn call_model(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f
     if out.shape() != x.shape() {
         return Err(Error::bad_shape(op, format!("the model output must be shaped like the latents {:?} (at t={t})", x.shape()), out.shape()));
     }
+    // A NaN or Inf would silently spread through every later step into a black or noisy image:
+    // stop at the step where it appears. (The sum propagates both, and accumulates in f64.)
+    let sum = out.sum_all()?.to_scalar()?;
+    if !sum.is_finite() {
+        return Err(Error::invalid(op, format!("the model output at timestep {t} is not finite (NaN or Inf): the weights or the inputs are broken (a diverged checkpoint, an f16 overflow)")));
+    }
     Ok(out)
 }
 

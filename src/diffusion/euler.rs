@@ -196,7 +196,7 @@ impl Sampler for Euler {
         super::check_start("euler", start, timesteps.len())?;
         for (i, &t) in timesteps.iter().enumerate().skip(start) {
             let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
-            let out = model(&scale_model_input(&x, sigma)?, t)?;
+            let out = super::ddim::call_model("euler", model, &scale_model_input(&x, sigma)?, t)?;
             let x0 = denoised(self.prediction, &out, &x, sigma)?;
             let derivative = derivative(&x, &x0, sigma)?;
             if !self.ancestral {

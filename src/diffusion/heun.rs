@@ -57,7 +57,7 @@ impl Sampler for Heun {
         for i in start..n {
             let (sigma, sigma_next) = (sigmas[i], sigmas[i + 1]);
             let dt = sigma_next - sigma;
-            let d = self.slope(&model(&scale_model_input(&x, sigma)?, timesteps[i])?, &x, sigma)?;
+            let d = self.slope(&super::ddim::call_model("heun", model, &scale_model_input(&x, sigma)?, timesteps[i])?, &x, sigma)?;
             let level = self.schedule.level(i + 1);
             // diffusers returns the predictor as the first half's output, so the hook sees it too
             let predicted = hook(x.add(&d.mul_scalar(dt)?)?, level)?;
@@ -65,7 +65,7 @@ impl Sampler for Heun {
                 x = predicted; // σ_next = 0: Euler only
                 break;
             }
-            let d2 = self.slope(&model(&scale_model_input(&predicted, sigma_next)?, timesteps[i + 1])?, &predicted, sigma_next)?;
+            let d2 = self.slope(&super::ddim::call_model("heun", model, &scale_model_input(&predicted, sigma_next)?, timesteps[i + 1])?, &predicted, sigma_next)?;
             x = hook(x.add(&d.add(&d2)?.mul_scalar(0.5)?.mul_scalar(dt)?)?, level)?;
         }
         Ok(x)
