@@ -227,12 +227,47 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(&str, &Tensor)], metadata: Optio
 }
 
 /// Writes via a temp file in the same directory, fsyncs, then renames over `path`.
+/// Fault injection for tests/checkpoint_crash.rs: `LDM_ENGINE_CRASH_WRITE=NAME:K:B` makes the
+/// K-th atomic write (1-based, counted per process) of a file named NAME stop the process after
+/// B bytes of its temporary copy are on disk (B ≥ the size: after all of them, before the
+/// rename). Unset in normal use, where it costs one environment lookup per write.
+fn crash_point(name: &str) -> Option<usize> {
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let spec = std::env::var("LDM_ENGINE_CRASH_WRITE").ok()?;
+    let mut parts = spec.split(':');
+    let (target, k, b) = (parts.next()?, parts.next()?.parse::<usize>().ok()?, parts.next()?.parse::<usize>().ok()?);
+    if target != name {
+        return None;
+    }
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    (n == k).then_some(b)
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let stem = format!(".{name}.tmp");
+    // A process killed mid-write leaves its temporary file; the next write of the same file
+    // clears it, so crashes do not pile up half-written copies.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with(&stem)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let tmp = dir.join(format!("{stem}{}", std::process::id()));
+    let crash_after = crash_point(name);
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
+        if let Some(b) = crash_after {
+            f.write_all(&bytes[..b.min(bytes.len())])?;
+            f.sync_all()?;
+            // as a kill -9 would stop it: no unwinding, no cleanup, no rename (exit, not abort, so
+            // no core file is written; 137 is a SIGKILLed process's status)
+            std::process::exit(137);
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
