@@ -46,16 +46,31 @@ pub fn save_png(path: &Path, rgb: &[u8], width: usize, height: usize, text: &[(&
     crate::io::safetensors::write_atomic(path, &bytes)
 }
 
+/// The largest image `load_png` decodes, in pixels (8192×8192).
+pub const MAX_PIXELS: u64 = 8192 * 8192;
+
 /// A decoded PNG: (RGB bytes, width, height, tEXt chunks as (keyword, text)).
 pub type LoadedPng = (Vec<u8>, usize, usize, Vec<(String, String)>);
 
 /// Reads an 8-bit RGB(A)/grey PNG.
 pub fn load_png(path: &Path) -> Result<LoadedPng> {
-    let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
-    let f = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
-    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
+    let bytes = std::fs::read(path).map_err(|e| Error::File { path: path.display().to_string(), msg: e.to_string() })?;
+    load_png_bytes(&path.display().to_string(), &bytes)
+}
+
+/// `load_png` on a file's bytes (`label` names it in errors; the fuzz target feeds this).
+pub fn load_png_bytes(label: &str, bytes: &[u8]) -> Result<LoadedPng> {
+    let file_err = |msg: String| Error::File { path: label.to_string(), msg };
+    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = dec.read_info().map_err(|e| file_err(format!("not a readable PNG: {e}")))?;
+    // The header's size is the file's claim, not its data: refuse what no sampling run uses
+    // before allocating for it (found by the image_decode fuzz target: a 68-byte file asking for
+    // 4 TB aborted the process).
+    let (hw, hh) = (reader.info().width as u64, reader.info().height as u64);
+    if hw * hh > MAX_PIXELS {
+        return Err(file_err(format!("the PNG says it is {hw}x{hh}: more than the {MAX_PIXELS} pixels (8192x8192) this reader decodes")));
+    }
     let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| file_err("image too large".into()))?];
     let info = reader.next_frame(&mut buf).map_err(|e| file_err(format!("corrupt PNG data: {e}")))?;
     let (w, h) = (info.width as usize, info.height as usize);
@@ -74,6 +89,16 @@ pub fn load_png(path: &Path) -> Result<LoadedPng> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the image_decode fuzz target: a PNG whose header claims an enormous size made the
+    /// reader allocate for it. The fixture is a valid 68-byte PNG saying 10⁶×10⁶ RGBA; before the
+    /// guard it ended the process ("memory allocation of 4000000000000 bytes failed").
+    #[test]
+    fn a_png_claiming_a_huge_size_is_an_error_not_an_allocation() {
+        let bytes = include_bytes!("../../tests/fixtures/bad_inputs/png_huge_header.png");
+        let e = load_png_bytes("huge.png", bytes).unwrap_err().to_string();
+        assert!(e.contains("huge.png") && e.contains("more than the 67108864 pixels"), "{e}");
+    }
 
     #[test]
     fn a_grey_image_is_written_as_equal_rgb() {

@@ -143,16 +143,21 @@ impl ImageTransform {
 /// the file's bytes, so a JPEG saved as .png still loads. EXIF orientation is not applied, as PIL
 /// does not apply it on open either. A decoder panic is turned into an error.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
-    let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::File { path: path.display().to_string(), msg: format!("cannot read: {e}") })?;
+    load_rgb_bytes(&path.display().to_string(), &bytes)
+}
+
+/// `load_rgb` on a file's bytes (`label` names it in errors; the fuzz target feeds this).
+pub fn load_rgb_bytes(label: &str, bytes: &[u8]) -> Result<RgbImage> {
+    let file_err = |msg: String| Error::File { path: label.to_string(), msg };
     if bytes.is_empty() {
         return Err(file_err("empty file".into()));
     }
-    if jpeg_is_truncated(&bytes) {
+    if jpeg_is_truncated(bytes) {
         return Err(file_err("truncated JPEG (no end-of-image marker after the last scan)".into()));
     }
     let decoded = catch_unwind(AssertUnwindSafe(|| -> image::ImageResult<image::DynamicImage> {
-        image::ImageReader::new(std::io::Cursor::new(&bytes[..])).with_guessed_format()?.decode()
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?.decode()
     }));
     match decoded {
         Ok(Ok(img)) if img.width() > 0 && img.height() > 0 => Ok(img.to_rgb8()),
