@@ -49,6 +49,8 @@ cat > "$bundle/run.sh" <<'RUN'
 # Runs on the GPU machine from the repository root: every CUDA test binary, then the benches.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# the tests read fixtures relative to the repository root, the bundle's parent
+cd "$here/.."
 out=${OUT:-$here/results}
 mkdir -p "$out"
 summary="$out/summary.md"

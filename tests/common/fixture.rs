@@ -13,7 +13,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn open(name: &str) -> Self {
-        let path = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+        let built = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+        // a test binary carried to another machine (tools/gpu_check.sh) runs from a copy of the
+        // repository: the fixtures are then relative to the working directory
+        let path = if std::path::Path::new(&built).is_file() { built } else { format!("tests/fixtures/{name}.safetensors") };
         Fixture { file: SafeTensorsFile::open(path).unwrap() }
     }
     pub fn tensor(&self, name: &str) -> Tensor {
