@@ -9,7 +9,7 @@
 //! kernel is its own issue.
 
 use super::linalg::gemm;
-use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
 use super::{CudaDevice, CudaStorage};
 use crate::backend::cpu::conv::Geom;
 use crate::tensor::{DType, Layout, Tensor};
@@ -63,10 +63,6 @@ impl ConvGeom {
 
 fn pointwise(g: &Geom) -> bool {
     g.kh == 1 && g.kw == 1 && g.stride == (1, 1) && g.padding == (0, 0) && g.h == g.ho && g.w == g.wo
-}
-
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() { Ok(t.clone()) } else { super::ops::copy_contiguous(t, None) }
 }
 
 /// The column matrix of x as a layout [N, G, Kg, P] over a buffer, and the buffer that holds it

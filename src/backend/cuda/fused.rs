@@ -2,7 +2,7 @@
 //! kernels/optim.cu); validation is in src/tensor/fused.rs.
 
 use super::launch::elementwise_config;
-use super::ops::{alloc_out, copy_contiguous, data_ptr, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
 use crate::tensor::fused::{AdamWStep, StepCoeffs};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
@@ -11,10 +11,6 @@ use cudarc::driver::DeviceRepr;
 // SAFETY: #[repr(C)] structs of f32 mirroring `struct StepCoeffs` / `struct AdamWStep`.
 unsafe impl DeviceRepr for StepCoeffs {}
 unsafe impl DeviceRepr for AdamWStep {}
-
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() { Ok(t.clone()) } else { copy_contiguous(t, None) }
-}
 
 fn opt_ptr(t: Option<&Tensor>) -> Result<(Option<Tensor>, u64)> {
     match t {

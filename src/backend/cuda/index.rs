@@ -3,7 +3,7 @@
 //! validated on the host by the tensor layer and uploaded as int64 arrays.
 
 use super::launch::{elementwise_config, strided_operands};
-use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, full, launch, suffix, wrap};
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, full, launch, suffix, wrap};
 use super::CudaDevice;
 use crate::autograd::Op;
 use crate::tensor::{DType, Device, Layout, Tensor};
@@ -11,14 +11,10 @@ use crate::Result;
 use std::sync::Arc;
 
 /// A host index list as an int64 tensor on `dev` (−1 where the map says "zero").
-fn upload_ids(dev: &Arc<CudaDevice>, ids: impl Iterator<Item = i64>) -> Result<Tensor> {
+pub(crate) fn upload_ids(dev: &Arc<CudaDevice>, ids: impl Iterator<Item = i64>) -> Result<Tensor> {
     let v: Vec<i64> = ids.collect();
     let n = v.len();
     Tensor::from_vec(v, &[n])?.to_device(Device::Cuda(dev.ordinal()))
-}
-
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() { Ok(t.clone()) } else { super::ops::copy_contiguous(t, None) }
 }
 
 /// Concatenation along `d` of tensors validated by the caller: each input copied straight into

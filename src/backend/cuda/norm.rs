@@ -3,17 +3,12 @@
 //! cast to the input's dtype on the device when they differ (f32 master weights, bf16 activations);
 //! their gradients are accumulated in f32 and returned in the parameter's dtype.
 
-use super::ops::{alloc_out, cast, copy_contiguous, data_ptr, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, cast, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
 use super::CudaStorage;
 use crate::autograd::Op;
 use crate::backend::cpu::norm::GroupDims;
 use crate::tensor::{DType, Tensor};
 use crate::Result;
-
-/// x as a contiguous tensor (kernels index it densely).
-fn dense(x: &Tensor) -> Result<Tensor> {
-    if x.is_contiguous() { Ok(x.clone()) } else { copy_contiguous(x, None) }
-}
 
 /// An optional affine parameter as a dense tensor of `dtype` and its address (0 = absent).
 fn param(p: Option<&Tensor>, dtype: DType) -> Result<(Option<Tensor>, u64)> {
@@ -21,6 +16,15 @@ fn param(p: Option<&Tensor>, dtype: DType) -> Result<(Option<Tensor>, u64)> {
     let p = if p.dtype() == dtype { dense(p)? } else { cast(p, dtype, None)? };
     let ptr = data_ptr(&p)?;
     Ok((Some(p), ptr))
+}
+
+/// A parameter's f32 gradient buffer as a tensor in the parameter's own dtype (None without the
+/// parameter).
+fn param_grad(grad: Option<CudaStorage>, p: Option<&Tensor>) -> Result<Option<Tensor>> {
+    match (grad, p) {
+        (Some(g), Some(p)) => Ok(Some(wrap(g, p.shape(), None).to_dtype(p.dtype())?)),
+        _ => Ok(None),
+    }
 }
 
 pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64, silu: bool, op: Option<Op>) -> Result<Tensor> {
@@ -72,14 +76,7 @@ pub fn group_norm_backward(
                 dw.as_ref().map_or(0, |s| s.ptr()), db.as_ref().map_or(0, |s| s.ptr()));
         }
     }
-    let dx = wrap(dx, x.shape(), None);
-    let back = |s: Option<CudaStorage>, p: Option<&Tensor>| -> Result<Option<Tensor>> {
-        match (s, p) {
-            (Some(s), Some(p)) => Ok(Some(wrap(s, &[d.c], None).to_dtype(p.dtype())?)),
-            _ => Ok(None),
-        }
-    };
-    Ok((dx, back(dw, w)?, back(db, b)?))
+    Ok((wrap(dx, x.shape(), None), param_grad(dw, w)?, param_grad(db, b)?))
 }
 
 pub fn layer_norm(x: &Tensor, dim: usize, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64, op: Option<Op>) -> Result<Tensor> {
@@ -123,12 +120,5 @@ pub fn layer_norm_backward(
                 rows as i64, dim as i64, xp, gp, stats.ptr(), dw.as_ref().map_or(0, |s| s.ptr()), db.as_ref().map_or(0, |s| s.ptr()));
         }
     }
-    let dx = wrap(dx, x.shape(), None);
-    let back = |s: Option<CudaStorage>, p: Option<&Tensor>| -> Result<Option<Tensor>> {
-        match (s, p) {
-            (Some(s), Some(p)) => Ok(Some(wrap(s, &[dim], None).to_dtype(p.dtype())?)),
-            _ => Ok(None),
-        }
-    };
-    Ok((dx, back(dw, w)?, back(db, b)?))
+    Ok((wrap(dx, x.shape(), None), param_grad(dw, w)?, param_grad(db, b)?))
 }

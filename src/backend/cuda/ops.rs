@@ -59,6 +59,12 @@ pub(crate) fn data_ptr(t: &Tensor) -> Result<u64> {
     Ok(device_and_ptr("cuda", t)?.1 + (t.layout().offset() * t.dtype().size_in_bytes()) as u64)
 }
 
+/// The tensor as it is when contiguous, else a contiguous copy — not recorded by autograd (the
+/// kernels that call this index their operands densely; the op around them records itself).
+pub(crate) fn dense(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() { Ok(t.clone()) } else { copy_contiguous(t, None) }
+}
+
 /// A new contiguous output tensor of `shape` on `dev`.
 pub(crate) fn alloc_out(dev: &Arc<CudaDevice>, dtype: DType, shape: &[usize]) -> Result<CudaStorage> {
     CudaStorage::alloc(dev, dtype, numel(shape))
@@ -297,7 +303,7 @@ pub fn softmax(x: &Tensor, dim: usize, log: bool, op: Option<Op>) -> Result<Tens
     let sfx = float_suffix("softmax", x.dtype())?;
     let last = x.rank() - 1;
     let xt = if dim == last { x.clone() } else { x.transpose(dim as isize, last as isize)? };
-    let xt = if xt.is_contiguous() { xt } else { copy_contiguous(&xt, None)? };
+    let xt = dense(&xt)?;
     let xp = data_ptr(&xt)?;
     let cols = x.shape()[dim];
     let rows = if cols == 0 { 0 } else { x.numel() / cols };

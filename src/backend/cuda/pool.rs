@@ -3,10 +3,11 @@
 //! src/tensor/indexing.rs.
 
 use super::launch::elementwise_config;
-use super::ops::{alloc_out, copy_contiguous, data_ptr, device_and_ptr, float_suffix, full, launch, suffix, wrap};
+use super::index::upload_ids;
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, full, launch, suffix, wrap};
 use crate::autograd::Op;
 use crate::backend::cpu::spatial::Pool2d;
-use crate::tensor::{contiguous_strides, DType, Device, Tensor};
+use crate::tensor::{contiguous_strides, DType, Tensor};
 use crate::Result;
 use cudarc::driver::DeviceRepr;
 
@@ -33,10 +34,6 @@ impl PoolGeom {
         let i = |v: usize| v as i64;
         PoolGeom { planes: i(p.planes), ih: i(p.in_hw.0), iw: i(p.in_hw.1), oh: i(oh), ow: i(ow), kh: i(p.kernel.0), kw: i(p.kernel.1), sh: i(p.stride.0), sw: i(p.stride.1) }
     }
-}
-
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() { Ok(t.clone()) } else { copy_contiguous(t, None) }
 }
 
 /// Forward pooling (`max` picks the kernel) into `shape`.
@@ -80,17 +77,13 @@ fn gather_layout(x: &Tensor, idx_shape: &[usize]) -> super::launch::Strided {
     super::launch::Strided::raw(idx_shape, &contiguous_strides(x.shape()))
 }
 
-fn upload(dev: &std::sync::Arc<super::CudaDevice>, ids: &[usize]) -> Result<Tensor> {
-    Tensor::from_vec(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), &[ids.len()])?.to_device(Device::Cuda(dev.ordinal()))
-}
-
 /// torch.gather along `d` with validated `ids` (row-major over idx's shape).
 pub fn gather(x: &Tensor, ids: &[usize], idx_shape: &[usize], d: usize, op: Option<Op>) -> Result<Tensor> {
     let x = dense(x)?;
     let (dev, _) = device_and_ptr("gather", &x)?;
     let out = alloc_out(&dev, x.dtype(), idx_shape)?;
     if !ids.is_empty() {
-        let idt = upload(&dev, ids)?;
+        let idt = upload_ids(&dev, ids.iter().map(|&i| i as i64))?;
         launch!(dev, "pool", format!("gather_{}", suffix(x.dtype())), elementwise_config(ids.len());
             ids.len() as i64, gather_layout(&x, idx_shape), d as i32, data_ptr(&idt)?, data_ptr(&x)?, out.ptr());
     }
@@ -103,7 +96,7 @@ pub fn gather_backward(x: &Tensor, ids: &[usize], d: usize, g: &Tensor) -> Resul
     let (dev, _) = device_and_ptr("gather_backward", &g)?;
     let acc = full(&dev, 0.0, x.shape(), DType::F32)?;
     if !ids.is_empty() {
-        let idt = upload(&dev, ids)?;
+        let idt = upload_ids(&dev, ids.iter().map(|&i| i as i64))?;
         launch!(dev, "pool", format!("gather_bwd_{sfx}"), elementwise_config(ids.len());
             ids.len() as i64, gather_layout(x, g.shape()), d as i32, data_ptr(&idt)?, data_ptr(&g)?, data_ptr(&acc)?);
     }
