@@ -264,6 +264,7 @@ impl UNet {
         if x.rank() != 4 || x.dim(1)? != self.cfg.in_channels {
             return Err(Error::bad_shape("UNet", format!("expected [N, {}, H, W]", self.cfg.in_channels), x.shape()));
         }
+        // computed on the host from the timestep values (wherever `t` is), then put beside x
         let temb = timestep_embedding(t, self.cfg.model_channels, x.dtype())?.to_device(x.device())?;
         let mut emb = self.time_embed.1.forward(&self.time_embed.0.forward(&temb)?.silu()?)?;
         // Mixed precision: everything that joins the activations is in their dtype (x's).
@@ -312,5 +313,5 @@ pub fn timestep_embedding(t: &Tensor, dim: usize, dtype: DType) -> Result<Tensor
             v.push(0.0);
         }
     }
-    Tensor::from_vec(v, &[ts.len(), dim])?.to_dtype(dtype)?.to_device(t.device())
+    Tensor::from_vec(v, &[ts.len(), dim])?.to_dtype(dtype)
 }

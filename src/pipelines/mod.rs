@@ -28,7 +28,8 @@ pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guida
             None => x.clone(),
         };
         let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
-        let ts = Tensor::full_on(t, &[x_in.dim(0)?], DType::F32, x_in.device())?;
+        // on the host: the UNet reads the timesteps there for its sinusoidal embedding
+        let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
         let out = unet.forward(&x_in, &ts, context, None)?;
         on_step();
         let Some(g) = guidance else { return Ok(out) };

@@ -369,7 +369,8 @@ impl LdmTrainer {
             (CondStage::MaskedImage, None) => return Err(Error::invalid("train", "an inpainting model needs each batch's masked-image latents and mask (encode_inpainting)")),
             _ => x_t,
         };
-        let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?.to_device(dev)?;
+        // the timesteps stay on the host: the UNet reads them there for its sinusoidal embedding
+        let t = Tensor::from_vec(d.t.iter().map(|&t| t as f32).collect(), &[b])?;
         // bf16 mixed precision: the UNet runs in bf16 (its layers cast the f32 weights per call),
         // the loss is taken in f32.
         let out = self.model.unet.forward(&x_in.to_dtype(self.cfg.precision)?, &t, context.as_ref(), None)?.to_dtype(DType::F32)?;
