@@ -274,9 +274,15 @@ impl LdmTrainer {
     /// weights (DDIM, `steps`), pasted into the kept region; images in [−1, 1] on the host.
     pub fn sample_inpainting(&self, images: &Tensor, masks: &Tensor, steps: usize, seed: u64) -> Result<Tensor> {
         let condition = LdmCondition::Inpaint { image: images.affine(0.5, 0.5)?, mask: masks.clone() };
-        let req = LdmRequest { condition, guidance: 1.0, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
+        self.generate_with_ema(condition, images.dim(0)?, 1.0, steps, seed)
+    }
+
+    /// `n` images for `condition` with the EMA weights (DDIM, `steps`, guidance `guidance`), the
+    /// initial noise and the sampler's noise from `seed`; in [−1, 1] on the host.
+    fn generate_with_ema(&self, condition: LdmCondition, n: usize, guidance: f64, steps: usize, seed: u64) -> Result<Tensor> {
+        let req = LdmRequest { condition, guidance, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
         self.with_ema(|m| {
-            let shape = m.latent_shape(&req.condition, images.dim(0)?, None)?;
+            let shape = m.latent_shape(&req.condition, n, None)?;
             let x0 = Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed));
             m.generate(&req, &x0, &mut SeededNoise(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))), &mut || {})?.to_device(Device::Cpu)
         })
@@ -441,12 +447,7 @@ impl LdmTrainer {
             (None, None, Some(lr)) => (LdmCondition::LowRes(lr.affine(0.5, 0.5)?), lr.dim(0)?, 1.0),
             (None, None, None) => (LdmCondition::None, n, 1.0),
         };
-        let req = LdmRequest { condition, guidance, sampler: SamplerOptions { kind: SamplerKind::Ddim, steps, eta: 0.0 } };
-        self.with_ema(|m| {
-            let shape = m.latent_shape(&req.condition, n, None)?;
-            let x0 = Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(seed));
-            m.generate(&req, &x0, &mut SeededNoise(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))), &mut || {})?.to_device(Device::Cpu)
-        })
+        self.generate_with_ema(condition, n, guidance, steps, seed)
     }
 
     /// Writes weights, EMA, optimiser state, step, configs and scale factor, atomically.
