@@ -8,6 +8,7 @@ pub mod autograd;
 pub mod backend;
 pub mod diffusion;
 pub mod error;
+pub mod eval;
 pub mod io;
 pub mod models;
 pub mod nn;

@@ -19,8 +19,8 @@ enum Command {
     Sample(Box<cli::sample::SampleArgs>),
     /// Train the first-stage autoencoder (`train autoencoder`); the diffusion model is next.
     Train(Box<cli::train::TrainArgs>),
-    /// Evaluate a trained autoencoder: PSNR and SSIM of its reconstructions.
-    Eval(Box<cli::train::EvalArgs>),
+    /// Evaluate: FID between folders, LPIPS/PSNR/SSIM between paired folders, an autoencoder.
+    Eval(Box<cli::eval::EvalCommand>),
     /// Time the engine's core ops on Stable Diffusion shapes and print GFLOP/s or GB/s.
     Bench {
         /// Only run benches whose name contains this text.
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         Command::Bench { filter, reps } => cli::bench::run(filter.as_deref(), reps),
         Command::Sample(args) => cli::sample::run(&args),
         Command::Train(args) => cli::train::train(&args),
-        Command::Eval(args) => cli::train::eval(&args),
+        Command::Eval(args) => cli::eval::run(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod eval;
 pub mod inspect;
 pub mod sample;
 pub mod sample_io;

