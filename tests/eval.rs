@@ -6,7 +6,10 @@
 //! - the Inception features of five images (needs weights/fid/inception-2015-12-05.safetensors from
 //!   tools/fetch_fid_inception.py, which .ci/run fetches; otherwise the test says why it skipped):
 //!   max |ours − ref| / max |ref| ≤ 1e-4;
-//! - the CLI: `eval fid` of a folder against itself is 0, and its refusals are one line.
+//! - the CLI: `eval fid` of a folder against itself is 0, and its refusals are one line;
+//! - the paired-folder metrics (`eval psnr / ssim / lpips`): the library's per-image values
+//!   averaged (the metrics themselves are checked against skimage and lpips in train_metrics.rs and
+//!   lpips.rs), pairing by relative path, and their refusals.
 
 mod common;
 use common::fixture::Fixture;
@@ -147,5 +150,85 @@ fn cli_eval_refusals_are_one_line() {
     one_line_error(code, &err, "not an FID Inception file");
     let (code, _, err) = run(&["eval"]);
     one_line_error(code, &err, "say what to evaluate");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// Two folders of `n` paired 24×20 RGB PNGs (one in a subfolder); fake = real plus a pattern of
+/// strength `noise`. Returns (real, fake) and the images as [1, 3, H, W] tensors in [0, 1].
+fn paired_folders(root: &Path, n: usize, noise: u8) -> (PathBuf, PathBuf, Vec<(ldm_engine::Tensor, ldm_engine::Tensor)>) {
+    let (w, h) = (24usize, 20usize);
+    let (real, fake) = (root.join("real"), root.join("fake"));
+    let mut tensors = Vec::new();
+    for i in 0..n {
+        let rel = if i == 0 { PathBuf::from("sub/img0.png") } else { PathBuf::from(format!("img{i}.png")) };
+        let a: Vec<u8> = (0..w * h * 3).map(|k| ((k * 7 + i * 31) % 200) as u8 + 20).collect();
+        let b: Vec<u8> = a.iter().enumerate().map(|(k, &v)| if (k + i) % 3 == 0 { v.saturating_add(noise) } else { v.saturating_sub(noise / 2) }).collect();
+        for (dir, px) in [(&real, &a), (&fake, &b)] {
+            let p = dir.join(&rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            ldm_engine::io::image::save_png(&p, px, w, h, &[]).unwrap();
+        }
+        let t = |px: &[u8]| {
+            let planar: Vec<f32> = (0..3).flat_map(|c| px.iter().skip(c).step_by(3).map(|&v| v as f32 / 255.0)).collect();
+            ldm_engine::Tensor::from_vec(planar, &[1, 3, h, w]).unwrap()
+        };
+        tensors.push((t(&a), t(&b)));
+    }
+    (real, fake, tensors)
+}
+
+fn printed(out: &str, key: &str) -> f64 {
+    let line = out.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {out}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn cli_paired_metrics_average_the_per_image_values() {
+    use ldm_engine::train::metrics::{psnr, ssim};
+    let tmp = std::env::temp_dir().join(format!("ldm-eval-pairs-{}", std::process::id()));
+    let (real, fake, tensors) = paired_folders(&tmp, 3, 12);
+    let (r, f) = (real.to_str().unwrap(), fake.to_str().unwrap());
+    let mean = |m: &dyn Fn(&ldm_engine::Tensor, &ldm_engine::Tensor) -> f64| tensors.iter().map(|(a, b)| m(a, b)).sum::<f64>() / tensors.len() as f64;
+    let (code, out, err) = run(&["eval", "psnr", "--real", r, "--fake", f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pairs: 3"), "{out}");
+    let want = mean(&|a, b| psnr(a, b, 1.0).unwrap()[0]);
+    assert!((printed(&out, "psnr_db") - want).abs() < 1e-3, "{out} vs {want}");
+    let (code, out, err) = run(&["eval", "ssim", "--real", r, "--fake", f]);
+    assert_eq!(code, 0, "{err}");
+    let want = mean(&|a, b| ssim(a, b, 1.0).unwrap()[0]);
+    assert!((printed(&out, "ssim") - want).abs() < 1e-4, "{out} vs {want}");
+    // identical folders: PSNR is infinite for every pair, said so rather than averaged
+    let (code, out, _) = run(&["eval", "psnr", "--real", r, "--fake", r]);
+    assert!(code == 0 && out.contains("psnr_db: inf (every pair is identical)"), "{out}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn cli_paired_metrics_refuse_bad_pairs_in_one_line() {
+    let tmp = std::env::temp_dir().join(format!("ldm-eval-badpairs-{}", std::process::id()));
+    let (real, fake, _) = paired_folders(&tmp, 3, 12);
+    let (r, f) = (real.to_str().unwrap(), fake.to_str().unwrap());
+    // a partner missing
+    std::fs::remove_file(fake.join("img2.png")).unwrap();
+    let (code, _, err) = run(&["eval", "psnr", "--real", r, "--fake", f]);
+    one_line_error(code, &err, "do not pair up by file name: 1 only in");
+    // a partner of another size
+    ldm_engine::io::image::save_png(&fake.join("img2.png"), &[128u8; 10 * 10 * 3], 10, 10, &[]).unwrap();
+    let (code, _, err) = run(&["eval", "ssim", "--real", r, "--fake", f]);
+    one_line_error(code, &err, "must have the same size");
+    // too small for SSIM's 11×11 window
+    let small = tmp.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    ldm_engine::io::image::save_png(&small.join("a.png"), &[9u8; 8 * 8 * 3], 8, 8, &[]).unwrap();
+    let s = small.to_str().unwrap();
+    let (code, _, err) = run(&["eval", "ssim", "--real", s, "--fake", s]);
+    one_line_error(code, &err, "SSIM needs images of at least 11x11");
+    // an unreadable image is an error naming it, not skipped
+    std::fs::write(fake.join("img1.png"), b"not a png").unwrap();
+    let (code, _, err) = run(&["eval", "psnr", "--real", r, "--fake", f]);
+    one_line_error(code, &err, "img1.png");
+    let (code, _, err) = run(&["eval", "lpips", "--real", s, "--fake", s, "--lpips", "/no/such/lpips.safetensors"]);
+    one_line_error(code, &err, "tools/fetch_lpips.py");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
