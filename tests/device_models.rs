@@ -1,6 +1,7 @@
 //! Whole models on every available device against the CPU: a small SD-style UNet (cross-attention
-//! to a context, class embedding, two resolutions) forward and backward, and a KL autoencoder
-//! encode/decode — the integration check that every op a model uses runs on the device and that
+//! to a context, class embedding, two resolutions) forward and backward, a KL autoencoder
+//! encode/decode, the built-in model's sampling, both trainers' steps, and Stable Diffusion
+//! text-to-image / image-to-image in f32, f16 and bf16 — the integration check that every op a model uses runs on the device and that
 //! the backward rules work on device tensors. Weights are the same seeded init on both devices.
 //! Without a GPU the CUDA runs are skipped with the reason printed (the CPU run checks the test).
 //!
@@ -225,6 +226,50 @@ fn autoencoder_training_steps_match_the_cpu_on_every_device() {
             for (i, (a, b)) in run(dev).iter().zip(&cpu).enumerate() {
                 assert!((a - b).abs() <= tol * b.abs(), "{kind} {precision} step {i} on {dev:?}: rec {a} vs {b}");
             }
+        }
+    }
+}
+
+/// Stable Diffusion text-to-image (the tiny random SD folder: CLIP, cross-attention UNet, KL VAE,
+/// DDIM with guidance, image-to-image through the VAE encoder) on every device against the CPU;
+/// on CUDA also with f16 and bf16 weights, where the sampler's latents stay f32 and the bar is the
+/// half type's: |out − cpu| ≤ 3e-2·max|cpu| (bf16 keeps 8 bits of mantissa, and the error of a
+/// few dozen layers adds up; a wrong op is off by O(max|cpu|)).
+#[test]
+fn stable_diffusion_text_to_image_matches_the_cpu_on_every_device() {
+    use ldm_engine::diffusion::{SamplerOptions, SeededNoise};
+    use ldm_engine::pipelines::txt2img::{TextToImage, TextToImageRequest};
+    let req = TextToImageRequest {
+        prompts: vec!["a red cube".into(), "a cat".into()],
+        negative_prompts: vec![],
+        guidance: 5.0,
+        sampler: SamplerOptions { kind: "ddim".parse().unwrap(), steps: 4, eta: 0.0 },
+        height: 32,
+        width: 48,
+    };
+    let run = |dev: Device, dtype: DType| {
+        let pipe = TextToImage::from_diffusers(&common::fixture::fp16_folder("tiny_sd").on_device(dev), dtype).unwrap();
+        let shape = pipe.latent_shape(&req).unwrap();
+        let initial = Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut common::rng(5));
+        let latents = pipe.latents(&req, &initial, &mut SeededNoise::new(6), &mut || {}).unwrap();
+        assert_eq!((latents.device(), latents.dtype()), (dev, DType::F32), "latents stay f32 on the pipeline's device");
+        let images = pipe.decode(&latents).unwrap();
+        // image-to-image from the decoded images: the encoder path
+        let again = pipe.img2img_latents(&req, &pipe.context(&req).unwrap(), &images.clamp(-1.0, 1.0).unwrap(), 0.5, &mut SeededNoise::new(7), &mut || {}).unwrap();
+        (images.to_device(Device::Cpu).unwrap(), again.to_device(Device::Cpu).unwrap())
+    };
+    let (cpu_img, cpu_again) = run(Device::Cpu, DType::F32);
+    for dev in devices().into_iter().filter(|d| d.is_cuda()) {
+        let (img, again) = run(dev, DType::F32);
+        assert_near(&img, &cpu_img, &format!("sd images on {dev:?}"));
+        assert_near(&again, &cpu_again, &format!("sd img2img latents on {dev:?}"));
+        for half in [DType::F16, DType::BF16] {
+            let (img, _) = run(dev, half);
+            let (g, w) = (img.to_vec_f64().unwrap(), cpu_img.to_vec_f64().unwrap());
+            let scale = w.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+            println!("sd {half:?} on {dev:?}: worst |diff| {worst:.3e} of max {scale:.3e}");
+            assert!(worst.is_finite() && worst <= 3e-2 * scale, "sd images {half:?} on {dev:?}: worst {worst:.3e} vs {scale:.3e}");
         }
     }
 }

@@ -83,12 +83,12 @@ pub struct SampleArgs {
     /// Write a batch as one grid image at --out instead of numbered files.
     #[arg(long)]
     pub grid: bool,
-    /// auto | cpu | cuda | cuda:N. `cuda` runs engine-trained and paper models on the GPU (Stable
-    /// Diffusion folders and files run on the CPU in this build); `auto` is the CPU until the CUDA
-    /// path has been verified on a GPU.
+    /// auto | cpu | cuda | cuda:N: where the weights live and the sampling runs; `auto` is the CPU
+    /// until the CUDA path has been verified on a GPU.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Weight dtype: f32 (f16/bf16 files are widened on load).
+    /// Weight and compute dtype of a Stable Diffusion model on CUDA: f32, f16 or bf16 (the sampler
+    /// keeps its latents in f32). The CPU computes in f32; f16/bf16 files are widened on load.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// A safetensors file with one f32 tensor `noise` [batch, C, H/f, W/f]: the unscaled
@@ -142,9 +142,7 @@ fn check(a: &SampleArgs) -> Result<()> {
     if a.device != "auto" {
         a.device.parse::<Device>().map_err(|e| invalid(format!("--device {}: {e}", a.device)))?;
     }
-    if a.dtype != "f32" {
-        return Err(invalid(format!("--dtype {}: the CPU backend computes in f32; f16/bf16 weight files are widened on load", a.dtype)));
-    }
+    weight_dtype(a)?;
     if a.out.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("png")) != Some(true) {
         return Err(invalid(format!("--out {}: the output must be a .png file", a.out.display())));
     }
@@ -173,6 +171,20 @@ fn engine_model(m: EngineModel, name: &'static str) -> Model {
     Model::Paper(Box::new(m.ldm), Box::new(p))
 }
 
+/// --dtype: f32 anywhere; f16 or bf16 for Stable Diffusion on CUDA.
+fn weight_dtype(a: &SampleArgs) -> Result<DType> {
+    let dtype = match a.dtype.as_str() {
+        "f32" => return Ok(DType::F32),
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => return Err(invalid(format!("--dtype {other}: expected f32, f16 or bf16"))),
+    };
+    if !a.device.starts_with("cuda") {
+        return Err(invalid(format!("--dtype {}: the CPU backend computes in f32 (f16/bf16 weight files are widened on load); half precision needs --device cuda", a.dtype)));
+    }
+    Ok(dtype)
+}
+
 /// The device --device names, checked to be there (one line when it is not).
 fn device(a: &SampleArgs) -> Result<Device> {
     let dev = match a.device.as_str() {
@@ -187,9 +199,10 @@ fn device(a: &SampleArgs) -> Result<Device> {
 
 fn load(a: &SampleArgs) -> Result<Model> {
     let device = device(a)?;
-    let sd_on_cpu_only = || -> Result<()> {
-        if device != Device::Cpu {
-            return Err(invalid(format!("--device {}: Stable Diffusion sampling runs on the CPU in this build (engine-trained and paper models run on CUDA); use --device cpu", a.device)));
+    let dtype = weight_dtype(a)?;
+    let f32_only = || -> Result<()> {
+        if dtype != DType::F32 {
+            return Err(invalid(format!("--dtype {}: half precision is for Stable Diffusion models; engine-trained and paper models run in f32", a.dtype)));
         }
         Ok(())
     };
@@ -197,6 +210,7 @@ fn load(a: &SampleArgs) -> Result<Model> {
         if a.preset.is_some() {
             return Err(invalid("--preset names what a --model file is; without --model the built-in MNIST model is used"));
         }
+        f32_only()?;
         let bytes = DEFAULT_MODEL.ok_or_else(|| {
             invalid("no --model given and this build has no built-in model (weights/mnist_class_ldm.safetensors was missing when it was compiled); pass a diffusers Stable Diffusion folder or a single-file checkpoint")
         })?;
@@ -209,29 +223,29 @@ fn load(a: &SampleArgs) -> Result<Model> {
         if a.preset.is_some() {
             return Err(invalid("--preset is for single-file checkpoints; a diffusers folder describes itself"));
         }
-        sd_on_cpu_only()?;
-        let mut folder = DiffusersFolder::open(model)?;
+        let mut folder = DiffusersFolder::open(model)?.on_device(device);
         if folder.weight_files("unet").is_err() {
             folder.variant = Some("fp16".into());
         }
-        return Ok(Model::StableDiffusion(Box::new(TextToImage::from_diffusers(&folder, DType::F32)?)));
+        return Ok(Model::StableDiffusion(Box::new(TextToImage::from_diffusers(&folder, dtype)?)));
     }
     let file = SingleFile::open(model)?.on_device(device);
     if EngineModel::is_engine_model(&file) {
         if a.preset.is_some() {
             return Err(invalid(format!("{}: an ldm-engine trained model describes itself; drop --preset", model.display())));
         }
+        f32_only()?;
         return Ok(engine_model(EngineModel::from_single_file(&file, &model.display().to_string(), DType::F32)?, ENGINE_MODEL));
     }
     if file.is_sd_v1() && a.preset.as_deref().is_none_or(|p| p == "sd_v1") {
-        sd_on_cpu_only()?;
-        return Ok(Model::StableDiffusion(Box::new(TextToImage::from_single_file(&file, DType::F32)?)));
+        return Ok(Model::StableDiffusion(Box::new(TextToImage::from_single_file(&file, dtype)?)));
     }
     let names: Vec<&str> = presets::paper_presets().iter().map(|p| p.name).collect();
     let Some(name) = &a.preset else {
         return Err(invalid(format!("{}: not a Stable Diffusion v1 file; say which paper model it is with --preset (one of: {})", model.display(), names.join(", "))));
     };
     let p = presets::preset(name)?;
+    f32_only()?;
     let pipe = super::sample_paper::prepare(LatentDiffusion::from_single_file(&file, &p, DType::F32)?, &p)?;
     Ok(Model::Paper(Box::new(pipe), Box::new(p)))
 }
@@ -281,7 +295,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or(DEFAULT_MODEL_NAME);
     let params = format!("{}\n{}, Model: {model_name}", outcome.prompt_lines, outcome.settings.join(", "));
     if let Some(p) = &a.save_latents {
-        save(p, &[("latents", &outcome.latents)], None)?;
+        save(p, &[("latents", &outcome.latents.to_device(Device::Cpu)?)], None)?;
     }
     let images = outcome.images.to_device(Device::Cpu)?;
     let n = images.dim(0)?;
@@ -354,6 +368,8 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
 
     let t0 = Instant::now();
     let context = pipe.context(&req)?;
+    // launches are asynchronous on CUDA: each stage's time ends when its work has
+    ldm_engine::backend::synchronize(pipe.device())?;
     let text_ms = t0.elapsed().as_secs_f64() * 1e3;
     let strength = a.strength.unwrap_or(if mask.is_some() { 1.0 } else { DEFAULT_STRENGTH });
     let run_steps = if image.is_some() { a.steps - img2img_start(a.steps, strength)? } else { a.steps };
@@ -365,9 +381,11 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
         }
         (Some(img), None) => pipe.img2img_latents(&req, &context, img, strength, &mut SeededNoise::new(a.seed), progress),
         _ => pipe.denoise(&req, &context, &initial, &mut draws, progress),
-    })?;
+    }
+    .and_then(|l| ldm_engine::backend::synchronize(l.device()).map(|_| l)))?;
     let t2 = Instant::now();
     let images = pipe.decode(&latents)?;
+    ldm_engine::backend::synchronize(images.device())?;
     let vae_ms = t2.elapsed().as_secs_f64() * 1e3;
     let mut settings = common_settings(a, kind, cfg, width, height);
     if image.is_some() {

@@ -202,6 +202,11 @@ impl Decoder {
         self.conv_in.weight.device()
     }
 
+    /// The weights' dtype.
+    pub fn dtype(&self) -> crate::DType {
+        self.conv_in.weight.dtype()
+    }
+
     pub fn new(vb: &VarBuilder, cfg: &AutoencoderConfig) -> Result<Self> {
         let levels = cfg.ch_mult.len();
         let mut block_in = cfg.ch * cfg.ch_mult[levels - 1];

@@ -31,6 +31,8 @@ pub struct DiffusersFolder {
     root: PathBuf,
     /// weight-file variant to prefer, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors`
     pub variant: Option<String>,
+    /// where the components' weights are put (and so where they run)
+    device: crate::Device,
 }
 
 impl DiffusersFolder {
@@ -39,7 +41,12 @@ impl DiffusersFolder {
         let index = root.join("model_index.json");
         let text = std::fs::read_to_string(&index).map_err(|e| err(&index, format!("not a diffusers pipeline folder: {e}")))?;
         serde_json::from_str::<Value>(&text).map_err(|e| err(&index, format!("invalid JSON: {e}")))?;
-        Ok(DiffusersFolder { root, variant: None })
+        Ok(DiffusersFolder { root, variant: None, device: crate::Device::Cpu })
+    }
+
+    /// Components built from this folder put their weights on `device` (and so run there).
+    pub fn on_device(self, device: crate::Device) -> Self {
+        DiffusersFolder { device, ..self }
     }
 
     pub fn root(&self) -> &Path {
@@ -85,7 +92,7 @@ impl DiffusersFolder {
     pub fn unet(&self, dtype: DType) -> Result<UNet> {
         let cfg = unet_config(&self.config("unet")?).map_err(|m| err(&self.root.join("unet/config.json"), m))?;
         let layout = UNetLayout { levels: cfg.channel_mult.len(), num_res_blocks: cfg.num_res_blocks, attention_levels: cfg.attention_levels.clone() };
-        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("unet")?, dtype, |n| Some(unet_to_compvis(n, &layout)), None)?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("unet")?, dtype, |n| Some(unet_to_compvis(n, &layout)), None)?.on_device(self.device);
         let unet = UNet::new(&vb, &cfg)?;
         vb.finish(false)?;
         Ok(unet)
@@ -101,7 +108,7 @@ impl DiffusersFolder {
         let cfg = vae_config(&self.config(component)?).map_err(|m| err(&self.root.join(component).join("config.json"), m))?;
         let levels = cfg.ch_mult.len();
         let fix: crate::nn::Fixer = Box::new(vae_fix_shape);
-        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files(component)?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files(component)?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?.on_device(self.device);
         let vae = AutoencoderKL::new(&vb, &cfg)?;
         vb.finish(false)?;
         Ok(vae)
@@ -125,7 +132,7 @@ impl DiffusersFolder {
         let (cfg, n_embed) = vq_config(&v).map_err(|m| err(&path, m))?;
         let levels = cfg.ch_mult.len();
         let fix: crate::nn::Fixer = Box::new(vae_fix_shape);
-        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vqvae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("vqvae")?, dtype, |n| Some(vae_to_compvis(n, levels)), Some(fix))?.on_device(self.device);
         let vq = VQModel::new(&vb, &cfg, n_embed, 0.25, true)?;
         vb.finish(false)?;
         Ok(vq)
@@ -134,7 +141,7 @@ impl DiffusersFolder {
     /// The paper's text model (`bert/`, diffusers `LDMBertModel`).
     pub fn ldm_bert(&self, dtype: DType) -> Result<LdmBert> {
         let cfg = ldm_bert_config(&self.config("bert")?).map_err(|m| err(&self.root.join("bert/config.json"), m))?;
-        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("bert")?, dtype, |n| Some(ldm_bert_to_compvis(n)), None)?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("bert")?, dtype, |n| Some(ldm_bert_to_compvis(n)), None)?.on_device(self.device);
         let bert = LdmBert::new(&vb, &cfg)?;
         vb.finish(false)?;
         Ok(bert)
@@ -142,7 +149,7 @@ impl DiffusersFolder {
 
     pub fn text_encoder(&self, dtype: DType) -> Result<ClipTextModel> {
         let cfg = clip_config(&self.config("text_encoder")?).map_err(|m| err(&self.root.join("text_encoder/config.json"), m))?;
-        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("text_encoder")?, dtype, clip_key, None)?;
+        let vb = VarBuilder::from_safetensors_mapped(&self.weight_files("text_encoder")?, dtype, clip_key, None)?.on_device(self.device);
         let clip = ClipTextModel::new(&vb, &cfg)?;
         vb.finish(false)?;
         Ok(clip)

@@ -253,6 +253,11 @@ impl UNet {
         self.out_conv.weight.device()
     }
 
+    /// The weights' dtype: the dtype its inputs must have (pipelines cast to it).
+    pub fn dtype(&self) -> crate::DType {
+        self.out_conv.weight.dtype()
+    }
+
     pub fn config(&self) -> &UNetConfig {
         &self.cfg
     }

@@ -52,7 +52,8 @@ impl TextToImage {
         let shape = self.latent_shape(req)?;
         let mode = self.inpaint_mode()?;
         let n = shape[0];
-        let (image, mask) = (batch_of(&input.image, n, &[3, req.height, req.width], "image")?, batch_of(&input.mask, n, &[1, req.height, req.width], "mask")?);
+        let dev = self.device();
+        let (image, mask) = (batch_of(&input.image, n, &[3, req.height, req.width], "image")?.to_device(dev)?, batch_of(&input.mask, n, &[1, req.height, req.width], "mask")?.to_device(dev)?);
         if let Some(t) = initial.filter(|t| t.shape() != shape) {
             return Err(Error::bad_shape("inpaint", format!("initial noise must be {shape:?}"), t.shape()));
         }
@@ -63,8 +64,8 @@ impl TextToImage {
         let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
         let image_latents = if mode == InpaintMode::Blend || !full_strength { Some(self.encode_sample(&image, noise)?) } else { None };
         let eps = match initial {
-            Some(t) => t.clone(),
-            None => noise.noise_like(&Tensor::zeros(&shape, DType::F32))?,
+            Some(t) => t.to_device(dev)?.to_dtype(DType::F32)?,
+            None => noise.noise_like(&Tensor::zeros_on(&shape, DType::F32, dev)?)?,
         };
         let x = match &image_latents {
             Some(z) if !full_strength => sampler.add_noise(z, &eps, start)?,

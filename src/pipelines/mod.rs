@@ -20,7 +20,9 @@ pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
 /// u + g·(c − u); without, once. `concat` [N, C', h, w] is appended to the model input's
 /// channels (after the sampler's input scaling: the 9-channel inpainting UNet's mask and masked
 /// image latents, the paper's concat conditioning), the same for both halves. `on_step` runs
-/// after every UNet call (progress).
+/// after every UNet call (progress). The UNet sees its own dtype (an f16 model gets f16 inputs and
+/// context); the sampler gets its output back in the dtype of its x (f32), so the schedule
+/// arithmetic never runs in half precision.
 pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, concat: Option<&'a Tensor>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
     move |x: &Tensor, t: f64| -> Result<Tensor> {
         let x = &match concat {
@@ -28,9 +30,11 @@ pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guida
             None => x.clone(),
         };
         let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
+        let (dtype, x_in) = (unet.dtype(), x_in.to_dtype(unet.dtype())?);
+        let context = context.map(|c| c.to_dtype(dtype)).transpose()?;
         // on the host: the UNet reads the timesteps there for its sinusoidal embedding
         let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
-        let out = unet.forward(&x_in, &ts, context, None)?;
+        let out = unet.forward(&x_in, &ts, context.as_ref(), None)?.to_dtype(x.dtype())?;
         on_step();
         let Some(g) = guidance else { return Ok(out) };
         let n = x.dim(0)?;

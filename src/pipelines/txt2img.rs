@@ -92,7 +92,13 @@ impl TextToImage {
             let (padded, _) = self.tokenizer.encode_padded(t, MAX_LEN)?;
             ids.extend(padded.into_iter().map(i64::from));
         }
-        self.text_encoder.forward(&Tensor::from_vec(ids, &[texts.len(), MAX_LEN])?, 0)
+        self.text_encoder.forward(&Tensor::from_vec(ids, &[texts.len(), MAX_LEN])?.to_device(self.device())?, 0)
+    }
+
+    /// Where the weights live (all three models are loaded onto one device), and so where the
+    /// pipeline runs; inputs made on the host are moved there.
+    pub fn device(&self) -> crate::Device {
+        self.unet.device()
     }
 
     /// Checks a request and returns the latent shape [N, C, H/8, W/8].
@@ -148,7 +154,7 @@ impl TextToImage {
         self.check_plain_unet()?;
         let _g = crate::no_grad();
         let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
-        diffusion::sample(&self.scheduler, &req.sampler, &mut model, initial, noise)
+        diffusion::sample(&self.scheduler, &req.sampler, &mut model, &initial.to_device(self.device())?.to_dtype(DType::F32)?, noise)
     }
 
     /// Image-to-image (diffusers' StableDiffusionImg2ImgPipeline): `image` [N, 3, H, W] in
@@ -172,10 +178,12 @@ impl TextToImage {
 
     /// Images in [-1, 1] → scaled latents: a sample of the VAE posterior, its noise drawn from
     /// `noise` (diffusers' `retrieve_latents(sample_mode="sample")` × scaling_factor).
+    /// The latents are f32 on the pipeline's device whatever the VAE's dtype.
     pub fn encode_sample(&self, image: &Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
-        let posterior = self.vae.encode(image)?;
-        let eps = noise.noise_like(&posterior.mean)?;
-        posterior.mean.add(&posterior.logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)
+        let posterior = self.vae.encode(&image.to_device(self.device())?.to_dtype(self.vae.decoder.dtype())?)?;
+        let (mean, logvar) = (posterior.mean.to_dtype(DType::F32)?, posterior.logvar.to_dtype(DType::F32)?);
+        let eps = noise.noise_like(&mean)?;
+        mean.add(&logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?.mul_scalar(self.vae_scale)
     }
 
     /// The latent downsampling factor of the VAE (8 for SD).
@@ -183,9 +191,10 @@ impl TextToImage {
         self.vae.config().downsampling()
     }
 
-    /// Latents → images in [-1, 1], [N, 3, H, W].
+    /// Latents → images in [-1, 1], [N, 3, H, W], f32 on the pipeline's device.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
         let _g = crate::no_grad();
-        self.vae.decode(&latents.mul_scalar(1.0 / self.vae_scale)?)
+        let z = latents.to_device(self.device())?.mul_scalar(1.0 / self.vae_scale)?.to_dtype(self.vae.decoder.dtype())?;
+        self.vae.decode(&z)?.to_dtype(DType::F32)
     }
 }

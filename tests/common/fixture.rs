@@ -138,6 +138,8 @@ fn unet_params(f: &Fixture) -> serde_json::Value {
 pub fn fp16_folder(path: impl AsRef<std::path::Path>) -> ldm_engine::models::checkpoint::DiffusersFolder {
     let p = path.as_ref();
     let p = if p.is_absolute() { p.to_path_buf() } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p) };
+    // a carried test binary (tools/gpu_check.sh) runs from a copy of the repository
+    let p = if p.is_dir() { p } else { std::path::Path::new("tests/fixtures").join(path.as_ref()) };
     let mut f = ldm_engine::models::checkpoint::DiffusersFolder::open(p).unwrap();
     f.variant = Some("fp16".into());
     f
