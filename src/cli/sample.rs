@@ -98,7 +98,8 @@ pub struct SampleArgs {
     /// Also write the final latents (tensor `latents`, before 1/scaling_factor) here.
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
-    /// Print `timings: text_encode_ms=… unet_ms_per_step=… vae_decode_ms=… total_ms=…`.
+    /// Print `timings: text_encode_ms=… unet_ms_per_step=… vae_decode_ms=… total_ms=…` (total
+    /// includes loading the model), plus the caching allocator's peak on CUDA.
     #[arg(long)]
     pub timings: bool,
 }
@@ -317,6 +318,7 @@ pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width
     let karras = if a.karras { " Karras" } else { "" };
     // AUTOMATIC1111's sampler names, which the tools that read "parameters" know
     let name = match kind {
+    let device = outcome.images.device();
         SamplerKind::Ddpm => "DDPM",
         SamplerKind::Ddim => "DDIM",
         SamplerKind::Plms => "PLMS",
@@ -329,6 +331,10 @@ pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width
 }
 
 /// Text-to-image, image-to-image or inpainting with a Stable Diffusion model.
+        if let Device::Cuda(i) = device {
+            let peak = ldm_engine::backend::cuda::device(i)?.memory_stats().peak;
+            println!("peak_gpu_memory_mib={:.0}", peak as f64 / (1u64 << 20) as f64);
+        }
 fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
     let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
     if a.class.is_some() {
