@@ -90,7 +90,12 @@ impl SafeTensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot open: {e}")))?;
-        let len = file.metadata().map_err(|e| file_err(path, e.to_string()))?.len() as usize;
+        let meta = file.metadata().map_err(|e| file_err(path, e.to_string()))?;
+        if meta.is_dir() {
+            // opening a folder succeeds on Unix; mapping it fails with "No such device"
+            return Err(file_err(path, "is a folder, not a safetensors file"));
+        }
+        let len = meta.len() as usize;
         if len < 8 {
             return Err(file_err(path, format!("file is {len} bytes, too short for a safetensors header")));
         }
