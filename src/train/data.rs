@@ -236,7 +236,12 @@ impl ImageFolder {
 
     fn mark_bad(&self, i: usize, err: &Error) {
         if !self.bad[i].swap(true, Ordering::Relaxed) {
-            eprintln!("warning: skipping unreadable image {err}");
+            // once per file and process: `train` opens the folder twice (the loader and the
+            // preview images), and a folder of only bad files printed each warning twice
+            static WARNED: Mutex<std::collections::BTreeSet<PathBuf>> = Mutex::new(std::collections::BTreeSet::new());
+            if WARNED.lock().map(|mut w| w.insert(self.files[i].clone())).unwrap_or(true) {
+                eprintln!("warning: skipping unreadable image {err}");
+            }
             if let Ok(mut s) = self.skipped.lock() {
                 s.push((self.files[i].clone(), err.to_string()));
             }
