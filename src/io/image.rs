@@ -1,5 +1,6 @@
 //! Images out: tensors in [-1, 1] to 8-bit RGB, and PNG files carrying their generation
-//! parameters in a tEXt chunk (AUTOMATIC1111's "parameters" key, which other tools read).
+//! parameters in a tEXt chunk (AUTOMATIC1111's "parameters" key, which other tools read; iTXt
+//! when the text is not Latin-1).
 
 use std::path::Path;
 
@@ -38,7 +39,11 @@ pub fn save_png(path: &Path, rgb: &[u8], width: usize, height: usize, text: &[(&
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         for (k, v) in text {
-            enc.add_text_chunk(k.to_string(), v.to_string()).map_err(|e| file_err(format!("text chunk '{k}': {e}")))?;
+            // tEXt holds Latin-1 only; other text (a prompt with an emoji or in Chinese) goes in an
+            // iTXt chunk, UTF-8, as PIL's PngInfo.add_text does — it used to fail the write after
+            // the whole sampling run
+            let added = if v.chars().all(|c| u32::from(c) <= 0xff) { enc.add_text_chunk(k.to_string(), v.to_string()) } else { enc.add_itxt_chunk(k.to_string(), v.to_string()) };
+            added.map_err(|e| file_err(format!("text chunk '{k}': {e}")))?;
         }
         let mut w = enc.write_header().map_err(|e| file_err(e.to_string()))?;
         w.write_image_data(rgb).map_err(|e| file_err(e.to_string()))?;
@@ -82,7 +87,10 @@ pub fn load_png_bytes(label: &str, bytes: &[u8]) -> Result<LoadedPng> {
         png::ColorType::GrayscaleAlpha => px.chunks(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
         png::ColorType::Indexed => return Err(file_err("indexed PNG was not expanded".into())),
     };
-    let text = reader.info().uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    let info = reader.info();
+    let latin1 = info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone()));
+    let utf8 = info.utf8_text.iter().filter_map(|t| Some((t.keyword.clone(), t.get_text().ok()?)));
+    let text = latin1.chain(utf8).collect();
     Ok((rgb, w, h, text))
 }
 
@@ -98,6 +106,23 @@ mod tests {
         let bytes = include_bytes!("../../tests/fixtures/bad_inputs/png_huge_header.png");
         let e = load_png_bytes("huge.png", bytes).unwrap_err().to_string();
         assert!(e.contains("huge.png") && e.contains("more than the 67108864 pixels"), "{e}");
+    }
+
+    /// A prompt outside Latin-1 (an emoji, Chinese) used to fail `sample` at the very end: tEXt
+    /// cannot hold it. It goes in an iTXt chunk and reads back as written.
+    #[test]
+    fn text_outside_latin1_is_written_as_itxt_and_read_back() {
+        let path = std::env::temp_dir().join(format!("ldm-image-itxt-{}.png", std::process::id()));
+        let text = [("parameters", "a cat 🐱 in 北京\nSteps: 1"), ("Software", "ldm-engine é")];
+        save_png(&path, &[7u8; 2 * 2 * 3], 2, 2, &text).unwrap();
+        let (_, _, _, back) = load_png(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let want: Vec<(String, String)> = text.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut back = back;
+        back.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(back, want);
     }
 
     #[test]
