@@ -3,11 +3,16 @@
 # with the pinned CUDA 13.0 nvcc so the PTX is embedded, strips them, and packs them with a runner
 # into gpu-bundle/ (gitignored, well under the device tool's 64 MiB carry limit).
 #
-# Then run it on the GPU machine in one call (library tool `run`, from the repository root):
+# Then run it on the GPU machine, two calls (library tool `run`, from the repository root; each
+# stays under the 10-minute limit of one call):
 #     run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])
-# gpu-bundle/run.sh runs every test binary, `ldm-engine sample` on cuda and cpu (digits_*.png) and
-# every bench, writes each log plus summary.md (date,
-# device, driver, commit, one row per binary) into $OUT, and exits non-zero if a test failed.
+#     run(command="bash gpu-bundle/e2e.sh", carry=["gpu-bundle"])
+# run.sh runs every test binary, `ldm-engine sample` on cuda and cpu (digits_*.png) and every
+# bench; e2e.sh times Stable Diffusion 1.5-size text-to-image (512², 50 DDIM steps, CFG 7.5, f16
+# and bf16) with PyTorch (tools/torch_sd15/bench.py, plain torch: the GPU machine has no diffusers)
+# and with the engine on the same random weights and initial noise, and compares their latents.
+# Each writes summary.md (date, device, driver, commit, one row per step) and one .tgz of every log
+# and picture into $OUT (the tool returns at most 8 files), and exits non-zero if a test failed.
 # Copy what comes back into benches/results/ with the command that produced it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +56,9 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # the tests read fixtures relative to the repository root, the bundle's parent
 cd "$here/.."
-out=${OUT:-$here/results}
-mkdir -p "$out"
+dest=${OUT:-$here/results}
+out=$here/results/run
+mkdir -p "$out" "$dest"
 summary="$out/summary.md"
 {
     echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -90,9 +96,60 @@ for exe in "$here"/bin/bench-*; do
     { echo; echo "## $name"; echo; grep -E '^(\||device:|allocator:)' "$out/$name.log"; } >> "$summary"
 done
 cat "$summary"
+cp "$summary" "$dest/summary.md"
+tar czf "$dest/gpu-check-logs.tgz" -C "$out" .
 exit $failed
 RUN
 chmod +x "$bundle/run.sh"
+
+cat > "$bundle/e2e.sh" <<'E2E'
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root: SD1.5-size text-to-image, PyTorch vs the engine.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+dest=${OUT:-$here/results}
+out=$here/results/e2e
+mkdir -p "$out" "$dest"
+py=${PYTHON:-python3}
+folder=/tmp/sd15_random
+summary="$out/summary.md"
+prompt="a photograph of an astronaut riding a horse"
+{
+    echo "# SD1.5-size text-to-image, 512x512, 50 DDIM steps, CFG 7.5 (UNet batch 2): PyTorch vs ldm-engine, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "- commit: $(tr '\n' ' ' < "$here/COMMIT")"
+    echo "- device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo unknown)"
+    echo "- torch: $($py -c 'import torch; print(torch.__version__, torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1)"
+    echo "- weights: random (seed 0), SD1.5 configs, written by \`tools/torch_sd15/bench.py make\`; both sides load the same files and start from the same noise"
+    echo "- command: bash gpu-bundle/e2e.sh (built by tools/gpu_check.sh)"
+    echo
+} > "$summary"
+$py tools/torch_sd15/bench.py make "$folder" --dtype f16 > "$out/make.log" 2>&1 || { echo "make failed"; cat "$out/make.log"; }
+for dt in f16 bf16; do
+    echo "## $dt" >> "$summary"
+    echo '```' >> "$summary"
+    $py tools/torch_sd15/bench.py run "$folder" --out "$out/$dt" --dtype $dt > "$out/torch-$dt.log" 2>&1
+    echo "torch (median of 3 after a warm-up):" >> "$summary"
+    grep -E '^(torch|timings|peak)' "$out/torch-$dt.log" >> "$summary" || tail -3 "$out/torch-$dt.log" >> "$summary"
+    # the engine twice: a 2-step warm-up process JIT-compiles the PTX (the driver caches the
+    # result), then the timed 50-step run; 200 s at most, so both dtypes fit in one 10-minute call
+    for steps in 2 50; do
+        run=$([ $steps = 2 ] && echo warm || echo timed)
+        timeout 200 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps $steps --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
+            --save-latents "$out/$dt/latents_engine_$run.safetensors" --timings --out "$out/$dt/engine_$run.png" > "$out/engine-$dt-$run.log" 2>&1
+        echo "engine ($steps steps, $run): exit $?" >> "$summary"
+    done
+    grep -E '^(timings|peak|error)' "$out/engine-$dt-timed.log" >> "$summary"
+    $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_timed.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+    echo '```' >> "$summary"
+done
+cat "$summary"
+cp "$summary" "$dest/e2e-summary.md"
+tar czf "$dest/e2e-logs.tgz" -C "$out" --exclude='*.safetensors' .
+E2E
+chmod +x "$bundle/e2e.sh"
 du -sh "$bundle"
 ls -la "$bundle/bin"
-echo "ready: run(command=\"bash $bundle/run.sh\", carry=[\"$bundle\"])"
+echo "ready: run(command=\"bash $bundle/run.sh\", carry=[\"$bundle\"]) then run(command=\"bash $bundle/e2e.sh\", carry=[\"$bundle\"])"
