@@ -10,6 +10,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
+use ldm_engine::io::image::MAX_PIXELS;
 use ldm_engine::io::safetensors::save;
 use ldm_engine::models::checkpoint::{DiffusersFolder, SingleFile};
 use ldm_engine::models::presets::{self, LdmPreset};
@@ -22,6 +23,9 @@ use rand::SeedableRng;
 
 use super::sample_io::{output_paths, read_image, read_mask, read_noise, write_images};
 
+// The numeric flags take negative numbers as values (`allow_negative_numbers`), so `--cfg-scale -3`
+// or `--class -1` reach the checks below and get their own message instead of clap's "unexpected
+// argument '-3' found".
 #[derive(Args, Debug)]
 pub struct SampleArgs {
     /// A diffusers pipeline folder, a Stable Diffusion v1 single file (.safetensors, CompVis
@@ -43,33 +47,33 @@ pub struct SampleArgs {
     #[arg(long)]
     pub karras: bool,
     /// DDIM's η (0 = deterministic).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub eta: f64,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
     pub steps: usize,
     /// Classifier-free guidance scale [default: 7.5; 3 for class-conditional paper models, 1 for others].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cfg_scale: Option<f64>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// [default: 512; a paper model's training size]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub width: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub height: Option<usize>,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub batch: usize,
     /// img2img / inpainting: start from this PNG (its size sets the output size; sides must be multiples of 8).
     #[arg(long)]
     pub init_image: Option<PathBuf>,
     /// How much of the schedule to run from the noised image, in (0, 1] [default: 0.8 for img2img, 1 for inpainting].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub strength: Option<f64>,
     /// Inpainting: a PNG the size of --init-image, white where the image is repainted.
     #[arg(long)]
     pub mask: Option<PathBuf>,
     /// The class label for class-conditional models (e.g. an ImageNet id for cin256_v2).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub class: Option<i64>,
     /// Layout-to-image: a JSON list of {"class": N, "box": [x0, y0, x1, y1]} (corners in [0, 1]).
     #[arg(long)]
@@ -111,6 +115,19 @@ pub(super) fn invalid(msg: impl Into<String>) -> Error {
     Error::invalid("sample", msg.into())
 }
 
+/// A run makes at most 8192×8192 pixels, all its images together: the largest PNG this engine
+/// reads back. Past it the sizes only exhaust memory (100000x100000 was killed by the OOM killer)
+/// or overflow the shape arithmetic (a panic), long before a sampler step.
+pub(super) fn check_pixels(images: usize, width: usize, height: usize) -> Result<()> {
+    let total = images as u128 * width as u128 * height as u128;
+    if total > u128::from(MAX_PIXELS) {
+        return Err(invalid(format!(
+            "{images} image(s) of {width}x{height} pixels is more than the {MAX_PIXELS} pixels (8192x8192) one run makes: ask for fewer or smaller images"
+        )));
+    }
+    Ok(())
+}
+
 /// Everything that can be checked without loading a model.
 fn check(a: &SampleArgs) -> Result<()> {
     for (flag, v) in [("--width", a.width), ("--height", a.height)] {
@@ -126,6 +143,8 @@ fn check(a: &SampleArgs) -> Result<()> {
     if a.batch == 0 {
         return Err(invalid("--batch must be at least 1"));
     }
+    // a lower bound (no image is smaller than 8x8); run_sd and sample_paper check the real size
+    check_pixels(a.batch, a.width.unwrap_or(8), a.height.unwrap_or(8))?;
     if !(a.eta >= 0.0 && a.cfg_scale.is_none_or(f64::is_finite)) {
         return Err(invalid("--eta must be ≥ 0 and --cfg-scale finite"));
     }
@@ -254,9 +273,10 @@ fn load(a: &SampleArgs) -> Result<Model> {
 /// Runs `denoise` (`steps` steps of `kind`) under a progress bar over its UNet calls; returns
 /// the latents and the milliseconds per call.
 pub(super) fn with_progress(kind: SamplerKind, steps: usize, denoise: impl FnOnce(&mut dyn FnMut()) -> Result<Tensor>) -> Result<(Tensor, f64)> {
+    // saturating: an absurd --steps reaches the scheduler, which refuses it in one line
     let calls = match kind {
-        SamplerKind::Heun => 2 * steps - 1,
-        SamplerKind::Plms if steps >= 2 => steps + 1,
+        SamplerKind::Heun => steps.saturating_mul(2).saturating_sub(1),
+        SamplerKind::Plms if steps >= 2 => steps.saturating_add(1),
         _ => steps,
     };
     let bar = ProgressBar::new(calls as u64);
@@ -298,6 +318,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &outcome.latents.to_device(Device::Cpu)?)], None)?;
     }
+    let device = outcome.images.device();
     let images = outcome.images.to_device(Device::Cpu)?;
     let n = images.dim(0)?;
     let paths = output_paths(&a.out, n, a.grid || outcome.grid_cols.is_some());
@@ -310,6 +331,10 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             outcome.vae_ms,
             start.elapsed().as_secs_f64() * 1e3
         );
+        if let Device::Cuda(i) = device {
+            let peak = ldm_engine::backend::cuda::device(i)?.memory_stats().peak;
+            println!("peak_gpu_memory_mib={:.0}", peak as f64 / (1u64 << 20) as f64);
+        }
     }
     Ok(())
 }
@@ -318,7 +343,6 @@ pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width
     let karras = if a.karras { " Karras" } else { "" };
     // AUTOMATIC1111's sampler names, which the tools that read "parameters" know
     let name = match kind {
-    let device = outcome.images.device();
         SamplerKind::Ddpm => "DDPM",
         SamplerKind::Ddim => "DDIM",
         SamplerKind::Plms => "PLMS",
@@ -331,10 +355,6 @@ pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width
 }
 
 /// Text-to-image, image-to-image or inpainting with a Stable Diffusion model.
-        if let Device::Cuda(i) = device {
-            let peak = ldm_engine::backend::cuda::device(i)?.memory_stats().peak;
-            println!("peak_gpu_memory_mib={:.0}", peak as f64 / (1u64 << 20) as f64);
-        }
 fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
     let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
     if a.class.is_some() {
@@ -353,6 +373,7 @@ fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
         Some(t) => (t.dim(3)?, t.dim(2)?),
         None => (a.width.unwrap_or(512), a.height.unwrap_or(512)),
     };
+    check_pixels(a.batch, width, height)?;
     let mask = a.mask.as_deref().map(|p| read_mask(p, width, height)).transpose()?;
     pipe.scheduler.karras_sigmas |= a.karras;
     let req = TextToImageRequest {

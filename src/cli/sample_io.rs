@@ -19,6 +19,7 @@ pub fn read_image(path: &Path, batch: usize, what: &str) -> Result<Tensor> {
     if !w.is_multiple_of(8) || !h.is_multiple_of(8) {
         return Err(file_err(path, format!("the {what} is {w}x{h}: both sides must be multiples of 8")));
     }
+    super::sample::check_pixels(batch, w, h)?;
     let mut planar = vec![0f32; 3 * h * w];
     for (p, px) in rgb.chunks(3).enumerate() {
         for c in 0..3 {

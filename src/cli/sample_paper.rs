@@ -154,11 +154,12 @@ pub(super) fn run(a: &SampleArgs, pipe: &LatentDiffusion, p: &LdmPreset) -> Resu
     // without --class an engine-trained class model draws every class: one column each
     let grid_cols = (images_asked != a.batch).then(|| images_asked / a.batch);
     let shape = pipe.latent_shape(&cond, images_asked, size)?;
+    let f = pipe.first_stage.factor();
+    super::sample::check_pixels(shape[0], shape[3] * f, shape[2] * f)?;
     let initial = match &a.init_noise {
         Some(path) => read_noise(path, &shape)?,
         None => Tensor::randn(&shape, 0.0, 1.0, DType::F32, &mut rand::rngs::StdRng::seed_from_u64(a.seed)),
     };
-    let f = pipe.first_stage.factor();
     let (width, height) = (shape[3] * f, shape[2] * f);
     let mut settings = common_settings(a, kind, cfg, width, height);
     if let Some(c) = a.class {
