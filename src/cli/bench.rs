@@ -90,8 +90,15 @@ fn cases() -> Vec<Case> {
 }
 
 pub fn run(filter: Option<&str>, reps: usize) -> Result<()> {
+    let (cases, others): (Vec<Case>, Vec<Case>) = cases().into_iter().partition(|c| filter.is_none_or(|f| c.name.contains(f)));
+    if cases.is_empty() {
+        // a misspelt filter used to run nothing and succeed
+        let names: Vec<&str> = others.iter().map(|c| c.name.as_str()).collect();
+        return Err(ldm_engine::Error::invalid("bench", format!("--filter {:?} matches no bench (the benches: {})", filter.unwrap_or(""), names.join(", "))));
+    }
+    drop(others);
     println!("threads: {}", rayon::current_num_threads());
-    for c in cases().into_iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))) {
+    for c in cases {
         if let Err(e) = (c.run)() {
             println!("{:<32} unavailable: {e}", c.name);
             continue;
