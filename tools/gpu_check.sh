@@ -7,6 +7,7 @@
 # stays under the 10-minute limit of one call):
 #     run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])
 #     run(command="bash gpu-bundle/e2e.sh", carry=["gpu-bundle"])
+#     run(command="bash gpu-bundle/paper.sh", carry=["gpu-bundle"])     (the paper's Tab. 18 configs)
 # run.sh runs every test binary, `ldm-engine sample` on cuda and cpu (digits_*.png) and every
 # bench; e2e.sh times Stable Diffusion 1.5-size text-to-image (512², 50 DDIM steps, CFG 7.5, f16
 # and bf16) with PyTorch (tools/torch_sd15/bench.py, plain torch: the GPU machine has no diffusers)
@@ -35,7 +36,7 @@ for line in sys.stdin:
 
 # (cargo also reports the main binary it builds on the way: keep only the named targets.)
 cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_models) ' > "$bundle/tests.txt"
-cargo bench --locked --no-run --message-format=json --bench cuda_bandwidth | executables | grep ' cuda_bandwidth ' > "$bundle/benches.txt"
+cargo bench --locked --no-run --message-format=json --bench cuda_bandwidth --bench paper_configs | executables | grep -E ' (cuda_bandwidth|paper_configs) ' > "$bundle/benches.txt"
 cargo build --release --locked
 cp target/release/ldm-engine "$bundle/bin/ldm-engine"
 while read -r kind name exe; do
@@ -90,6 +91,7 @@ for dev in cuda cpu; do
 done
 for exe in "$here"/bin/bench-*; do
     name=$(basename "$exe")
+    [ "$name" = bench-paper_configs ] && continue  # paper.sh: a call of its own
     "$exe" > "$out/$name.log" 2>&1
     rc=$?
     echo "| $name | $rc | see $name.log |" >> "$summary"
@@ -150,6 +152,27 @@ cp "$summary" "$dest/e2e-summary.md"
 tar czf "$dest/e2e-logs.tgz" -C "$out" --exclude='*.safetensors' .
 E2E
 chmod +x "$bundle/e2e.sh"
+
+cat > "$bundle/paper.sh" <<'PAPER'
+#!/usr/bin/env bash
+# Runs on the GPU machine: samples/s of the paper's configs (benches/paper_configs.rs), 90 s per
+# config so the five fit in one call.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+dest=${OUT:-$here/results}
+mkdir -p "$dest"
+{
+    echo "# Paper configs (Tab. 18 / Tab. 6), random weights, samples/s, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "- commit: $(tr '\n' ' ' < "$here/COMMIT")"
+    echo "- command: bash gpu-bundle/paper.sh → bench-paper_configs --budget-s 90"
+    echo
+    "$here/bin/bench-paper_configs" --budget-s 90 2>&1
+} > "$dest/paper-configs.md"
+cat "$dest/paper-configs.md"
+PAPER
+chmod +x "$bundle/paper.sh"
 du -sh "$bundle"
 ls -la "$bundle/bin"
-echo "ready: run(command=\"bash $bundle/run.sh\", carry=[\"$bundle\"]) then run(command=\"bash $bundle/e2e.sh\", carry=[\"$bundle\"])"
+echo "ready: run(command=\"bash $bundle/run.sh\", carry=[\"$bundle\"]) then run(command=\"bash $bundle/e2e.sh\", carry=[\"$bundle\"]) and run(command=\"bash $bundle/paper.sh\", carry=[\"$bundle\"])"

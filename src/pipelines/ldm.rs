@@ -117,6 +117,36 @@ impl LatentDiffusion {
         })
     }
 
+    /// A paper model with fresh random weights (each layer's torch-default init from `seed`) on
+    /// `device`: the architecture and the work of the real one, for timing (the paper's Tab. 18
+    /// throughputs, benches/paper_configs.rs) where no pretrained weights exist. Unconditional,
+    /// class-conditional and concat-conditional presets; text and layout models need a tokenizer
+    /// and are refused.
+    pub fn seeded(p: &LdmPreset, seed: u64, dtype: DType, device: crate::Device) -> Result<Self> {
+        let vb = crate::nn::VarBuilder::seeded_init(dtype, seed).on_device(device);
+        let cond_stage = match &p.cond_stage {
+            CondStageConfig::None => CondStage::None,
+            CondStageConfig::Class { n_classes, embed_dim } => CondStage::Class(crate::models::embedders::ClassEmbedder::new(&vb.pp("cond_stage_model"), *n_classes, *embed_dim)?),
+            CondStageConfig::FirstStage => CondStage::MaskedImage,
+            CondStageConfig::Identity => CondStage::LowRes,
+            _ => return Err(Error::invalid("ldm", format!("preset '{}': random weights are for unconditional, class and concat models (text and layout need a tokenizer)", p.name))),
+        };
+        let fs = vb.pp("first_stage_model");
+        let first_stage = match &p.first_stage {
+            FirstStageConfig::Kl(c) => FirstStage::Kl(AutoencoderKL::new(&fs, c)?),
+            FirstStageConfig::Vq { cfg, n_embed } => FirstStage::Vq(VQModel::new(&fs, cfg, *n_embed, 0.25, true)?),
+        };
+        let d = &p.diffusion;
+        Ok(LatentDiffusion {
+            unet: UNet::new(&vb.pp("model.diffusion_model"), &p.unet)?,
+            first_stage,
+            cond_stage,
+            scheduler: SchedulerConfig::compvis(d.linear_start, d.linear_end, d.timesteps),
+            scale_factor: d.scale_factor,
+            latent_size: d.image_size,
+        })
+    }
+
     /// A diffusers `LDMTextToImagePipeline` folder (CompVis/ldm-text2im-large-256: unet, vqvae —
     /// AutoencoderKL or VQModel by its config's class —, bert, tokenizer, scheduler). Latents are
     /// divided by the vqvae's `scaling_factor` before decoding, as the pipeline does.
