@@ -42,8 +42,29 @@ enum Command {
     },
 }
 
+/// A usage mistake clap catches, as one line: its message's first paragraph joined (a list of
+/// missing arguments is indented on the lines below the first), without the usage block and tips
+/// that follow. Exit 2, clap's code for usage errors. --help, --version and the help printed when
+/// a subcommand is missing stay clap's own output.
+fn parse_args() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let text = e.to_string();
+            let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let line = if first.is_empty() { "error: invalid arguments".to_string() } else { first.join(" ") };
+            eprintln!("{line} (see --help)");
+            ExitCode::from(2)
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let res = match cli.command {
         Command::Inspect { file, filter, summary } => cli::inspect::run(&file, filter.as_deref(), summary),
         Command::Bench { filter, reps } => cli::bench::run(filter.as_deref(), reps),

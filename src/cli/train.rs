@@ -39,7 +39,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: bool,
     /// Stop (with a checkpoint) after this many minutes.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_minutes: Option<f64>,
     /// Image-decoding threads.
     #[arg(long, default_value_t = 2)]
@@ -186,6 +186,9 @@ pub(crate) fn stop_reason(step: u64, steps: u64, last: u64) -> &'static str {
 
 pub fn train(a: &TrainArgs) -> Result<()> {
     check_what(&a.what, "train")?;
+    if let Some(m) = a.max_minutes.filter(|m| !(m.is_finite() && *m > 0.0)) {
+        return Err(invalid(format!("--max-minutes {m}: must be a positive number of minutes")));
+    }
     if a.what.as_deref() == Some("ldm") {
         return super::train_ldm::train_ldm(a);
     }
