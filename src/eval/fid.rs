@@ -198,12 +198,16 @@ mod tests {
         let full_a = FeatureStats::from_moments(a.n, a.mean.clone(), a.cov.clone()).unwrap();
         let full_b = FeatureStats::from_moments(b.n, b.mean.clone(), b.cov.clone()).unwrap();
         let full = frechet_distance(&full_a, &full_b).unwrap();
-        assert!((small.fid - full.fid).abs() < 1e-10 * full.trace_sum, "{small:?} vs {full:?}");
+        // Σ₁ has rank 6 of 12 here: in the full form its null space comes out of the eigen-solver
+        // as eigenvalues of rounding size (~1e-16), whose square roots (~1e-8) add to the trace —
+        // the small form never sees them (it is the more accurate one for few images)
+        assert!((small.fid - full.fid).abs() < 1e-7 * full.trace_sum, "{small:?} vs {full:?}");
         // a pure shift adds |Δμ|² only
         let shifted = FeatureStats::from_features(&features(40, 4, 5, 1.5), 4).unwrap();
         let base = FeatureStats::from_features(&features(40, 4, 5, 0.0), 4).unwrap();
         let r = frechet_distance(&base, &shifted).unwrap();
-        assert!((r.fid - 4.0 * 1.5 * 1.5).abs() < 1e-9, "{r:?}");
+        // (the features are f32: the shifted copy is rounded, hence 1e-6)
+        assert!((r.fid - 4.0 * 1.5 * 1.5).abs() < 1e-6, "{r:?}");
     }
 
     #[test]
