@@ -55,19 +55,26 @@ rm "$bundle/tests.txt" "$bundle/benches.txt"
 git rev-parse HEAD > "$bundle/COMMIT"
 git status --porcelain | grep -q . && echo "(with uncommitted changes)" >> "$bundle/COMMIT"
 
+cat > "$bundle/common.sh" <<'COMMON'
+# Sourced by run.sh, e2e.sh and paper.sh on the GPU machine: $here is the bundle, the working
+# directory its parent (the repository root: tests and tools read files relative to it), $dest
+# where the results go back ($OUT), and the binaries unpacked.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$here/.."
+# the binaries travel xz-compressed (the 64 MiB carry limit): unpack them once
+[ -d "$here/bin" ] || tar xJf "$here/bin.tar.xz" -C "$here" 2>/dev/null \
+    || ${PYTHON:-python3} -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$here/bin.tar.xz" "$here"
+dest=${OUT:-$here/results}
+mkdir -p "$dest"
+COMMON
+
 cat > "$bundle/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root: every CUDA test binary, then the benches.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-# the binaries travel compressed (tools/gpu_check.sh): unpack once
-[ -d "$here/bin" ] || tar xJf "$here/bin.tar.xz" -C "$here" 2>/dev/null \
-    || ${PYTHON:-python3} -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$here/bin.tar.xz" "$here"
-# the tests read fixtures relative to the repository root, the bundle's parent
-cd "$here/.."
-dest=${OUT:-$here/results}
+source "$(dirname "$0")/common.sh"
 out=$here/results/run
-mkdir -p "$out" "$dest"
+mkdir -p "$out"
 summary="$out/summary.md"
 {
     echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -116,14 +123,9 @@ cat > "$bundle/e2e.sh" <<'E2E'
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root: SD1.5-size text-to-image, PyTorch vs the engine.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/.."
-# the binaries travel compressed (tools/gpu_check.sh): unpack once
-[ -d "$here/bin" ] || tar xJf "$here/bin.tar.xz" -C "$here" 2>/dev/null \
-    || ${PYTHON:-python3} -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$here/bin.tar.xz" "$here"
-dest=${OUT:-$here/results}
+source "$(dirname "$0")/common.sh"
 out=$here/results/e2e
-mkdir -p "$out" "$dest"
+mkdir -p "$out"
 py=${PYTHON:-python3}
 folder=/tmp/sd15_random
 summary="$out/summary.md"
@@ -169,13 +171,7 @@ cat > "$bundle/paper.sh" <<'PAPER'
 # Runs on the GPU machine: samples/s of the paper's configs (benches/paper_configs.rs), 90 s per
 # config so the five fit in one call.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/.."
-# the binaries travel compressed (tools/gpu_check.sh): unpack once
-[ -d "$here/bin" ] || tar xJf "$here/bin.tar.xz" -C "$here" 2>/dev/null \
-    || ${PYTHON:-python3} -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$here/bin.tar.xz" "$here"
-dest=${OUT:-$here/results}
-mkdir -p "$dest"
+source "$(dirname "$0")/common.sh"
 {
     echo "# Paper configs (Tab. 18 / Tab. 6), random weights, samples/s, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
