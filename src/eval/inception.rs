@@ -225,8 +225,7 @@ impl FidInception {
         ]));
         for m in ["mixed_4", "mixed_5", "mixed_6", "mixed_7"] {
             // Inception C (Mixed_6b–e): 1×1 | 1×1→1×7→7×1 | 1×1→7×1→1×7→7×1→1×7 | avg pool→1×1
-            let t1: Vec<(String, usize, bool)> = (0..5).map(|i| (if i == 0 { "tower_1.conv".to_string() } else { format!("tower_1.conv_{i}") }, 1, true)).collect();
-            let t1: Vec<(&str, usize, bool)> = t1.iter().map(|(n, s, p)| (n.as_str(), *s, *p)).collect();
+            let t1 = ["tower_1.conv", "tower_1.conv_1", "tower_1.conv_2", "tower_1.conv_3", "tower_1.conv_4"].map(|n| (n, 1, true));
             blocks.push(Block::Branches(vec![
                 l.convs(m, &[("conv", 1, true)])?,
                 l.convs(m, &[("tower.conv", 1, true), ("tower.conv_1", 1, true), ("tower.conv_2", 1, true)])?,

@@ -31,7 +31,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
 import model as sd  # noqa: E402
+import safetensors_stdlib  # noqa: E402
 
 ROOT = os.path.join(HERE, "..", "..")
 # "a photograph of an astronaut riding a horse" in CLIP's BPE (the engine's tokenizer gives the
@@ -44,24 +46,10 @@ ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
 
 def save_safetensors(path, tensors, metadata=None):
-    """safetensors without the safetensors package (the GPU machines may not have it)."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        b = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    if metadata:
-        header["__metadata__"] = metadata
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(path + ".tmp", path)
+    """torch tensors to safetensors without the safetensors package (the GPU machines may not have it)."""
+    raw = lambda t: t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    cpu = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    safetensors_stdlib.write(path, {name: (ST_DTYPES[t.dtype], t.shape, raw(t)) for name, t in cpu.items()}, metadata)
 
 
 def load_safetensors(path):
