@@ -2,8 +2,15 @@
 // that host code passes by value, and warp/block reductions. Kernels compute in f32 and store in
 // the tensor's dtype (ARCHITECTURE.md: "CUDA stores f16/bf16 and accumulates in f32").
 #pragma once
+#ifdef LDM_KERNEL_EMU
+// Compiled as host C++ by the kernel emulator (tools/kernel_emu/ldm_emu.h), no GPU needed.
+#include "ldm_emu.h"
+#else
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+// A statically sized __shared__ array; the emulator gives every thread of a block the same one.
+#define LDM_SHARED(T, name, count) __shared__ __align__(16) T name[count]
+#endif
 // NVRTC (the run-time fallback when the build had no nvcc) has no C library headers.
 #ifdef __CUDACC_RTC__
 typedef long long int64_t;
@@ -114,3 +121,47 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 }
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// ---------------------------------------------------------------------------------------------
+// Tensor cores (sm_80+): mma.sync.aligned.m16n8k16.row.col with f16 or bf16 inputs and f32
+// accumulators. Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"), for lane L with
+// g = L / 4, t = L % 4, the lower index in the low 16 bits of each register:
+//   A 16×16: a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
+//   B 16×8:  b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
+//   C 16×8:  c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1]
+__device__ __forceinline__ uint32_t pack_pair(f16 lo, f16 hi) {
+    return (uint32_t)__half_as_ushort(lo) | ((uint32_t)__half_as_ushort(hi) << 16);
+}
+__device__ __forceinline__ uint32_t pack_pair(bf16 lo, bf16 hi) {
+    return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
+}
+template <typename T>
+__device__ __forceinline__ uint32_t pack_f32_pair(float lo, float hi) {
+    return pack_pair(from_f32<T>(lo), from_f32<T>(hi));
+}
+// Two adjacent elements (the first at an even index) as one 32-bit register.
+template <typename T>
+__device__ __forceinline__ uint32_t load_pair(const T* p) {
+    return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// d += A·B on one warp's fragments.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]);
+#ifdef LDM_KERNEL_EMU
+template <> inline void mma_16816<f16>(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_m16n8k16<false>(d, a, b); }
+template <> inline void mma_16816<bf16>(float d[4], const uint32_t a[4], const uint32_t b[2]) { emu_mma_m16n8k16<true>(d, a, b); }
+#else
+template <>
+__device__ __forceinline__ void mma_16816<f16>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <>
+__device__ __forceinline__ void mma_16816<bf16>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif

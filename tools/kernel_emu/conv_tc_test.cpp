@@ -1,0 +1,161 @@
+// kernels/conv_tc.cu run on the CPU emulator (ldm_emu.h) against an f64 direct convolution of the
+// same (already rounded) f16/bf16 inputs: forward with bias and residual, backward data, backward
+// weight with split-K, on the shape classes the models use (3×3 stride 1 and 2, 1×1, 3/4/9 input
+// channels, odd sizes, dilation) and tiles that end mid-way.
+//
+// Tolerance per element: |out − ref| ≤ 2·eps(T)·|ref| + 1e-5·Σ|a·b| — the output is rounded to T
+// once (eps = 2^-11 for f16, 2^-8 for bf16; 2·eps allows for the f32 accumulation in between) and
+// the f32 sum of K products may differ from the f64 one by ~K·2^-24 of the magnitudes summed.
+// Backward weight is stored in f32: 1e-5·Σ|a·b| only.
+// Prints one line per case; exit status 1 if any case fails.
+#include "../../kernels/conv_tc.cu"
+
+#include <random>
+#include <string>
+
+using Geom = TcConvGeom;
+
+static std::mt19937 rng(1234);
+
+template <typename T>
+static std::vector<T> random_tensor(size_t n, std::vector<double>& exact) {
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<T> v(n);
+    exact.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        v[i] = from_f32<T>(u(rng));
+        exact[i] = to_f32(v[i]);
+    }
+    return v;
+}
+
+static double eps_of(const __half*) { return std::ldexp(1.0, -11); }
+static double eps_of(const __nv_bfloat16*) { return std::ldexp(1.0, -8); }
+
+// Direct convolution in f64: y (and Σ|x·w| per output), given the rounded inputs.
+static void conv_ref(const Geom& g, const std::vector<double>& x, const std::vector<double>& w, std::vector<double>& y, std::vector<double>& mag) {
+    size_t P = (size_t)g.ho * g.wo;
+    y.assign((size_t)g.n * g.k * P, 0.0);
+    mag.assign(y.size(), 0.0);
+    for (int n = 0; n < g.n; ++n)
+        for (int co = 0; co < g.k; ++co)
+            for (int oh = 0; oh < g.ho; ++oh)
+                for (int ow = 0; ow < g.wo; ++ow) {
+                    double s = 0, a = 0;
+                    for (int ci = 0; ci < g.c; ++ci)
+                        for (int kh = 0; kh < g.kh; ++kh)
+                            for (int kw = 0; kw < g.kw; ++kw) {
+                                int ih = oh * g.sh - g.ph + kh * g.dh, iw = ow * g.sw - g.pw + kw * g.dw;
+                                if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+                                double p = x[(((size_t)n * g.c + ci) * g.h + ih) * g.w + iw] * w[(((size_t)co * g.c + ci) * g.kh + kh) * g.kw + kw];
+                                s += p;
+                                a += std::fabs(p);
+                            }
+                    size_t o = ((size_t)n * g.k + co) * P + (size_t)oh * g.wo + ow;
+                    y[o] = s;
+                    mag[o] = a;
+                }
+}
+
+struct Check {
+    double worst = 0;  // max of |err| / allowed
+    size_t bad = 0;
+    void add(double got, double ref, double allowed) {
+        double err = std::fabs(got - ref);
+        if (!(err <= allowed)) ++bad;
+        worst = std::max(worst, err / allowed);
+    }
+};
+
+static int failures = 0;
+
+static void report(const std::string& what, const Check& c) {
+    bool ok = c.bad == 0;
+    std::printf("%-4s %-70s worst err/allowed %.3f\n", ok ? "ok" : "FAIL", what.c_str(), c.worst);
+    if (!ok) ++failures;
+}
+
+template <typename T>
+static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
+    g.ho = (g.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+    g.wo = (g.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+    size_t P = (size_t)g.ho * g.wo, HW = (size_t)g.h * g.w, KK = (size_t)g.kh * g.kw;
+    std::vector<double> xe, we, be, re, dye;
+    auto x = random_tensor<T>((size_t)g.n * g.c * HW, xe);
+    auto w = random_tensor<T>((size_t)g.k * g.c * KK, we);
+    auto b = random_tensor<T>((size_t)g.k, be);
+    auto r = random_tensor<T>((size_t)g.n * g.k * P, re);
+    auto dy = random_tensor<T>((size_t)g.n * g.k * P, dye);
+    double eps = eps_of((const T*)nullptr);
+    char name[200];
+    std::snprintf(name, sizeof name, "%s n%d c%d %dx%d -> k%d k%dx%d s%d p%d d%d%s%s", dtype, g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.sh,
+                  g.ph, g.dh, bias_on ? " +bias" : "", res_on ? " +res" : "");
+
+    // Forward.
+    std::vector<T> y((size_t)g.n * g.k * P);
+    dim3 grid{(unsigned)((g.n * P + TC_BM - 1) / TC_BM), (unsigned)((g.k + TC_BN - 1) / TC_BN), 1};
+    ldm_emu::launch(grid, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd<T>(g, x.data(), w.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y.data()); });
+    std::vector<double> yr, mag;
+    conv_ref(g, xe, we, yr, mag);
+    Check cf;
+    for (size_t o = 0; o < y.size(); ++o) {
+        double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+        cf.add(to_f32(y[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+    }
+    report(std::string("forward  ") + name, cf);
+
+    // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.
+    std::vector<double> dxr((size_t)g.n * g.c * HW, 0.0), dxm(dxr.size(), 0.0);
+    std::vector<double> dwr((size_t)g.k * g.c * KK, 0.0), dwm(dwr.size(), 0.0);
+    for (int n = 0; n < g.n; ++n)
+        for (int co = 0; co < g.k; ++co)
+            for (int oh = 0; oh < g.ho; ++oh)
+                for (int ow = 0; ow < g.wo; ++ow) {
+                    double d = dye[((size_t)n * g.k + co) * P + (size_t)oh * g.wo + ow];
+                    for (int ci = 0; ci < g.c; ++ci)
+                        for (int kh = 0; kh < g.kh; ++kh)
+                            for (int kw = 0; kw < g.kw; ++kw) {
+                                int ih = oh * g.sh - g.ph + kh * g.dh, iw = ow * g.sw - g.pw + kw * g.dw;
+                                if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+                                size_t xi = (((size_t)n * g.c + ci) * g.h + ih) * g.w + iw;
+                                size_t wi = (((size_t)co * g.c + ci) * g.kh + kh) * g.kw + kw;
+                                dxr[xi] += d * we[wi];
+                                dxm[xi] += std::fabs(d * we[wi]);
+                                dwr[wi] += d * xe[xi];
+                                dwm[wi] += std::fabs(d * xe[xi]);
+                            }
+                }
+    std::vector<T> dx(dxr.size());
+    dim3 gd{(unsigned)((g.n * HW + TC_BM - 1) / TC_BM), (unsigned)((g.c + TC_BN - 1) / TC_BN), 1};
+    ldm_emu::launch(gd, dim3{TC_THREADS, 1, 1}, [&] { conv_bwd_data<T>(g, dy.data(), w.data(), nullptr, dx.data()); });
+    Check cd;
+    for (size_t i = 0; i < dx.size(); ++i) cd.add(to_f32(dx[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
+    report(std::string("bwd data ") + name, cd);
+
+    // Backward weight, the k range (n, oh, ow) split in chunks of 2 slices.
+    int K = (int)(g.n * P), chunk = 2 * TC_BK, J = (int)(g.c * KK);
+    std::vector<float> dw(dwr.size(), 0.0f);
+    dim3 gw{(unsigned)((g.k + TC_BM - 1) / TC_BM), (unsigned)((J + TC_BN - 1) / TC_BN), (unsigned)((K + chunk - 1) / chunk)};
+    ldm_emu::launch(gw, dim3{TC_THREADS, 1, 1}, [&] { conv_bwd_weight<T>(g, x.data(), dy.data(), dw.data(), chunk); });
+    Check cw;
+    for (size_t i = 0; i < dw.size(); ++i) cw.add(dw[i], dwr[i], 1e-5 * (dwm[i] + 1));
+    report(std::string("bwd wgt  ") + name, cw);
+}
+
+int main() {
+    // {n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo}
+    const Geom cases[] = {
+        {2, 4, 9, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0},   // VAE/UNet conv_in-like: 4 channels, odd image
+        {1, 3, 11, 10, 33, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0}, // stride-2 downsample, 3 channels
+        {2, 40, 6, 5, 72, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0},  // 1×1 projection
+        {1, 9, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0},   // inpainting UNet: 9 input channels
+        {1, 66, 5, 6, 65, 3, 3, 1, 1, 2, 2, 2, 2, 0, 0},  // dilation 2, channels past one tile
+        {1, 5, 7, 9, 6, 3, 3, 2, 2, 0, 0, 1, 1, 0, 0},    // stride 2 without padding (the VAE's down conv)
+    };
+    for (const Geom& g : cases) {
+        run_case<__half>("f16 ", g, true, true);
+        run_case<__nv_bfloat16>("bf16", g, g.k % 2 == 0, false);
+    }
+    std::printf("%s\n", failures ? "conv_tc emulation: FAILED" : "conv_tc emulation: all cases pass");
+    return failures ? 1 : 0;
+}

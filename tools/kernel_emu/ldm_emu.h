@@ -1,0 +1,255 @@
+// A CPU emulation of the CUDA features our tensor-core kernels use, so that their index logic
+// (tiling, fragment layouts, bounds, the online softmax) is checked on a machine with no GPU.
+//
+// Why: CI and the development machine have no GPU, and a GPU is lent only now and then. With this
+// header, kernels/*.cu compile as plain C++ (g++ -DLDM_KERNEL_EMU) and run with one std::thread
+// per CUDA thread: __syncthreads is a block barrier, warp shuffles and mma.sync exchange their
+// operands through a per-warp buffer between two warp barriers. mma.sync.m16n8k16 is computed
+// from the fragment layouts of the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating
+// point type"), so a kernel that indexes its fragments wrongly fails here as it would on a GPU.
+//
+// What it cannot show: speed, and hardware rounding order (products of f16/bf16 inputs are exact
+// in f32 here; the tensor core's internal accumulation order differs within f32 rounding).
+// Used by tools/kernel_emu/*.cpp and tests/kernel_emulation.rs.
+#pragma once
+#include <algorithm>
+#include <barrier>
+#include <sched.h>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+using std::max;
+using std::min;
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__
+#define __align__(n) alignas(n)
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+// ---------------------------------------------------------------------------------------------
+// f16 / bf16 storage types with round-to-nearest-even conversions (bit exact with CUDA's _rn).
+
+struct __half {
+    uint16_t bits;
+};
+struct __nv_bfloat16 {
+    uint16_t bits;
+};
+
+inline uint32_t emu_f2u(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float emu_u2f(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline float __int_as_float(int i) { return emu_u2f((uint32_t)i); }
+inline int __float_as_int(float f) { return (int)emu_f2u(f); }
+
+inline float __bfloat162float(__nv_bfloat16 h) { return emu_u2f((uint32_t)h.bits << 16); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u = emu_f2u(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return {(uint16_t)((u >> 16) | 0x40)};  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return {(uint16_t)(u >> 16)};
+}
+inline float __half2float(__half h) {
+    uint32_t s = (uint32_t)(h.bits & 0x8000u) << 16, e = (h.bits >> 10) & 0x1f, m = h.bits & 0x3ffu;
+    if (e == 0x1f) return emu_u2f(s | 0x7f800000u | (m << 13));
+    if (e == 0) return (s ? -1.0f : 1.0f) * std::ldexp((float)m, -24);
+    return emu_u2f(s | ((e + 112u) << 23) | (m << 13));
+}
+inline __half __float2half_rn(float f) {
+    uint32_t u = emu_f2u(f), s = (u >> 16) & 0x8000u;
+    float a = std::fabs(f);
+    if (std::isnan(f)) return {(uint16_t)(s | 0x7e00u)};
+    if (a >= 65520.0f) return {(uint16_t)(s | 0x7c00u)};  // rounds to infinity
+    if (a < 6.103515625e-05f) {                           // subnormal: multiples of 2^-24
+        float q = std::nearbyint(a * 16777216.0f);        // ties to even (default rounding mode)
+        return {(uint16_t)(s | (uint32_t)q)};
+    }
+    uint32_t au = emu_f2u(a);
+    au += 0xfffu + ((au >> 13) & 1u);
+    uint32_t e = (au >> 23) - 112u, m = (au >> 13) & 0x3ffu;
+    return {(uint16_t)(s | (e << 10) | m)};
+}
+inline unsigned short __half_as_ushort(__half h) { return h.bits; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.bits; }
+
+// exp2f, expf, log2f, fmaxf, fminf come from <cmath> as they are.
+
+// ---------------------------------------------------------------------------------------------
+// Blocks, warps, barriers.
+
+namespace ldm_emu {
+
+// Every CUDA thread of a block runs the same __shared__ declarations in the same order, so a
+// per-thread bump allocator over the block's buffer hands each the same address, as on a GPU.
+constexpr size_t SMEM_BYTES = 228 * 1024;
+
+struct Warp {
+    std::barrier<> bar{32};
+    uint32_t a[32][4];
+    uint32_t b[32][2];
+    uint64_t word[32];
+};
+
+struct Block {
+    std::barrier<> bar;
+    std::vector<std::unique_ptr<Warp>> warps;
+    std::vector<unsigned char> smem;
+    Block(int threads) : bar(threads), smem(SMEM_BYTES + 16, 0) {
+        for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<Warp>());
+    }
+};
+
+inline thread_local Block* current = nullptr;
+inline thread_local size_t shared_used = 0;
+inline std::mutex atomic_lock;
+
+inline int linear_tid() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
+inline int lane() { return linear_tid() & 31; }
+inline Warp& warp() { return *current->warps[linear_tid() >> 5]; }
+inline void* shared_alloc(size_t bytes) {
+    uintptr_t base = ((uintptr_t)current->smem.data() + 15) & ~(uintptr_t)15;
+    void* p = (void*)(base + shared_used);
+    shared_used = (shared_used + bytes + 15) & ~(size_t)15;
+    if (shared_used > SMEM_BYTES) {
+        std::fprintf(stderr, "ldm_emu: more than %zu bytes of shared memory\n", SMEM_BYTES);
+        std::exit(2);
+    }
+    return p;
+}
+
+// Runs `body` for every thread of every block, one block at a time, with one std::thread per CUDA
+// thread kept for the whole launch. The block size must be a multiple of 32 (whole warps).
+template <class F>
+void launch(dim3 grid, dim3 block, F body) {
+    gridDim = grid;
+    blockDim = block;
+    int threads = (int)(block.x * block.y * block.z);
+    if (threads % 32 != 0) {
+        std::fprintf(stderr, "ldm_emu: block of %d threads is not whole warps\n", threads);
+        std::exit(2);
+    }
+    // All threads on one core: the barriers hand control from thread to thread thousands of times
+    // per block, and a wake-up on another core costs ~6× more than a switch on the same one
+    // (measured: the conv cases took 24 s spread over 2 cores, 3.7 s on one).
+    static bool pinned = [] {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) != 0) return false;
+        for (int c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &set)) {
+                CPU_ZERO(&set);
+                CPU_SET(c, &set);
+                return sched_setaffinity(0, sizeof set, &set) == 0;
+            }
+        return false;
+    }();
+    (void)pinned;
+    Block blk(threads);
+    std::vector<std::thread> pool;
+    pool.reserve(threads);
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            current = &blk;
+            threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
+            for (unsigned bz = 0; bz < grid.z; ++bz)
+                for (unsigned by = 0; by < grid.y; ++by)
+                    for (unsigned bx = 0; bx < grid.x; ++bx) {
+                        blockIdx = {bx, by, bz};
+                        shared_used = 0;
+                        body();
+                        blk.bar.arrive_and_wait();  // the next block reuses the shared memory
+                    }
+        });
+    }
+    for (auto& th : pool) th.join();
+}
+
+}  // namespace ldm_emu
+
+// A statically sized __shared__ array: `LDM_SHARED(T, name, count);` (kernels/common.cuh).
+#define LDM_SHARED(T, name, count) T* name = (T*)ldm_emu::shared_alloc(sizeof(T) * (count))
+
+inline void __syncthreads() { ldm_emu::current->bar.arrive_and_wait(); }
+
+template <typename V>
+inline V __shfl_xor_sync(unsigned, V v, int lane_mask) {
+    static_assert(sizeof(V) <= 8, "shuffle of at most 8 bytes");
+    auto& w = ldm_emu::warp();
+    int l = ldm_emu::lane();
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(V));
+    w.word[l] = bits;
+    w.bar.arrive_and_wait();
+    bits = w.word[l ^ lane_mask];
+    w.bar.arrive_and_wait();
+    std::memcpy(&v, &bits, sizeof(V));
+    return v;
+}
+
+inline float atomicAdd(float* p, float v) {
+    std::lock_guard<std::mutex> g(ldm_emu::atomic_lock);
+    float old = *p;
+    *p = old + v;
+    return old;
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: d = A·B + c, A 16×16 (row), B 16×8 (col).
+// Lane L holds, with g = L / 4 and t = L % 4 (low half of each 32-bit register = lower index):
+//   a0 = A[g][2t..2t+1], a1 = A[g+8][2t..2t+1], a2 = A[g][2t+8..2t+9], a3 = A[g+8][2t+8..2t+9]
+//   b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
+//   c/d: [0] = D[g][2t], [1] = D[g][2t+1], [2] = D[g+8][2t], [3] = D[g+8][2t+1]
+template <bool BF16>
+inline void emu_mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    auto& w = ldm_emu::warp();
+    int l = ldm_emu::lane();
+    std::memcpy(w.a[l], a, 16);
+    std::memcpy(w.b[l], b, 8);
+    w.bar.arrive_and_wait();
+    auto val = [](uint32_t reg, int hi) -> float {
+        uint16_t h = (uint16_t)(hi ? reg >> 16 : reg & 0xffffu);
+        return BF16 ? __bfloat162float(__nv_bfloat16{h}) : __half2float(__half{h});
+    };
+    float A[16][16], B[16][8];
+    for (int L = 0; L < 32; ++L) {
+        int g = L >> 2, t = L & 3;
+        for (int hi = 0; hi < 2; ++hi) {
+            A[g][2 * t + hi] = val(w.a[L][0], hi);
+            A[g + 8][2 * t + hi] = val(w.a[L][1], hi);
+            A[g][2 * t + 8 + hi] = val(w.a[L][2], hi);
+            A[g + 8][2 * t + 8 + hi] = val(w.a[L][3], hi);
+            B[2 * t + hi][g] = val(w.b[L][0], hi);
+            B[2 * t + 8 + hi][g] = val(w.b[L][1], hi);
+        }
+    }
+    w.bar.arrive_and_wait();
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) {
+        int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+        float acc = d[i];
+        for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
+        d[i] = acc;
+    }
+}
