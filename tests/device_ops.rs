@@ -453,6 +453,39 @@ on_devices!(fn attention_self_and_cross_with_masks_and_gradients(dev) {
     }
 });
 
+// The f16/bf16 tensor-core kernels (kernels/conv_tc.cu, kernels/attention.cu) on the SD shape
+// classes, past one tile in every GEMM dimension: 320/640 channels, k ranges of many 32-deep
+// slices, split-K weight gradients, 1024 queries, 77 text keys, head dims 40/80/160.
+on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
+    use ldm_engine::tensor::conv::Conv2dParams;
+    let p = |s: usize, pad: usize| Conv2dParams { stride: (s, s), padding: (pad, pad), dilation: (1, 1), groups: 1 };
+    let convs = [([2usize, 320, 16, 16], [320usize, 320, 3, 3], p(1, 1)), ([1, 640, 8, 8], [320, 640, 1, 1], p(1, 0)), ([1, 128, 17, 17], [128, 128, 3, 3], p(2, 0))];
+    for dtype in [DType::F16, DType::BF16] {
+        for (k, (xs, ws, cp)) in convs.iter().enumerate() {
+            check(&format!("tensor-core conv2d {xs:?} * {ws:?}"), dev, dtype, |d, dt| {
+                input(xs, 140 + k as u64, dt, d).conv2d(&input(ws, 141, dt, d).mul_scalar(0.05).unwrap(), Some(&input(&[ws[0]], 142, dt, d)), *cp).unwrap()
+            });
+            for which in ["x", "w"] {
+                check(&format!("d tensor-core conv2d {xs:?} / d {which}"), dev, dtype, |d, dt| {
+                    let x = input(xs, 143, dt, d).requires_grad();
+                    let w = input(ws, 144, dt, d).mul_scalar(0.05).unwrap().requires_grad();
+                    let y = x.conv2d(&w, None, *cp).unwrap();
+                    let g = y.mul(&input(y.shape(), 145, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                    g.get(if which == "x" { &x } else { &w }).unwrap().clone()
+                });
+            }
+        }
+        for (b, h, lq, lk, dh) in [(1usize, 4usize, 1024usize, 1024usize, 40usize), (2, 4, 256, 77, 80), (1, 2, 256, 256, 160), (1, 2, 200, 77, 64)] {
+            check(&format!("flash attention {lq}x{lk} d{dh}"), dev, dtype, |d, dt| {
+                // q read through a [B, L, H, D] → [B, H, L, D] view, as the models make it.
+                let q = input(&[b, lq, h, dh], 146, dt, d).transpose(1, 2).unwrap();
+                let (k, v) = (input(&[b, h, lk, dh], 147, dt, d), input(&[b, h, lk, dh], 148, dt, d));
+                Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()
+            });
+        }
+    }
+});
+
 /// Exact equality with the CPU twin: the fused kernels round every multiply and add separately.
 fn assert_same_bits(got: &Tensor, want: &Tensor, what: &str) {
     assert_eq!(got.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

@@ -67,8 +67,19 @@ impl Tensor {
             crate::bail!(OP, "scale must be finite, got {scale}");
         }
         if q.device().is_cuda() {
+            Tensor::same_device(OP, q, k)?;
+            Tensor::same_device(OP, q, v)?;
             if let Some(m) = mask {
                 mask_layout(m, m.layout(), &dims)?;
+            }
+            // The flash kernel has no backward yet: when a gradient will be asked for, the
+            // recorded matmul-softmax-matmul ops carry it.
+            let wants_grad = crate::autograd::is_grad_enabled() && [q, k, v].iter().any(|t| t.tracked());
+            if !wants_grad && crate::backend::cuda::attention::eligible(q.dtype(), &dims) {
+                let mf = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
+                let ml = mf.as_ref().map(|m| mask_layout(m, m.layout(), &dims)).transpose()?;
+                let (out, _lse) = crate::backend::cuda::attention::flash_forward(q, k, v, mf.as_ref().zip(ml.as_ref()), scale, &dims)?;
+                return Ok(out);
             }
             return Tensor::scaled_dot_product_attention_unfused(q, k, v, mask, scale);
         }

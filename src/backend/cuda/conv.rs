@@ -5,8 +5,8 @@
 //!   backward weight dW_g       = Σ_n dy[n, g] · cols(x)[n, g]ᵀ
 //! Every product is one GEMM launch over the batch dims [N, groups]; the weight is read through a
 //! stride-0 batch dim, never copied. A pointwise conv (1×1, stride 1, no padding) skips im2col:
-//! the input is its own column matrix. The simple correct version: the tensor-core implicit-GEMM
-//! kernel is its own issue.
+//! the input is its own column matrix. This is the f32 path (and grouped convs'); f16/bf16 convs
+//! go to the tensor-core implicit GEMM of conv_tc.rs.
 
 use super::linalg::gemm;
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
@@ -94,6 +94,9 @@ fn weight_operand(g: &Geom, transpose: bool) -> Layout {
 
 /// y = conv2d(x, w) + bias, [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    if super::conv_tc::eligible(x.dtype(), g) {
+        return super::conv_tc::forward(x, w, bias, g);
+    }
     let sfx = float_suffix("conv2d", x.dtype())?;
     let (x, w) = (dense(x)?, dense(w)?);
     let (dev, _) = device_and_ptr("conv2d", &x)?;
@@ -118,6 +121,9 @@ fn finish(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// dx of conv2d given dy [N, C_out, HO, WO] (and conv_transpose2d's forward, whose `bias` lives on
 /// the C_in side): [N, C_in, H, W].
 pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    if super::conv_tc::eligible(dy.dtype(), g) {
+        return super::conv_tc::backward_data(dy, w, bias, g);
+    }
     let sfx = float_suffix("conv2d_backward_data", dy.dtype())?;
     let (dy, w) = (dense(dy)?, dense(w)?);
     let (dev, _) = device_and_ptr("conv2d_backward_data", &dy)?;
@@ -145,6 +151,9 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
 
 /// dW of conv2d given x and dy: [C_out, Cg, KH, KW], in w's dtype `wdtype`.
 pub fn backward_weight(x: &Tensor, dy: &Tensor, g: &Geom, wdtype: DType) -> Result<Tensor> {
+    if super::conv_tc::eligible(x.dtype(), g) {
+        return super::conv_tc::backward_weight(x, dy, g, wdtype);
+    }
     let sfx = float_suffix("conv2d_backward_weight", x.dtype())?;
     let (x, dy) = (dense(x)?, dense(dy)?);
     let (dev, _) = device_and_ptr("conv2d_backward_weight", &x)?;

@@ -8,7 +8,9 @@
 //! CudaSlice: the allocator decides reuse, and with a single stream no event tracking is needed.
 
 pub mod alloc;
+pub mod attention;
 pub mod conv;
+pub mod conv_tc;
 pub mod fused;
 pub mod index;
 mod kernels;

@@ -1,0 +1,115 @@
+//! Flash attention forward on CUDA (kernels/attention.cu): softmax(q kᵀ·scale + mask) v for
+//! f16/bf16 q, k, v read through their strides, f32 accumulation, the [Lq, Lk] scores never
+//! stored. Returns the output [B, H, Lq, Dv] (contiguous, q's dtype) and the row log-sum-exp
+//! [B, H, Lq] (f32, natural log). tensor/attention.rs validates the arguments and decides when this
+//! runs; `LDM_CUDA_ATTENTION=unfused` forces the recorded matmul-softmax-matmul path instead.
+
+use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, wrap};
+use crate::backend::cpu::attention::Dims;
+use crate::tensor::{DType, Layout, Tensor};
+use crate::Result;
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+use std::sync::OnceLock;
+
+const BLOCK_Q: usize = 64;
+const THREADS: u32 = 128;
+/// The padded head dims the kernel is instantiated for (flash_fwd_d{DP}_{dtype}).
+const HEAD_DIMS: [usize; 8] = [16, 32, 48, 64, 80, 96, 128, 160];
+
+/// Must match `struct AttnArgs` in kernels/attention.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct AttnArgs {
+    b: i32,
+    h: i32,
+    lq: i32,
+    lk: i32,
+    d: i32,
+    scale_log2: f32,
+    qs: [i64; 4],
+    ks: [i64; 4],
+    vs: [i64; 4],
+    ms: [i64; 4],
+}
+// SAFETY: plain #[repr(C)] numbers mirroring the C struct (two int32 pairs keep the i64 arrays
+// 8-byte aligned, as in C).
+unsafe impl DeviceRepr for AttnArgs {}
+
+fn forced_unfused() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var("LDM_CUDA_ATTENTION").is_ok_and(|v| v == "unfused"))
+}
+
+/// The kernel's padded head dim for `d`, if one is built.
+fn padded_head_dim(d: usize) -> Option<usize> {
+    HEAD_DIMS.iter().copied().find(|&p| p >= d)
+}
+
+/// True when the flash kernel handles these sizes: f16/bf16, D = Dv ≤ 160, lengths in int32 and
+/// B·H within one grid dimension.
+pub fn eligible(dtype: DType, dims: &Dims) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
+        && !forced_unfused()
+        && dims.d == dims.dv
+        && padded_head_dim(dims.d).is_some()
+        && dims.b * dims.h <= 65_535
+        && dims.b * dims.h > 0
+        && dims.lq.max(dims.lk) < i32::MAX as usize
+}
+
+fn strides(l: &Layout) -> [i64; 4] {
+    let s = l.strides();
+    [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64]
+}
+
+/// `mask`: an f32 tensor and its layout broadcast to [B, H, Lq, Lk].
+pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, &Layout)>, scale: f64, dims: &Dims) -> Result<(Tensor, Tensor)> {
+    let sfx = float_suffix("scaled_dot_product_attention", q.dtype())?;
+    let (dev, _) = device_and_ptr("scaled_dot_product_attention", q)?;
+    let dp = padded_head_dim(dims.d).expect("eligible() checked the head dim");
+    let args = AttnArgs {
+        b: dims.b as i32,
+        h: dims.h as i32,
+        lq: dims.lq as i32,
+        lk: dims.lk as i32,
+        d: dims.d as i32,
+        scale_log2: (scale * std::f64::consts::LOG2_E) as f32,
+        qs: strides(q.layout()),
+        ks: strides(k.layout()),
+        vs: strides(v.layout()),
+        ms: mask.map(|(_, l)| strides(l)).unwrap_or([0; 4]),
+    };
+    // The mask's view offset is in its layout (the broadcast keeps it), not in the tensor's.
+    let mask_ptr = match mask {
+        Some((m, l)) => device_and_ptr("scaled_dot_product_attention", m)?.1 + (l.offset() * DType::F32.size_in_bytes()) as u64,
+        None => 0,
+    };
+    let out_shape = [dims.b, dims.h, dims.lq, dims.dv];
+    let out = alloc_out(&dev, q.dtype(), &out_shape)?;
+    let lse = alloc_out(&dev, DType::F32, &out_shape[..3])?;
+    if dims.lq > 0 {
+        let cfg = LaunchConfig { grid_dim: (dims.lq.div_ceil(BLOCK_Q) as u32, (dims.b * dims.h) as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, "attention", format!("flash_fwd_d{dp}_{sfx}"), cfg;
+            args, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, mask_ptr, out.ptr(), lse.ptr());
+    }
+    Ok((wrap(out, &out_shape, None), wrap(lse, &out_shape[..3], None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_dims_pad_to_the_next_built_kernel() {
+        // SD1.x: 40 → 48, 80 → 80, 160 → 160; beyond 160 there is no kernel.
+        assert_eq!([40, 80, 160, 64, 5, 129].map(padded_head_dim), [Some(48), Some(80), Some(160), Some(64), Some(16), Some(160)]);
+        assert_eq!(padded_head_dim(161), None);
+    }
+
+    #[test]
+    fn the_argument_struct_has_the_c_layout() {
+        // int32 ×5, float, then four int64[4] arrays starting at byte 24.
+        assert_eq!(std::mem::size_of::<AttnArgs>(), 24 + 4 * 32);
+        assert_eq!(std::mem::align_of::<AttnArgs>(), 8);
+    }
+}
