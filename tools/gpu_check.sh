@@ -8,9 +8,10 @@
 #     run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])
 #     run(command="bash gpu-bundle/e2e.sh", carry=["gpu-bundle"])
 #     run(command="bash gpu-bundle/paper.sh", carry=["gpu-bundle"])     (the paper's Tab. 18 configs)
-# run.sh runs every test binary, `ldm-engine sample` on cuda and cpu (digits_*.png) and every
-# bench; e2e.sh times Stable Diffusion 1.5-size text-to-image (512², 50 DDIM steps, CFG 7.5, f16
-# and bf16) with PyTorch (tools/torch_sd15/bench.py, plain torch: the GPU machine has no diffusers)
+# run.sh runs every test binary, `ldm-engine sample` on cuda and cpu (digits_*.png), every
+# bench, and PyTorch on the tensor-core bench's shapes (tools/torch_bench/tensor_core.py);
+# e2e.sh times Stable Diffusion 1.5-size text-to-image (512², 50 DDIM steps, CFG 7.5, f16 and
+# bf16) with PyTorch (tools/torch_sd15/bench.py, plain torch: the GPU machine has no diffusers)
 # and with the engine on the same random weights and initial noise, and compares their latents.
 # Each writes summary.md (date, device, driver, commit, one row per step) and one .tgz of every log
 # and picture into $OUT (the tool returns at most 8 files), and exits non-zero if a test failed.
@@ -36,7 +37,7 @@ for line in sys.stdin:
 
 # (cargo also reports the main binary it builds on the way: keep only the named targets.)
 cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_models) ' > "$bundle/tests.txt"
-cargo bench --locked --no-run --message-format=json --bench cuda_bandwidth --bench paper_configs | executables | grep -E ' (cuda_bandwidth|paper_configs) ' > "$bundle/benches.txt"
+cargo bench --locked --no-run --message-format=json --bench cuda_bandwidth --bench tensor_core --bench paper_configs | executables | grep -E ' (cuda_bandwidth|tensor_core|paper_configs) ' > "$bundle/benches.txt"
 cargo build --release --locked
 cp target/release/ldm-engine "$bundle/bin/ldm-engine"
 while read -r kind name exe; do
@@ -112,6 +113,12 @@ for exe in "$here"/bin/bench-*; do
     echo "| $name | $rc | see $name.log |" >> "$summary"
     { echo; echo "## $name"; echo; grep -E '^(\||device:|allocator:)' "$out/$name.log"; } >> "$summary"
 done
+# PyTorch (cuDNN conv, SDPA) on the tensor-core bench's shapes, in the same call: the ratio table.
+if [ -f "$out/bench-tensor_core.log" ]; then
+    ${PYTHON:-python3} tools/torch_bench/tensor_core.py --ours "$out/bench-tensor_core.log" --out "$out/tensor_core_vs_torch.md" > "$out/torch-tensor_core.log" 2>&1
+    echo "| tools/torch_bench/tensor_core.py | $? | ratio table below |" >> "$summary"
+    { echo; echo "## tensor-core kernels vs PyTorch"; echo; cat "$out/tensor_core_vs_torch.md" 2>/dev/null || tail -5 "$out/torch-tensor_core.log"; } >> "$summary"
+fi
 cat "$summary"
 cp "$summary" "$dest/summary.md"
 tar czf "$dest/gpu-check-logs.tgz" -C "$out" .

@@ -1,0 +1,91 @@
+//! The tensor-core kernels on the Stable Diffusion shapes, in TFLOP/s: conv2d (kernels/conv_tc.cu)
+//! forward, backward data and backward weight for 320/640/1280 channels at 64²/32²/16²/8²
+//! (batch 2, as with classifier-free guidance), and flash attention forward (kernels/attention.cu)
+//! at (4096, 40), (1024, 80), (256, 160), 4096×77 cross-attention and (4096, 64), batch 2 × 8 heads,
+//! in f16 and bf16. Without a GPU it prints why and exits 0.
+//!
+//! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
+//! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
+//!   TC <kind> <shape> <dtype> <ms> <TFLOP/s>
+//! cargo bench --bench tensor_core           (tools/gpu_check.sh runs it on a GPU machine)
+
+use ldm_engine::backend::cpu::conv::Geom;
+use ldm_engine::backend::cuda;
+use ldm_engine::tensor::conv::Conv2dParams;
+use ldm_engine::{DType, Device, Tensor};
+use std::time::Instant;
+
+/// Median seconds per call (queued work included: each timing ends with a synchronize).
+fn time(dev: &cuda::CudaDevice, mut f: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    dev.synchronize().unwrap();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || (start.elapsed().as_secs_f64() < 1.0 && samples.len() < 100) {
+        let t = Instant::now();
+        for _ in 0..3 {
+            f();
+        }
+        dev.synchronize().unwrap();
+        samples.push(t.elapsed().as_secs_f64() / 3.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// (C_in = C_out, H = W, kernel) of the SD UNet's convs; batch 2.
+pub const CONVS: [(usize, usize, usize); 8] = [
+    (320, 64, 3),
+    (640, 32, 3),
+    (1280, 16, 3),
+    (1280, 8, 3),
+    (320, 64, 1),
+    (640, 32, 1),
+    (1280, 16, 1),
+    (1280, 8, 1),
+];
+/// (queries, keys, head dim) with batch 2 and 8 heads: SD1.x's levels and its text cross-attention.
+pub const ATTENTION: [(usize, usize, usize); 5] = [(4096, 4096, 40), (1024, 1024, 80), (256, 256, 160), (4096, 77, 40), (4096, 4096, 64)];
+
+fn main() {
+    if cuda::device_count() == 0 {
+        let why = if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" };
+        println!("tensor_core: skipped: {why}");
+        return;
+    }
+    let dev = cuda::device(0).unwrap();
+    let d = Device::Cuda(0);
+    println!("device: {} (sm_{}{})", dev.name(), dev.compute_capability().0, dev.compute_capability().1);
+    let _g = ldm_engine::no_grad();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let mut randn = |shape: &[usize], dt: DType, sd: f64| Tensor::randn(shape, 0.0, sd, dt, &mut rng).to_device(d).unwrap();
+    let row = |kind: &str, shape: &str, dt: DType, s: f64, flops: f64| {
+        println!("{kind:<18} {shape:<28} {dt:<5} {:>9.3} ms {:>7.1} TFLOP/s", s * 1e3, flops / s / 1e12);
+        println!("TC\t{kind}\t{shape}\t{dt}\t{:.4}\t{:.2}", s * 1e3, flops / s / 1e12);
+    };
+    for dt in [DType::F16, DType::BF16] {
+        for (c, hw, k) in CONVS {
+            let pad = k / 2;
+            let x = randn(&[2, c, hw, hw], dt, 1.0);
+            let w = randn(&[c, c, k, k], dt, 0.02);
+            let b = randn(&[c], dt, 1.0);
+            let dy = randn(&[2, c, hw, hw], dt, 1.0);
+            let g = Geom { n: 2, c_in: c, h: hw, w: hw, c_out: c, kh: k, kw: k, stride: (1, 1), padding: (pad, pad), dilation: (1, 1), groups: 1, ho: hw, wo: hw };
+            let flops = 2.0 * (2 * c * c * k * k * hw * hw) as f64;
+            let shape = format!("2x{c}x{hw}x{hw} k{k}");
+            let p = Conv2dParams { padding: (pad, pad), ..Default::default() };
+            row("conv2d fwd", &shape, dt, time(&dev, || drop(x.conv2d(&w, Some(&b), p).unwrap())), flops);
+            row("conv2d bwd data", &shape, dt, time(&dev, || drop(cuda::conv::backward_data(&dy, &w, None, &g).unwrap())), flops);
+            row("conv2d bwd weight", &shape, dt, time(&dev, || drop(cuda::conv::backward_weight(&x, &dy, &g, dt).unwrap())), flops);
+        }
+        for (lq, lk, dh) in ATTENTION {
+            let (q, k, v) = (randn(&[2, 8, lq, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0));
+            // Two products of 2·Lq·Lk·D flops each, per (batch, head).
+            let flops = 4.0 * (16 * lq * lk * dh) as f64;
+            let s = time(&dev, || drop(Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()));
+            row("attention fwd", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
+        }
+    }
+}
