@@ -1,6 +1,7 @@
 //! Fused scaled-dot-product attention (torch.nn.functional.scaled_dot_product_attention, as used by
 //! ldm/modules/attention.py's CrossAttention): validation, dtype handling and autograd recording.
-//! The tiled kernels are in backend/cpu/attention.rs.
+//! The tiled kernels are in backend/cpu/attention.rs and, for f16/bf16 on CUDA, kernels/attention.cu
+//! (backend/cuda/attention.rs).
 
 use super::{DType, Layout, Tensor};
 use crate::autograd::Op;
@@ -72,16 +73,19 @@ impl Tensor {
             if let Some(m) = mask {
                 mask_layout(m, m.layout(), &dims)?;
             }
-            // The flash kernel has no backward yet: when a gradient will be asked for, the
-            // recorded matmul-softmax-matmul ops carry it.
+            use crate::backend::cuda::attention as flash;
+            // Where a gradient will be asked for, the flash path needs its backward kernel too
+            // (head dims ≤ 128); elsewhere the recorded matmul-softmax-matmul ops carry it.
             let wants_grad = crate::autograd::is_grad_enabled() && [q, k, v].iter().any(|t| t.tracked());
-            if !wants_grad && crate::backend::cuda::attention::eligible(q.dtype(), &dims) {
-                let mf = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
-                let ml = mf.as_ref().map(|m| mask_layout(m, m.layout(), &dims)).transpose()?;
-                let (out, _lse) = crate::backend::cuda::attention::flash_forward(q, k, v, mf.as_ref().zip(ml.as_ref()), scale, &dims)?;
-                return Ok(out);
+            let usable = if wants_grad { flash::eligible_backward(q.dtype(), &dims) } else { flash::eligible(q.dtype(), &dims) };
+            if !usable {
+                return Tensor::scaled_dot_product_attention_unfused(q, k, v, mask, scale);
             }
-            return Tensor::scaled_dot_product_attention_unfused(q, k, v, mask, scale);
+            let mf = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
+            let ml = mf.as_ref().map(|m| mask_layout(m, m.layout(), &dims)).transpose()?;
+            let (out, lse) = flash::flash_forward(q, k, v, mf.as_ref().zip(ml.as_ref()), scale, &dims)?;
+            let rec = Tensor::track(&[q, k, v], || Op::Attention { q: q.clone(), k: k.clone(), v: v.clone(), mask: mask.cloned(), scale, lse });
+            return Ok(out.with_op(rec));
         }
         let (qd, ql) = f32_strided(q)?;
         let (kd, kl) = f32_strided(k)?;
@@ -161,6 +165,11 @@ pub(crate) fn attention_backward(
         if t.shape() != want {
             return Err(Error::bad_shape("attention_backward", format!("{name} must have shape {want:?}"), t.shape()));
         }
+    }
+    if q.device().is_cuda() {
+        let mf = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
+        let ml = mf.as_ref().map(|m| mask_layout(m, m.layout(), &dims)).transpose()?;
+        return crate::backend::cuda::attention::flash_backward(q, k, v, mf.as_ref().zip(ml.as_ref()), scale, &dims, out, lse, g);
     }
     let out_data = out.f32_data()?;
     let lse_data = lse.f32_data()?;

@@ -1,10 +1,11 @@
-//! Flash attention forward on CUDA (kernels/attention.cu): softmax(q kᵀ·scale + mask) v for
-//! f16/bf16 q, k, v read through their strides, f32 accumulation, the [Lq, Lk] scores never
-//! stored. Returns the output [B, H, Lq, Dv] (contiguous, q's dtype) and the row log-sum-exp
-//! [B, H, Lq] (f32, natural log). tensor/attention.rs validates the arguments and decides when this
-//! runs; `LDM_CUDA_ATTENTION=unfused` forces the recorded matmul-softmax-matmul path instead.
+//! Flash attention on CUDA (kernels/attention.cu): softmax(q kᵀ·scale + mask) v for f16/bf16 q,
+//! k, v read through their strides, f32 accumulation, the [Lq, Lk] scores never stored. The
+//! forward returns the output [B, H, Lq, Dv] (contiguous, q's dtype) and the row log-sum-exp
+//! [B, H, Lq] (f32, natural log) that the backward recomputes the probabilities from.
+//! tensor/attention.rs validates the arguments and decides when this runs;
+//! `LDM_CUDA_ATTENTION=unfused` forces the recorded matmul-softmax-matmul path instead.
 
-use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
 use crate::backend::cpu::attention::Dims;
 use crate::tensor::{DType, Layout, Tensor};
 use crate::Result;
@@ -57,17 +58,20 @@ pub fn eligible(dtype: DType, dims: &Dims) -> bool {
         && dims.lq.max(dims.lk) < i32::MAX as usize
 }
 
+/// True when the backward kernel exists too (padded head dim ≤ 128: at 160 its dK/dV
+/// accumulators alone would fill the register file).
+pub fn eligible_backward(dtype: DType, dims: &Dims) -> bool {
+    eligible(dtype, dims) && padded_head_dim(dims.d).is_some_and(|p| p <= 128)
+}
+
 fn strides(l: &Layout) -> [i64; 4] {
     let s = l.strides();
     [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64]
 }
 
 /// `mask`: an f32 tensor and its layout broadcast to [B, H, Lq, Lk].
-pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, &Layout)>, scale: f64, dims: &Dims) -> Result<(Tensor, Tensor)> {
-    let sfx = float_suffix("scaled_dot_product_attention", q.dtype())?;
-    let (dev, _) = device_and_ptr("scaled_dot_product_attention", q)?;
-    let dp = padded_head_dim(dims.d).expect("eligible() checked the head dim");
-    let args = AttnArgs {
+fn args(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, &Layout)>, scale: f64, dims: &Dims) -> AttnArgs {
+    AttnArgs {
         b: dims.b as i32,
         h: dims.h as i32,
         lq: dims.lq as i32,
@@ -78,12 +82,24 @@ pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, 
         ks: strides(k.layout()),
         vs: strides(v.layout()),
         ms: mask.map(|(_, l)| strides(l)).unwrap_or([0; 4]),
-    };
-    // The mask's view offset is in its layout (the broadcast keeps it), not in the tensor's.
-    let mask_ptr = match mask {
+    }
+}
+
+/// The mask's address; its view offset is in the broadcast layout (which keeps the tensor's).
+fn mask_ptr(mask: Option<(&Tensor, &Layout)>) -> Result<u64> {
+    Ok(match mask {
         Some((m, l)) => device_and_ptr("scaled_dot_product_attention", m)?.1 + (l.offset() * DType::F32.size_in_bytes()) as u64,
         None => 0,
-    };
+    })
+}
+
+/// `mask`: an f32 tensor and its layout broadcast to [B, H, Lq, Lk].
+pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, &Layout)>, scale: f64, dims: &Dims) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "scaled_dot_product_attention";
+    let sfx = float_suffix(OP, q.dtype())?;
+    let (dev, _) = device_and_ptr(OP, q)?;
+    let dp = padded_head_dim(dims.d).ok_or_else(|| crate::Error::invalid(OP, format!("no flash kernel for head dim {}", dims.d)))?;
+    let (args, mask_ptr) = (args(q, k, v, mask, scale, dims), mask_ptr(mask)?);
     let out_shape = [dims.b, dims.h, dims.lq, dims.dv];
     let out = alloc_out(&dev, q.dtype(), &out_shape)?;
     let lse = alloc_out(&dev, DType::F32, &out_shape[..3])?;
@@ -93,6 +109,41 @@ pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, 
             args, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, mask_ptr, out.ptr(), lse.ptr());
     }
     Ok((wrap(out, &out_shape, None), wrap(lse, &out_shape[..3], None)))
+}
+
+/// (dq, dk, dv) from the forward's output and log-sum-exp and the output gradient `g`; `mask` as
+/// for the forward. dq is summed over key blocks in f32 (atomics), then cast to q's dtype.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<(&Tensor, &Layout)>,
+    scale: f64,
+    dims: &Dims,
+    out: &Tensor,
+    lse: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "scaled_dot_product_attention backward";
+    let sfx = float_suffix(OP, q.dtype())?;
+    let (dev, _) = device_and_ptr(OP, q)?;
+    let dp = padded_head_dim(dims.d).filter(|&p| p <= 128).ok_or_else(|| crate::Error::invalid(OP, format!("no flash backward kernel for head dim {}", dims.d)))?;
+    let (out, g, lse) = (dense(&out.to_dtype(q.dtype())?)?, dense(&g.to_dtype(q.dtype())?)?, dense(&lse.to_dtype(DType::F32)?)?);
+    let (args, mask_ptr) = (args(q, k, v, mask, scale, dims), mask_ptr(mask)?);
+    let rows = dims.b * dims.h * dims.lq;
+    let drow = alloc_out(&dev, DType::F32, &[rows.max(1)])?;
+    let dq = super::ops::full(&dev, 0.0, &[dims.b, dims.h, dims.lq, dims.d], DType::F32)?;
+    let kv_shape = [dims.b, dims.h, dims.lk, dims.d];
+    let (dk, dv) = (alloc_out(&dev, k.dtype(), &kv_shape)?, alloc_out(&dev, v.dtype(), &kv_shape)?);
+    if rows > 0 {
+        let cfg = LaunchConfig { grid_dim: (rows.div_ceil(4) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, "attention", format!("flash_bwd_prep_{sfx}"), cfg; rows as i32, dims.d as i32, data_ptr(&out)?, data_ptr(&g)?, drow.ptr());
+    }
+    let cfg = LaunchConfig { grid_dim: (dims.lk.div_ceil(64) as u32, (dims.b * dims.h) as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+    launch!(dev, "attention", format!("flash_bwd_d{dp}_{sfx}"), cfg;
+        args, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, mask_ptr, data_ptr(&g)?, data_ptr(&lse)?, drow.ptr(), data_ptr(&dq)?, dk.ptr(), dv.ptr());
+    Ok((dq.to_dtype(q.dtype())?, wrap(dk, &kv_shape, None), wrap(dv, &kv_shape, None)))
 }
 
 #[cfg(test)]
