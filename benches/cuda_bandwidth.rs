@@ -9,26 +9,11 @@
 
 use ldm_engine::backend::cuda;
 use ldm_engine::{DType, Device, Tensor};
-use std::time::Instant;
 
-/// Median seconds per call of `f` (queued work included: each timing ends with a synchronize).
-fn time(dev: &cuda::CudaDevice, mut f: impl FnMut()) -> f64 {
-    for _ in 0..3 {
-        f();
-    }
-    dev.synchronize().unwrap();
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < 5 || (start.elapsed().as_secs_f64() < 1.0 && samples.len() < 200) {
-        let t = Instant::now();
-        for _ in 0..5 {
-            f();
-        }
-        dev.synchronize().unwrap();
-        samples.push(t.elapsed().as_secs_f64() / 5.0);
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+mod gpu_timing;
+
+fn time(dev: &cuda::CudaDevice, f: impl FnMut()) -> f64 {
+    gpu_timing::median_seconds(dev, 5, 200, f)
 }
 
 fn main() {

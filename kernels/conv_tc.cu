@@ -31,16 +31,23 @@ struct TcConvGeom {
     int ho, wo;
 };
 
-// Loads of one k slice: `m_fast` operands give consecutive threads consecutive rows (their memory
-// is contiguous along m: image pixels), the others consecutive k.
+// The (row, k) of this thread's i-th element of a 64×32 tile: `M_FAST` operands give consecutive
+// threads consecutive rows (their memory is contiguous along m: image pixels), the others
+// consecutive k.
+template <bool M_FAST>
+__device__ __forceinline__ void tile_slot(int i, int& r, int& kk) {
+    const int tid = threadIdx.x;
+    if (M_FAST) { r = tid % 64; kk = tid / 64 + 2 * i; }
+    else { kk = tid % 32; r = tid / 32 + 4 * i; }
+}
+
+// Loads of one k slice into registers (zero outside the matrix), and their store to shared memory.
 template <typename T, bool M_FAST, class Get>
 __device__ __forceinline__ void gather_tile(T (&regs)[TC_PER_THREAD], int rows, int row0, int k0, int kend, const Get& get) {
-    const int tid = threadIdx.x;
     #pragma unroll
     for (int i = 0; i < TC_PER_THREAD; ++i) {
         int r, kk;
-        if (M_FAST) { r = tid % 64; kk = tid / 64 + 2 * i; }
-        else { kk = tid % 32; r = tid / 32 + 4 * i; }
+        tile_slot<M_FAST>(i, r, kk);
         int gr = row0 + r, gk = k0 + kk;
         regs[i] = (gr < rows && gk < kend) ? get(gr, gk) : from_f32<T>(0.0f);
     }
@@ -48,12 +55,10 @@ __device__ __forceinline__ void gather_tile(T (&regs)[TC_PER_THREAD], int rows, 
 
 template <typename T, bool M_FAST>
 __device__ __forceinline__ void store_tile(T* s, const T (&regs)[TC_PER_THREAD]) {
-    const int tid = threadIdx.x;
     #pragma unroll
     for (int i = 0; i < TC_PER_THREAD; ++i) {
         int r, kk;
-        if (M_FAST) { r = tid % 64; kk = tid / 64 + 2 * i; }
-        else { kk = tid % 32; r = tid / 32 + 4 * i; }
+        tile_slot<M_FAST>(i, r, kk);
         s[r * TC_LD + kk] = regs[i];
     }
 }
