@@ -465,6 +465,12 @@ on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
             check(&format!("tensor-core conv2d {xs:?} * {ws:?}"), dev, dtype, |d, dt| {
                 input(xs, 140 + k as u64, dt, d).conv2d(&input(ws, 141, dt, d).mul_scalar(0.05).unwrap(), Some(&input(&[ws[0]], 142, dt, d)), *cp).unwrap()
             });
+            // The residual fused into the epilogue (ResNet blocks' skip connection).
+            check(&format!("tensor-core conv2d_add {xs:?} * {ws:?}"), dev, dtype, |d, dt| {
+                let x = input(xs, 153 + k as u64, dt, d);
+                let y_shape = x.conv2d(&input(ws, 141, dt, d), None, *cp).unwrap().shape().to_vec();
+                x.conv2d_add(&input(ws, 141, dt, d).mul_scalar(0.05).unwrap(), Some(&input(&[ws[0]], 142, dt, d)), *cp, &input(&y_shape, 154, dt, d)).unwrap()
+            });
             for which in ["x", "w"] {
                 check(&format!("d tensor-core conv2d {xs:?} / d {which}"), dev, dtype, |d, dt| {
                     let x = input(xs, 143, dt, d).requires_grad();

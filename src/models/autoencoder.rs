@@ -59,10 +59,10 @@ impl ResnetBlock {
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
+        let h = self.norm2.forward_silu(&h)?;
         match &self.shortcut {
-            Some(s) => s.forward(x)?.add(&h),
-            None => x.add(&h),
+            Some(s) => self.conv2.forward_add(&h, &s.forward(x)?),
+            None => self.conv2.forward_add(&h, x),
         }
     }
 }
@@ -88,7 +88,7 @@ impl AttnBlock {
         let (q, k, v) = (tokens(self.q.forward(&hn)?)?, tokens(self.k.forward(&hn)?)?, tokens(self.v.forward(&hn)?)?);
         let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None)?;
         let a = a.transpose(2, 3)?.reshape(&[n, c, h, w])?;
-        self.proj_out.forward(&a)?.add(x)
+        self.proj_out.forward_add(&a, x)
     }
 }
 

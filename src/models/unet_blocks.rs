@@ -94,10 +94,9 @@ impl ResBlock {
         } else {
             self.out_norm.forward_silu(&h.add(&e)?)?
         };
-        let h = self.out_conv.forward(&h)?;
         match &self.skip {
-            Some(s) => s.forward(x)?.add(&h),
-            None => x.add(&h),
+            Some(s) => self.out_conv.forward_add(&h, &s.forward(x)?),
+            None => self.out_conv.forward_add(&h, x),
         }
     }
 }
@@ -284,7 +283,7 @@ impl SpatialTransformer {
 
     /// x [N, C, H, W], context [N, Lc, Cc] → [N, C, H, W]
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = (x.dim(0)?, x.dim(1)?, x.dim(2)?, x.dim(3)?);
+        let (n, h, w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
         let to_tokens = |t: &Tensor| -> Result<Tensor> {
             let ch = t.dim(1)?;
             t.reshape(&[n, ch, h * w])?.transpose(1, 2) // [N, HW, C]
@@ -301,11 +300,9 @@ impl SpatialTransformer {
             let ch = t.dim(2)?;
             t.transpose(1, 2)?.reshape(&[n, ch, h, w])
         };
-        let out = match &self.proj_out {
-            Proj::Conv(conv) => conv.forward(&to_map(&t)?)?,
-            Proj::Linear(lin) => to_map(&lin.forward(&t)?)?,
-        };
-        debug_assert_eq!(out.dim(1)?, c);
-        out.add(x)
+        match &self.proj_out {
+            Proj::Conv(conv) => conv.forward_add(&to_map(&t)?, x),
+            Proj::Linear(lin) => to_map(&lin.forward(&t)?)?.add(x),
+        }
     }
 }

@@ -61,6 +61,12 @@ impl Conv2d {
         let p = kernel / 2;
         Self::new(vb, in_ch, out_ch, kernel, Conv2dParams { padding: (p, p), ..Default::default() }, true)
     }
+
+    /// forward(x) + residual, fused into the conv where the device allows (`Tensor::conv2d_add`).
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;
+        x.conv2d_add(&in_dtype(&self.weight, x.dtype())?, b.as_ref(), self.params, residual)
+    }
 }
 
 impl Module for Conv2d {

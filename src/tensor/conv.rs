@@ -63,6 +63,25 @@ impl Tensor {
         add_bias(y, separate)
     }
 
+    /// conv2d(x, w, bias) + residual — the residual connection that closes every ResNet and
+    /// attention block. Where a fused kernel exists (CUDA f16/bf16 tensor-core conv, when no
+    /// gradient is recorded) the sum happens in the conv's epilogue, saving a full read and write
+    /// of the activation; everywhere else it is `conv2d` then `add`, with the same result.
+    pub fn conv2d_add(&self, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams, residual: &Tensor) -> Result<Tensor> {
+        if self.device().is_cuda() {
+            let g = conv2d_geom(self, w, &p)?;
+            check_bias("conv2d", self, bias, g.c_out)?;
+            Tensor::same_device("conv2d_add", self, residual)?;
+            let inputs: Vec<&Tensor> = [self, w, residual].into_iter().chain(bias).collect();
+            let wants_grad = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracked());
+            let fits = residual.shape() == [g.n, g.c_out, g.ho, g.wo] && residual.dtype() == self.dtype();
+            if !wants_grad && fits && crate::backend::cuda::conv_tc::eligible(self.dtype(), &g) {
+                return crate::backend::cuda::conv_tc::forward(self, w, bias, Some(residual), &g);
+            }
+        }
+        self.conv2d(w, bias, p)?.add(residual)
+    }
+
     /// x [N, C_in, H, W], w [C_in, C_out/groups, KH, KW], bias [C_out] → [N, C_out, H', W'].
     pub fn conv_transpose2d(&self, w: &Tensor, bias: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor> {
         let g = conv_transpose2d_geom(self, w, &p)?;

@@ -95,7 +95,7 @@ fn weight_operand(g: &Geom, transpose: bool) -> Layout {
 /// y = conv2d(x, w) + bias, [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
     if super::conv_tc::eligible(x.dtype(), g) {
-        return super::conv_tc::forward(x, w, bias, g);
+        return super::conv_tc::forward(x, w, bias, None, g);
     }
     let sfx = float_suffix("conv2d", x.dtype())?;
     let (x, w) = (dense(x)?, dense(w)?);

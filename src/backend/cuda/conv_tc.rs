@@ -1,5 +1,5 @@
 //! Tensor-core convolution (kernels/conv_tc.cu): implicit GEMM with mma.sync for f16/bf16, groups
-//! = 1 — forward with the bias fused into the epilogue, backward data (also conv_transpose2d's
+//! = 1 — forward with the bias and an optional residual fused into the epilogue, backward data (also conv_transpose2d's
 //! forward), backward weight with split-K into an f32 buffer. conv.rs sends each call here when
 //! `eligible` says so and keeps the im2col + GEMM path for f32, grouped convs and sizes past int32.
 //! `LDM_CUDA_CONV=gemm` forces the old path (for comparing the two on a GPU).
@@ -90,18 +90,24 @@ fn bias_operand(bias: Option<&Tensor>, dtype: DType) -> Result<Option<Tensor>> {
     bias.map(|b| dense(&b.to_dtype(dtype)?)).transpose()
 }
 
-/// y = conv2d(x, w) + bias, [N, C_out, HO, WO].
-pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+/// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
+pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
     let sfx = float_suffix("conv2d", x.dtype())?;
     let (x, w) = (dense(x)?, dense(&w.to_dtype(x.dtype())?)?);
     let (dev, _) = device_and_ptr("conv2d", &x)?;
     let b = bias_operand(bias, x.dtype())?;
     let b_ptr = b.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
     let shape = [g.n, g.c_out, g.ho, g.wo];
+    let r = residual.map(|r| dense(&r.to_dtype(x.dtype())?)).transpose()?;
+    if let Some(r) = &r {
+        if r.shape() != shape {
+            return Err(crate::Error::ShapeMismatch { op: "conv2d_add", lhs: r.shape().to_vec(), rhs: shape.to_vec() });
+        }
+    }
+    let r_ptr = r.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
     let out = alloc_out(&dev, x.dtype(), &shape)?;
-    let no_residual = 0u64;
     launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), config(g.n * g.ho * g.wo, g.c_out, 1);
-        TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, no_residual, out.ptr());
+        TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
     Ok(wrap(out, &shape, None))
 }
 
