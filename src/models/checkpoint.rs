@@ -403,7 +403,8 @@ impl SingleFile {
     }
 
     fn builder(&self, prefix: &'static str, dtype: DType, fix: Option<crate::nn::Fixer>) -> Result<VarBuilder> {
-        Ok(VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)?.on_device(self.device))
+        let vb = VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, move |n| n.strip_prefix(prefix).map(str::to_string), fix)?;
+        Ok(vb.on_device(self.device).with_file_prefix(prefix))
     }
 
     pub fn unet(&self, cfg: &UNetConfig, dtype: DType) -> Result<UNet> {
@@ -465,7 +466,9 @@ impl SingleFile {
     }
 
     pub fn text_encoder(&self, cfg: &ClipTextConfig, dtype: DType) -> Result<ClipTextModel> {
-        let vb = VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?.on_device(self.device);
+        let vb = VarBuilder::from_files_mapped(vec![self.file.clone()], dtype, |n| n.strip_prefix("cond_stage_model.transformer.").and_then(clip_key), None)?
+            .on_device(self.device)
+            .with_file_prefix("cond_stage_model.transformer.");
         let clip = ClipTextModel::new(&vb, cfg)?;
         vb.finish(false)?;
         Ok(clip)

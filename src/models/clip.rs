@@ -95,6 +95,13 @@ impl ClipTextModel {
         if skip_last >= self.cfg.layers {
             return Err(Error::invalid("ClipTextModel", format!("cannot skip {skip_last} of {} layers", self.cfg.layers)));
         }
+        // A tokenizer from another model hands out ids past this table; say so, not "index out of range".
+        if let Some(bad) = ids.to_vec_f64()?.into_iter().find(|&id| id < 0.0 || id >= self.cfg.vocab as f64) {
+            return Err(Error::invalid(
+                "ClipTextModel",
+                format!("token id {bad} is outside the text encoder's {}-token table: the tokenizer does not belong to this text encoder", self.cfg.vocab),
+            ));
+        }
         let dtype = self.position_embedding.dtype();
         let mut x = self.token_embedding.forward(ids)?.add(&self.position_embedding.narrow(0, 0, l)?)?;
         let mask = causal_mask_on(l, dtype, x.device())?;

@@ -54,11 +54,20 @@ pub struct VarBuilder {
     prefix: String,
     dtype: DType,
     device: Device,
+    /// Prepended to names in load errors when the source strips a component prefix from the
+    /// file's keys (`model.diffusion_model.`), so a missing tensor is named as the file names it.
+    file_prefix: Arc<str>,
 }
 
 impl VarBuilder {
     fn new(source: Source, dtype: DType) -> Self {
-        VarBuilder { source: Arc::new(source), report: Arc::default(), prefix: String::new(), dtype, device: Device::Cpu }
+        VarBuilder { source: Arc::new(source), report: Arc::default(), prefix: String::new(), dtype, device: Device::Cpu, file_prefix: Arc::from("") }
+    }
+
+    /// Load errors name tensors as `file_prefix` + engine name (and mismatched or unexpected ones
+    /// by their key in the file): for builders whose `rename` strips a component prefix.
+    pub fn with_file_prefix(self, file_prefix: &str) -> Self {
+        VarBuilder { file_prefix: Arc::from(file_prefix), ..self }
     }
 
     /// Parameters are handed out on `device` (copied there as they are requested), so a model
@@ -240,16 +249,27 @@ impl VarBuilder {
         if report.missing.is_empty() && report.mismatched.is_empty() && unexpected.is_empty() {
             return Ok(());
         }
+        // The name a person finds in the file: its own key where the source has one.
+        let in_file = |n: &str| -> String {
+            if let Source::Files { index, .. } = &*self.source
+                && let Some((_, key)) = index.get(n)
+            {
+                return key.clone();
+            }
+            format!("{}{n}", self.file_prefix)
+        };
         let mut parts = Vec::new();
         if !report.missing.is_empty() {
-            parts.push(format!("{} missing: {}", report.missing.len(), list(&report.missing)));
+            let m: Vec<String> = report.missing.iter().map(|n| in_file(n)).collect();
+            parts.push(format!("{} missing: {}", m.len(), list(&m)));
         }
         if !report.mismatched.is_empty() {
-            let m: Vec<String> = report.mismatched.iter().map(|(n, want, got)| format!("{n} (model {want:?}, file {got:?})")).collect();
+            let m: Vec<String> = report.mismatched.iter().map(|(n, want, got)| format!("{} (model {want:?}, file {got:?})", in_file(n))).collect();
             parts.push(format!("{} shape mismatches: {}", m.len(), list(&m)));
         }
         if !unexpected.is_empty() {
-            parts.push(format!("{} unexpected: {}", unexpected.len(), list(&unexpected)));
+            let u: Vec<String> = unexpected.iter().map(|n| in_file(n)).collect();
+            parts.push(format!("{} unexpected: {}", u.len(), list(&u)));
         }
         Err(Error::Weights(format!("checkpoint does not fit the model: {}", parts.join("; "))))
     }

@@ -99,10 +99,10 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
     let b_ptr = b.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
     let shape = [g.n, g.c_out, g.ho, g.wo];
     let r = residual.map(|r| dense(&r.to_dtype(x.dtype())?)).transpose()?;
-    if let Some(r) = &r {
-        if r.shape() != shape {
-            return Err(crate::Error::ShapeMismatch { op: "conv2d_add", lhs: r.shape().to_vec(), rhs: shape.to_vec() });
-        }
+    if let Some(r) = &r
+        && r.shape() != shape
+    {
+        return Err(crate::Error::ShapeMismatch { op: "conv2d_add", lhs: r.shape().to_vec(), rhs: shape.to_vec() });
     }
     let r_ptr = r.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
     let out = alloc_out(&dev, x.dtype(), &shape)?;
