@@ -1,5 +1,5 @@
-//! Compiles kernels/*.cu to PTX when nvcc is available (NVCC, CUDA_HOME/bin or PATH), into
-//! OUT_DIR, for the CUDA backend to embed. No nvcc is not an error: the CPU build needs none,
+//! Compiles kernels/*.cu (and, with the `kernel-lab` feature, tools/kernel_lab/*.cu) to PTX when
+//! nvcc is available (NVCC, CUDA_HOME/bin or PATH), into OUT_DIR, for the CUDA backend to embed. No nvcc is not an error: the CPU build needs none,
 //! and the runtime can compile the same sources with NVRTC. A kernel that fails to compile is a
 //! build error.
 
@@ -36,6 +36,16 @@ fn main() {
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "cu")).collect())
         .unwrap_or_default();
     kernels.sort();
+    // `--features kernel-lab`: the kernel lab's variants too, as modules named lab_<file stem>
+    // (benches/tensor_core.rs times them next to the shipped kernels on a GPU).
+    let mut lab: Vec<PathBuf> = Vec::new();
+    if std::env::var_os("CARGO_FEATURE_KERNEL_LAB").is_some() {
+        println!("cargo:rerun-if-changed=tools/kernel_lab");
+        lab = std::fs::read_dir("tools/kernel_lab")
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "cu")).collect())
+            .unwrap_or_default();
+        lab.sort();
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let common = std::fs::read_to_string("kernels/common.cuh").unwrap_or_default();
     let nvcc = find_nvcc();
@@ -43,12 +53,14 @@ fn main() {
         println!("cargo:warning=nvcc not found: CUDA kernels will be compiled at run time with NVRTC");
     }
     let (mut ptx_entries, mut src_entries) = (String::new(), String::new());
-    for cu in &kernels {
-        let stem = cu.file_stem().unwrap().to_str().unwrap().to_string();
+    for cu in kernels.iter().chain(&lab) {
+        let file_stem = cu.file_stem().unwrap().to_str().unwrap().to_string();
+        let stem = if lab.contains(cu) { format!("lab_{file_stem}") } else { file_stem };
         // NVRTC gets one self-contained source: common.cuh pasted where it is included.
         let src = std::fs::read_to_string(cu).unwrap_or_else(|e| panic!("cannot read {}: {e}", cu.display()));
         let flat = out.join(format!("{stem}.nvrtc.cu"));
-        std::fs::write(&flat, src.replace("#include \"common.cuh\"", &common)).unwrap();
+        let src = src.replace("#include \"common.cuh\"", &common).replace("#include \"../../kernels/common.cuh\"", &common);
+        std::fs::write(&flat, src).unwrap();
         src_entries += &format!("    ({stem:?}, include_str!({:?})),\n", flat.display().to_string());
         if let Some(nvcc) = &nvcc {
             let ptx = out.join(format!("{stem}.ptx"));

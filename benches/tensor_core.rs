@@ -4,6 +4,7 @@
 //! at (4096, 40), (1024, 80), (256, 160), 4096×77 cross-attention and (4096, 64), batch 2 × 8 heads,
 //! in f16 and bf16. Without a GPU it prints why and exits 0.
 //!
+//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2").
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
 //!   TC <kind> <shape> <dtype> <ms> <TFLOP/s>
@@ -62,6 +63,18 @@ fn main() {
             let shape = format!("2x{c}x{hw}x{hw} k{k}");
             let p = Conv2dParams { padding: (pad, pad), ..Default::default() };
             row("conv2d fwd", &shape, dt, time(&dev, || drop(x.conv2d(&w, Some(&b), p).unwrap())), flops);
+            // The kernel lab's forward variant on the same tensors (tools/gpu_check.sh builds this
+            // bench with --features kernel-lab); its output is checked against the shipped one.
+            #[cfg(feature = "kernel-lab")]
+            {
+                let v2 = cuda::lab::conv2d_forward_v2(&x, &w, Some(&b), &g).unwrap();
+                let v1 = x.conv2d(&w, Some(&b), p).unwrap();
+                let (got, want) = (v2.to_vec_f64().unwrap(), v1.to_vec_f64().unwrap());
+                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+                println!("lab v2 vs shipped: max |diff| {diff:.3e} (max |y| {scale:.3e})");
+                row("conv2d fwd v2", &shape, dt, time(&dev, || drop(cuda::lab::conv2d_forward_v2(&x, &w, Some(&b), &g).unwrap())), flops);
+            }
             row("conv2d bwd data", &shape, dt, time(&dev, || drop(cuda::conv::backward_data(&dy, &w, None, &g).unwrap())), flops);
             row("conv2d bwd weight", &shape, dt, time(&dev, || drop(cuda::conv::backward_weight(&x, &dy, &g, dt).unwrap())), flops);
         }

@@ -16,6 +16,7 @@
 typedef long long int64_t;
 typedef int int32_t;
 typedef unsigned int uint32_t;
+typedef unsigned long long uintptr_t;
 typedef unsigned char uint8_t;
 #define INT64_MAX 9223372036854775807LL
 #define INT64_MIN (-INT64_MAX - 1LL)

@@ -13,7 +13,7 @@ fn run_emulated(test_source: &str) {
     let emu = root.join("tools/kernel_emu");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test_source.trim_end_matches(".cpp"));
     let compiled = Command::new(&cxx)
-        .args(["-std=c++20", "-O1", "-DLDM_KERNEL_EMU", "-Wno-unknown-pragmas", "-pthread", "-I"])
+        .args(["-std=c++20", "-O1", "-fno-strict-aliasing", "-DLDM_KERNEL_EMU", "-Wno-unknown-pragmas", "-pthread", "-I"])
         .arg(&emu)
         .arg("-o")
         .arg(&out)

@@ -17,7 +17,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rows="$tmp/rows"
 : > "$rows"
-for cu in kernels/*.cu; do
+# The kernel lab's variants (tools/kernel_lab/) are checked too: a variant that spills is no candidate.
+for cu in kernels/*.cu tools/kernel_lab/*.cu; do
     stem=$(basename "$cu" .cu)
     "$nvcc" --ptx -O3 -arch=compute_80 -I kernels -o "$tmp/$stem.ptx" "$cu"
     for arch in sm_80 sm_90; do
@@ -39,7 +40,7 @@ cp "$tmp/table" "$report" 2>/dev/null || true
 kernels=$(awk '$3 == "sm_80"' "$rows" | wc -l)
 bad=$(awk -v allowed="$STACK_ALLOWED" '$6 > 0 || $7 > 0 || ($5 > 0 && $2 !~ allowed) { print $3, $2, "regs=" $4, "stack=" $5, "spills=" $6 "/" $7 }' "$rows")
 maxregs=$(awk 'BEGIN { m = 0 } $4 > m { m = $4; k = $2 " (" $3 ")" } END { print m, k }' "$rows")
-echo "ptxas: $kernels kernels in $(ls kernels/*.cu | wc -l) files, checked for sm_80 and sm_90; most registers: $maxregs"
+echo "ptxas: $kernels kernels in $(ls kernels/*.cu tools/kernel_lab/*.cu | wc -l) files, checked for sm_80 and sm_90; most registers: $maxregs"
 if [ -n "$bad" ]; then
     echo "ptxas check FAILED: register spills or an unexpected stack frame:" >&2
     echo "$bad" >&2

@@ -36,6 +36,10 @@ using std::min;
 #define __restrict__
 #define __align__(n) alignas(n)
 
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
 };

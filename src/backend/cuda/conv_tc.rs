@@ -19,7 +19,7 @@ const THREADS: u32 = 128;
 /// Must match `struct TcConvGeom` in kernels/conv_tc.cu.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct TcConvGeom {
+pub(crate) struct TcConvGeom {
     n: i32,
     c: i32,
     h: i32,
@@ -40,7 +40,7 @@ struct TcConvGeom {
 unsafe impl DeviceRepr for TcConvGeom {}
 
 impl TcConvGeom {
-    fn of(g: &Geom) -> Self {
+    pub(crate) fn of(g: &Geom) -> Self {
         let i = |v: usize| v as i32;
         TcConvGeom {
             n: i(g.n),

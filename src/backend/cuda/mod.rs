@@ -14,6 +14,8 @@ pub mod conv_tc;
 pub mod fused;
 pub mod index;
 mod kernels;
+#[cfg(feature = "kernel-lab")]
+pub mod lab;
 mod launch;
 pub mod linalg;
 pub mod norm;
