@@ -1,5 +1,5 @@
 // Elementwise kernels: strided copy, dtype casts, unary maps (and their backward), affine, powf,
-// broadcasting binary ops, comparisons, where, fill. Every input is read through a `Strided`
+// broadcasting binary ops, comparisons, where, fill, and the fused GEGLU gate. Every input is read through a `Strided`
 // layout (broadcast dims have stride 0); every output is contiguous. CPU twin:
 // src/backend/cpu/elementwise.rs and math.rs — the op codes below follow the Rust enums' order.
 #include "common.cuh"
@@ -131,7 +131,22 @@ __device__ void cmp_loop(int64_t n, int op, const Strided& as, const T* a, const
     }
 }
 
+// GEGLU, the SD transformer's feed-forward gate, in one pass: x [rows, 2·inner] (contiguous) →
+// x[:, :inner] · gelu_erf(x[:, inner:]) [rows, inner]. Unfused it is a GELU pass and a product
+// pass over the gate; here each element is read once and the output written once.
+template <typename T>
+__device__ void geglu_loop(int64_t n, int64_t inner, const T* x, T* out) {
+    GRID_STRIDE(i, n) {
+        int64_t r = i / inner, j = i - r * inner;
+        const T* row = x + r * 2 * inner;
+        out[i] = from_f32<T>(to_f32(row[j]) * unary_f<U_GELU_ERF>(to_f32(row[inner + j])));
+    }
+}
+
 #define FLOAT_OPS(T, S) \
+extern "C" __global__ void geglu_##S(int64_t n, int64_t inner, const T* x, T* out) { \
+    geglu_loop<T>(n, inner, x, out); \
+} \
 extern "C" __global__ void unary_##S(int64_t n, int32_t op, Strided xs, const T* x, T* y) { \
     UNARY_CASES(UNARY_##S) \
 } \

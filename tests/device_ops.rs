@@ -505,6 +505,19 @@ on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
     }
 });
 
+on_devices!(fn geglu_fused_gate(dev) {
+    for dtype in DTYPES {
+        // The SD feed-forward's gate: [B, L, 2·inner], read once by the fused kernel.
+        check("geglu", dev, dtype, |d, dt| input(&[2, 77, 2 * 40], 155, dt, d).geglu().unwrap());
+        check("d geglu", dev, dtype, |d, dt| {
+            let x = input(&[3, 2 * 9], 156, dt, d).requires_grad();
+            let y = x.geglu().unwrap();
+            let g = y.mul(&input(y.shape(), 157, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+            g.get(&x).unwrap().clone()
+        });
+    }
+});
+
 /// Exact equality with the CPU twin: the fused kernels round every multiply and add separately.
 fn assert_same_bits(got: &Tensor, want: &Tensor, what: &str) {
     assert_eq!(got.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

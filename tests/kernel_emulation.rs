@@ -42,3 +42,8 @@ fn tensor_core_conv_forward_and_backward_match_an_f64_reference_in_emulation() {
 fn flash_attention_forward_matches_an_f64_reference_in_emulation() {
     run_emulated("attention_test.cpp");
 }
+
+#[test]
+fn fused_geglu_matches_an_f64_reference_in_emulation() {
+    run_emulated("geglu_test.cpp");
+}

@@ -272,3 +272,26 @@ fn creation_and_casts() {
     assert_eq!(gv.dtype(), DType::F32);
     assert_eq!(vals(gv), vec![3.0; 4]);
 }
+
+#[test]
+fn geglu_is_the_value_half_times_gelu_of_the_gate_half() {
+    // [2, 3, 10]: value halves [.., :5], gates [.., 5:]; against the f64 erf GELU, and the fused
+    // pass equals the recorded ops (chunk, gelu, mul) bit for bit in f32.
+    let x = randn(&[2, 3, 10], 7);
+    let y = x.geglu().unwrap();
+    assert_eq!(y.shape(), &[2, 3, 5]);
+    let xv = x.to_vec_f64().unwrap();
+    let want: Vec<f64> = (0..30).map(|i| xv[(i / 5) * 10 + i % 5] * unary_ref(UnaryOp::GeluErf, xv[(i / 5) * 10 + 5 + i % 5])).collect();
+    assert_close(&y.to_vec_f64().unwrap(), &want, 1e-6, 1e-6, "geglu vs f64");
+    let parts = x.chunk(2, -1).unwrap();
+    let unfused = parts[0].mul(&parts[1].gelu().unwrap()).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), unfused.to_vec::<f32>().unwrap(), "fused and recorded ops differ");
+    // A strided input (a transposed view) reads the same values.
+    let xt = x.transpose(0, 1).unwrap();
+    assert_eq!(xt.geglu().unwrap().to_vec_f64().unwrap(), xt.contiguous().unwrap().geglu().unwrap().to_vec_f64().unwrap());
+    // With a gradient wanted it records the ops: d/dx of sum(geglu(x)) vs finite differences.
+    grad_check(|t| t[0].geglu(), &[x.clone()], "geglu");
+    // An odd last dim has no halves.
+    let err = randn(&[2, 7], 8).geglu().unwrap_err().to_string();
+    assert!(err.contains("geglu") && err.contains("even"), "{err}");
+}

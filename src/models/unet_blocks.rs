@@ -201,9 +201,7 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let p = self.proj_in.forward(x)?;
-        let parts = p.chunk(2, -1)?;
-        self.proj_out.forward(&parts[0].mul(&parts[1].gelu()?)?)
+        self.proj_out.forward(&self.proj_in.forward(x)?.geglu()?)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod fused;
+pub mod geglu;
 pub mod indexing;
 pub mod matmul;
 pub mod norm;

@@ -1,5 +1,6 @@
 //! CUDA launches of the fused schedule and optimiser kernels (kernels/schedule.cu,
-//! kernels/optim.cu); validation is in src/tensor/fused.rs.
+//! kernels/optim.cu) and the GEGLU gate (kernels/elementwise.cu); validation is in
+//! src/tensor/fused.rs and src/tensor/geglu.rs.
 
 use super::launch::elementwise_config;
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
@@ -98,4 +99,21 @@ pub fn copy_values(dst: &Tensor, src: &Tensor) -> Result<()> {
             .map_err(|e| dev.driver_error("copy_values", e))?;
     }
     Ok(())
+}
+
+/// GEGLU: x [..., 2·inner] → x[..., :inner] · gelu_erf(x[..., inner:]) in one kernel pass.
+pub fn geglu(x: &Tensor) -> Result<Tensor> {
+    let sfx = float_suffix("geglu", x.dtype())?;
+    let x = dense(x)?;
+    let (dev, _) = device_and_ptr("geglu", &x)?;
+    let last = x.shape().len() - 1;
+    let inner = x.shape()[last] / 2;
+    let mut shape = x.shape().to_vec();
+    shape[last] = inner;
+    let n: usize = shape.iter().product();
+    let out = alloc_out(&dev, x.dtype(), &shape)?;
+    if n > 0 {
+        launch!(dev, "elementwise", format!("geglu_{sfx}"), elementwise_config(n); n as i64, inner as i64, data_ptr(&x)?, out.ptr());
+    }
+    Ok(wrap(out, &shape, None))
 }
