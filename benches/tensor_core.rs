@@ -4,7 +4,8 @@
 //! at (4096, 40), (1024, 80), (256, 160), 4096×77 cross-attention and (4096, 64), batch 2 × 8 heads,
 //! in f16 and bf16. Without a GPU it prints why and exits 0.
 //!
-//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2").
+//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2",
+//! "attention fwd v2"), after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
 //!   TC <kind> <shape> <dtype> <ms> <TFLOP/s>
@@ -84,6 +85,16 @@ fn main() {
             let flops = 4.0 * (16 * lq * lk * dh) as f64;
             let s = time(&dev, || drop(Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()));
             row("attention fwd", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
+            #[cfg(feature = "kernel-lab")]
+            {
+                let v2 = cuda::lab::attention_forward_v2(&q, &k, &v).unwrap();
+                let v1 = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap();
+                let (got, want) = (v2.to_vec_f64().unwrap(), v1.to_vec_f64().unwrap());
+                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                println!("lab v2 vs shipped: max |diff| {diff:.3e}");
+                let s = time(&dev, || drop(cuda::lab::attention_forward_v2(&q, &k, &v).unwrap()));
+                row("attention fwd v2", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
+            }
         }
     }
 }

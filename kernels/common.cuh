@@ -141,6 +141,10 @@ template <typename T>
 __device__ __forceinline__ uint32_t pack_f32_pair(float lo, float hi) {
     return pack_pair(from_f32<T>(lo), from_f32<T>(hi));
 }
+// A 16-bit pattern as the half type it encodes.
+template <typename T> __device__ __forceinline__ T half_from_bits(unsigned short b);
+template <> __device__ __forceinline__ f16 half_from_bits<f16>(unsigned short b) { return __ushort_as_half(b); }
+template <> __device__ __forceinline__ bf16 half_from_bits<bf16>(unsigned short b) { return __ushort_as_bfloat16(b); }
 // Two adjacent elements (the first at an even index) as one 32-bit register.
 template <typename T>
 __device__ __forceinline__ uint32_t load_pair(const T* p) {

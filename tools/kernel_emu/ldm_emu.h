@@ -98,6 +98,8 @@ inline __half __float2half_rn(float f) {
     return {(uint16_t)(s | (e << 10) | m)};
 }
 inline unsigned short __half_as_ushort(__half h) { return h.bits; }
+inline __half __ushort_as_half(unsigned short b) { return {b}; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short b) { return {b}; }
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.bits; }
 
 // exp2f, expf, log2f, fmaxf, fminf come from <cmath> as they are.

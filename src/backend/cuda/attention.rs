@@ -20,7 +20,7 @@ const HEAD_DIMS: [usize; 8] = [16, 32, 48, 64, 80, 96, 128, 160];
 /// Must match `struct AttnArgs` in kernels/attention.cu.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct AttnArgs {
+pub(crate) struct AttnArgs {
     b: i32,
     h: i32,
     lq: i32,
@@ -42,7 +42,7 @@ fn forced_unfused() -> bool {
 }
 
 /// The kernel's padded head dim for `d`, if one is built.
-fn padded_head_dim(d: usize) -> Option<usize> {
+pub(crate) fn padded_head_dim(d: usize) -> Option<usize> {
     HEAD_DIMS.iter().copied().find(|&p| p >= d)
 }
 
@@ -70,7 +70,7 @@ fn strides(l: &Layout) -> [i64; 4] {
 }
 
 /// `mask`: an f32 tensor and its layout broadcast to [B, H, Lq, Lk].
-fn args(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, &Layout)>, scale: f64, dims: &Dims) -> AttnArgs {
+pub(crate) fn args(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, &Layout)>, scale: f64, dims: &Dims) -> AttnArgs {
     AttnArgs {
         b: dims.b as i32,
         h: dims.h as i32,
