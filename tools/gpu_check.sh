@@ -88,6 +88,9 @@ summary="$out/summary.md"
     echo "|---|---:|---|"
 } > "$summary"
 failed=0
+# The device tool stops a call at 10 minutes: what is done so far is saved after every step, so a
+# cut-off run still brings back its summary and logs.
+save() { cp "$summary" "$dest/summary.md"; tar czf "$dest/gpu-check-logs.tgz" -C "$out" .; }
 for exe in "$here"/bin/test-*; do
     name=$(basename "$exe")
     # The library's unit tests: only the CUDA ones (the rest need the source tree's fixtures).
@@ -97,6 +100,7 @@ for exe in "$here"/bin/test-*; do
     rc=$?
     [ $rc -ne 0 ] && failed=1
     echo "| $name | $rc | $(grep -E '^test result' "$out/$name.log" | tail -1) |" >> "$summary"
+    save
 done
 # The main job end to end on the GPU and, for comparison, on the CPU of the same machine.
 for dev in cuda cpu; do
@@ -104,24 +108,25 @@ for dev in cuda cpu; do
     rc=$?
     [ $rc -ne 0 ] && [ $dev = cuda ] && failed=1
     echo "| ldm-engine sample --device $dev | $rc | $(grep -E '^timings' "$out/sample-$dev.log" | tail -1) |" >> "$summary"
+    save
 done
 for exe in "$here"/bin/bench-*; do
     name=$(basename "$exe")
     [ "$name" = bench-paper_configs ] && continue  # paper.sh: a call of its own
-    "$exe" > "$out/$name.log" 2>&1
+    timeout 240 "$exe" > "$out/$name.log" 2>&1  # each bench's share of the 10-minute call
     rc=$?
     echo "| $name | $rc | see $name.log |" >> "$summary"
     { echo; echo "## $name"; echo; grep -E '^(\||device:|allocator:)' "$out/$name.log"; } >> "$summary"
+    save
 done
 # PyTorch (cuDNN conv, SDPA) on the tensor-core bench's shapes, in the same call: the ratio table.
 if [ -f "$out/bench-tensor_core.log" ]; then
-    ${PYTHON:-python3} tools/torch_bench/tensor_core.py --ours "$out/bench-tensor_core.log" --out "$out/tensor_core_vs_torch.md" > "$out/torch-tensor_core.log" 2>&1
+    timeout 200 ${PYTHON:-python3} tools/torch_bench/tensor_core.py --ours "$out/bench-tensor_core.log" --out "$out/tensor_core_vs_torch.md" > "$out/torch-tensor_core.log" 2>&1
     echo "| tools/torch_bench/tensor_core.py | $? | ratio table below |" >> "$summary"
     { echo; echo "## tensor-core kernels vs PyTorch"; echo; cat "$out/tensor_core_vs_torch.md" 2>/dev/null || tail -5 "$out/torch-tensor_core.log"; } >> "$summary"
 fi
 cat "$summary"
-cp "$summary" "$dest/summary.md"
-tar czf "$dest/gpu-check-logs.tgz" -C "$out" .
+save
 exit $failed
 RUN
 chmod +x "$bundle/run.sh"

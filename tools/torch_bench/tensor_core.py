@@ -21,7 +21,7 @@ import torch.nn.functional as F
 DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16}
 
 
-def time_ms(fn, min_batches=5, per_batch=3, budget_s=1.0):
+def time_ms(fn, min_batches=5, per_batch=3, budget_s=0.5):
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
