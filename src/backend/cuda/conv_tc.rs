@@ -154,6 +154,23 @@ pub fn backward_weight(x: &Tensor, dy: &Tensor, g: &Geom, wdtype: DType) -> Resu
 mod tests {
     use super::*;
 
+    fn geom(n: usize, c: usize, hw: usize, k: usize, groups: usize) -> Geom {
+        Geom { n, c_in: c, h: hw, w: hw, c_out: c, kh: k, kw: k, stride: (1, 1), padding: (k / 2, k / 2), dilation: (1, 1), groups, ho: hw, wo: hw }
+    }
+
+    #[test]
+    fn the_tensor_core_path_takes_half_precision_ungrouped_int32_convs() {
+        if forced_gemm() {
+            return; // LDM_CUDA_CONV=gemm in this environment: every conv is meant to go the old way
+        }
+        assert!(eligible(DType::F16, &geom(2, 320, 64, 3, 1)));
+        assert!(eligible(DType::BF16, &geom(1, 4, 9, 1, 1)));
+        assert!(!eligible(DType::F32, &geom(2, 320, 64, 3, 1)), "f32 keeps im2col + GEMM");
+        assert!(!eligible(DType::F16, &geom(2, 320, 64, 3, 2)), "grouped convs keep im2col + GEMM");
+        assert!(!eligible(DType::F16, &geom(0, 320, 64, 3, 1)), "an empty batch has nothing to launch");
+        assert!(!eligible(DType::F16, &geom(64, 1280, 256, 3, 1)), "5.4e9 elements do not index in int32");
+    }
+
     #[test]
     fn weight_splits_fill_the_device_without_starving_a_split() {
         // SD's 320-channel 3×3 conv at 64² latents, batch 2: 5 × 45 tiles already fill the GPU.
