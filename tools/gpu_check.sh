@@ -15,7 +15,9 @@
 # and with the engine on the same random weights and initial noise, and compares their latents.
 # Each writes summary.md (date, device, driver, commit, one row per step) and one .tgz of every log
 # and picture into $OUT (the tool returns at most 8 files), and exits non-zero if a test failed.
-# Copy what comes back into benches/results/ with the command that produced it.
+# Copy what comes back into benches/results/ with the command that produced it: each summary.md as
+# gpu-<date>-run.md, gpu-<date>-e2e.md, gpu-<date>-paper.md (and its .tgz beside it), then
+# `python3 tools/gpu_perf_table.py` rewrites the README's GPU performance section from them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=$(tools/install_cuda_toolchain.sh)
