@@ -223,6 +223,10 @@ inline float atomicAdd(float* p, float v) {
 }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: d = A·B + c, A 16×16 (row), B 16×8 (col).
+// The layouts below are the PTX ISA's, section 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with
+// floating point type" (checked against its text: A element ai at row g (+8 for i in 2,3,6,7),
+// col 2t + (i & 1) (+8 for i >= 4); B element bi at row 2t + (i & 1) (+8 for i >= 2), col g;
+// C element ci at row g (+8 for i >= 2), col 2t + (i & 1)), two 16-bit elements per register.
 // Lane L holds, with g = L / 4 and t = L % 4 (low half of each 32-bit register = lower index):
 //   a0 = A[g][2t..2t+1], a1 = A[g+8][2t..2t+1], a2 = A[g][2t+8..2t+9], a3 = A[g+8][2t+8..2t+9]
 //   b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
