@@ -50,6 +50,16 @@ fn mask_layout(mask: &Tensor, l: &Layout, dims: &Dims) -> Result<Layout> {
         .map_err(|_| Error::bad_shape(OP, format!("mask must broadcast to [B, H, Lq, Lk] = {target:?}"), mask.shape()))
 }
 
+/// The mask as the CUDA kernels read it: f32, with its layout broadcast to [B, H, Lq, Lk].
+fn f32_mask(mask: Option<&Tensor>, dims: &Dims) -> Result<Option<(Tensor, Layout)>> {
+    mask.map(|m| {
+        let m = m.to_dtype(DType::F32)?;
+        let l = mask_layout(&m, m.layout(), dims)?;
+        Ok((m, l))
+    })
+    .transpose()
+}
+
 impl Tensor {
     /// softmax(q kᵀ · scale + mask) v for q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv];
     /// `mask` is additive and broadcasts to [B, H, Lq, Lk]; `scale` defaults to 1/√D.
@@ -76,14 +86,12 @@ impl Tensor {
             use crate::backend::cuda::attention as flash;
             // Where a gradient will be asked for, the flash path needs its backward kernel too
             // (head dims ≤ 128); elsewhere the recorded matmul-softmax-matmul ops carry it.
-            let wants_grad = crate::autograd::is_grad_enabled() && [q, k, v].iter().any(|t| t.tracked());
-            let usable = if wants_grad { flash::eligible_backward(q.dtype(), &dims) } else { flash::eligible(q.dtype(), &dims) };
+            let usable = if Tensor::will_record(&[q, k, v]) { flash::eligible_backward(q.dtype(), &dims) } else { flash::eligible(q.dtype(), &dims) };
             if !usable {
                 return Tensor::scaled_dot_product_attention_unfused(q, k, v, mask, scale);
             }
-            let mf = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
-            let ml = mf.as_ref().map(|m| mask_layout(m, m.layout(), &dims)).transpose()?;
-            let (out, lse) = flash::flash_forward(q, k, v, mf.as_ref().zip(ml.as_ref()), scale, &dims)?;
+            let m = f32_mask(mask, &dims)?;
+            let (out, lse) = flash::flash_forward(q, k, v, m.as_ref().map(|(t, l)| (t, l)), scale, &dims)?;
             let rec = Tensor::track(&[q, k, v], || Op::Attention { q: q.clone(), k: k.clone(), v: v.clone(), mask: mask.cloned(), scale, lse });
             return Ok(out.with_op(rec));
         }
@@ -167,9 +175,8 @@ pub(crate) fn attention_backward(
         }
     }
     if q.device().is_cuda() {
-        let mf = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
-        let ml = mf.as_ref().map(|m| mask_layout(m, m.layout(), &dims)).transpose()?;
-        return crate::backend::cuda::attention::flash_backward(q, k, v, mf.as_ref().zip(ml.as_ref()), scale, &dims, out, lse, g);
+        let m = f32_mask(mask, &dims)?;
+        return crate::backend::cuda::attention::flash_backward(q, k, v, m.as_ref().map(|(t, l)| (t, l)), scale, &dims, out, lse, g);
     }
     let out_data = out.f32_data()?;
     let lse_data = lse.f32_data()?;

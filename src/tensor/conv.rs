@@ -73,9 +73,8 @@ impl Tensor {
             check_bias("conv2d", self, bias, g.c_out)?;
             Tensor::same_device("conv2d_add", self, residual)?;
             let inputs: Vec<&Tensor> = [self, w, residual].into_iter().chain(bias).collect();
-            let wants_grad = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracked());
             let fits = residual.shape() == [g.n, g.c_out, g.ho, g.wo] && residual.dtype() == self.dtype();
-            if !wants_grad && fits && crate::backend::cuda::conv_tc::eligible(self.dtype(), &g) {
+            if !Tensor::will_record(&inputs) && fits && crate::backend::cuda::conv_tc::eligible(self.dtype(), &g) {
                 return crate::backend::cuda::conv_tc::forward(self, w, bias, Some(residual), &g);
             }
         }

@@ -15,8 +15,7 @@ impl Tensor {
             Some(&d) if d % 2 == 0 && d > 0 => d,
             _ => return Err(Error::bad_shape("geglu", "the last dim must be even and > 0 (value and gate halves)", self.shape())),
         };
-        let wants_grad = crate::autograd::is_grad_enabled() && self.tracked();
-        if wants_grad {
+        if Tensor::will_record(&[self]) {
             let parts = self.chunk(2, -1)?;
             return parts[0].mul(&parts[1].gelu()?);
         }

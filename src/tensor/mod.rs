@@ -435,7 +435,12 @@ impl Tensor {
 
     /// Records `op` (built lazily) if any input is tracked and grad mode is on.
     pub(crate) fn track(inputs: &[&Tensor], op: impl FnOnce() -> Op) -> Option<Op> {
-        (autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracked())).then(op)
+        Tensor::will_record(inputs).then(op)
+    }
+    /// Whether an op on `inputs` is recorded (gradients on, some input tracked): fused kernels
+    /// without a backward rule of their own step aside for the recorded ops then.
+    pub(crate) fn will_record(inputs: &[&Tensor]) -> bool {
+        autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracked())
     }
 
     pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

@@ -4,12 +4,13 @@
 //! `eligible` says so and keeps the im2col + GEMM path for f32, grouped convs and sizes past int32.
 //! `LDM_CUDA_CONV=gemm` forces the old path (for comparing the two on a GPU).
 
-use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
+use super::CudaDevice;
 use crate::backend::cpu::conv::Geom;
 use crate::tensor::{DType, Tensor};
 use crate::Result;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 const TILE_M: usize = 64;
 const TILE_N: usize = 64;
@@ -85,26 +86,31 @@ fn config(m: usize, n: usize, splits: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (m.div_ceil(TILE_M) as u32, n.div_ceil(TILE_N) as u32, splits as u32), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
 }
 
-/// The bias in the activation dtype, or None.
-fn bias_operand(bias: Option<&Tensor>, dtype: DType) -> Result<Option<Tensor>> {
-    bias.map(|b| dense(&b.to_dtype(dtype)?)).transpose()
+/// What every conv launch starts from: the kernel suffix of `a`'s dtype, `a` and `b` dense in that
+/// dtype (a mixed-precision caller may pass f32 weights with bf16 activations), and the device.
+pub(crate) fn operands(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(&'static str, Tensor, Tensor, Arc<CudaDevice>)> {
+    let sfx = float_suffix(op, a.dtype())?;
+    let (a, b) = (dense(a)?, dense(&b.to_dtype(a.dtype())?)?);
+    let (dev, _) = device_and_ptr(op, &a)?;
+    Ok((sfx, a, b, dev))
+}
+
+/// An optional operand (bias, residual) in `dtype`, with its address (0: absent).
+pub(crate) fn cast_operand(t: Option<&Tensor>, dtype: DType) -> Result<(Option<Tensor>, u64)> {
+    optional_operand(t.map(|t| t.to_dtype(dtype)).transpose()?.as_ref())
 }
 
 /// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    let sfx = float_suffix("conv2d", x.dtype())?;
-    let (x, w) = (dense(x)?, dense(&w.to_dtype(x.dtype())?)?);
-    let (dev, _) = device_and_ptr("conv2d", &x)?;
-    let b = bias_operand(bias, x.dtype())?;
-    let b_ptr = b.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
+    let (sfx, x, w, dev) = operands("conv2d", x, w)?;
+    let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
     let shape = [g.n, g.c_out, g.ho, g.wo];
-    let r = residual.map(|r| dense(&r.to_dtype(x.dtype())?)).transpose()?;
-    if let Some(r) = &r
+    if let Some(r) = residual
         && r.shape() != shape
     {
         return Err(crate::Error::ShapeMismatch { op: "conv2d_add", lhs: r.shape().to_vec(), rhs: shape.to_vec() });
     }
-    let r_ptr = r.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
+    let (_r, r_ptr) = cast_operand(residual, x.dtype())?;
     let out = alloc_out(&dev, x.dtype(), &shape)?;
     launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), config(g.n * g.ho * g.wo, g.c_out, 1);
         TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
@@ -114,11 +120,8 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
 /// dx of conv2d given dy [N, C_out, HO, WO] (conv_transpose2d's forward, whose bias is on the
 /// C_in side): [N, C_in, H, W].
 pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    let sfx = float_suffix("conv2d_backward_data", dy.dtype())?;
-    let (dy, w) = (dense(dy)?, dense(&w.to_dtype(dy.dtype())?)?);
-    let (dev, _) = device_and_ptr("conv2d_backward_data", &dy)?;
-    let b = bias_operand(bias, dy.dtype())?;
-    let b_ptr = b.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
+    let (sfx, dy, w, dev) = operands("conv2d_backward_data", dy, w)?;
+    let (_b, b_ptr) = cast_operand(bias, dy.dtype())?;
     let shape = [g.n, g.c_in, g.h, g.w];
     let out = alloc_out(&dev, dy.dtype(), &shape)?;
     launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), config(g.n * g.h * g.w, g.c_in, 1);
@@ -136,9 +139,7 @@ fn weight_splits(tiles: usize, k: usize) -> usize {
 
 /// dW of conv2d given x and dy: [C_out, C_in, KH, KW], summed in f32, returned in `wdtype`.
 pub fn backward_weight(x: &Tensor, dy: &Tensor, g: &Geom, wdtype: DType) -> Result<Tensor> {
-    let sfx = float_suffix("conv2d_backward_weight", x.dtype())?;
-    let (x, dy) = (dense(x)?, dense(&dy.to_dtype(x.dtype())?)?);
-    let (dev, _) = device_and_ptr("conv2d_backward_weight", &x)?;
+    let (sfx, x, dy, dev) = operands("conv2d_backward_weight", x, dy)?;
     let wshape = [g.c_out, g.c_in, g.kh, g.kw];
     let (j, k) = (g.c_in * g.kh * g.kw, g.n * g.ho * g.wo);
     let dw = super::ops::full(&dev, 0.0, &wshape, DType::F32)?;

@@ -3,7 +3,7 @@
 //! src/tensor/fused.rs and src/tensor/geglu.rs.
 
 use super::launch::elementwise_config;
-use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use crate::tensor::fused::{AdamWStep, StepCoeffs};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
@@ -13,16 +13,6 @@ use cudarc::driver::DeviceRepr;
 unsafe impl DeviceRepr for StepCoeffs {}
 unsafe impl DeviceRepr for AdamWStep {}
 
-fn opt_ptr(t: Option<&Tensor>) -> Result<(Option<Tensor>, u64)> {
-    match t {
-        Some(t) => {
-            let d = dense(t)?;
-            let p = data_ptr(&d)?;
-            Ok((Some(d), p))
-        }
-        None => Ok((None, 0)),
-    }
-}
 
 pub fn q_sample(x0: &Tensor, eps: &Tensor, a: &[f32], s: &[f32]) -> Result<Tensor> {
     let sfx = float_suffix("q_sample", x0.dtype())?;
@@ -51,11 +41,11 @@ pub fn guided_step(
     let sfx = float_suffix("guided_step", x.dtype())?;
     let (x, mu) = (dense(x)?, dense(uncond)?);
     let (dev, _) = device_and_ptr("guided_step", &x)?;
-    let (_mc, mcp) = opt_ptr(cond)?;
-    let (_h1, h1) = opt_ptr(history[0])?;
-    let (_h2, h2) = opt_ptr(history[1])?;
-    let (_h3, h3) = opt_ptr(history[2])?;
-    let (_z, zp) = opt_ptr(noise)?;
+    let (_mc, mcp) = optional_operand(cond)?;
+    let (_h1, h1) = optional_operand(history[0])?;
+    let (_h2, h2) = optional_operand(history[1])?;
+    let (_h3, h3) = optional_operand(history[2])?;
+    let (_z, zp) = optional_operand(noise)?;
     let out = alloc_out(&dev, x.dtype(), x.shape())?;
     let guided = if want_guided { Some(alloc_out(&dev, x.dtype(), x.shape())?) } else { None };
     if x.numel() > 0 {

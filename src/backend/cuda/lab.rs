@@ -3,8 +3,8 @@
 //! same tensors. Not part of the engine's API: a variant that wins replaces the shipped kernel.
 
 use super::attention::{args, padded_head_dim};
-use super::conv_tc::TcConvGeom;
-use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
+use super::conv_tc::{cast_operand, operands, TcConvGeom};
+use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, wrap};
 use crate::backend::cpu::attention::Dims;
 use crate::backend::cpu::conv::Geom;
 use crate::tensor::{DType, Tensor};
@@ -14,11 +14,8 @@ use cudarc::driver::LaunchConfig;
 /// conv2d forward (+ bias) with lab variant 2 (tools/kernel_lab/conv_tc_v2.cu: 128×128 tiles,
 /// 256 threads); `eligible` of the shipped kernel must hold.
 pub fn conv2d_forward_v2(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    let sfx = float_suffix("conv2d", x.dtype())?;
-    let (x, w) = (dense(x)?, dense(&w.to_dtype(x.dtype())?)?);
-    let (dev, _) = device_and_ptr("conv2d", &x)?;
-    let b = bias.map(|b| dense(&b.to_dtype(x.dtype())?)).transpose()?;
-    let b_ptr = b.as_ref().map(data_ptr).transpose()?.unwrap_or(0);
+    let (sfx, x, w, dev) = operands("conv2d", x, w)?;
+    let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
     let shape = [g.n, g.c_out, g.ho, g.wo];
     let out = alloc_out(&dev, x.dtype(), &shape)?;
     let m = g.n * g.ho * g.wo;

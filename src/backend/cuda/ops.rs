@@ -65,6 +65,19 @@ pub(crate) fn dense(t: &Tensor) -> Result<Tensor> {
     if t.is_contiguous() { Ok(t.clone()) } else { copy_contiguous(t, None) }
 }
 
+/// An optional operand as a kernel reads it: dense, with its address, or (None, 0) — a null
+/// pointer the kernel takes as "absent". The tensor is returned to keep the buffer alive.
+pub(crate) fn optional_operand(t: Option<&Tensor>) -> Result<(Option<Tensor>, u64)> {
+    match t {
+        Some(t) => {
+            let d = dense(t)?;
+            let p = data_ptr(&d)?;
+            Ok((Some(d), p))
+        }
+        None => Ok((None, 0)),
+    }
+}
+
 /// A new contiguous output tensor of `shape` on `dev`.
 pub(crate) fn alloc_out(dev: &Arc<CudaDevice>, dtype: DType, shape: &[usize]) -> Result<CudaStorage> {
     CudaStorage::alloc(dev, dtype, numel(shape))
