@@ -47,7 +47,6 @@ fn main() {
         lab.sort();
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let common = std::fs::read_to_string("kernels/common.cuh").unwrap_or_default();
     let nvcc = find_nvcc();
     if nvcc.is_none() && !kernels.is_empty() {
         println!("cargo:warning=nvcc not found: CUDA kernels will be compiled at run time with NVRTC");
@@ -56,10 +55,10 @@ fn main() {
     for cu in kernels.iter().chain(&lab) {
         let file_stem = cu.file_stem().unwrap().to_str().unwrap().to_string();
         let stem = if lab.contains(cu) { format!("lab_{file_stem}") } else { file_stem };
-        // NVRTC gets one self-contained source: common.cuh pasted where it is included.
+        // NVRTC gets one self-contained source: each kernels/*.cuh pasted where it is first included.
         let src = std::fs::read_to_string(cu).unwrap_or_else(|e| panic!("cannot read {}: {e}", cu.display()));
         let flat = out.join(format!("{stem}.nvrtc.cu"));
-        let src = src.replace("#include \"common.cuh\"", &common).replace("#include \"../../kernels/common.cuh\"", &common);
+        let src = inline_headers(&src, &mut Vec::new());
         std::fs::write(&flat, src).unwrap();
         src_entries += &format!("    ({stem:?}, include_str!({:?})),\n", flat.display().to_string());
         if let Some(nvcc) = &nvcc {
@@ -85,4 +84,28 @@ fn main() {
          pub const SOURCES: &[(&str, &str)] = &[\n{src_entries}];\n"
     );
     std::fs::write(out.join("kernels.rs"), generated).unwrap();
+}
+
+/// `src` with every `#include "….cuh"` line replaced by that header from kernels/ (its own includes
+/// inlined the same way), each header once: NVRTC has no include path to the source tree.
+fn inline_headers(src: &str, done: &mut Vec<String>) -> String {
+    let mut out = String::with_capacity(src.len());
+    for line in src.lines() {
+        let header = line.trim().strip_prefix("#include \"").and_then(|r| r.strip_suffix('"')).filter(|h| h.ends_with(".cuh"));
+        match header {
+            Some(h) => {
+                let name = h.rsplit('/').next().unwrap().to_string();
+                if !done.contains(&name) {
+                    done.push(name.clone());
+                    let text = std::fs::read_to_string(format!("kernels/{name}")).unwrap_or_else(|e| panic!("cannot read kernels/{name}: {e}"));
+                    out += &inline_headers(&text.replace("#pragma once", ""), done);
+                }
+            }
+            None => {
+                out += line;
+                out.push('\n');
+            }
+        }
+    }
+    out
 }

@@ -8,20 +8,11 @@
 //                    (oh, ow) the output that tap (kh, kw) reads (ih, iw) from, if any
 //   backward weight  dW[co, j] = Σ_k dy[n,co,oh,ow]·x(window)             j = (ci,kh,kw), k = (n,oh,ow);
 //                    the long k range is split over gridDim.z and summed with f32 atomics
-// One block: 128 threads (4 warps as 2×2), a 64×64 output tile, k slices of 32; each warp owns a
-// 32×32 sub-tile (2×4 mma tiles). The next slice's gathers are issued into registers before the
-// current slice's mma, so global latency overlaps the math. Shared rows are padded by 8 elements
-// (40 halves = 20 words), which makes every fragment load bank-conflict free.
+// The tile machinery (64×64 tiles, 4 warps, k slices of 32, the next slice fetched during the
+// current one's mma) is tc_tile.cuh's, shared with the dense GEMM (gemm_tc.cu).
 // CPU twin: src/backend/cpu/conv.rs (tests/device_ops.rs compares them; tools/kernel_emu runs these
 // kernels on the CPU, so CI checks their indexing without a GPU).
-#include "common.cuh"
-
-#define TC_BM 64
-#define TC_BN 64
-#define TC_BK 32
-#define TC_LD (TC_BK + 8)
-#define TC_THREADS 128
-#define TC_PER_THREAD (TC_BM * TC_BK / TC_THREADS)  // = TC_BN * TC_BK / TC_THREADS = 16
+#include "tc_tile.cuh"
 
 // Geometry, in int32: the host takes this path only when every tensor has < 2^31 elements.
 struct TcConvGeom {
@@ -30,103 +21,6 @@ struct TcConvGeom {
     int kh, kw, sh, sw, ph, pw, dh, dw;
     int ho, wo;
 };
-
-// The (row, k) of this thread's i-th element of a 64×32 tile: `M_FAST` operands give consecutive
-// threads consecutive rows (their memory is contiguous along m: image pixels), the others
-// consecutive k.
-template <bool M_FAST>
-__device__ __forceinline__ void tile_slot(int i, int& r, int& kk) {
-    const int tid = threadIdx.x;
-    if (M_FAST) { r = tid % 64; kk = tid / 64 + 2 * i; }
-    else { kk = tid % 32; r = tid / 32 + 4 * i; }
-}
-
-// Loads of one k slice into registers (zero outside the matrix), and their store to shared memory.
-template <typename T, bool M_FAST, class Get>
-__device__ __forceinline__ void gather_tile(T (&regs)[TC_PER_THREAD], int rows, int row0, int k0, int kend, const Get& get) {
-    #pragma unroll
-    for (int i = 0; i < TC_PER_THREAD; ++i) {
-        int r, kk;
-        tile_slot<M_FAST>(i, r, kk);
-        int gr = row0 + r, gk = k0 + kk;
-        regs[i] = (gr < rows && gk < kend) ? get(gr, gk) : from_f32<T>(0.0f);
-    }
-}
-
-template <typename T, bool M_FAST>
-__device__ __forceinline__ void store_tile(T* s, const T (&regs)[TC_PER_THREAD]) {
-    #pragma unroll
-    for (int i = 0; i < TC_PER_THREAD; ++i) {
-        int r, kk;
-        tile_slot<M_FAST>(i, r, kk);
-        s[r * TC_LD + kk] = regs[i];
-    }
-}
-
-// C[m, n] = Σ_{k in [kbeg, kend)} A(m, k)·B(k, n) over this block's 64×64 tile, then put(m, n, c).
-// The getters take (row, k): get_a(m, k) = A(m, k), get_b(n, k) = B(k, n).
-template <typename T, bool A_M_FAST, bool B_N_FAST, class GetA, class GetB, class Put>
-__device__ void gather_gemm(int M, int N, int kbeg, int kend, int m0, int n0, const GetA& get_a, const GetB& get_b, const Put& put) {
-    LDM_SHARED(T, As, TC_BM * TC_LD);
-    LDM_SHARED(T, Bs, TC_BN * TC_LD);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t = lane & 3;
-    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-    float acc[2][4][4];
-    #pragma unroll
-    for (int i = 0; i < 2; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-    T ra[TC_PER_THREAD], rb[TC_PER_THREAD];
-    if (kbeg < kend) {
-        gather_tile<T, A_M_FAST>(ra, M, m0, kbeg, kend, get_a);
-        gather_tile<T, B_N_FAST>(rb, N, n0, kbeg, kend, get_b);
-    }
-    for (int k0 = kbeg; k0 < kend; k0 += TC_BK) {
-        store_tile<T, A_M_FAST>(As, ra);
-        store_tile<T, B_N_FAST>(Bs, rb);
-        __syncthreads();
-        if (k0 + TC_BK < kend) {
-            gather_tile<T, A_M_FAST>(ra, M, m0, k0 + TC_BK, kend, get_a);
-            gather_tile<T, B_N_FAST>(rb, N, n0, k0 + TC_BK, kend, get_b);
-        }
-        #pragma unroll
-        for (int ks = 0; ks < TC_BK; ks += 16) {
-            uint32_t a[2][4], b[4][2];
-            #pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                const T* p = As + (wm + i * 16 + g) * TC_LD + ks + 2 * t;
-                a[i][0] = load_pair(p);
-                a[i][1] = load_pair(p + 8 * TC_LD);
-                a[i][2] = load_pair(p + 8);
-                a[i][3] = load_pair(p + 8 * TC_LD + 8);
-            }
-            #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const T* p = Bs + (wn + j * 8 + g) * TC_LD + ks + 2 * t;
-                b[j][0] = load_pair(p);
-                b[j][1] = load_pair(p + 8);
-            }
-            #pragma unroll
-            for (int i = 0; i < 2; ++i)
-                #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], a[i], b[j]);
-        }
-        __syncthreads();
-    }
-    #pragma unroll
-    for (int i = 0; i < 2; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                int m = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0), n = n0 + wn + j * 8 + 2 * t + (e & 1);
-                if (m < M && n < N) put(m, n, acc[i][j][e]);
-            }
-}
 
 // x(n, ci, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw), zero in the padding.
 template <typename T>

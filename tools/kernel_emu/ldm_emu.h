@@ -147,6 +147,12 @@ inline void* shared_alloc(size_t bytes) {
     return p;
 }
 
+// A condition the GPU would fault on (an unaligned vector access): stop with its name.
+[[noreturn]] inline void fail(const char* what) {
+    std::fprintf(stderr, "ldm_emu: %s (block %u,%u,%u thread %u)\n", what, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
+    std::exit(3);
+}
+
 // Runs `body` for every thread of every block, one block at a time, with one std::thread per CUDA
 // thread kept for the whole launch. The block size must be a multiple of 32 (whole warps).
 template <class F>

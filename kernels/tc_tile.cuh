@@ -1,0 +1,159 @@
+// One 64×64 output tile of a matrix product on tensor cores (mma.sync m16n8k16, f16/bf16 inputs,
+// f32 accumulation), shared by the implicit-GEMM convolution (conv_tc.cu) and the dense batched
+// GEMM (gemm_tc.cu). What differs between them is only how a 64×32 slice of each operand reaches
+// shared memory — an "operand" object (below) fetches a slice into registers and commits it — and
+// what happens to each finished value (the `put` functor: bias, residual, atomics, the layout).
+//
+// One block: 128 threads (4 warps as 2×2), k slices of 32; each warp owns a 32×32 sub-tile (2×4
+// mma tiles). The next slice is fetched into registers before the current slice's mma, so global
+// latency overlaps the math. Shared rows are padded by 8 elements (40 halves = 20 words), which
+// makes every fragment load bank-conflict free and keeps each row 16-byte aligned.
+#pragma once
+#include "common.cuh"
+
+#define TC_BM 64
+#define TC_BN 64
+#define TC_BK 32
+#define TC_LD (TC_BK + 8)
+#define TC_THREADS 128
+#define TC_PER_THREAD (TC_BM * TC_BK / TC_THREADS)  // = TC_BN * TC_BK / TC_THREADS = 16
+
+// An operand read element by element through `get(row, k)` (image windows, any strided view).
+// `M_FAST` operands give consecutive threads consecutive rows (their memory is contiguous along the
+// row index: image pixels, a transposed view), the others consecutive k; either way a warp's loads
+// are as coalesced as the layout allows. Zero outside [0, rows) × [.., kend).
+template <typename T, bool M_FAST, class Get>
+struct GatherOperand {
+    const Get& get;
+    int rows, row0, kend;
+    T regs[TC_PER_THREAD];
+
+    // The (row, k) of this thread's i-th element of the 64×32 slice.
+    __device__ __forceinline__ static void slot(int i, int& r, int& kk) {
+        const int tid = threadIdx.x;
+        if (M_FAST) { r = tid % 64; kk = tid / 64 + 2 * i; }
+        else { kk = tid % 32; r = tid / 32 + 4 * i; }
+    }
+    __device__ __forceinline__ void fetch(int k0) {
+        #pragma unroll
+        for (int i = 0; i < TC_PER_THREAD; ++i) {
+            int r, kk;
+            slot(i, r, kk);
+            int gr = row0 + r, gk = k0 + kk;
+            regs[i] = (gr < rows && gk < kend) ? get(gr, gk) : from_f32<T>(0.0f);
+        }
+    }
+    __device__ __forceinline__ void commit(T* s) const {
+        #pragma unroll
+        for (int i = 0; i < TC_PER_THREAD; ++i) {
+            int r, kk;
+            slot(i, r, kk);
+            s[r * TC_LD + kk] = regs[i];
+        }
+    }
+};
+
+// An operand stored dense along k: row r starts at base + r·ld. The host picks it only when base
+// and ld keep every row 16-byte aligned and the k range is a multiple of 8, so a slice is 256
+// aligned 8-element vectors, two 16-byte loads per thread (a quarter of GatherOperand's loads).
+template <typename T>
+struct DenseKOperand {
+    const T* base;
+    int64_t ld;
+    int rows, row0, kend;
+    uint4 regs[2];
+
+    __device__ __forceinline__ void fetch(int k0) {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + TC_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
+            int gr = row0 + r, gk = k0 + kk;
+#ifdef LDM_KERNEL_EMU
+            // x86 forgives unaligned vector loads; the GPU does not: catch them here.
+            if (gr < rows && gk < kend && reinterpret_cast<uintptr_t>(base + gr * ld + gk) % 16 != 0) ldm_emu::fail("DenseKOperand: unaligned 16-byte load");
+#endif
+            if (gr < rows && gk < kend) regs[h] = *reinterpret_cast<const uint4*>(base + gr * ld + gk);
+            else regs[h] = uint4{0u, 0u, 0u, 0u};
+        }
+    }
+    __device__ __forceinline__ void commit(T* s) const {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + TC_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
+            *reinterpret_cast<uint4*>(s + r * TC_LD + kk) = regs[h];
+        }
+    }
+};
+
+// C[m, n] = Σ_{k in [kbeg, kend)} A(m, k)·B(k, n) over the 64×64 tile at (m0, n0), then
+// put(m, n, c) for each of its values inside M×N. `a` serves rows m (A's), `b` rows n (Bᵀ's).
+template <typename T, class OpA, class OpB, class Put>
+__device__ void tc_gemm_tile(int M, int N, int kbeg, int kend, int m0, int n0, OpA& a, OpB& b, const Put& put) {
+    LDM_SHARED(T, As, TC_BM * TC_LD);
+    LDM_SHARED(T, Bs, TC_BN * TC_LD);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    float acc[2][4][4];
+    #pragma unroll
+    for (int i = 0; i < 2; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    if (kbeg < kend) {
+        a.fetch(kbeg);
+        b.fetch(kbeg);
+    }
+    for (int k0 = kbeg; k0 < kend; k0 += TC_BK) {
+        a.commit(As);
+        b.commit(Bs);
+        __syncthreads();
+        if (k0 + TC_BK < kend) {
+            a.fetch(k0 + TC_BK);
+            b.fetch(k0 + TC_BK);
+        }
+        #pragma unroll
+        for (int ks = 0; ks < TC_BK; ks += 16) {
+            uint32_t af[2][4], bf[4][2];
+            #pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const T* p = As + (wm + i * 16 + g) * TC_LD + ks + 2 * t;
+                af[i][0] = load_pair(p);
+                af[i][1] = load_pair(p + 8 * TC_LD);
+                af[i][2] = load_pair(p + 8);
+                af[i][3] = load_pair(p + 8 * TC_LD + 8);
+            }
+            #pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const T* p = Bs + (wn + j * 8 + g) * TC_LD + ks + 2 * t;
+                bf[j][0] = load_pair(p);
+                bf[j][1] = load_pair(p + 8);
+            }
+            #pragma unroll
+            for (int i = 0; i < 2; ++i)
+                #pragma unroll
+                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], af[i], bf[j]);
+        }
+        __syncthreads();
+    }
+    #pragma unroll
+    for (int i = 0; i < 2; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                int m = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0), n = n0 + wn + j * 8 + 2 * t + (e & 1);
+                if (m < M && n < N) put(m, n, acc[i][j][e]);
+            }
+}
+
+// The 64×64 tile with both operands gathered through getters: get_a(m, k) = A(m, k),
+// get_b(n, k) = B(k, n).
+template <typename T, bool A_M_FAST, bool B_N_FAST, class GetA, class GetB, class Put>
+__device__ void gather_gemm(int M, int N, int kbeg, int kend, int m0, int n0, const GetA& get_a, const GetB& get_b, const Put& put) {
+    GatherOperand<T, A_M_FAST, GetA> a{get_a, M, m0, kend};
+    GatherOperand<T, B_N_FAST, GetB> b{get_b, N, n0, kend};
+    tc_gemm_tile<T>(M, N, kbeg, kend, m0, n0, a, b, put);
+}
