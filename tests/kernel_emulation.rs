@@ -1,4 +1,4 @@
-//! The tensor-core kernels (kernels/conv_tc.cu, kernels/attention.cu) compiled as host C++ with the
+//! The tensor-core kernels (kernels/conv_tc.cu, gemm_tc.cu, attention.cu) compiled as host C++ with the
 //! CPU emulator of tools/kernel_emu/ldm_emu.h and run against f64 references. This checks their
 //! tiling, fragment layouts, bounds and softmax on any machine; a GPU run (tests/device_ops.rs)
 //! checks the same kernels against the CPU twin on hardware. Skips, saying why, where no C++20
@@ -36,6 +36,11 @@ fn run_emulated(test_source: &str) {
 #[test]
 fn tensor_core_conv_forward_and_backward_match_an_f64_reference_in_emulation() {
     run_emulated("conv_tc_test.cpp");
+}
+
+#[test]
+fn tensor_core_gemm_matches_an_f64_reference_in_emulation() {
+    run_emulated("gemm_tc_test.cpp");
 }
 
 #[test]

@@ -1,0 +1,67 @@
+// Batched dense matrix product on tensor cores: C[z] = A[z]·B[z] (+ bias[n]) with A: M×K, B: K×N
+// read through any row/column strides (a transposed weight or key matrix is not copied) and batch
+// offsets through `Strided` descriptors (a broadcast operand has batch stride 0); C is M×N
+// contiguous per batch. f16/bf16 inputs, f32 accumulation (mma.sync m16n8k16), one rounding on
+// store. This is every Linear layer (x·Wᵀ), the unfused attention's Q·Kᵀ and P·V, and their
+// gradients; the f32 path stays on gemm.cu's kernel.
+//
+// Each operand reaches shared memory one of three ways, chosen by the host from its strides
+// (kernel suffix gemm_tc_<A><B>_<dtype>):
+//   v  dense along k with 16-byte aligned rows and k % 8 = 0: two 16-byte loads per thread per
+//      slice (x in x·Wᵀ, and Wᵀ itself, whose rows along k are W's rows)
+//   k  any strides, consecutive threads on consecutive k
+//   m / n  any strides, consecutive threads on consecutive rows (A's m, B's n): for operands
+//      contiguous along the row index (W in dY·W, Xᵀ-like views)
+// Tiles: tc_tile.cuh (64×64 per block, 4 warps, k slices of 32). CPU twin:
+// src/backend/cpu/matmul.rs; tools/kernel_emu/gemm_tc_test.cpp runs this file on the CPU.
+#include "tc_tile.cuh"
+
+struct TcGemmDims {
+    int m, n, k;
+    int64_t a_rs, a_cs;  // A(m, k) = A[m·a_rs + k·a_cs]
+    int64_t b_rs, b_cs;  // B(k, n) = B[k·b_rs + n·b_cs]
+};
+
+// The tile with A's operand `a` ready: B's chosen by B_KIND.
+template <typename T, char B_KIND, class OpA, class GetB, class Put>
+__device__ __forceinline__ void gemm_tc_b(const TcGemmDims& d, int m0, int n0, OpA& a, const T* Bz, const GetB& get_b, const Put& put) {
+    if constexpr (B_KIND == 'v') {
+        DenseKOperand<T> b{Bz, d.b_cs, d.n, n0, d.k};  // Bᵀ's row n: B(·, n), stride b_cs
+        tc_gemm_tile<T>(d.m, d.n, 0, d.k, m0, n0, a, b, put);
+    } else {
+        GatherOperand<T, B_KIND == 'n', GetB> b{get_b, d.n, n0, d.k};
+        tc_gemm_tile<T>(d.m, d.n, 0, d.k, m0, n0, a, b, put);
+    }
+}
+
+template <typename T, char A_KIND, char B_KIND>
+__device__ void gemm_tc(const TcGemmDims& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
+    const int64_t z = blockIdx.z;
+    const T* Az = A + strided_offset(ab, z);
+    const T* Bz = B + strided_offset(bb, z);
+    T* Cz = C + z * (int64_t)d.m * d.n;
+    const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+    auto get_a = [&](int m, int k) { return Az[m * d.a_rs + k * d.a_cs]; };
+    auto get_b = [&](int n, int k) { return Bz[k * d.b_rs + n * d.b_cs]; };
+    auto put = [&](int m, int n, float v) {
+        if (bias) v += to_f32(bias[n]);
+        Cz[(int64_t)m * d.n + n] = from_f32<T>(v);
+    };
+    if constexpr (A_KIND == 'v') {
+        DenseKOperand<T> a{Az, d.a_rs, d.m, m0, d.k};
+        gemm_tc_b<T, B_KIND>(d, m0, n0, a, Bz, get_b, put);
+    } else {
+        GatherOperand<T, A_KIND == 'm', decltype(get_a)> a{get_a, d.m, m0, d.k};
+        gemm_tc_b<T, B_KIND>(d, m0, n0, a, Bz, get_b, put);
+    }
+}
+
+#define GEMM_TC_1(T, S, AK, BK, NAME) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) gemm_tc_##NAME##_##S(TcGemmDims d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
+    gemm_tc<T, AK, BK>(d, A, ab, B, bb, bias, C); }
+#define GEMM_TC(T, S) \
+    GEMM_TC_1(T, S, 'v', 'v', vv) GEMM_TC_1(T, S, 'v', 'k', vk) GEMM_TC_1(T, S, 'v', 'n', vn) \
+    GEMM_TC_1(T, S, 'k', 'v', kv) GEMM_TC_1(T, S, 'k', 'k', kk) GEMM_TC_1(T, S, 'k', 'n', kn) \
+    GEMM_TC_1(T, S, 'm', 'v', mv) GEMM_TC_1(T, S, 'm', 'k', mk) GEMM_TC_1(T, S, 'm', 'n', mn)
+GEMM_TC(f16, f16)
+GEMM_TC(bf16, bf16)
