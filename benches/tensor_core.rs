@@ -2,7 +2,8 @@
 //! forward, backward data and backward weight for 320/640/1280 channels at 64²/32²/16²/8²
 //! (batch 2, as with classifier-free guidance), and flash attention forward (kernels/attention.cu)
 //! at (4096, 40), (1024, 80), (256, 160), 4096×77 cross-attention and (4096, 64), batch 2 × 8 heads,
-//! in f16 and bf16. Without a GPU it prints why and exits 0.
+//! in f16 and bf16, and the Linear layers' products (kernels/gemm_tc.cu, bias fused) at the SD
+//! shapes. Without a GPU it prints why and exits 0.
 //!
 //! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2",
 //! "attention fwd v2"), after a line giving their largest difference from the shipped kernel.
@@ -33,6 +34,10 @@ pub const CONVS: [(usize, usize, usize); 8] = [
     (1280, 16, 1),
     (1280, 8, 1),
 ];
+/// (M, K, N) of the SD UNet's Linear layers at batch 2 (x [M, K] · Wᵀ + bias, kernels/gemm_tc.cu):
+/// the attention projections and the GEGLU feed-forward at 64² latents, the feed-forward at 32²
+/// and 16², and the text cross-attention's key/value projection (2 × 77 tokens of 768).
+pub const LINEARS: [(usize, usize, usize); 6] = [(8192, 320, 320), (8192, 320, 2560), (8192, 1280, 320), (2048, 640, 5120), (512, 1280, 10240), (154, 768, 320)];
 /// (queries, keys, head dim) with batch 2 and 8 heads: SD1.x's levels and its text cross-attention.
 pub const ATTENTION: [(usize, usize, usize); 5] = [(4096, 4096, 40), (1024, 1024, 80), (256, 256, 160), (4096, 77, 40), (4096, 4096, 64)];
 
@@ -78,6 +83,11 @@ fn main() {
             }
             row("conv2d bwd data", &shape, dt, time(&dev, || drop(cuda::conv::backward_data(&dy, &w, None, &g).unwrap())), flops);
             row("conv2d bwd weight", &shape, dt, time(&dev, || drop(cuda::conv::backward_weight(&x, &dy, &g, dt).unwrap())), flops);
+        }
+        for (m, k, n) in LINEARS {
+            let (x, w, b) = (randn(&[m, k], dt, 1.0), randn(&[n, k], dt, 0.02), randn(&[n], dt, 1.0));
+            let s = time(&dev, || drop(x.linear(&w, Some(&b)).unwrap()));
+            row("linear", &format!("{m}x{k}x{n}"), dt, s, 2.0 * (m * k * n) as f64);
         }
         for (lq, lk, dh) in ATTENTION {
             let (q, k, v) = (randn(&[2, 8, lq, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0));

@@ -505,6 +505,38 @@ on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
     }
 });
 
+// The f16/bf16 tensor-core GEMM (kernels/gemm_tc.cu) on the models' products: Linear layers with
+// the bias fused (inference) at 320 and 1280 input features, the cross-attention key projection
+// of a 768-wide text context, attention's Q·Kᵀ and P·V with k = 90 (no 16-byte path), a view
+// whose offset breaks the 16-byte alignment, and Linear's gradients (recorded, so unfused: dY·W
+// and dYᵀ·X read through transposed views).
+on_devices!(fn tensor_core_gemm_on_model_products(dev) {
+    for dtype in [DType::F16, DType::BF16] {
+        for (k, (xs, n)) in [([2usize, 150, 320], 320usize), ([1, 70, 1280], 320), ([2, 77, 768], 320)].into_iter().enumerate() {
+            check(&format!("tensor-core linear {xs:?} -> {n}, fused bias"), dev, dtype, |d, dt| {
+                let w = input(&[n, xs[2]], 161 + k as u64, dt, d).mul_scalar(0.05).unwrap();
+                input(&xs, 160, dt, d).linear(&w, Some(&input(&[n], 162, dt, d))).unwrap()
+            });
+        }
+        check("tensor-core Q·Kᵀ", dev, dtype, |d, dt| input(&[16, 77, 40], 163, dt, d).matmul(&input(&[16, 90, 40], 164, dt, d).transpose(1, 2).unwrap()).unwrap());
+        check("tensor-core P·V", dev, dtype, |d, dt| input(&[16, 77, 90], 165, dt, d).matmul(&input(&[16, 90, 40], 166, dt, d)).unwrap());
+        check("tensor-core linear on a misaligned view", dev, dtype, |d, dt| {
+            let x = input(&[40, 73], 167, dt, d).narrow(1, 1, 72).unwrap();
+            x.linear(&input(&[24, 72], 168, dt, d), Some(&input(&[24], 169, dt, d))).unwrap()
+        });
+        for which in 0..3 {
+            check(&format!("d tensor-core linear / d input {which}"), dev, dtype, |d, dt| {
+                let x = input(&[3, 37, 72], 170, dt, d).requires_grad();
+                let w = input(&[40, 72], 171, dt, d).requires_grad();
+                let b = input(&[40], 172, dt, d).requires_grad();
+                let y = x.linear(&w, Some(&b)).unwrap();
+                let g = y.mul(&input(y.shape(), 173, dt, d)).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get([&x, &w, &b][which]).unwrap().clone()
+            });
+        }
+    }
+});
+
 on_devices!(fn geglu_fused_gate(dev) {
     for dtype in DTYPES {
         // The SD feed-forward's gate: [B, L, 2·inner], read once by the fused kernel.

@@ -27,6 +27,21 @@ impl Tensor {
         if w.rank() != 2 {
             return Err(Error::bad_shape("linear", "weight must be [out, in]", w.shape()));
         }
+        // Inference on CUDA in f16/bf16: the bias joins the product's epilogue.
+        if let Some(bias) = b
+            && self.device().is_cuda()
+            && !Tensor::will_record(&[self, w, bias])
+            && self.rank() >= 2
+            && self.dtype() == w.dtype()
+            && self.dtype() == bias.dtype()
+            && self.device() == w.device()
+            && self.device() == bias.device()
+            && self.shape()[self.rank() - 1] == w.shape()[1]
+            && bias.shape() == [w.shape()[0]]
+            && let Some(y) = crate::backend::cuda::linalg::linear_with_bias(self, w, bias)?
+        {
+            return Ok(y);
+        }
         let y = self.matmul(&w.t()?)?;
         match b {
             Some(b) => y.add(b),

@@ -8,6 +8,7 @@ For every one, torch times the same computation on the same GPU:
                     faster of the two is the reference (cuDNN picks its best algorithm for each)
   conv2d bwd data   torch.nn.grad.conv2d_input       conv2d bwd weight  torch.nn.grad.conv2d_weight
   attention fwd     F.scaled_dot_product_attention (flash / memory-efficient backends, as torch picks)
+  linear            F.linear(x, w, b) (cuBLAS/cuBLASLt), x [M, K], w [N, K]
 and the table gives ours/torch time ratios (below 1.0: we are faster). Timing: CUDA events around
 batches of calls after warm-up, median of the batches, like the Rust bench.
 """
@@ -71,6 +72,14 @@ def torch_attention(shape, dtype):
     return time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
 
 
+def torch_linear(shape, dtype):
+    m, k, n = map(int, re.fullmatch(r"(\d+)x(\d+)x(\d+)", shape).groups())
+    x = torch.randn(m, k, device="cuda", dtype=dtype)
+    w = torch.randn(n, k, device="cuda", dtype=dtype) * 0.02
+    b = torch.randn(n, device="cuda", dtype=dtype)
+    return time_ms(lambda: F.linear(x, w, b))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", required=True, help="output of bench-tensor_core")
@@ -85,7 +94,12 @@ def main():
         _, kind, shape, dt, ms, tflops = parts
         dtype = DTYPES[dt]
         with torch.inference_mode():
-            ref = torch_attention(shape, dtype) if kind.startswith("attention") else torch_conv(kind, shape, dtype)
+            if kind.startswith("attention"):
+                ref = torch_attention(shape, dtype)
+            elif kind == "linear":
+                ref = torch_linear(shape, dtype)
+            else:
+                ref = torch_conv(kind, shape, dtype)
         ours = float(ms)
         rows.append((kind, shape, dt, ours, float(tflops), ref, ours / ref))
         print(f"{kind:<18} {shape:<24} {dt:<5} ours {ours:8.3f} ms  torch {ref:8.3f} ms  ratio {ours / ref:5.2f}", flush=True)

@@ -1,16 +1,66 @@
-//! CUDA matrix products (kernels/gemm.cu): `a [..., M, K] @ b [..., K, N]` with broadcast batch
-//! dims, reading both operands through their strides (a transposed weight is not copied). CPU
-//! twin: src/backend/cpu/matmul.rs.
+//! CUDA matrix products: `a [..., M, K] @ b [..., K, N]` with broadcast batch dims, reading both
+//! operands through their strides (a transposed weight is not copied). f16/bf16 products run on
+//! tensor cores (kernels/gemm_tc.cu), f32 on the tiled FMA kernel (kernels/gemm.cu);
+//! `LDM_CUDA_GEMM=simt` sends every dtype to the latter (to compare). CPU twin:
+//! src/backend/cpu/matmul.rs.
 
 use super::launch::strided_operands;
-use super::ops::{alloc_out, device_and_ptr, float_suffix, launch, wrap};
+use super::ops::{alloc_out, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use crate::autograd::Op;
-use crate::tensor::{numel, Layout, Tensor};
+use crate::tensor::{numel, DType, Layout, Tensor};
 use crate::{Error, Result};
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+use std::sync::OnceLock;
 
-/// One launch of the tiled GEMM over `batch` products; `la`/`lb` are the operands' layouts already
-/// broadcast to [batch..., M, K] and [batch..., K, N]; `out` is a fresh [batch..., M, N] buffer.
+/// Must match `struct TcGemmDims` in kernels/gemm_tc.cu field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct TcGemmDims {
+    m: i32,
+    n: i32,
+    k: i32,
+    a_rs: i64,
+    a_cs: i64,
+    b_rs: i64,
+    b_cs: i64,
+}
+
+// SAFETY: a plain #[repr(C)] struct of integers, laid out as the C struct it mirrors.
+unsafe impl DeviceRepr for TcGemmDims {}
+
+fn forced_simt() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var("LDM_CUDA_GEMM").is_ok_and(|v| v == "simt"))
+}
+
+/// True when a product of this dtype and size runs on tensor cores: f16/bf16 with M, N, K in
+/// int32 (the kernel's tile indices; addresses are widened).
+pub(crate) fn tensor_core_eligible(dtype: DType, (m, n, k): (usize, usize, usize)) -> bool {
+    let fits = |v: usize| v < i32::MAX as usize;
+    matches!(dtype, DType::F16 | DType::BF16) && !forced_simt() && fits(m) && fits(n) && fits(k)
+}
+
+/// How gemm_tc reads an operand whose element (row r, k) sits at r·`rs` + k·`ks` from its batch
+/// offset (`batch`: the batch dims' layout, offset included; `base`: the storage address):
+/// 'v' by 16-byte vectors along k when every row start is 16-byte aligned and k % 8 = 0, else
+/// element by element with consecutive threads along whichever index is contiguous
+/// (`row_fast`, the kernel's 'm' / 'n', when the rows are; 'k' otherwise).
+fn operand_path(rs: usize, ks: usize, k: usize, batch: &Layout, base: u64, row_fast: u8) -> u8 {
+    const VEC: usize = 8; // 2-byte elements per 16-byte vector
+    let batch_aligned = batch.offset() % VEC == 0 && batch.shape().iter().zip(batch.strides()).all(|(&d, &s)| d == 1 || s % VEC == 0);
+    if ks == 1 && k % VEC == 0 && rs % VEC == 0 && batch_aligned && base % 16 == 0 {
+        b'v'
+    } else if rs == 1 && ks != 1 {
+        row_fast
+    } else {
+        b'k'
+    }
+}
+
+/// One launch of the matrix product over `batch` products; `la`/`lb` are the operands' layouts
+/// already broadcast to [batch..., M, K] and [batch..., K, N]; `out` is a fresh [batch..., M, N]
+/// buffer; `bias_ptr` (0: none) a dense [N] vector added to every row, only on the tensor-core
+/// path (callers check `tensor_core_eligible`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     op: &'static str,
@@ -20,6 +70,7 @@ pub(crate) fn gemm(
     batch: &[usize],
     (a_ptr, la): (u64, &Layout),
     (b_ptr, lb): (u64, &Layout),
+    bias_ptr: u64,
     out_ptr: u64,
 ) -> Result<()> {
     let nb = numel(batch);
@@ -35,6 +86,19 @@ pub(crate) fn gemm(
     let s = strided_operands(op, batch, &[&ba, &bb])?;
     let (a_rs, a_cs) = (la.strides()[r - 2] as i64, la.strides()[r - 1] as i64);
     let (b_rs, b_cs) = (lb.strides()[r - 2] as i64, lb.strides()[r - 1] as i64);
+    let dtype = if sfx == "f16" { DType::F16 } else if sfx == "bf16" { DType::BF16 } else { DType::F32 };
+    if tensor_core_eligible(dtype, (m, n, k)) {
+        let a_path = operand_path(a_rs as usize, a_cs as usize, k, &ba, a_ptr, b'm');
+        let b_path = operand_path(b_cs as usize, b_rs as usize, k, &bb, b_ptr, b'n');
+        let name = format!("gemm_tc_{}{}_{sfx}", a_path as char, b_path as char);
+        let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs, a_cs, b_rs, b_cs };
+        let cfg = LaunchConfig { grid_dim: (m.div_ceil(64) as u32, n.div_ceil(64) as u32, nb as u32), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, "gemm_tc", name, cfg; dims, a_ptr, s[0], b_ptr, s[1], bias_ptr, out_ptr);
+        return Ok(());
+    }
+    if bias_ptr != 0 {
+        return Err(Error::invalid(op, "internal: a fused bias needs the tensor-core product (f16/bf16)"));
+    }
     let cfg = LaunchConfig { grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, nb as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     if m.div_ceil(64) > 65_535 {
         return Err(Error::invalid(op, format!("{m} rows exceed one launch (at most {})", 65_535 * 64)));
@@ -45,6 +109,22 @@ pub(crate) fn gemm(
 }
 
 pub fn matmul(a: &Tensor, b: &Tensor, batch: &[usize], op: Option<Op>) -> Result<Tensor> {
+    product(a, b, batch, None, op)
+}
+
+/// `x @ wᵀ + bias` with the bias added in the tensor-core kernel's epilogue (one pass over the
+/// output instead of two), for inference: None when the product is not a tensor-core one (the
+/// caller then multiplies and adds). x [..., K], w [N, K], bias [N], one half dtype.
+pub fn linear_with_bias(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    let (r, n) = (x.rank(), w.shape()[0]);
+    let (m, k) = (x.shape()[r - 2], x.shape()[r - 1]);
+    if k == 0 || !tensor_core_eligible(x.dtype(), (m, n, k)) {
+        return Ok(None);
+    }
+    product(x, &w.t()?, &x.shape()[..r - 2], Some(bias), None).map(Some)
+}
+
+fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, op: Option<Op>) -> Result<Tensor> {
     let sfx = float_suffix("matmul", a.dtype())?;
     let (ra, rb) = (a.rank(), b.rank());
     let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
@@ -57,7 +137,8 @@ pub fn matmul(a: &Tensor, b: &Tensor, batch: &[usize], op: Option<Op>) -> Result
         // An empty sum: zeros, as on the CPU.
         return Ok(super::ops::full(&dev, 0.0, &shape, a.dtype())?.with_op(op));
     }
+    let (_bias, bias_ptr) = optional_operand(bias)?;
     let out = alloc_out(&dev, a.dtype(), &shape)?;
-    gemm("matmul", &dev, sfx, (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), out.ptr())?;
+    gemm("matmul", &dev, sfx, (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), bias_ptr, out.ptr())?;
     Ok(wrap(out, &shape, op))
 }
