@@ -47,8 +47,8 @@ pub(crate) fn tensor_core_eligible(dtype: DType, (m, n, k): (usize, usize, usize
 /// (`row_fast`, the kernel's 'm' / 'n', when the rows are; 'k' otherwise).
 fn operand_path(rs: usize, ks: usize, k: usize, batch: &Layout, base: u64, row_fast: u8) -> u8 {
     const VEC: usize = 8; // 2-byte elements per 16-byte vector
-    let batch_aligned = batch.offset() % VEC == 0 && batch.shape().iter().zip(batch.strides()).all(|(&d, &s)| d == 1 || s % VEC == 0);
-    if ks == 1 && k % VEC == 0 && rs % VEC == 0 && batch_aligned && base % 16 == 0 {
+    let batch_aligned = batch.offset().is_multiple_of(VEC) && batch.shape().iter().zip(batch.strides()).all(|(&d, &s)| d == 1 || s.is_multiple_of(VEC));
+    if ks == 1 && k.is_multiple_of(VEC) && rs.is_multiple_of(VEC) && batch_aligned && base.is_multiple_of(16) {
         b'v'
     } else if rs == 1 && ks != 1 {
         row_fast
