@@ -6,6 +6,11 @@
 //!
 //! The bucketing and bookkeeping are generic over `RawMemory`, so they are tested on the CPU with
 //! a fake device (tests at the end); the driver implementation lives in mod.rs.
+//!
+//! CUDA graphs need one more rule (PyTorch's private graph pools): a captured graph replays with
+//! the addresses it was recorded with, so every block the capture touched — allocated during it,
+//! or freed during it after the graph read it — belongs to the graph's pool until the graph is
+//! dropped. Outside the capture, only that pool hands those blocks out again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -75,10 +80,20 @@ pub struct CachingAllocator<R: RawMemory> {
     state: Mutex<State>,
 }
 
+/// A CUDA graph's private pool (see the module doc).
+pub type PoolId = u64;
+
 #[derive(Default)]
 struct State {
     free: HashMap<usize, Vec<u64>>,
     stats: AllocStats,
+    /// The pool a capture in progress allocates from and frees into.
+    capturing: Option<PoolId>,
+    /// Live pools: their free blocks, by size class.
+    pools: HashMap<PoolId, HashMap<usize, Vec<u64>>>,
+    /// Which pool each block handed out during a capture belongs to.
+    owner: HashMap<u64, PoolId>,
+    next_pool: PoolId,
 }
 
 impl<R: RawMemory> CachingAllocator<R> {
@@ -100,16 +115,27 @@ impl<R: RawMemory> CachingAllocator<R> {
     pub fn alloc(&self, bytes: usize) -> Result<Block, AllocError> {
         let size = bucket(bytes);
         let mut st = self.state();
-        if let Some(ptr) = st.free.get_mut(&size).and_then(Vec::pop) {
+        let st = &mut *st;
+        // While capturing: the graph's own free blocks first, then the shared cache's (which then
+        // join the graph's pool).
+        let pooled = st.capturing.and_then(|id| st.pools.get_mut(&id)).and_then(|p| p.get_mut(&size)).and_then(Vec::pop);
+        if let Some(ptr) = pooled.or_else(|| st.free.get_mut(&size).and_then(Vec::pop)) {
             st.stats.cached -= size;
             st.stats.reuses += 1;
             Self::count_in(&mut st.stats, size);
+            if let Some(id) = st.capturing {
+                st.owner.insert(ptr, id);
+            }
             return Ok(Block { ptr, bytes: size });
         }
         let ptr = match self.raw.malloc(size) {
             Ok(p) => p,
+            // Returning the cache to the driver waits for the device, which a capture forbids.
+            Err(RawError::OutOfMemory) if st.capturing.is_some() => {
+                return Err(AllocError::OutOfMemory { requested: bytes, in_use: st.stats.in_use, peak: st.stats.peak })
+            }
             Err(RawError::OutOfMemory) => {
-                self.release_cached(&mut st);
+                self.release_cached(st);
                 match self.raw.malloc(size) {
                     Ok(p) => p,
                     Err(RawError::OutOfMemory) => {
@@ -122,6 +148,9 @@ impl<R: RawMemory> CachingAllocator<R> {
         };
         st.stats.driver_mallocs += 1;
         Self::count_in(&mut st.stats, size);
+        if let Some(id) = st.capturing {
+            st.owner.insert(ptr, id);
+        }
         Ok(Block { ptr, bytes: size })
     }
 
@@ -133,9 +162,52 @@ impl<R: RawMemory> CachingAllocator<R> {
     /// Takes a block back into its free list (no driver call).
     pub fn release(&self, block: Block) {
         let mut st = self.state();
+        let st = &mut *st;
         st.stats.in_use -= block.bytes;
         st.stats.cached += block.bytes;
-        st.free.entry(block.bytes).or_default().push(block.ptr);
+        // Freed during a capture: the graph may have read it, so it is the graph's now.
+        if let Some(id) = st.capturing {
+            st.owner.insert(block.ptr, id);
+        }
+        let pool = st.owner.get(&block.ptr).copied().and_then(|id| st.pools.get_mut(&id));
+        match pool {
+            Some(p) => p.entry(block.bytes).or_default().push(block.ptr),
+            None => {
+                st.owner.remove(&block.ptr);
+                st.free.entry(block.bytes).or_default().push(block.ptr);
+            }
+        }
+    }
+
+    /// Starts a capture: until `end_capture`, blocks come from and return to a new private pool.
+    pub fn begin_capture(&self) -> PoolId {
+        let mut st = self.state();
+        st.next_pool += 1;
+        let id = st.next_pool;
+        st.pools.insert(id, HashMap::new());
+        st.capturing = Some(id);
+        id
+    }
+
+    /// Ends the capture; the pool stays reserved for its graph until `drop_pool`.
+    pub fn end_capture(&self) {
+        self.state().capturing = None;
+    }
+
+    /// The graph is gone: its pool's free blocks join the shared cache, and its blocks still held
+    /// by tensors follow when those are released.
+    pub fn drop_pool(&self, id: PoolId) {
+        let mut st = self.state();
+        let st = &mut *st;
+        if st.capturing == Some(id) {
+            st.capturing = None;
+        }
+        for (size, ptrs) in st.pools.remove(&id).unwrap_or_default() {
+            for p in ptrs {
+                st.owner.remove(&p);
+                st.free.entry(size).or_default().push(p);
+            }
+        }
     }
 
     /// Returns every cached block to the driver (after a large one-off allocation pattern, or
@@ -145,13 +217,14 @@ impl<R: RawMemory> CachingAllocator<R> {
         self.release_cached(&mut st);
     }
 
+    /// Returns the shared cache to the driver (graph pools keep theirs: their graphs use them).
     fn release_cached(&self, st: &mut State) {
         for (size, ptrs) in st.free.drain() {
             for p in ptrs {
                 self.raw.free(p, size);
             }
         }
-        st.stats.cached = 0;
+        st.stats.cached = st.pools.values().flat_map(|p| p.iter().map(|(size, ptrs)| size * ptrs.len())).sum();
     }
 
     pub fn stats(&self) -> AllocStats {
@@ -232,6 +305,59 @@ mod tests {
         assert_eq!(s.in_use, 0);
         assert_eq!(s.cached, 2 * 4096 + (1 << 20) + (3 << 20));
         assert_eq!(s.peak, 2 * 4096 + (1 << 20) + (3 << 20));
+    }
+
+    #[test]
+    fn a_graph_keeps_the_blocks_its_capture_touched_until_it_is_dropped() {
+        let a = CachingAllocator::new(FakeDevice::new(1 << 30));
+        // Before the capture: a static input, and a cached block from an eager warm-up step.
+        let input = a.alloc(4096).unwrap();
+        let warm = a.alloc(1 << 20).unwrap();
+        let warm_ptr = warm.ptr;
+        a.release(warm);
+        let pool = a.begin_capture();
+        // The capture reuses the cached block (it joins the pool), allocates a new one, frees an
+        // intermediate and reuses it within the capture, and keeps its output.
+        let h = a.alloc(1 << 20).unwrap();
+        assert_eq!(h.ptr, warm_ptr);
+        let tmp = a.alloc(8192).unwrap();
+        let tmp_ptr = tmp.ptr;
+        a.release(tmp);
+        let out = a.alloc(8192).unwrap();
+        assert_eq!(out.ptr, tmp_ptr, "a block freed during the capture serves the capture again");
+        a.release(h);
+        a.end_capture();
+        // Outside the capture nobody else gets the graph's blocks...
+        let other = a.alloc(1 << 20).unwrap();
+        assert_ne!(other.ptr, warm_ptr, "the graph's intermediate must not be handed out while the graph lives");
+        // ...not even the output once its tensor is dropped (the next replay writes it again).
+        let out_ptr = out.ptr;
+        a.release(out);
+        let other2 = a.alloc(8192).unwrap();
+        assert_ne!(other2.ptr, out_ptr);
+        // A block allocated before the capture and freed after it is ordinary.
+        let input_ptr = input.ptr;
+        a.release(input);
+        assert_eq!(a.alloc(4096).unwrap().ptr, input_ptr);
+        // Dropping the graph's pool returns its blocks to everyone.
+        a.drop_pool(pool);
+        assert_eq!(a.alloc(1 << 20).unwrap().ptr, warm_ptr);
+        assert_eq!(a.alloc(8192).unwrap().ptr, out_ptr);
+        a.release(other);
+        a.release(other2);
+    }
+
+    #[test]
+    fn out_of_memory_during_a_capture_fails_without_touching_the_driver_cache() {
+        let a = CachingAllocator::new(FakeDevice::new(8 << 20));
+        let b = a.alloc(6 << 20).unwrap();
+        a.release(b);
+        let pool = a.begin_capture();
+        // Fits only after the cache is freed, which would wait for the device: refused instead.
+        assert!(matches!(a.alloc(4 << 20), Err(AllocError::OutOfMemory { .. })));
+        assert_eq!(*a.raw().frees.borrow(), 0);
+        a.drop_pool(pool);
+        assert!(a.alloc(4 << 20).is_ok(), "after the capture the cache is returned and it fits");
     }
 
     #[test]
