@@ -17,6 +17,24 @@ pub(crate) fn upload_ids(dev: &Arc<CudaDevice>, ids: impl Iterator<Item = i64>) 
     Tensor::from_vec(v, &[n])?.to_device(Device::Cuda(dev.ordinal()))
 }
 
+/// `ids` on the device from the device's cache of index maps, uploaded on first use. For the
+/// small maps that depend only on shapes (upsample, pad). A cached map is never freed (a recorded
+/// graph may read it); past MAX_MAPS new maps are uploaded per call instead.
+fn cached_ids(dev: &Arc<CudaDevice>, ids: impl Iterator<Item = i64>) -> Result<Tensor> {
+    const MAX_MAPS: usize = 256;
+    let key: Vec<i64> = ids.collect();
+    let mut maps = dev.index_maps.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = maps.get(&key) {
+        return Ok(t.clone());
+    }
+    let t = upload_ids(dev, key.iter().copied())?;
+    if maps.len() >= MAX_MAPS {
+        return Ok(t);
+    }
+    maps.insert(key, t.clone());
+    Ok(t)
+}
+
 /// Concatenation along `d` of tensors validated by the caller: each input copied straight into
 /// its slice of the output (a strided destination), no intermediate.
 pub fn cat(xs: &[&Tensor], d: usize, shape: &[usize], op: Option<Op>) -> Result<Tensor> {
@@ -84,7 +102,7 @@ pub fn gather2d(x: &Tensor, planes: usize, (h, w): (usize, usize), rows: &[Optio
     let out = alloc_out(&dev, x.dtype(), shape)?;
     let total = planes * rows.len() * cols.len();
     if total > 0 {
-        let (rt, ct) = (upload_ids(&dev, map_ids(rows))?, upload_ids(&dev, map_ids(cols))?);
+        let (rt, ct) = (cached_ids(&dev, map_ids(rows))?, cached_ids(&dev, map_ids(cols))?);
         launch!(dev, "index", format!("gather2d_{}", suffix(x.dtype())), elementwise_config(total);
             planes as i64, h as i64, w as i64, rows.len() as i64, cols.len() as i64, data_ptr(&rt)?, data_ptr(&ct)?, data_ptr(&x)?, out.ptr());
     }
@@ -98,7 +116,7 @@ pub fn scatter_add2d(x: &Tensor, g: &Tensor, planes: usize, (h, w): (usize, usiz
     let (dev, _) = device_and_ptr("scatter_add2d", &g)?;
     let acc = full(&dev, 0.0, x.shape(), DType::F32)?;
     if g.numel() > 0 {
-        let (rt, ct) = (upload_ids(&dev, map_ids(rows))?, upload_ids(&dev, map_ids(cols))?);
+        let (rt, ct) = (cached_ids(&dev, map_ids(rows))?, cached_ids(&dev, map_ids(cols))?);
         launch!(dev, "index", format!("scatter_add2d_{sfx}"), elementwise_config(g.numel());
             planes as i64, h as i64, w as i64, rows.len() as i64, cols.len() as i64, data_ptr(&rt)?, data_ptr(&ct)?, data_ptr(&g)?, data_ptr(&acc)?);
     }

@@ -13,6 +13,7 @@ pub mod conv;
 pub mod conv_tc;
 pub mod fused;
 pub mod index;
+mod graph;
 mod kernels;
 #[cfg(feature = "kernel-lab")]
 pub mod lab;
@@ -24,6 +25,7 @@ pub mod pool;
 mod storage;
 
 pub use alloc::{AllocError, AllocStats};
+pub use graph::CapturedGraph;
 pub use launch::MAX_DIMS;
 pub use storage::{CudaStorage, DeviceBuf};
 
@@ -32,6 +34,7 @@ use crate::{Error, Result};
 use alloc::{CachingAllocator, RawError, RawMemory};
 use cudarc::driver::{result as cu, sys, CudaContext, CudaFunction, CudaModule, CudaStream};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The driver side of the caching allocator: cuMemAlloc / cuMemFree on this device's context.
@@ -72,6 +75,11 @@ pub struct CudaDevice {
     alloc: CachingAllocator<DriverMemory>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    /// A CUDA graph capture is in progress on the stream (graph.rs): host copies are refused.
+    capturing: AtomicBool,
+    /// Index maps uploaded once and reused (index.rs: upsample / pad gathers), so a forward pass
+    /// repeated with the same shapes copies nothing from the host (what a graph capture needs).
+    index_maps: Mutex<HashMap<Vec<i64>, crate::Tensor>>,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -144,6 +152,8 @@ impl CudaDevice {
             alloc,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            capturing: AtomicBool::new(false),
+            index_maps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -204,6 +214,16 @@ impl CudaDevice {
             }),
             Err(AllocError::Driver(m)) => Err(Error::invalid("alloc", format!("CUDA error on cuda:{}: {m}", self.ordinal))),
         }
+    }
+
+    /// Refuses a host↔device copy while a graph is being captured: a captured copy would replay
+    /// from a host buffer that is gone by then (and a download would wait on a stream that is
+    /// only recording).
+    pub(crate) fn check_not_capturing(&self, op: &'static str) -> Result<()> {
+        if self.capturing.load(Ordering::Relaxed) {
+            return Err(Error::invalid(op, format!("a host↔device copy inside a CUDA graph capture on cuda:{} (the captured work must stay on the device; unset LDM_CUDA_GRAPH to run without graphs)", self.ordinal)));
+        }
+        Ok(())
     }
 
     pub(crate) fn release(&self, block: alloc::Block) {

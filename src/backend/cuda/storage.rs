@@ -72,6 +72,7 @@ impl CudaStorage {
         let out = Self::alloc(dev, host.dtype(), range.len())?;
         let bytes = &host.as_bytes()[range.start * host.dtype().size_in_bytes()..range.end * host.dtype().size_in_bytes()];
         if !bytes.is_empty() {
+            dev.check_not_capturing("to_device")?;
             dev.bind()?;
             // SAFETY: `out` holds at least bytes.len() bytes; a pageable-memory copy returns only
             // after the source has been read, so `host` may be dropped afterwards.
@@ -86,6 +87,7 @@ impl CudaStorage {
             let dev = s.device();
             let mut v = vec![T::default(); len];
             if len > 0 {
+                dev.check_not_capturing("to_host")?;
                 dev.bind()?;
                 // SAFETY: the source range lies inside the buffer; the copy completes before the
                 // synchronize returns, and `v` outlives it.
