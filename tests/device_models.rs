@@ -273,3 +273,41 @@ fn stable_diffusion_text_to_image_matches_the_cpu_on_every_device() {
         }
     }
 }
+
+/// A UNet forward recorded as a CUDA graph (backend/cuda/graph.rs) replays to the eager result,
+/// again after new inputs are copied into the recorded buffers; a host copy inside a capture is
+/// one clear error and leaves the device usable. On the CPU: skipped (graphs are CUDA-only).
+#[test]
+fn a_captured_unet_forward_replays_to_the_eager_result() {
+    let cfg = UNetConfig { num_classes: None, ..unet_config() };
+    for dev in devices().into_iter().filter(|d| d.is_cuda()) {
+        let Device::Cuda(ordinal) = dev else { unreachable!() };
+        let gpu = cuda::device(ordinal).unwrap();
+        let _g = ldm_engine::no_grad();
+        for dtype in [DType::F32, DType::F16] {
+            let unet = UNet::new(&VarBuilder::seeded_init(dtype, 7).on_device(dev), &cfg).unwrap();
+            let on = |t: Tensor| t.to_dtype(dtype).unwrap().to_device(dev).unwrap();
+            let features = |t: f32| on(unet.timestep_features(&Tensor::from_vec(vec![t, t], &[2]).unwrap(), DType::F32).unwrap());
+            let (x1, x2, ctx) = (on(randn(&[2, 4, 12, 10], 11)), on(randn(&[2, 4, 12, 10], 12)), on(randn(&[2, 7, 24], 13)));
+            let (t1, t2) = (features(500.0), features(20.0));
+            let eager1 = unet.forward_embedded(&x1, &t1, Some(&ctx), None).unwrap().to_device(Device::Cpu).unwrap();
+            let eager2 = unet.forward_embedded(&x2, &t2, Some(&ctx), None).unwrap().to_device(Device::Cpu).unwrap();
+            // Recording buffers of its own, as the sampler's caller does.
+            let (xs, ts) = (x1.copy().unwrap(), t1.copy().unwrap());
+            let (graph, out) = gpu.capture(|| unet.forward_embedded(&xs, &ts, Some(&ctx), None)).unwrap();
+            graph.replay().unwrap();
+            let bits = |t: &Tensor| t.to_vec_f64().unwrap();
+            assert_eq!(bits(&out.to_device(Device::Cpu).unwrap()), bits(&eager1), "{dtype:?}: replay 1 = eager (same kernels, same order)");
+            ldm_engine::backend::cuda::fused::copy_values(&xs, &x2).unwrap();
+            ldm_engine::backend::cuda::fused::copy_values(&ts, &t2).unwrap();
+            graph.replay().unwrap();
+            assert_eq!(bits(&out.to_device(Device::Cpu).unwrap()), bits(&eager2), "{dtype:?}: replay with new inputs = eager");
+            drop((graph, out));
+        }
+        // A host copy while recording: refused in one line, and the device works afterwards.
+        let err = gpu.capture(|| Tensor::from_vec(vec![1f32, 2.0], &[2]).unwrap().to_device(dev)).unwrap_err().to_string();
+        assert!(err.contains("inside a CUDA graph capture") && !err.contains('\n'), "{err}");
+        let after = Tensor::from_vec(vec![1f32, 2.0], &[2]).unwrap().to_device(dev).unwrap().mul_scalar(2.0).unwrap();
+        assert_eq!(after.to_vec_f64().unwrap(), vec![2.0, 4.0]);
+    }
+}

@@ -266,11 +266,27 @@ impl UNet {
     /// for cross-attending models (None for the others), labels [N] (I64) for class-conditional
     /// models → [N, C_out, H, W].
     pub fn forward(&self, x: &Tensor, t: &Tensor, context: Option<&Tensor>, labels: Option<&Tensor>) -> Result<Tensor> {
+        // computed on the host from the timestep values (wherever `t` is), then put beside x
+        let temb = self.timestep_features(t, x.dtype())?.to_device(x.device())?;
+        self.forward_embedded(x, &temb, context, labels)
+    }
+
+    /// The sinusoidal features of timesteps `t` [N] for `forward_embedded`: [N, model_channels]
+    /// in `dtype`, on the host.
+    pub fn timestep_features(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
+        timestep_embedding(t, self.cfg.model_channels, dtype)
+    }
+
+    /// `forward` with the timestep features already on x's device: everything it queues stays on
+    /// the device (no host copy, no wait), so it can be recorded as a CUDA graph.
+    pub fn forward_embedded(&self, x: &Tensor, temb: &Tensor, context: Option<&Tensor>, labels: Option<&Tensor>) -> Result<Tensor> {
         if x.rank() != 4 || x.dim(1)? != self.cfg.in_channels {
             return Err(Error::bad_shape("UNet", format!("expected [N, {}, H, W]", self.cfg.in_channels), x.shape()));
         }
-        // computed on the host from the timestep values (wherever `t` is), then put beside x
-        let temb = timestep_embedding(t, self.cfg.model_channels, x.dtype())?.to_device(x.device())?;
+        if temb.shape() != [x.dim(0)?, self.cfg.model_channels] {
+            return Err(Error::bad_shape("UNet", format!("timestep features must be [{}, {}]", x.dim(0)?, self.cfg.model_channels), temb.shape()));
+        }
+        let temb = if temb.dtype() == x.dtype() { temb.clone() } else { temb.to_dtype(x.dtype())? };
         let mut emb = self.time_embed.1.forward(&self.time_embed.0.forward(&temb)?.silu()?)?;
         // Mixed precision: everything that joins the activations is in their dtype (x's).
         let context = context.map(|c| if c.dtype() == x.dtype() { Ok(c.clone()) } else { c.to_dtype(x.dtype()) }).transpose()?;

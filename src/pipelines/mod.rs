@@ -5,6 +5,7 @@ pub mod inpaint;
 pub mod ldm;
 pub mod ldm_conditioning;
 pub mod txt2img;
+pub mod unet_graph;
 
 use crate::models::unet::UNet;
 use crate::{DType, Result, Tensor};
@@ -22,8 +23,10 @@ pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
 /// image latents, the paper's concat conditioning), the same for both halves. `on_step` runs
 /// after every UNet call (progress). The UNet sees its own dtype (an f16 model gets f16 inputs and
 /// context); the sampler gets its output back in the dtype of its x (f32), so the schedule
-/// arithmetic never runs in half precision.
+/// arithmetic never runs in half precision. With LDM_CUDA_GRAPH=1 on a GPU the UNet call is
+/// replayed from a CUDA graph (unet_graph.rs).
 pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, concat: Option<&'a Tensor>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
+    let mut caller = unet_graph::UnetCaller::new(unet);
     move |x: &Tensor, t: f64| -> Result<Tensor> {
         let x = &match concat {
             Some(c) => Tensor::cat(&[x, c], 1)?,
@@ -32,9 +35,7 @@ pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guida
         let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
         let (dtype, x_in) = (unet.dtype(), x_in.to_dtype(unet.dtype())?);
         let context = context.map(|c| c.to_dtype(dtype)).transpose()?;
-        // on the host: the UNet reads the timesteps there for its sinusoidal embedding
-        let ts = Tensor::full(t, &[x_in.dim(0)?], DType::F32);
-        let out = unet.forward(&x_in, &ts, context.as_ref(), None)?.to_dtype(x.dtype())?;
+        let out = caller.call(&x_in, t, context.as_ref())?.to_dtype(x.dtype())?;
         on_step();
         let Some(g) = guidance else { return Ok(out) };
         let n = x.dim(0)?;
