@@ -12,7 +12,8 @@
 # bench, and PyTorch on the tensor-core bench's shapes (tools/torch_bench/tensor_core.py);
 # e2e.sh times Stable Diffusion 1.5-size text-to-image (512², 50 DDIM steps, CFG 7.5, f16 and
 # bf16) with PyTorch (tools/torch_sd15/bench.py, plain torch: the GPU machine has no diffusers)
-# and with the engine on the same random weights and initial noise, and compares their latents.
+# and with the engine on the same random weights and initial noise (f16 also with the UNet step
+# replayed from a CUDA graph, LDM_CUDA_GRAPH=1), and compares their latents.
 # Each writes summary.md (date, device, driver, commit, one row per step) and one .tgz of every log
 # and picture into $OUT (the tool returns at most 8 files), and exits non-zero if a test failed.
 # Copy what comes back into benches/results/ with the command that produced it: each summary.md as
@@ -144,6 +145,8 @@ py=${PYTHON:-python3}
 folder=/tmp/sd15_random
 summary="$out/summary.md"
 prompt="a photograph of an astronaut riding a horse"
+# what is done so far goes back even if the call is cut off at its 10 minutes
+save() { cp "$summary" "$dest/e2e-summary.md"; tar czf "$dest/e2e-logs.tgz" -C "$out" --exclude='*.safetensors' .; }
 {
     echo "# SD1.5-size text-to-image, 512x512, 50 DDIM steps, CFG 7.5 (UNet batch 2): PyTorch vs ldm-engine, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
@@ -172,11 +175,20 @@ for dt in f16 bf16; do
     done
     grep -E '^(timings|peak|error)' "$out/engine-$dt-timed.log" >> "$summary"
     $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_timed.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+    # f16 once more with the UNet step replayed from a CUDA graph (src/pipelines/unet_graph.rs)
+    if [ $dt = f16 ]; then
+        LDM_CUDA_GRAPH=1 timeout 150 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
+            --save-latents "$out/$dt/latents_engine_graph.safetensors" --timings --out "$out/$dt/engine_graph.png" > "$out/engine-$dt-graph.log" 2>&1
+        echo "engine (50 steps, LDM_CUDA_GRAPH=1): exit $?" >> "$summary"
+        grep -E '^(timings|peak|error)' "$out/engine-$dt-graph.log" >> "$summary"
+        $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_graph.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+    fi
     echo '```' >> "$summary"
+    save
 done
 cat "$summary"
-cp "$summary" "$dest/e2e-summary.md"
-tar czf "$dest/e2e-logs.tgz" -C "$out" --exclude='*.safetensors' .
+save
 E2E
 chmod +x "$bundle/e2e.sh"
 
