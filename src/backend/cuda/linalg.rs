@@ -34,10 +34,11 @@ fn forced_simt() -> bool {
 }
 
 /// True when a product of this dtype and size runs on tensor cores: f16/bf16 with M, N, K in
-/// int32 (the kernel's tile indices; addresses are widened).
+/// int32 (the kernel's tile indices; addresses are widened) and N's tiles within one grid column
+/// (gridDim.y ≤ 65535).
 pub(crate) fn tensor_core_eligible(dtype: DType, (m, n, k): (usize, usize, usize)) -> bool {
     let fits = |v: usize| v < i32::MAX as usize;
-    matches!(dtype, DType::F16 | DType::BF16) && !forced_simt() && fits(m) && fits(n) && fits(k)
+    matches!(dtype, DType::F16 | DType::BF16) && !forced_simt() && fits(m) && fits(n) && fits(k) && n.div_ceil(64) <= 65_535
 }
 
 /// How gemm_tc reads an operand whose element (row r, k) sits at r·`rs` + k·`ks` from its batch
