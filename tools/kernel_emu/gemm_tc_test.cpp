@@ -5,9 +5,13 @@
 // fused bias — then the layouts the models produce: Linear forward (x·Wᵀ), its two gradients
 // (dY·W, dYᵀ·X), attention's Q·Kᵀ and P·V.
 //
+// The kernel lab's Linear variant (tools/kernel_lab/gemm_tc_v2.cu) runs on every case it serves
+// (one batch, x and W dense along k with K % 8 = 0, no padding between rows).
+//
 // Tolerance per element, as tools/kernel_emu/conv_tc_test.cpp: |out − ref| ≤ 2·eps(T)·|ref| +
 // 1e-5·(Σ|a·b| + 1). Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/gemm_tc.cu"
+#include "../kernel_lab/gemm_tc_v2.cu"
 
 #include <random>
 #include <string>
@@ -68,9 +72,15 @@ static void run(const char* dtype, const Case& cs) {
     TcGemmDims d{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs};
     dim3 grid{(unsigned)((cs.m + TC_BM - 1) / TC_BM), (unsigned)((cs.n + TC_BN - 1) / TC_BN), (unsigned)cs.batch};
     launch_kind<T>(cs.ak, cs.bk, grid, d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c.data());
+    bool v2 = cs.ak == 'v' && cs.bk == 'v' && cs.batch == 1 && cs.a_rs == cs.k && cs.b_cs == cs.k;
+    std::vector<T> c2(c.size());
+    if (v2) {
+        dim3 grid2{(unsigned)((cs.m + G2_BM - 1) / G2_BM), (unsigned)((cs.n + G2_BN - 1) / G2_BN), 1};
+        ldm_emu::launch(grid2, dim3{G2_THREADS, 1, 1}, [&] { linear_v2<T>(cs.m, cs.n, cs.k, a.data(), b.data(), cs.bias ? bias.data() : nullptr, c2.data()); });
+    }
 
-    double eps = eps_of((const T*)nullptr), worst = 0;
-    size_t bad = 0;
+    double eps = eps_of((const T*)nullptr), worst = 0, worst2 = 0;
+    size_t bad = 0, bad2 = 0;
     for (int z = 0; z < cs.batch; ++z)
         for (int i = 0; i < cs.m; ++i)
             for (int j = 0; j < cs.n; ++j) {
@@ -84,11 +94,20 @@ static void run(const char* dtype, const Case& cs) {
                 double err = std::fabs(got - s);
                 if (!(err <= allowed)) ++bad;
                 worst = std::max(worst, err / allowed);
+                if (v2) {
+                    double err2 = std::fabs(to_f32(c2[((size_t)z * cs.m + i) * cs.n + j]) - s);
+                    if (!(err2 <= allowed)) ++bad2;
+                    worst2 = std::max(worst2, err2 / allowed);
+                }
             }
     char line[300];
     std::snprintf(line, sizeof line, "%s %c%c %s: [%d] %dx%d·%dx%d%s", dtype, cs.ak, cs.bk, cs.name.c_str(), cs.batch, cs.m, cs.k, cs.k, cs.n, cs.bias ? " +bias" : "");
     std::printf("%-4s %-78s worst err/allowed %.3f\n", bad ? "FAIL" : "ok", line, worst);
     if (bad) ++failures;
+    if (v2) {
+        std::printf("%-4s %-78s worst err/allowed %.3f\n", bad2 ? "FAIL" : "ok", (std::string("lab v2 ") + line).c_str(), worst2);
+        if (bad2) ++failures;
+    }
 }
 
 // A layout for which the host picks path `kind` for an operand with `rows` rows and k columns:
@@ -123,6 +142,9 @@ int main() {
     cases.push_back({"batch, B broadcast", 'v', 'n', 33, 20, 48, 3, 48, 1, 33 * 48 + 16, 20, 1, 0, false});
     // The models' layouts. Linear: x [M, K] · Wᵀ (W [N, K]) + bias, K = 72.
     cases.push_back({"linear x·Wᵀ", 'v', 'v', 130, 70, 72, 1, 72, 1, 0, 1, 72, 0, true});
+    // Past one 128×128 tile both ways (the lab variant's), and an odd N (its unpaired stores).
+    cases.push_back({"linear, 128-tiles", 'v', 'v', 200, 130, 96, 1, 96, 1, 0, 1, 96, 0, true});
+    cases.push_back({"linear, odd N", 'v', 'v', 33, 71, 40, 1, 40, 1, 0, 1, 40, 0, true});
     // Its gradients: dX = dY [M, N] · W [N, K]; dW = dYᵀ · X (dY [M', N'], X [M', K']).
     cases.push_back({"linear dY·W", 'k', 'n', 130, 72, 70, 1, 70, 1, 0, 72, 1, 0, false});
     cases.push_back({"linear dYᵀ·X", 'm', 'n', 70, 72, 130, 1, 1, 70, 0, 72, 1, 0, false});

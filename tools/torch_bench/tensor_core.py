@@ -96,7 +96,7 @@ def main():
         with torch.inference_mode():
             if kind.startswith("attention"):
                 ref = torch_attention(shape, dtype)
-            elif kind == "linear":
+            elif kind.startswith("linear"):  # "linear v2": a kernel-lab variant
                 ref = torch_linear(shape, dtype)
             else:
                 ref = torch_conv(kind, shape, dtype)

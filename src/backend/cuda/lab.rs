@@ -44,3 +44,22 @@ pub fn attention_forward_v2(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor
         a, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, 0u64, out.ptr(), lse.ptr());
     Ok(wrap(out, &out_shape, None))
 }
+
+/// `x @ wᵀ + bias` with lab variant 2 of the GEMM (tools/kernel_lab/gemm_tc_v2.cu: 128×128
+/// tiles, 256 threads): x [M, K] and w [N, K] contiguous in one half dtype with K % 8 = 0.
+pub fn linear_v2(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    const OP: &str = "linear_v2";
+    let sfx = float_suffix(OP, x.dtype())?;
+    let (dev, _) = device_and_ptr(OP, x)?;
+    let ok = x.rank() == 2 && w.rank() == 2 && x.shape()[1] == w.shape()[1] && x.shape()[1].is_multiple_of(8) && x.is_contiguous() && w.is_contiguous();
+    if !ok {
+        return Err(crate::Error::invalid(OP, "needs contiguous x [M, K] and w [N, K] with K a multiple of 8"));
+    }
+    let ((m, k), n) = ((x.shape()[0], x.shape()[1]), w.shape()[0]);
+    let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
+    let out = alloc_out(&dev, x.dtype(), &[m, n])?;
+    let cfg = LaunchConfig { grid_dim: (m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    launch!(dev, "lab_gemm_tc_v2", format!("linear_tc_v2_{sfx}"), cfg;
+        m as i32, n as i32, k as i32, data_ptr(x)?, data_ptr(w)?, b_ptr, out.ptr());
+    Ok(wrap(out, &[m, n], None))
+}
