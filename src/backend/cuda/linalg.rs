@@ -143,3 +143,36 @@ fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, op: O
     gemm("matmul", &dev, sfx, (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), bias_ptr, out.ptr())?;
     Ok(wrap(out, &shape, op))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::operand_path;
+    use crate::tensor::Layout;
+
+    /// The path choice decides whether gemm_tc issues 16-byte loads: a wrong 'v' is a misaligned
+    /// access on the GPU, so the choice is checked here on the layouts the models make.
+    #[test]
+    fn operand_paths_take_vectors_only_where_every_row_is_16_byte_aligned() {
+        let no_batch = Layout::new(vec![], vec![], 0);
+        let batch = |stride: usize, offset: usize| Layout::new(vec![4], vec![stride], offset);
+        // Linear forward: x [M, 320] rows along k, and Wᵀ, whose rows (W's) are dense along k.
+        assert_eq!(operand_path(320, 1, 320, &no_batch, 0x1000, b'm'), b'v');
+        // K = 37 or a row stride of 37: no vectors, threads along k.
+        assert_eq!(operand_path(37, 1, 37, &no_batch, 0x1000, b'm'), b'k');
+        assert_eq!(operand_path(40, 1, 36, &no_batch, 0x1000, b'm'), b'k');
+        // A view starting one element in (offset 1), or a storage base off 16 bytes.
+        assert_eq!(operand_path(320, 1, 320, &Layout::new(vec![], vec![], 1), 0x1000, b'm'), b'k');
+        assert_eq!(operand_path(320, 1, 320, &no_batch, 0x1008, b'm'), b'k');
+        // Batches: every batch stride and the offset must keep the alignment; stride 0 (a
+        // broadcast operand) and size-1 dims do.
+        assert_eq!(operand_path(40, 1, 40, &batch(77 * 40, 0), 0x1000, b'm'), b'v');
+        assert_eq!(operand_path(40, 1, 40, &batch(0, 0), 0x1000, b'm'), b'v');
+        assert_eq!(operand_path(40, 1, 40, &batch(77 * 40 + 4, 0), 0x1000, b'm'), b'k');
+        assert_eq!(operand_path(40, 1, 40, &Layout::new(vec![1], vec![3], 0), 0x1000, b'm'), b'v');
+        // Rows contiguous instead (W in dY·W, dYᵀ in dYᵀ·X): threads along the rows.
+        assert_eq!(operand_path(1, 320, 320, &no_batch, 0x1000, b'n'), b'n');
+        assert_eq!(operand_path(1, 70, 130, &no_batch, 0x1000, b'm'), b'm');
+        // Neither index contiguous: along k.
+        assert_eq!(operand_path(3, 2, 16, &no_batch, 0x1000, b'n'), b'k');
+    }
+}
