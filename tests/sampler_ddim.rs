@@ -8,7 +8,7 @@
 mod common;
 
 use common::sampler::analytic_model;
-use ldm_engine::diffusion::{build, sample, NoiseSource, Prediction, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig, SeededNoise, TimestepSpacing};
+use ldm_engine::diffusion::{build, sample, ModelOutput, NoiseSource, Prediction, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig, SeededNoise, TimestepSpacing};
 use ldm_engine::{DType, Result, Tensor};
 use rand::SeedableRng;
 
@@ -91,7 +91,7 @@ fn plms_repeats_the_second_timestep_for_its_warm_up() {
 #[test]
 fn a_model_output_of_the_wrong_shape_is_an_error() {
     for kind in [SamplerKind::Ddim, SamplerKind::Ddpm, SamplerKind::Plms] {
-        let mut bad = |x: &Tensor, _t: f64| x.narrow(1, 0, 3);
+        let mut bad = |x: &Tensor, _t: f64| x.narrow(1, 0, 3).map(Into::into);
         let e = sample(&SchedulerConfig::sd15(), &opts(kind, 4, 0.0), &mut bad, &latent(), &mut SeededNoise::new(0)).unwrap_err().to_string();
         assert!(e.contains("shaped like the latents") && !e.contains('\n'), "{kind:?}: {e}");
     }
@@ -106,15 +106,15 @@ fn a_non_finite_model_output_stops_at_its_step() {
         for bad_value in [f32::NAN, f32::INFINITY] {
             let mut calls = 0;
             let mut ts = Vec::new();
-            let mut model = |x: &Tensor, t: f64| -> Result<Tensor> {
+            let mut model = |x: &Tensor, t: f64| -> Result<ModelOutput> {
                 calls += 1;
                 ts.push(t);
                 if calls < 3 {
-                    return x.mul_scalar(0.1);
+                    return Ok(x.mul_scalar(0.1)?.into());
                 }
                 let mut v = x.to_vec::<f32>()?;
                 v[5] = bad_value;
-                Tensor::from_vec(v, x.shape())
+                Ok(Tensor::from_vec(v, x.shape())?.into())
             };
             let e = sample(&SchedulerConfig::sd15(), &opts(kind, 6, 0.0), &mut model, &latent(), &mut SeededNoise::new(0)).unwrap_err().to_string();
             assert!(e.contains("is not finite") && !e.contains('\n'), "{kind:?}: {e}");
@@ -142,5 +142,27 @@ fn bad_options_are_errors() {
     ] {
         let e = build(&cfg, &o).err().unwrap_or_else(|| panic!("{o:?} built")).to_string();
         assert!(e.contains(says), "{o:?}: {e}");
+    }
+}
+
+/// DDIM applies classifier-free guidance inside its one-pass update (ModelOutput::Guided →
+/// tensor::fused::guided_step): the result equals guiding first and updating after, for ε and v
+/// prediction, with and without η noise; every other sampler takes the combined output.
+#[test]
+fn guidance_inside_the_ddim_update_equals_guidance_before_it() {
+    let uncond = |x: &Tensor, t: f64| -> Result<Tensor> { x.mul_scalar(0.1)?.add(&x.tanh()?.mul_scalar(0.5 * (0.01 * t).cos())?) };
+    let cond = |x: &Tensor, t: f64| -> Result<Tensor> { x.mul_scalar(0.2)?.add(&x.sin()?.mul_scalar(0.3 * (0.02 * t).sin())?) };
+    let scale = 7.5;
+    for prediction in [Prediction::Epsilon, Prediction::VPrediction] {
+        let cfg = SchedulerConfig { prediction, ..SchedulerConfig::sd15() };
+        for (kind, eta) in [(SamplerKind::Ddim, 0.0), (SamplerKind::Ddim, 0.7), (SamplerKind::Plms, 0.0), (SamplerKind::Euler, 0.0)] {
+            let mut split = |x: &Tensor, t: f64| -> Result<ModelOutput> { Ok(ModelOutput::Guided { uncond: uncond(x, t)?, cond: cond(x, t)?, scale }) };
+            let mut joined = |x: &Tensor, t: f64| -> Result<ModelOutput> { ModelOutput::Guided { uncond: uncond(x, t)?, cond: cond(x, t)?, scale }.combined().map(Into::into) };
+            let a = sample(&cfg, &opts(kind, 8, eta), &mut split, &latent(), &mut SeededNoise::new(3)).unwrap().to_vec_f64().unwrap();
+            let b = sample(&cfg, &opts(kind, 8, eta), &mut joined, &latent(), &mut SeededNoise::new(3)).unwrap().to_vec_f64().unwrap();
+            let scale_ref = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max);
+            assert!(worst <= 1e-5 * scale_ref, "{prediction:?} {kind:?} eta {eta}: worst {worst:.3e} of {scale_ref:.3e}");
+        }
     }
 }

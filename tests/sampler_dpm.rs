@@ -65,7 +65,7 @@ fn bad_step_counts_are_errors_not_panics() {
 #[test]
 fn a_model_output_of_the_wrong_shape_is_an_error() {
     let x = Tensor::zeros(&[1, 4, 3, 5], DType::F32);
-    let mut model = |_: &Tensor, _: f64| Ok(Tensor::zeros(&[1, 4, 3, 4], DType::F32));
+    let mut model = |_: &Tensor, _: f64| Ok(Tensor::zeros(&[1, 4, 3, 4], DType::F32).into());
     let err = sample(&SchedulerConfig::sd15(), &opts(5), &mut model, &x, &mut SeededNoise::new(0)).unwrap_err().to_string();
     assert!(err.contains("model output must be shaped like the latents"), "{err}");
     let mut model = |x: &Tensor, t: f64| analytic_model(x, t);

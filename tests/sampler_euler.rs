@@ -147,7 +147,7 @@ fn a_model_error_stops_the_run() {
 #[test]
 fn a_model_output_of_the_wrong_shape_is_an_error() {
     for kind in [SamplerKind::Euler, SamplerKind::EulerAncestral, SamplerKind::Heun] {
-        let mut model = |x: &Tensor, _t: f64| x.narrow(1, 0, 2);
+        let mut model = |x: &Tensor, _t: f64| x.narrow(1, 0, 2).map(Into::into);
         err_line(sample(&SchedulerConfig::sd15(), &opts(kind, 3), &mut model, &latent(), &mut SeededNoise::new(0)));
     }
 }

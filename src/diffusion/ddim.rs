@@ -6,7 +6,8 @@
 //!
 //! Also home to the small helpers the DDPM and PNDM samplers share with it.
 
-use super::{x0_and_eps, ModelFn, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
+use super::{x0_and_eps, ModelFn, ModelOutput, NoiseLevel, NoiseSource, Prediction, Sampler, SamplerOptions, SchedulerConfig, StepHook};
+use crate::tensor::fused::{guided_step, StepCoeffs};
 use crate::{Error, Result, Tensor};
 
 pub struct Ddim {
@@ -46,19 +47,33 @@ pub(super) fn alpha_at(op: &'static str, alphas_cumprod: &[f64], t: i64, below_z
         .ok_or_else(|| Error::invalid(op, format!("timestep {t} falls outside the {} training steps", alphas_cumprod.len())))
 }
 
-/// Calls the model and checks that its output is shaped like the latents it was given.
-pub(super) fn call_model(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f64) -> Result<Tensor> {
+/// Calls the model and checks that its output is shaped like the latents it was given, with the
+/// guidance halves still apart (see ModelOutput).
+pub(super) fn call_model_parts(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f64) -> Result<ModelOutput> {
     let out = model(x, t)?;
-    if out.shape() != x.shape() {
+    let halves_match = match &out {
+        ModelOutput::Guided { uncond, cond, .. } => uncond.shape() == cond.shape(),
+        ModelOutput::Plain(_) => true,
+    };
+    if out.shape() != x.shape() || !halves_match {
         return Err(Error::bad_shape(op, format!("the model output must be shaped like the latents {:?} (at t={t})", x.shape()), out.shape()));
     }
     // A NaN or Inf would silently spread through every later step into a black or noisy image:
-    // stop at the step where it appears. (The sum propagates both, and accumulates in f64.)
-    let sum = out.sum_all()?.to_scalar()?;
+    // stop at the step where it appears. (The sum propagates both, and accumulates in f64; with
+    // guidance, either half's NaN or Inf makes the sum of both non-finite.)
+    let sum = match &out {
+        ModelOutput::Plain(t) => t.sum_all()?.to_scalar()?,
+        ModelOutput::Guided { uncond, cond, .. } => uncond.sum_all()?.add(&cond.sum_all()?)?.to_scalar()?,
+    };
     if !sum.is_finite() {
         return Err(Error::invalid(op, format!("the model output at timestep {t} is not finite (NaN or Inf): the weights or the inputs are broken (a diverged checkpoint, an f16 overflow)")));
     }
     Ok(out)
+}
+
+/// `call_model_parts` with the guidance applied: the model output as the update formulas take it.
+pub(super) fn call_model(op: &'static str, model: &mut ModelFn, x: &Tensor, t: f64) -> Result<Tensor> {
+    call_model_parts(op, model, x, t)?.combined()
 }
 
 impl Sampler for Ddim {
@@ -73,27 +88,60 @@ impl Sampler for Ddim {
     fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         super::check_start("ddim", start, self.timesteps.len())?;
         for (i, &t) in self.timesteps.iter().enumerate().skip(start) {
-            let out = call_model("ddim", model, &x, t as f64)?;
+            let out = call_model_parts("ddim", model, &x, t as f64)?;
             let prev = t as i64 - self.stride;
             let a_t = self.alphas_cumprod[t];
             let a_prev = alpha_at("ddim", &self.alphas_cumprod, prev, self.final_alpha_cumprod)?;
-            let (mut x0, eps) = x0_and_eps(self.cfg.prediction, &out, &x, a_t)?;
-            // diffusers' pipelines call step() with use_clipped_model_output = False: ε stays the
-            // model's, only x0 is clipped (CompVis' DDIM sampler does the same).
-            if let Some(r) = self.cfg.clip_sample {
-                x0 = x0.clamp(-r, r)?;
-            }
             // σ_t = η·sqrt((1−ᾱ_prev)/(1−ᾱ_t))·sqrt(1−ᾱ_t/ᾱ_prev)
             let variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev);
             let std = self.eta * variance.sqrt();
             let dir = (1.0 - a_prev - std * std).sqrt();
-            x = x0.mul_scalar(a_prev.sqrt())?.add(&eps.mul_scalar(dir)?)?;
-            if self.eta > 0.0 {
-                let z = noise.noise_like(&x)?;
-                x = x.add(&z.mul_scalar(std)?)?;
-            }
+            x = match self.cfg.clip_sample {
+                // Without clipping the update is linear in x and the model output: guidance and
+                // update in one pass.
+                None => fused_update(self.cfg.prediction, out, &x, (a_t, a_prev, dir, std), self.eta > 0.0, noise)?,
+                Some(r) => {
+                    let (x0, eps) = x0_and_eps(self.cfg.prediction, &out.combined()?, &x, a_t)?;
+                    // diffusers' pipelines call step() with use_clipped_model_output = False: ε
+                    // stays the model's, only x0 is clipped (CompVis' DDIM sampler does the same).
+                    let x0 = x0.clamp(-r, r)?;
+                    let mut x = x0.mul_scalar(a_prev.sqrt())?.add(&eps.mul_scalar(dir)?)?;
+                    if self.eta > 0.0 {
+                        let z = noise.noise_like(&x)?;
+                        x = x.add(&z.mul_scalar(std)?)?;
+                    }
+                    x
+                }
+            };
             x = hook(x, self.timesteps.get(i + 1).map(|&t| NoiseLevel::vp(self.alphas_cumprod[t])))?;
         }
         Ok(x)
     }
+}
+
+/// One DDIM step as a single fused pass: x_prev = √ᾱ_prev·x0 + dir·ε (+ σ·z), with x0 and ε both
+/// linear in (x, model output) for every prediction type — x0 = p·x + q·m, ε = r·x + s·m — so
+/// x_prev = (√ᾱ_prev·p + dir·r)·x + (√ᾱ_prev·q + dir·s)·m (+ σ·z), where m is the guided output
+/// u + g·(c − u), formed in the same pass.
+fn fused_update(prediction: Prediction, out: ModelOutput, x: &Tensor, (a_t, a_prev, dir, std): (f64, f64, f64, f64), noisy: bool, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+    let (sa, s1a) = (a_t.sqrt(), (1.0 - a_t).sqrt());
+    let (p, q, r, s) = match prediction {
+        Prediction::Epsilon => (1.0 / sa, -s1a / sa, 0.0, 1.0),
+        Prediction::Sample => (0.0, 1.0, 1.0 / s1a, -sa / s1a),
+        // v = √ᾱ·ε − √(1−ᾱ)·x0  ⇒  x0 = √ᾱ·x − √(1−ᾱ)·v,  ε = √ᾱ·v + √(1−ᾱ)·x
+        Prediction::VPrediction => (sa, -s1a, s1a, sa),
+    };
+    let z = if noisy { Some(noise.noise_like(x)?) } else { None };
+    let (uncond, cond, scale) = match out {
+        ModelOutput::Plain(m) => (m, None, 0.0),
+        ModelOutput::Guided { uncond, cond, scale } => (uncond, Some(cond), scale),
+    };
+    let c = StepCoeffs {
+        guidance: scale as f32,
+        x: (a_prev.sqrt() * p + dir * r) as f32,
+        model: (a_prev.sqrt() * q + dir * s) as f32,
+        history: [0.0; 3],
+        noise: std as f32,
+    };
+    Ok(guided_step(x, &uncond, cond.as_ref(), [None; 3], z.as_ref(), &c, false)?.0)
 }

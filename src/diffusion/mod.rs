@@ -22,7 +22,39 @@ pub use schedule::{BetaSchedule, Prediction, SchedulerConfig, TimestepSpacing};
 use crate::{DType, Error, Result, Tensor};
 
 /// The model as a sampler sees it: (model input, timestep) → model output.
-pub type ModelFn<'a> = dyn FnMut(&Tensor, f64) -> Result<Tensor> + 'a;
+pub type ModelFn<'a> = dyn FnMut(&Tensor, f64) -> Result<ModelOutput> + 'a;
+
+/// What one model call returns. `Guided` keeps classifier-free guidance's two halves apart, so a
+/// sampler whose update is linear in the model output can apply the guidance inside it (DDIM:
+/// one fused pass, `tensor::fused::guided_step`); the others take `combined()`.
+#[derive(Clone, Debug)]
+pub enum ModelOutput {
+    Plain(Tensor),
+    /// The unconditional and conditional outputs and the guidance scale.
+    Guided { uncond: Tensor, cond: Tensor, scale: f64 },
+}
+
+impl ModelOutput {
+    /// The output with guidance applied: u + scale·(c − u), as diffusers' pipelines form it.
+    pub fn combined(self) -> Result<Tensor> {
+        match self {
+            ModelOutput::Plain(t) => Ok(t),
+            ModelOutput::Guided { uncond, cond, scale } => uncond.add(&cond.sub(&uncond)?.mul_scalar(scale)?),
+        }
+    }
+    /// The shape of the (combined) output.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            ModelOutput::Plain(t) | ModelOutput::Guided { uncond: t, .. } => t.shape(),
+        }
+    }
+}
+
+impl From<Tensor> for ModelOutput {
+    fn from(t: Tensor) -> Self {
+        ModelOutput::Plain(t)
+    }
+}
 
 /// Where stochastic samplers (DDPM, DDIM with η > 0, Euler ancestral) get their fresh noise.
 pub trait NoiseSource {

@@ -7,6 +7,7 @@ pub mod ldm_conditioning;
 pub mod txt2img;
 pub mod unet_graph;
 
+use crate::diffusion::ModelOutput;
 use crate::models::unet::UNet;
 use crate::{DType, Result, Tensor};
 
@@ -17,17 +18,18 @@ pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
 }
 
 /// The UNet as a sampler calls it. With `guidance` (classifier-free guidance), x goes in twice
-/// in one batch against `context` = [unconditional; conditional] and the output is
-/// u + g·(c − u); without, once. `concat` [N, C', h, w] is appended to the model input's
+/// in one batch against `context` = [unconditional; conditional] and the two halves come back
+/// apart (ModelOutput::Guided): the sampler forms u + g·(c − u) — DDIM inside its fused update;
+/// without, once. `concat` [N, C', h, w] is appended to the model input's
 /// channels (after the sampler's input scaling: the 9-channel inpainting UNet's mask and masked
 /// image latents, the paper's concat conditioning), the same for both halves. `on_step` runs
 /// after every UNet call (progress). The UNet sees its own dtype (an f16 model gets f16 inputs and
 /// context); the sampler gets its output back in the dtype of its x (f32), so the schedule
 /// arithmetic never runs in half precision. With LDM_CUDA_GRAPH=1 on a GPU the UNet call is
 /// replayed from a CUDA graph (unet_graph.rs).
-pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, concat: Option<&'a Tensor>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<Tensor> + 'a {
+pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, concat: Option<&'a Tensor>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<ModelOutput> + 'a {
     let mut caller = unet_graph::UnetCaller::new(unet);
-    move |x: &Tensor, t: f64| -> Result<Tensor> {
+    move |x: &Tensor, t: f64| -> Result<ModelOutput> {
         let x = &match concat {
             Some(c) => Tensor::cat(&[x, c], 1)?,
             None => x.clone(),
@@ -37,9 +39,9 @@ pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guida
         let context = context.map(|c| c.to_dtype(dtype)).transpose()?;
         let out = caller.call(&x_in, t, context.as_ref())?.to_dtype(x.dtype())?;
         on_step();
-        let Some(g) = guidance else { return Ok(out) };
+        let Some(scale) = guidance else { return Ok(ModelOutput::Plain(out)) };
         let n = x.dim(0)?;
-        let (uncond, cond) = (out.narrow(0, 0, n)?, out.narrow(0, n, n)?);
-        uncond.add(&cond.sub(&uncond)?.mul_scalar(g)?)
+        // the halves go back apart: DDIM applies the guidance inside its update
+        Ok(ModelOutput::Guided { uncond: out.narrow(0, 0, n)?.contiguous()?, cond: out.narrow(0, n, n)?.contiguous()?, scale })
     }
 }

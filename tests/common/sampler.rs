@@ -3,13 +3,13 @@
 
 use std::collections::VecDeque;
 
-use ldm_engine::diffusion::{sample, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig};
+use ldm_engine::diffusion::{sample, ModelOutput, RecordedNoise, SamplerKind, SamplerOptions, SchedulerConfig};
 use ldm_engine::io::safetensors::SafeTensorsFile;
 use ldm_engine::{Result, Tensor};
 
 /// out = 0.1·x + 0.5·cos(0.01·t)·tanh(x) (tools/sampler_fixture_common.py `model`).
-pub fn analytic_model(x: &Tensor, t: f64) -> Result<Tensor> {
-    x.mul_scalar(0.1)?.add(&x.tanh()?.mul_scalar(0.5 * (0.01 * t).cos())?)
+pub fn analytic_model(x: &Tensor, t: f64) -> Result<ModelOutput> {
+    Ok(x.mul_scalar(0.1)?.add(&x.tanh()?.mul_scalar(0.5 * (0.01 * t).cos())?)?.into())
 }
 
 pub struct SamplerFixture {
