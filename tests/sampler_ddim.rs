@@ -166,3 +166,21 @@ fn guidance_inside_the_ddim_update_equals_guidance_before_it() {
         }
     }
 }
+
+/// The fused DDIM update (no clipping) against the op-by-op one (clipping at a bound no value
+/// reaches), for all three prediction types, with and without η noise.
+#[test]
+fn the_fused_ddim_update_equals_the_op_by_op_one_for_every_prediction() {
+    for prediction in [Prediction::Epsilon, Prediction::VPrediction, Prediction::Sample] {
+        for eta in [0.0, 0.7] {
+            let run = |clip: Option<f64>| {
+                let cfg = SchedulerConfig { prediction, clip_sample: clip, ..SchedulerConfig::sd15() };
+                sample(&cfg, &opts(SamplerKind::Ddim, 8, eta), &mut analytic_model, &latent(), &mut SeededNoise::new(4)).unwrap().to_vec_f64().unwrap()
+            };
+            let (fused, ops) = (run(None), run(Some(1e30)));
+            let scale = ops.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let worst = fused.iter().zip(&ops).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+            assert!(worst <= 1e-5 * scale, "{prediction:?} eta {eta}: worst {worst:.3e} of {scale:.3e}");
+        }
+    }
+}
