@@ -145,9 +145,9 @@ fn bad_options_are_errors() {
     }
 }
 
-/// DDIM applies classifier-free guidance inside its one-pass update (ModelOutput::Guided →
-/// tensor::fused::guided_step): the result equals guiding first and updating after, for ε and v
-/// prediction, with and without η noise; every other sampler takes the combined output.
+/// DDIM and PLMS apply classifier-free guidance inside their one-pass update (ModelOutput::Guided
+/// → tensor::fused::guided_step): the result equals guiding first and updating after, for ε and
+/// v prediction, with and without η noise; Euler takes the combined output.
 #[test]
 fn guidance_inside_the_ddim_update_equals_guidance_before_it() {
     let uncond = |x: &Tensor, t: f64| -> Result<Tensor> { x.mul_scalar(0.1)?.add(&x.tanh()?.mul_scalar(0.5 * (0.01 * t).cos())?) };

@@ -25,8 +25,8 @@ use crate::{DType, Error, Result, Tensor};
 pub type ModelFn<'a> = dyn FnMut(&Tensor, f64) -> Result<ModelOutput> + 'a;
 
 /// What one model call returns. `Guided` keeps classifier-free guidance's two halves apart, so a
-/// sampler whose update is linear in the model output can apply the guidance inside it (DDIM:
-/// one fused pass, `tensor::fused::guided_step`); the others take `combined()`.
+/// sampler whose update is linear in the model output can apply the guidance inside it (DDIM
+/// and PLMS: one fused pass, `tensor::fused::guided_step`); the others take `combined()`.
 #[derive(Clone, Debug)]
 pub enum ModelOutput {
     Plain(Tensor),

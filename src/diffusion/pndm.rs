@@ -9,9 +9,10 @@
 //! The PRK warm-up (`skip_prk_steps = False`, diffusers' default for a bare PNDMScheduler) is
 //! not implemented; SchedulerConfig does not carry that flag, so PLMS always runs as above.
 
-use super::ddim::{alpha_at, call_model};
+use super::ddim::{alpha_at, call_model_parts};
+use crate::tensor::fused::{guided_step, StepCoeffs};
 use super::schedule::Prediction;
-use super::{ModelFn, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
+use super::{ModelFn, ModelOutput, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
 use crate::{Error, Result, Tensor};
 
 pub struct Plms {
@@ -40,29 +41,36 @@ pub fn new(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampl
 }
 
 impl Plms {
-    /// x_{t−δ} from x_t and ε (PNDM eq. 9, diffusers `_get_prev_sample`); a v-prediction output
-    /// is turned into ε first.
-    fn prev_sample(&self, x: &Tensor, t: i64, prev: i64, out: &Tensor) -> Result<Tensor> {
+    /// x_{t−δ} from x_t and ε (PNDM eq. 9, diffusers `_get_prev_sample`) in one fused pass
+    /// (tensor::fused::guided_step), with ε = w·m + Σ wₖ·eₖ for this call's output m — guided
+    /// inside the pass when `out` holds the two halves — and earlier outputs eₖ. A v-prediction
+    /// output becomes ε = √ᾱ_t·v + √(1−ᾱ_t)·x first; all of it is linear in (x, m, eₖ):
+    /// x_{t−δ} = (c_x − d·√(1−ᾱ_t)·[v])·x − d·(√ᾱ_t if v, else 1)·(w·m + Σ wₖ·eₖ),
+    /// c_x = √(ᾱ_prev/ᾱ_t), d = (ᾱ_prev − ᾱ_t) / (ᾱ_t·√(1−ᾱ_prev) + √(ᾱ_t·(1−ᾱ_t)·ᾱ_prev)).
+    /// Returns the new latents and, when `keep`, m (the history the next steps read).
+    #[allow(clippy::too_many_arguments)]
+    fn fused_step(&self, x: &Tensor, t: i64, prev: i64, out: ModelOutput, w: f64, earlier: &[(f64, &Tensor)], keep: bool) -> Result<(Tensor, Option<Tensor>)> {
         let a_t = alpha_at("plms", &self.alphas_cumprod, t, self.final_alpha_cumprod)?;
         let a_prev = alpha_at("plms", &self.alphas_cumprod, prev, self.final_alpha_cumprod)?;
         let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
-        let eps = match self.cfg.prediction {
-            Prediction::VPrediction => out.mul_scalar(a_t.sqrt())?.add(&x.mul_scalar(b_t.sqrt())?)?,
-            _ => out.clone(),
+        let d = (a_prev - a_t) / (a_t * b_prev.sqrt() + (a_t * b_t * a_prev).sqrt());
+        let (c_x, c_eps) = match self.cfg.prediction {
+            Prediction::VPrediction => ((a_prev / a_t).sqrt() - d * b_t.sqrt(), -d * a_t.sqrt()),
+            _ => ((a_prev / a_t).sqrt(), -d),
         };
-        let sample_coeff = (a_prev / a_t).sqrt();
-        let denom = a_t * b_prev.sqrt() + (a_t * b_t * a_prev).sqrt();
-        x.mul_scalar(sample_coeff)?.sub(&eps.mul_scalar((a_prev - a_t) / denom)?)
+        let (uncond, cond, scale) = match out {
+            ModelOutput::Plain(m) => (m, None, 0.0),
+            ModelOutput::Guided { uncond, cond, scale } => (uncond, Some(cond), scale),
+        };
+        let mut history = [0f32; 3];
+        let mut tensors: [Option<&Tensor>; 3] = [None; 3];
+        for (k, (wk, ek)) in earlier.iter().enumerate() {
+            history[k] = (c_eps * wk) as f32;
+            tensors[k] = Some(*ek);
+        }
+        let c = StepCoeffs { guidance: scale as f32, x: c_x as f32, model: (c_eps * w) as f32, history, noise: 0.0 };
+        guided_step(x, &uncond, cond.as_ref(), tensors, None, &c, keep)
     }
-}
-
-/// Σ cᵢ·eᵢ
-fn combine(terms: &[(f64, &Tensor)]) -> Result<Tensor> {
-    let mut acc = terms[0].1.mul_scalar(terms[0].0)?;
-    for (c, e) in &terms[1..] {
-        acc = acc.add(&e.mul_scalar(*c)?)?;
-    }
-    Ok(acc)
 }
 
 impl Sampler for Plms {
@@ -78,40 +86,41 @@ impl Sampler for Plms {
     /// does); the warm-up restarts there, as diffusers' step counter does.
     fn run_hooked(&mut self, model: &mut ModelFn, mut x: Tensor, _noise: &mut dyn NoiseSource, start: usize, hook: &mut StepHook) -> Result<Tensor> {
         super::check_start("plms", start, self.timesteps.len())?;
-        // the model outputs of the last four steps, oldest first (diffusers' `ets`)
-        let mut ets: Vec<Tensor> = Vec::with_capacity(5);
+        // the (guided) model outputs of the last three steps, oldest first (diffusers' `ets`
+        // without the current one, which the fused step forms itself)
+        let mut ets: Vec<Tensor> = Vec::with_capacity(4);
         let mut first_sample: Option<Tensor> = None;
         for (counter, &t) in self.timesteps.clone()[start..].iter().enumerate() {
-            let out = call_model("plms", model, &x, t as f64)?;
+            let out = call_model_parts("plms", model, &x, t as f64)?;
             let t = t as i64;
             let (mut cur_t, mut prev) = (t, t - self.stride);
-            if counter == 1 {
+            // ε = w·(this output) + Σ wₖ·(earlier outputs): Adams–Bashforth of growing order
+            let (sample, w, earlier): (Tensor, f64, Vec<(f64, &Tensor)>) = match (counter, ets.len()) {
+                (0, _) => {
+                    first_sample = Some(x.clone());
+                    (x.clone(), 1.0, vec![])
+                }
                 // the warm-up's second half: redo the first step from x_t0 (and t1 + stride,
                 // which diffusers uses as "t0" whatever the spacing) with the averaged ε
-                cur_t = t + self.stride;
-                prev = t;
-            } else {
-                if ets.len() == 4 {
+                (1, _) => {
+                    cur_t = t + self.stride;
+                    prev = t;
+                    let x0 = first_sample.take().ok_or_else(|| Error::invalid("plms", "the warm-up lost its first sample"))?;
+                    (x0, 0.5, vec![(0.5, &ets[0])])
+                }
+                (_, 1) => (x.clone(), 1.5, vec![(-0.5, &ets[0])]),
+                (_, 2) => (x.clone(), 23.0 / 12.0, vec![(-16.0 / 12.0, &ets[1]), (5.0 / 12.0, &ets[0])]),
+                _ => (x.clone(), 55.0 / 24.0, vec![(-59.0 / 24.0, &ets[2]), (37.0 / 24.0, &ets[1]), (-9.0 / 24.0, &ets[0])]),
+            };
+            let (next, guided) = self.fused_step(&sample, cur_t, prev, out, w, &earlier, counter != 1)?;
+            if let Some(m) = guided {
+                if ets.len() == 3 {
                     ets.remove(0);
                 }
-                ets.push(out.clone());
+                ets.push(m);
             }
-            let (sample, eps) = match (ets.len(), counter) {
-                (1, 0) => {
-                    first_sample = Some(x.clone());
-                    (x.clone(), out)
-                }
-                (1, 1) => {
-                    let x0 = first_sample.take().ok_or_else(|| Error::invalid("plms", "the warm-up lost its first sample"))?;
-                    (x0, combine(&[(0.5, &out), (0.5, &ets[0])])?)
-                }
-                (2, _) => (x.clone(), combine(&[(1.5, &ets[1]), (-0.5, &ets[0])])?),
-                (3, _) => (x.clone(), combine(&[(23.0 / 12.0, &ets[2]), (-16.0 / 12.0, &ets[1]), (5.0 / 12.0, &ets[0])])?),
-                _ => (x.clone(), combine(&[(55.0 / 24.0, &ets[3]), (-59.0 / 24.0, &ets[2]), (37.0 / 24.0, &ets[1]), (-9.0 / 24.0, &ets[0])])?),
-            };
-            x = self.prev_sample(&sample, cur_t, prev, &eps)?;
             // the latents now sit at the next entry of the call list (t1 after both warm-up calls)
-            x = hook(x, self.timesteps.get(start + counter + 1).map(|&t| NoiseLevel::vp(self.alphas_cumprod[t])))?;
+            x = hook(next, self.timesteps.get(start + counter + 1).map(|&t| NoiseLevel::vp(self.alphas_cumprod[t])))?;
         }
         Ok(x)
     }

@@ -19,7 +19,7 @@ pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
 
 /// The UNet as a sampler calls it. With `guidance` (classifier-free guidance), x goes in twice
 /// in one batch against `context` = [unconditional; conditional] and the two halves come back
-/// apart (ModelOutput::Guided): the sampler forms u + g·(c − u) — DDIM inside its fused update;
+/// apart (ModelOutput::Guided): the sampler forms u + g·(c − u) — DDIM and PLMS inside their fused update;
 /// without, once. `concat` [N, C', h, w] is appended to the model input's
 /// channels (after the sampler's input scaling: the 9-channel inpainting UNet's mask and masked
 /// image latents, the paper's concat conditioning), the same for both halves. `on_step` runs
