@@ -66,7 +66,7 @@ fn operand_path(rs: usize, ks: usize, k: usize, batch: &Layout, base: u64, row_f
 pub(crate) fn gemm(
     op: &'static str,
     dev: &std::sync::Arc<super::CudaDevice>,
-    sfx: &str,
+    dtype: DType,
     (m, n, k): (usize, usize, usize),
     batch: &[usize],
     (a_ptr, la): (u64, &Layout),
@@ -87,7 +87,7 @@ pub(crate) fn gemm(
     let s = strided_operands(op, batch, &[&ba, &bb])?;
     let (a_rs, a_cs) = (la.strides()[r - 2] as i64, la.strides()[r - 1] as i64);
     let (b_rs, b_cs) = (lb.strides()[r - 2] as i64, lb.strides()[r - 1] as i64);
-    let dtype = if sfx == "f16" { DType::F16 } else if sfx == "bf16" { DType::BF16 } else { DType::F32 };
+    let sfx = float_suffix(op, dtype)?;
     if tensor_core_eligible(dtype, (m, n, k)) {
         let a_path = operand_path(a_rs as usize, a_cs as usize, k, &ba, a_ptr, b'm');
         let b_path = operand_path(b_cs as usize, b_rs as usize, k, &bb, b_ptr, b'n');
@@ -126,7 +126,6 @@ pub fn linear_with_bias(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Option<
 }
 
 fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, op: Option<Op>) -> Result<Tensor> {
-    let sfx = float_suffix("matmul", a.dtype())?;
     let (ra, rb) = (a.rank(), b.rank());
     let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
     let (dev, a_ptr) = device_and_ptr("matmul", a)?;
@@ -140,7 +139,7 @@ fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, op: O
     }
     let (_bias, bias_ptr) = optional_operand(bias)?;
     let out = alloc_out(&dev, a.dtype(), &shape)?;
-    gemm("matmul", &dev, sfx, (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), bias_ptr, out.ptr())?;
+    gemm("matmul", &dev, a.dtype(), (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), bias_ptr, out.ptr())?;
     Ok(wrap(out, &shape, op))
 }
 
