@@ -17,14 +17,8 @@ fn time(dev: &cuda::CudaDevice, f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    if cuda::device_count() == 0 {
-        let why = if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" };
-        println!("cuda_bandwidth: skipped: {why}");
-        return;
-    }
-    let dev = cuda::device(0).unwrap();
+    let Some(dev) = gpu_timing::first_device("cuda_bandwidth") else { return };
     let d = Device::Cuda(0);
-    println!("device: {} (sm_{}{}, {:.1} GiB)", dev.name(), dev.compute_capability().0, dev.compute_capability().1, dev.total_memory() as f64 / (1u64 << 30) as f64);
     let mut rng = rand::rng();
     let randn = |shape: &[usize], dt: DType, rng: &mut rand::rngs::ThreadRng| Tensor::randn(shape, 0.0, 1.0, dt, rng).to_device(d).unwrap();
 

@@ -42,14 +42,8 @@ pub const LINEARS: [(usize, usize, usize); 6] = [(8192, 320, 320), (8192, 320, 2
 pub const ATTENTION: [(usize, usize, usize); 5] = [(4096, 4096, 40), (1024, 1024, 80), (256, 256, 160), (4096, 77, 40), (4096, 4096, 64)];
 
 fn main() {
-    if cuda::device_count() == 0 {
-        let why = if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" };
-        println!("tensor_core: skipped: {why}");
-        return;
-    }
-    let dev = cuda::device(0).unwrap();
+    let Some(dev) = gpu_timing::first_device("tensor_core") else { return };
     let d = Device::Cuda(0);
-    println!("device: {} (sm_{}{})", dev.name(), dev.compute_capability().0, dev.compute_capability().1);
     let _g = ldm_engine::no_grad();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
     let mut randn = |shape: &[usize], dt: DType, sd: f64| Tensor::randn(shape, 0.0, sd, dt, &mut rng).to_device(d).unwrap();

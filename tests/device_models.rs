@@ -19,7 +19,7 @@ use ldm_engine::{DType, Device, Tensor};
 fn devices() -> Vec<Device> {
     let n = cuda::device_count();
     if n == 0 {
-        eprintln!("CUDA runs skipped: {}", if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" });
+        eprintln!("CUDA runs skipped: {}", cuda::no_device_reason());
     }
     std::iter::once(Device::Cpu).chain((0..n).map(Device::Cuda)).collect()
 }

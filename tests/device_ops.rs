@@ -21,7 +21,7 @@ use ldm_engine::{DType, Device, Error, Tensor};
 fn devices() -> Vec<Device> {
     let n = cuda::device_count();
     if n == 0 {
-        let why = if cuda::driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" };
+        let why = cuda::no_device_reason();
         eprintln!("CUDA runs skipped: {why}");
     }
     std::iter::once(Device::Cpu).chain((0..n).map(Device::Cuda)).collect()

@@ -1,8 +1,21 @@
-//! Shared by the GPU benches (cuda_bandwidth.rs, tensor_core.rs): the median time of a call with
-//! its queued device work included.
+//! Shared by the GPU benches (cuda_bandwidth.rs, tensor_core.rs): the first GPU (or the reason
+//! there is none) and the median time of a call with its queued device work included.
 
 use ldm_engine::backend::cuda;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// CUDA device 0 with its description printed, or None after printing why `bench` skips.
+pub fn first_device(bench: &str) -> Option<Arc<cuda::CudaDevice>> {
+    if cuda::device_count() == 0 {
+        println!("{bench}: skipped: {}", cuda::no_device_reason());
+        return None;
+    }
+    let dev = cuda::device(0).unwrap();
+    let (major, minor) = dev.compute_capability();
+    println!("device: {} (sm_{major}{minor}, {:.1} GiB)", dev.name(), dev.total_memory() as f64 / (1u64 << 30) as f64);
+    Some(dev)
+}
 
 /// Median seconds per call of `f` over batches of `per_batch` calls, each batch ending with a
 /// synchronize; at least 5 batches, then more until 1 s has passed or `max_batches` are done.

@@ -109,6 +109,11 @@ pub fn device_count() -> usize {
     CudaContext::device_count().map(|n| n.max(0) as usize).unwrap_or(0)
 }
 
+/// Why `device_count()` is 0, for the messages of tests and benches that skip their CUDA runs.
+pub fn no_device_reason() -> &'static str {
+    if driver_present() { "no CUDA device" } else { "no NVIDIA driver (libcuda not found)" }
+}
+
 /// The device `ordinal`, created on first use and shared afterwards.
 pub fn device(ordinal: usize) -> Result<Arc<CudaDevice>> {
     let devices = DEVICES.get_or_init(|| Mutex::new(HashMap::new()));
