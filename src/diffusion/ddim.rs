@@ -7,7 +7,6 @@
 //! Also home to the small helpers the DDPM and PNDM samplers share with it.
 
 use super::{x0_and_eps, ModelFn, ModelOutput, NoiseLevel, NoiseSource, Prediction, Sampler, SamplerOptions, SchedulerConfig, StepHook};
-use crate::tensor::fused::{guided_step, StepCoeffs};
 use crate::{Error, Result, Tensor};
 
 pub struct Ddim {
@@ -132,16 +131,5 @@ fn fused_update(prediction: Prediction, out: ModelOutput, x: &Tensor, (a_t, a_pr
         Prediction::VPrediction => (sa, -s1a, s1a, sa),
     };
     let z = if noisy { Some(noise.noise_like(x)?) } else { None };
-    let (uncond, cond, scale) = match out {
-        ModelOutput::Plain(m) => (m, None, 0.0),
-        ModelOutput::Guided { uncond, cond, scale } => (uncond, Some(cond), scale),
-    };
-    let c = StepCoeffs {
-        guidance: scale as f32,
-        x: (a_prev.sqrt() * p + dir * r) as f32,
-        model: (a_prev.sqrt() * q + dir * s) as f32,
-        history: [0.0; 3],
-        noise: std as f32,
-    };
-    Ok(guided_step(x, &uncond, cond.as_ref(), [None; 3], z.as_ref(), &c, false)?.0)
+    Ok(out.fused_update(x, a_prev.sqrt() * p + dir * r, a_prev.sqrt() * q + dir * s, &[], z.as_ref().map(|z| (std, z)), false)?.0)
 }

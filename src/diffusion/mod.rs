@@ -19,6 +19,7 @@ use rand::SeedableRng;
 
 pub use schedule::{BetaSchedule, Prediction, SchedulerConfig, TimestepSpacing};
 
+use crate::tensor::fused::{guided_step, StepCoeffs};
 use crate::{DType, Error, Result, Tensor};
 
 /// The model as a sampler sees it: (model input, timestep) → model output.
@@ -42,6 +43,25 @@ impl ModelOutput {
             ModelOutput::Guided { uncond, cond, scale } => uncond.add(&cond.sub(&uncond)?.mul_scalar(scale)?),
         }
     }
+    /// c_x·x + c_model·m + Σ cₖ·eₖ (+ c_z·z) in one pass (tensor::fused::guided_step), m being
+    /// this output with the guidance applied inside the pass: a sampler update that is linear in
+    /// the latents, this output and earlier outputs eₖ (at most 3). The coefficients are rounded
+    /// to f32 as the kernel takes them. Returns the result and, when `keep`, m.
+    pub(crate) fn fused_update(self, x: &Tensor, c_x: f64, c_model: f64, earlier: &[(f64, &Tensor)], noise: Option<(f64, &Tensor)>, keep: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (uncond, cond, scale) = match self {
+            ModelOutput::Plain(m) => (m, None, 0.0),
+            ModelOutput::Guided { uncond, cond, scale } => (uncond, Some(cond), scale),
+        };
+        let mut history = [0f32; 3];
+        let mut tensors: [Option<&Tensor>; 3] = [None; 3];
+        for (k, (ck, ek)) in earlier.iter().enumerate() {
+            history[k] = *ck as f32;
+            tensors[k] = Some(*ek);
+        }
+        let c = StepCoeffs { guidance: scale as f32, x: c_x as f32, model: c_model as f32, history, noise: noise.map_or(0.0, |(c, _)| c as f32) };
+        guided_step(x, &uncond, cond.as_ref(), tensors, noise.map(|(_, z)| z), &c, keep)
+    }
+
     /// The shape of the (combined) output.
     pub fn shape(&self) -> &[usize] {
         match self {

@@ -10,7 +10,6 @@
 //! not implemented; SchedulerConfig does not carry that flag, so PLMS always runs as above.
 
 use super::ddim::{alpha_at, call_model_parts};
-use crate::tensor::fused::{guided_step, StepCoeffs};
 use super::schedule::Prediction;
 use super::{ModelFn, ModelOutput, NoiseLevel, NoiseSource, Sampler, SamplerOptions, SchedulerConfig, StepHook};
 use crate::{Error, Result, Tensor};
@@ -42,7 +41,7 @@ pub fn new(cfg: &SchedulerConfig, opts: &SamplerOptions) -> Result<Box<dyn Sampl
 
 impl Plms {
     /// x_{t−δ} from x_t and ε (PNDM eq. 9, diffusers `_get_prev_sample`) in one fused pass
-    /// (tensor::fused::guided_step), with ε = w·m + Σ wₖ·eₖ for this call's output m — guided
+    /// (ModelOutput::fused_update), with ε = w·m + Σ wₖ·eₖ for this call's output m — guided
     /// inside the pass when `out` holds the two halves — and earlier outputs eₖ. A v-prediction
     /// output becomes ε = √ᾱ_t·v + √(1−ᾱ_t)·x first; all of it is linear in (x, m, eₖ):
     /// x_{t−δ} = (c_x − d·√(1−ᾱ_t)·[v])·x − d·(√ᾱ_t if v, else 1)·(w·m + Σ wₖ·eₖ),
@@ -58,18 +57,8 @@ impl Plms {
             Prediction::VPrediction => ((a_prev / a_t).sqrt() - d * b_t.sqrt(), -d * a_t.sqrt()),
             _ => ((a_prev / a_t).sqrt(), -d),
         };
-        let (uncond, cond, scale) = match out {
-            ModelOutput::Plain(m) => (m, None, 0.0),
-            ModelOutput::Guided { uncond, cond, scale } => (uncond, Some(cond), scale),
-        };
-        let mut history = [0f32; 3];
-        let mut tensors: [Option<&Tensor>; 3] = [None; 3];
-        for (k, (wk, ek)) in earlier.iter().enumerate() {
-            history[k] = (c_eps * wk) as f32;
-            tensors[k] = Some(*ek);
-        }
-        let c = StepCoeffs { guidance: scale as f32, x: c_x as f32, model: (c_eps * w) as f32, history, noise: 0.0 };
-        guided_step(x, &uncond, cond.as_ref(), tensors, None, &c, keep)
+        let earlier: Vec<(f64, &Tensor)> = earlier.iter().map(|&(wk, ek)| (c_eps * wk, ek)).collect();
+        out.fused_update(x, c_x, c_eps * w, &earlier, None, keep)
     }
 }
 

@@ -42,6 +42,6 @@ pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guida
         let Some(scale) = guidance else { return Ok(ModelOutput::Plain(out)) };
         let n = x.dim(0)?;
         // the halves go back apart: DDIM applies the guidance inside its update
-        Ok(ModelOutput::Guided { uncond: out.narrow(0, 0, n)?.contiguous()?, cond: out.narrow(0, n, n)?.contiguous()?, scale })
+        Ok(ModelOutput::Guided { uncond: out.narrow(0, 0, n)?, cond: out.narrow(0, n, n)?, scale })
     }
 }
