@@ -114,10 +114,19 @@ __device__ void binary_loop(int64_t n, const Strided& as, const T* a, const Stri
     }
 }
 
+// What a comparison compares: floats as f32 (exact for every float storage type), integers as
+// themselves (an i64 beyond 2^24 would not survive a trip through f32; VQ codebook indices are
+// compared this way).
+__device__ __forceinline__ float cmp_key(float v) { return v; }
+__device__ __forceinline__ float cmp_key(f16 v) { return to_f32(v); }
+__device__ __forceinline__ float cmp_key(bf16 v) { return to_f32(v); }
+__device__ __forceinline__ int64_t cmp_key(int64_t v) { return v; }
+__device__ __forceinline__ int32_t cmp_key(uint8_t v) { return v; }
+
 template <typename T>
 __device__ void cmp_loop(int64_t n, int op, const Strided& as, const T* a, const Strided& bs, const T* b, uint8_t* out) {
     GRID_STRIDE(i, n) {
-        float x = to_f32(a[strided_offset(as, i)]), y = to_f32(b[strided_offset(bs, i)]);
+        auto x = cmp_key(a[strided_offset(as, i)]), y = cmp_key(b[strided_offset(bs, i)]);
         bool r;
         switch (op) {
             case C_EQ: r = x == y; break;
@@ -192,6 +201,14 @@ extern "C" __global__ void where_##S(int64_t n, Strided cs, const uint8_t* c, St
 FLOAT_OPS(float, f32)
 FLOAT_OPS(f16, f16)
 FLOAT_OPS(bf16, bf16)
+
+// Integer comparisons (index tensors: argmin results, labels).
+extern "C" __global__ void cmp_i64(int64_t n, int32_t op, Strided as, const int64_t* a, Strided bs, const int64_t* b, uint8_t* out) {
+    cmp_loop<int64_t>(n, op, as, a, bs, b, out);
+}
+extern "C" __global__ void cmp_u8(int64_t n, int32_t op, Strided as, const uint8_t* a, Strided bs, const uint8_t* b, uint8_t* out) {
+    cmp_loop<uint8_t>(n, op, as, a, bs, b, out);
+}
 
 // Copies and casts exist for every storage dtype, integers included.
 #define COPY(T, S) \

@@ -233,8 +233,9 @@ fn autoencoder_training_steps_match_the_cpu_on_every_device() {
 /// Stable Diffusion text-to-image (the tiny random SD folder: CLIP, cross-attention UNet, KL VAE,
 /// DDIM with guidance, image-to-image through the VAE encoder) on every device against the CPU;
 /// on CUDA also with f16 and bf16 weights, where the sampler's latents stay f32 and the bar is the
-/// half type's: |out − cpu| ≤ 3e-2·max|cpu| (bf16 keeps 8 bits of mantissa, and the error of a
-/// few dozen layers adds up; a wrong op is off by O(max|cpu|)).
+/// CPU twin's at the same precision: the worst |out − cpu f32| at most twice the CPU f16/bf16
+/// run's (measured on this pipeline: 4.3e-2 in f16 and 3.2e-1 in bf16 of max 8.1 — guidance 5
+/// amplifies bf16's 8-bit mantissa; a wrong op is off by O(max|cpu|)).
 #[test]
 fn stable_diffusion_text_to_image_matches_the_cpu_on_every_device() {
     use ldm_engine::diffusion::{SamplerOptions, SeededNoise};
@@ -263,13 +264,15 @@ fn stable_diffusion_text_to_image_matches_the_cpu_on_every_device() {
         let (img, again) = run(dev, DType::F32);
         assert_near(&img, &cpu_img, &format!("sd images on {dev:?}"));
         assert_near(&again, &cpu_again, &format!("sd img2img latents on {dev:?}"));
+        let w = cpu_img.to_vec_f64().unwrap();
+        let scale = w.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let worst_vs_f32 = |img: &Tensor| img.to_vec_f64().unwrap().iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
         for half in [DType::F16, DType::BF16] {
+            let (twin, _) = run(Device::Cpu, half);
             let (img, _) = run(dev, half);
-            let (g, w) = (img.to_vec_f64().unwrap(), cpu_img.to_vec_f64().unwrap());
-            let scale = w.iter().fold(0f64, |m, v| m.max(v.abs()));
-            let worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
-            println!("sd {half:?} on {dev:?}: worst |diff| {worst:.3e} of max {scale:.3e}");
-            assert!(worst.is_finite() && worst <= 3e-2 * scale, "sd images {half:?} on {dev:?}: worst {worst:.3e} vs {scale:.3e}");
+            let (worst, allowed) = (worst_vs_f32(&img), 2.0 * worst_vs_f32(&twin) + 1e-3 * scale);
+            println!("sd {half:?} on {dev:?}: worst |diff| {worst:.3e} of max {scale:.3e}, the CPU twin's {:.3e}", worst_vs_f32(&twin));
+            assert!(worst.is_finite() && worst <= allowed, "sd images {half:?} on {dev:?}: worst {worst:.3e} > {allowed:.3e} (2x the CPU twin's + 1e-3 of max)");
         }
     }
 }

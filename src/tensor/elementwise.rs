@@ -87,6 +87,20 @@ pub enum CmpOp {
     Ge,
 }
 
+impl CmpOp {
+    /// Whether `x op y` holds (NaN compares as IEEE says: only Ne holds).
+    pub fn holds<T: PartialOrd>(self, x: &T, y: &T) -> bool {
+        match self {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+        }
+    }
+}
+
 macro_rules! unary_methods {
     ($($name:ident => $op:ident),* $(,)?) => {
         impl Tensor {

@@ -79,17 +79,13 @@ pub fn binary(a: &Tensor, b: &Tensor, bop: BinaryOp, shape: &[usize], op: Option
 }
 
 pub fn cmp(a: &Tensor, b: &Tensor, c: CmpOp, shape: &[usize]) -> Result<Tensor> {
-    let f = move |x: f32, y: f32| {
-        let r = match c {
-            CmpOp::Eq => x == y,
-            CmpOp::Ne => x != y,
-            CmpOp::Lt => x < y,
-            CmpOp::Le => x <= y,
-            CmpOp::Gt => x > y,
-            CmpOp::Ge => x >= y,
-        };
-        r as u8 as f32
-    };
+    if a.dtype() == DType::I64 {
+        // exactly: i64 values past 2^24 do not survive a trip through f32
+        let (x, y) = (a.broadcast_as(shape)?.to_vec::<i64>()?, b.broadcast_as(shape)?.to_vec::<i64>()?);
+        let v = x.iter().zip(&y).map(|(x, y)| c.holds(x, y) as u8 as f32).collect();
+        return Ok(Tensor::from_f32_values(v, shape, DType::U8, None));
+    }
+    let f = move |x: f32, y: f32| c.holds(&x, &y) as u8 as f32;
     let v = zip_values(a, b, shape, f)?;
     Ok(Tensor::from_f32_values(v, shape, DType::U8, None))
 }

@@ -224,7 +224,8 @@ pub fn binary(a: &Tensor, b: &Tensor, bop: BinaryOp, shape: &[usize], op: Option
 pub fn cmp(a: &Tensor, b: &Tensor, c: CmpOp, shape: &[usize]) -> Result<Tensor> {
     let (dev, ap) = device_and_ptr("cmp", a)?;
     let (_, bp) = device_and_ptr("cmp", b)?;
-    let name = format!("cmp_{}", float_suffix("cmp", a.dtype())?);
+    // every storage dtype: floats compare as f32, integers exactly (kernels/elementwise.cu)
+    let name = format!("cmp_{}", suffix(a.dtype()));
     let n = numel(shape);
     let out = alloc_out(&dev, DType::U8, shape)?;
     if n > 0 {
