@@ -91,7 +91,80 @@ __device__ void conv_bwd_weight(TcConvGeom g, const T* x, const T* dy, float* dw
     gather_gemm<T, false, false>(g.k, J, kbeg, kend, blockIdx.x * TC_BM, blockIdx.y * TC_BN, get_a, get_b, put);
 }
 
+// The input window read from a channels-last copy of x (x_nhwc [N, H, W, C], C % 8 = 0) with the
+// GEMM's k ordered (kh, kw, ci): 8 consecutive k are 8 channels of one pixel, one 16-byte load
+// (NCHW's gather does 8 two-byte loads, each after four integer divisions). Each thread decodes
+// its two output pixels once per tile; a slice costs it one division per vector. `flip` reads
+// tap (KH−1−kh, KW−1−kw) for k's tap (kh, kw): backward data as a forward conv (below).
+template <typename T>
+struct WindowNhwcOperand {
+    const T* x;
+    const TcConvGeom& g;
+    int K, flip;
+    int img[2], ih0[2], iw0[2];  // per row: image, top-left input coordinate (img < 0: no row)
+    uint4 regs[2];
+
+    __device__ WindowNhwcOperand(const T* x_, const TcConvGeom& g_, int flip_, int M, int row0) : x(x_), g(g_), K(g_.c * g_.kh * g_.kw), flip(flip_) {
+        const int P = g.ho * g.wo;
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int m = row0 + ((threadIdx.x + TC_THREADS * h) >> 2);
+            int n = m / P, p = m - n * P, oh = p / g.wo, ow = p - oh * g.wo;
+            img[h] = m < M ? n : -1;
+            ih0[h] = oh * g.sh - g.ph;
+            iw0[h] = ow * g.sw - g.pw;
+        }
+    }
+    __device__ __forceinline__ void fetch(int k0) {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int k = k0 + ((threadIdx.x + TC_THREADS * h) & 3) * 8;
+            regs[h] = uint4{0u, 0u, 0u, 0u};
+            if (img[h] < 0 || k >= K) continue;
+            int tap = k / g.c, ci = k - tap * g.c;
+            if (flip) tap = g.kh * g.kw - 1 - tap;
+            int kh = tap / g.kw, kw = tap - kh * g.kw;
+            int ih = ih0[h] + kh * g.dh, iw = iw0[h] + kw * g.dw;
+            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+            const T* src = x + (((int64_t)img[h] * g.h + ih) * g.w + iw) * g.c + ci;
+#ifdef LDM_KERNEL_EMU
+            if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail("WindowNhwcOperand: unaligned 16-byte load");
+#endif
+            regs[h] = *reinterpret_cast<const uint4*>(src);
+        }
+    }
+    __device__ __forceinline__ void commit(T* s) const {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + TC_THREADS * h;
+            *reinterpret_cast<uint4*>(s + (v >> 2) * TC_LD + (v & 3) * 8) = regs[h];
+        }
+    }
+};
+
+// Forward from x_nhwc [N, H, W, C] and wk [K_out, KH, KW, C] (both C % 8 = 0, 16-byte aligned)
+// into NCHW y, bias and residual fused as in conv_fwd. With flip = 1 and stride 1 this is backward
+// data: dx = Σ dy(window at padding dh·(KH−1) − ph)·w[co, ci, KH−1−kh, KW−1−kw], x = dy in NHWC,
+// wk = w permuted to [C_in, KH, KW, C_out], g's roles swapped by the host (conv_tc.rs).
+template <typename T>
+__device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
+    const int P = g.ho * g.wo, K = g.c * g.kh * g.kw, M = g.n * P;
+    const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+    WindowNhwcOperand<T> a(x, g, flip, M, m0);
+    DenseKOperand<T> b{wk, K, g.k, n0, K};
+    auto put = [&](int m, int co, float v) {
+        int n = m / P, p = m - n * P;
+        int64_t o = ((int64_t)n * g.k + co) * P + p;
+        if (bias) v += to_f32(bias[co]);
+        if (res) v += to_f32(res[o]);
+        y[o] = from_f32<T>(v);
+    };
+    tc_gemm_tile<T>(M, g.k, 0, K, m0, n0, a, b, put);
+}
+
 #define CONV_TC(T, S) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \
+    conv_fwd_nhwc<T>(g, flip, x, wk, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_##S(TcConvGeom g, const T* x, const T* w, const T* bias, const T* res, T* y) { \
     conv_fwd<T>(g, x, w, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_bwd_data_##S(TcConvGeom g, const T* dy, const T* w, const T* bias, T* dx) { \

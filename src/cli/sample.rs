@@ -336,6 +336,9 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             println!("peak_gpu_memory_mib={:.0}", peak as f64 / (1u64 << 20) as f64);
         }
     }
+    if let Some(table) = ldm_engine::backend::cuda::profile::report() {
+        println!("{table}");
+    }
     Ok(())
 }
 

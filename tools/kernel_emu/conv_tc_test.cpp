@@ -118,6 +118,24 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     }
     report(std::string("fwd v2   ") + name, c2);
 
+    // The channels-last forward (C % 8 = 0): x permuted to [N, H, W, C], w to [K, KH, KW, C].
+    if (g.c % 8 == 0) {
+        std::vector<T> xn(x.size()), wk(w.size()), yn(y.size());
+        for (int n = 0; n < g.n; ++n)
+            for (int c = 0; c < g.c; ++c)
+                for (size_t p = 0; p < HW; ++p) xn[((size_t)n * HW + p) * g.c + c] = x[((size_t)n * g.c + c) * HW + p];
+        for (int co = 0; co < g.k; ++co)
+            for (int c = 0; c < g.c; ++c)
+                for (size_t t = 0; t < KK; ++t) wk[((size_t)co * KK + t) * g.c + c] = w[((size_t)co * g.c + c) * KK + t];
+        ldm_emu::launch(grid, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, yn.data()); });
+        Check cn;
+        for (size_t o = 0; o < yn.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            cn.add(to_f32(yn[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd nhwc ") + name, cn);
+    }
+
     // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.
     std::vector<double> dxr((size_t)g.n * g.c * HW, 0.0), dxm(dxr.size(), 0.0);
     std::vector<double> dwr((size_t)g.k * g.c * KK, 0.0), dwm(dwr.size(), 0.0);
@@ -146,6 +164,24 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     for (size_t i = 0; i < dx.size(); ++i) cd.add(to_f32(dx[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
     report(std::string("bwd data ") + name, cd);
 
+    // Backward data as the channels-last forward with flipped taps (stride 1, C_out % 8 = 0, the
+    // padding dh·(KH−1) − ph not negative): dy permuted to [N, HO, WO, C_out], w to [C_in, KH, KW, C_out].
+    int fph = g.dh * (g.kh - 1) - g.ph, fpw = g.dw * (g.kw - 1) - g.pw;
+    if (g.sh == 1 && g.sw == 1 && g.k % 8 == 0 && fph >= 0 && fpw >= 0) {
+        std::vector<T> dyn(dy.size()), wt(w.size()), dxn(dx.size());
+        for (int n = 0; n < g.n; ++n)
+            for (int co = 0; co < g.k; ++co)
+                for (size_t p = 0; p < P; ++p) dyn[((size_t)n * P + p) * g.k + co] = dy[((size_t)n * g.k + co) * P + p];
+        for (int co = 0; co < g.k; ++co)
+            for (int ci = 0; ci < g.c; ++ci)
+                for (size_t t = 0; t < KK; ++t) wt[((size_t)ci * KK + t) * g.k + co] = w[((size_t)co * g.c + ci) * KK + t];
+        Geom gb{g.n, g.k, g.ho, g.wo, g.c, g.kh, g.kw, 1, 1, fph, fpw, g.dh, g.dw, g.h, g.w};
+        ldm_emu::launch(gd, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dxn.data()); });
+        Check cdn;
+        for (size_t i = 0; i < dxn.size(); ++i) cdn.add(to_f32(dxn[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
+        report(std::string("bwd nhwc ") + name, cdn);
+    }
+
     // Backward weight, the k range (n, oh, ow) split in chunks of 2 slices.
     int K = (int)(g.n * P), chunk = 2 * TC_BK, J = (int)(g.c * KK);
     std::vector<float> dw(dwr.size(), 0.0f);
@@ -167,6 +203,10 @@ int main() {
         {1, 5, 7, 9, 6, 3, 3, 2, 2, 0, 0, 1, 1, 0, 0},    // stride 2 without padding (the VAE's down conv)
         {1, 16, 12, 11, 130, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0}, // K = 144 (16-byte weight loads), 130 outputs
         {2, 32, 5, 5, 40, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0},  // 1×1 with K = 32: exactly one slice
+        {2, 64, 9, 7, 72, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0},  // the UNet's 3×3 (channels-last paths): 126 pixels, 72 outputs
+        {1, 24, 10, 9, 48, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0}, // stride-2 downsample, channels-last forward
+        {1, 32, 7, 8, 16, 3, 3, 1, 1, 2, 2, 2, 2, 0, 0},  // dilation 2, channels-last forward and flipped backward
+        {1, 8, 5, 6, 8, 3, 3, 1, 1, 0, 0, 1, 1, 0, 0},    // no padding: the flipped backward pads by 2
     };
     for (const Geom& g : cases) {
         run_case<__half>("f16 ", g, true, true);

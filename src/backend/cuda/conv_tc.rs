@@ -2,7 +2,9 @@
 //! = 1 — forward with the bias and an optional residual fused into the epilogue, backward data (also conv_transpose2d's
 //! forward), backward weight with split-K into an f32 buffer. conv.rs sends each call here when
 //! `eligible` says so and keeps the im2col + GEMM path for f32, grouped convs and sizes past int32.
-//! `LDM_CUDA_CONV=gemm` forces the old path (for comparing the two on a GPU).
+//! Forward (and stride-1 backward data) read a channels-last copy of the image when the channels
+//! are a multiple of 8: 16-byte loads instead of 2-byte gathers. `LDM_CUDA_CONV=gemm` forces
+//! im2col + GEMM and `LDM_CUDA_CONV=nchw` the NCHW gathers (for comparing them on a GPU).
 
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use super::CudaDevice;
@@ -63,9 +65,23 @@ impl TcConvGeom {
     }
 }
 
+fn forced(path: &str) -> bool {
+    static FORCED: OnceLock<Option<String>> = OnceLock::new();
+    FORCED.get_or_init(|| std::env::var("LDM_CUDA_CONV").ok()).as_deref() == Some(path)
+}
+
 fn forced_gemm() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("LDM_CUDA_CONV").is_ok_and(|v| v == "gemm"))
+    forced("gemm")
+}
+
+/// `t` [A, B, C, D] copied to [A, C, D, B] (channels-last), outside autograd: an operand layout.
+fn channels_last(t: &Tensor) -> Result<Tensor> {
+    super::ops::copy_contiguous(&t.detach().permute(&[0, 2, 3, 1])?, None)
+}
+
+/// Whether the channels-last kernel reads an image of `channels` channels: 16-byte vectors of 8.
+fn channels_last_fits(channels: usize) -> bool {
+    channels % 8 == 0 && !forced("nchw")
 }
 
 /// True when the tensor-core kernels take this conv: f16/bf16, one group, every index in int32
@@ -112,8 +128,16 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
     }
     let (_r, r_ptr) = cast_operand(residual, x.dtype())?;
     let out = alloc_out(&dev, x.dtype(), &shape)?;
-    launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), config(g.n * g.ho * g.wo, g.c_out, 1);
-        TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
+    let cfg = config(g.n * g.ho * g.wo, g.c_out, 1);
+    if channels_last_fits(g.c_in) {
+        // k = (kh, kw, ci): x as [N, H, W, C_in], w as [C_out, KH, KW, C_in]
+        let (xn, wk) = (channels_last(&x)?, channels_last(&w)?);
+        launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
+            TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
+    } else {
+        launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), cfg;
+            TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
+    }
     Ok(wrap(out, &shape, None))
 }
 
@@ -124,9 +148,30 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     let (_b, b_ptr) = cast_operand(bias, dy.dtype())?;
     let shape = [g.n, g.c_in, g.h, g.w];
     let out = alloc_out(&dev, dy.dtype(), &shape)?;
-    launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), config(g.n * g.h * g.w, g.c_in, 1);
-        TcConvGeom::of(g), data_ptr(&dy)?, data_ptr(&w)?, b_ptr, out.ptr());
+    let cfg = config(g.n * g.h * g.w, g.c_in, 1);
+    if let Some(flipped) = backward_data_as_forward(g) {
+        // the forward over dy [N, HO, WO, C_out] with w as [C_in, KH, KW, C_out], taps flipped
+        let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?);
+        launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
+            flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
+    } else {
+        launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), cfg;
+            TcConvGeom::of(g), data_ptr(&dy)?, data_ptr(&w)?, b_ptr, out.ptr());
+    }
     Ok(wrap(out, &shape, None))
+}
+
+/// For a stride-1 conv whose C_out is a multiple of 8, backward data is a forward conv of dy with
+/// the taps flipped, the channel roles swapped and padding dh·(KH−1) − ph (kernels/conv_tc.cu
+/// conv_fwd_nhwc): its geometry, or None where that padding would be negative or the stride is not 1.
+fn backward_data_as_forward(g: &Geom) -> Option<TcConvGeom> {
+    let pad = |d: usize, k: usize, p: usize| (d * (k - 1)).checked_sub(p);
+    let (ph, pw) = (pad(g.dilation.0, g.kh, g.padding.0)?, pad(g.dilation.1, g.kw, g.padding.1)?);
+    if g.stride != (1, 1) || !channels_last_fits(g.c_out) {
+        return None;
+    }
+    let swapped = Geom { c_in: g.c_out, h: g.ho, w: g.wo, c_out: g.c_in, padding: (ph, pw), ho: g.h, wo: g.w, ..*g };
+    Some(TcConvGeom::of(&swapped))
 }
 
 /// How many slices of the k range (N·HO·WO) the weight gradient is split into: enough blocks to
@@ -170,6 +215,23 @@ mod tests {
         assert!(!eligible(DType::F16, &geom(2, 320, 64, 3, 2)), "grouped convs keep im2col + GEMM");
         assert!(!eligible(DType::F16, &geom(0, 320, 64, 3, 1)), "an empty batch has nothing to launch");
         assert!(!eligible(DType::F16, &geom(64, 1280, 256, 3, 1)), "5.4e9 elements do not index in int32");
+    }
+
+    #[test]
+    fn stride_one_backward_data_becomes_a_flipped_forward_over_dy() {
+        if forced("nchw") {
+            return;
+        }
+        // SD's 3×3 pad 1, 320 → 640 channels at 32²: dy (640 channels) in, 320 out, padding 2·1 − 1.
+        let g = Geom { c_out: 640, ..geom(2, 320, 32, 3, 1) };
+        let f = backward_data_as_forward(&g).expect("3×3 stride 1 pad 1");
+        assert_eq!((f.c, f.k, f.h, f.ho, f.ph, f.pw, f.sh), (640, 320, 32, 32, 1, 1, 1));
+        // 1×1: padding 0; dilation 2 pad 2: padding 2·2 − 2 = 2
+        assert_eq!(backward_data_as_forward(&geom(1, 64, 8, 1, 1)).map(|f| f.ph), Some(0));
+        assert_eq!(backward_data_as_forward(&Geom { dilation: (2, 2), padding: (2, 2), ..geom(1, 64, 8, 3, 1) }).map(|f| f.ph), Some(2));
+        assert!(backward_data_as_forward(&Geom { stride: (2, 2), ho: 32, wo: 32, ..geom(1, 64, 64, 3, 1) }).is_none(), "stride 2 keeps the gather");
+        assert!(backward_data_as_forward(&Geom { padding: (3, 3), ..geom(1, 64, 8, 3, 1) }).is_none(), "padding past the kernel's reach");
+        assert!(backward_data_as_forward(&geom(1, 4, 8, 3, 1)).is_none(), "4 output channels: no 16-byte vectors");
     }
 
     #[test]

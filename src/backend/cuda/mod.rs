@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod norm;
 pub mod ops;
 pub mod pool;
+pub mod profile;
 mod storage;
 
 pub use alloc::{AllocError, AllocStats};

@@ -21,7 +21,9 @@ macro_rules! launch {
         $( let a = $arg; b.arg(&a); )*
         // SAFETY: the arguments match the kernel's C signature (kernels/*.cu) in order and type;
         // device pointers come from live storages that the stream orders before any reuse.
+        let timed = $crate::backend::cuda::profile::begin(&$dev)?;
         unsafe { b.launch($cfg) }.map_err(|e| $dev.driver_error("launch", e))?;
+        $crate::backend::cuda::profile::end(&$dev, timed, &$name)?;
     }};
 }
 pub(crate) use launch;
