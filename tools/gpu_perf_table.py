@@ -38,29 +38,79 @@ def header_lines(text: str):
     return [line for line in text.splitlines()[:12] if line.startswith("- ")]
 
 
+def e2e_table(text: str):
+    """The e2e log's timings as one table: per dtype, PyTorch's and the engine's runs."""
+    rows, dtype, label = [], None, None
+    torch_step = {}
+    for line in text.splitlines():
+        if line.startswith("## "):
+            dtype = line[3:].strip()
+        elif line.startswith("torch ("):
+            label = "PyTorch"
+        elif line.startswith("engine (50 steps, timed)"):
+            label = "ldm-engine"
+        elif line.startswith("engine (50 steps, LDM_CUDA_GRAPH=1)"):
+            label = "ldm-engine, CUDA graph"
+        elif line.startswith("engine ("):
+            label = None
+        elif line.startswith("timings:") and label and dtype:
+            t = dict(kv.split("=") for kv in line.split()[1:])
+            if label == "PyTorch":
+                torch_step[dtype] = float(t["unet_ms_per_step"])
+            ratio = float(t["unet_ms_per_step"]) / torch_step[dtype] if dtype in torch_step else float("nan")
+            rows.append([dtype, label, t["unet_ms_per_step"], t["vae_decode_ms"], t["total_ms"], f"{ratio:.2f}"])
+        elif line.startswith("latents:") and rows and label:
+            rows[-1].append(line.split(",")[0].replace("latents: ", ""))
+    if not rows:
+        return None
+    out = ["| dtype | run | UNet ms/step | VAE decode ms | total ms | UNet step vs PyTorch | latents vs PyTorch |", "|---|---|---:|---:|---:|---:|---|"]
+    out += ["| " + " | ".join(r + [""] * (7 - len(r))) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def top_rows(table: str, keep, limit: int):
+    """A Markdown table's header and its first `limit` body rows for which keep(row) holds."""
+    lines = [l for l in table.splitlines() if l.startswith("|")]
+    body = [l for l in lines[2:] if keep(l)]
+    return "\n".join(lines[:2] + body[:limit])
+
+
 def build(results: pathlib.Path) -> str:
     parts = []
     run, e2e, paper = (newest(results, k) for k in ("run", "e2e", "paper"))
     if not (run or e2e or paper):
         return NONE_YET
-    for path, title, sections in (
-        (e2e, "Stable Diffusion 1.5-size text-to-image, 512², 50 DDIM steps + CFG, vs PyTorch", None),
-        (run, "Tensor-core kernels vs PyTorch (cuDNN conv, SDPA)", ["tensor-core kernels vs PyTorch"]),
-        (run, "Memory-bound kernels vs the device's copy bandwidth", ["bench-cuda_bandwidth"]),
-        (paper, "The paper's Tab. 18 configs, samples/s", None),
-    ):
-        if path is None:
-            continue
-        text = path.read_text()
-        body = [s for s in (section(text, t) for t in sections)] if sections else [text.split("\n", 1)[1].strip() if "\n" in text else ""]
-        body = [b for b in body if b]
+
+    shown = set()
+
+    def add(path, title, body, note=""):
         if not body:
-            continue
-        parts.append(f"**{title}** — from `{path.as_posix()}`\n")
-        parts.extend(header_lines(text))
-        parts.append("")
-        parts.extend(body)
-        parts.append("")
+            return
+        parts.append(f"**{title}** — from `{path.as_posix()}`{note}\n")
+        if path not in shown:  # a file's date, commit and device once, at its first section
+            parts.extend(header_lines(path.read_text()) + [""])
+            shown.add(path)
+        parts.extend([body, ""])
+
+    if e2e:
+        text = e2e.read_text()
+        add(e2e, "Stable Diffusion 1.5-size text-to-image, 512², 50 DDIM steps, CFG 7.5, vs PyTorch", e2e_table(text))
+        m = re.search(r"^kernel time by kernel.*?\n\n(\|.*?)(?=\n\n|\n```|\Z)", text, flags=re.S | re.M)
+        if m:
+            add(e2e, "Where the engine's GPU time goes (3 steps + VAE decode, f16, LDM_CUDA_PROFILE=1; top 10)", top_rows(m.group(1), lambda l: True, 10))
+    if run:
+        text = run.read_text()
+        tests = top_rows(text.split("\n## ", 1)[0], lambda l: True, 50)
+        add(run, "CUDA tests and the main job on the GPU", tests)
+        ratios = section(text, "tensor-core kernels vs PyTorch")
+        if ratios:
+            add(run, "Tensor-core kernels vs PyTorch (cuDNN conv, SDPA), f16", top_rows(ratios, lambda l: "| f16 |" in l and " v2 |" not in l, 40), " (bf16 and the kernel lab's v2 rows there)")
+        bandwidth = section(text, "bench-cuda_bandwidth")
+        if bandwidth:
+            add(run, "Memory-bound kernels vs the device's copy bandwidth, f32 and f16", top_rows(bandwidth, lambda l: " bf16 |" not in l, 40), " (bf16 rows there)")
+    if paper:
+        text = paper.read_text()
+        add(paper, "The paper's Tab. 18 configs, samples/s", text.split("\n", 1)[1].strip() if "\n" in text else "")
     return "\n".join(parts).rstrip() + "\n"
 
 
