@@ -211,7 +211,31 @@ extern "C" __global__ void cmp_u8(int64_t n, int32_t op, Strided as, const uint8
 }
 
 // Copies and casts exist for every storage dtype, integers included.
+// y[b, s, r] = x[b, r, s] for contiguous [B, R, S] → [B, S, R] (NCHW → NHWC: R = C, S = H·W;
+// a conv weight [K, C, KH·KW] → [K, KH·KW, C]) through a 32×32 shared tile, so that both the reads
+// (along s) and the writes (along r) are coalesced; the generic strided copy writes one of them
+// with a stride. Block 32×8, grid (⌈S/32⌉, ⌈R/32⌉, B).
+template <typename T>
+__device__ void transpose_tile(int64_t R, int64_t S, const T* x, T* y) {
+    __shared__ T tile[32][33];
+    const int64_t b = blockIdx.z, r0 = (int64_t)blockIdx.y * 32, s0 = (int64_t)blockIdx.x * 32;
+    const T* xb = x + b * R * S;
+    T* yb = y + b * R * S;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        int64_t r = r0 + i, s = s0 + threadIdx.x;
+        if (r < R && s < S) tile[i][threadIdx.x] = xb[r * S + s];
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        int64_t s = s0 + i, r = r0 + threadIdx.x;
+        if (s < S && r < R) yb[s * R + r] = tile[threadIdx.x][i];
+    }
+}
+
 #define COPY(T, S) \
+extern "C" __global__ void transpose_last2_##S(int64_t R, int64_t Sn, const T* x, T* y) { \
+    transpose_tile<T>(R, Sn, x, y); \
+} \
 extern "C" __global__ void copy_##S(int64_t n, Strided xs, const T* x, T* y) { \
     GRID_STRIDE(i, n) y[i] = x[strided_offset(xs, i)]; \
 } \

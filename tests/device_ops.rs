@@ -295,6 +295,14 @@ on_devices!(fn group_norm_and_layer_norm_forward_and_backward(dev) {
                 // A mean far from zero: the two-pass statistics must not cancel.
                 input(&[2, 12, 7, 9], 42, dt, d).affine(2.0, 5.0).unwrap().group_norm(3, w.as_ref(), b.as_ref(), 1e-5).unwrap()
             });
+            // Units large enough that the CUDA forward splits them into chunks (18 here, the
+            // last one short) and merges the chunks' statistics; S = 576 takes 16-byte vectors.
+            for (shape, groups) in [([2usize, 64, 24, 24], 8usize), ([1, 40, 20, 23], 4)] {
+                check(&format!("group_norm {shape:?} affine={affine}"), dev, dtype, |d, dt| {
+                    let (w, b) = params(d, dt, shape[1]);
+                    input(&shape, 43, dt, d).affine(2.0, 5.0).unwrap().group_norm(groups, w.as_ref(), b.as_ref(), 1e-5).unwrap()
+                });
+            }
             check(&format!("group_norm_silu affine={affine}"), dev, dtype, |d, dt| {
                 let (w, b) = params(d, dt, 32);
                 input(&[2, 32, 9, 11], 48, dt, d).group_norm_silu(8, w.as_ref(), b.as_ref(), 1e-6).unwrap()

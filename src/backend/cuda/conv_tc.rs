@@ -75,8 +75,22 @@ fn forced_gemm() -> bool {
 }
 
 /// `t` [A, B, C, D] copied to [A, C, D, B] (channels-last), outside autograd: an operand layout.
+/// One tiled transpose kernel (kernels/elementwise.cu transpose_last2) over the dense [A, B, C·D].
 fn channels_last(t: &Tensor) -> Result<Tensor> {
-    super::ops::copy_contiguous(&t.detach().permute(&[0, 2, 3, 1])?, None)
+    let s = t.shape();
+    let (a, b, cd) = (s[0], s[1], s[2] * s[3]);
+    if a > 65_535 {
+        // past the grid's z limit: the generic strided copy
+        return super::ops::copy_contiguous(&t.detach().permute(&[0, 2, 3, 1])?, None);
+    }
+    let t = dense(t)?;
+    let (dev, _) = device_and_ptr("channels_last", &t)?;
+    let out = alloc_out(&dev, t.dtype(), &[a, s[2], s[3], b])?;
+    if t.numel() > 0 {
+        let cfg = LaunchConfig { grid_dim: (cd.div_ceil(32) as u32, b.div_ceil(32) as u32, a as u32), block_dim: (32, 8, 1), shared_mem_bytes: 0 };
+        launch!(dev, "elementwise", format!("transpose_last2_{}", super::ops::suffix(t.dtype())), cfg; b as i64, cd as i64, data_ptr(&t)?, out.ptr());
+    }
+    Ok(wrap(out, &[a, s[2], s[3], b], None))
 }
 
 /// Whether the channels-last kernel reads an image of `channels` channels: 16-byte vectors of 8.
@@ -151,7 +165,7 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     let cfg = config(g.n * g.h * g.w, g.c_in, 1);
     if let Some(flipped) = backward_data_as_forward(g) {
         // the forward over dy [N, HO, WO, C_out] with w as [C_in, KH, KW, C_out], taps flipped
-        let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?);
+        let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?); // dense() copies the transposed view first
         launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
             flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
     } else {
