@@ -162,7 +162,38 @@ __device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, c
     tc_gemm_tile<T>(M, g.k, 0, K, m0, n0, a, b, put);
 }
 
+// Split-K forward for small images (few output tiles: SD's 16² and 8² levels give 40–160 blocks
+// for 132 SMs): block z sums k in [z·chunk, (z+1)·chunk) into the zeroed f32 workspace ws (NCHW)
+// with atomics; conv_splitk_finish then adds bias and residual and rounds once to T.
+template <typename T>
+__device__ void conv_fwd_nhwc_split(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) {
+    const int P = g.ho * g.wo, K = g.c * g.kh * g.kw, M = g.n * P;
+    const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
+    WindowNhwcOperand<T> a(x, g, flip, M, m0);
+    DenseKOperand<T> b{wk, K, g.k, n0, kend};
+    auto put = [&](int m, int co, float v) {
+        int n = m / P, p = m - n * P;
+        atomicAdd(ws + ((int64_t)n * g.k + co) * P + p, v);
+    };
+    tc_gemm_tile<T>(M, g.k, kbeg, kend, m0, n0, a, b, put);
+}
+
+template <typename T>
+__device__ void conv_splitk_finish(int64_t total, int64_t C, int64_t P, const float* ws, const T* bias, const T* res, T* y) {
+    GRID_STRIDE(i, total) {
+        float v = ws[i];
+        if (bias) v += to_f32(bias[(i / P) % C]);
+        if (res) v += to_f32(res[i]);
+        y[i] = from_f32<T>(v);
+    }
+}
+
 #define CONV_TC(T, S) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_split_##S(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) { \
+    conv_fwd_nhwc_split<T>(g, flip, x, wk, ws, chunk); } \
+extern "C" __global__ void conv_splitk_finish_##S(int64_t total, int64_t C, int64_t P, const float* ws, const T* bias, const T* res, T* y) { \
+    conv_splitk_finish<T>(total, C, P, ws, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \
     conv_fwd_nhwc<T>(g, flip, x, wk, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_##S(TcConvGeom g, const T* x, const T* w, const T* bias, const T* res, T* y) { \

@@ -555,6 +555,25 @@ on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
 // of a 768-wide text context, attention's Q·Kᵀ and P·V with k = 90 (no 16-byte path), a view
 // whose offset breaks the 16-byte alignment, and Linear's gradients (recorded, so unfused: dY·W
 // and dYᵀ·X read through transposed views).
+// The CUDA conv keeps channels-last copies of inference weights (conv_tc.rs WeightLayouts): a
+// second call must reuse it to the bit, and a new weight that the allocator places in a freed
+// weight's memory must not be served the old weight's layout.
+on_devices!(fn conv_weight_layouts_are_reused_and_never_stale(dev) {
+    use ldm_engine::tensor::conv::Conv2dParams;
+    let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
+    let x = input(&[1, 16, 6, 6], 170, DType::F16, dev);
+    let weight = |seed: u64| input(&[16, 16, 3, 3], seed, DType::F32, Device::Cpu).mul_scalar(0.1).unwrap().to_dtype(DType::F16).unwrap().to_device(dev).unwrap();
+    let conv = |w: &Tensor| x.conv2d(w, None, p).unwrap().to_vec_f64().unwrap();
+    let w1 = weight(171);
+    let (first, again) = (conv(&w1), conv(&w1));
+    assert_eq!(first, again, "the same weight twice on {dev:?}");
+    drop(w1);
+    let w2 = weight(172); // same size: the caching allocator hands back w1's block
+    let (second, fresh) = (conv(&w2), conv(&w2.copy().unwrap()));
+    assert_eq!(second, fresh, "a new weight in a freed weight's memory on {dev:?}");
+    assert_ne!(second, first, "the two weights differ");
+});
+
 on_devices!(fn tensor_core_gemm_on_model_products(dev) {
     for dtype in [DType::F16, DType::BF16] {
         for (k, (xs, n)) in [([2usize, 150, 320], 320usize), ([1, 70, 1280], 320), ([2, 77, 768], 320)].into_iter().enumerate() {

@@ -296,6 +296,10 @@ impl Tensor {
     pub fn tracked(&self) -> bool {
         self.0.is_var || self.0.op.is_some()
     }
+    /// A handle that stays valid only while this tensor's storage lives (caches keyed by storage).
+    pub(crate) fn storage_weak(&self) -> std::sync::Weak<RwLock<Storage>> {
+        Arc::downgrade(&self.0.storage)
+    }
     /// Whether two tensors share one storage buffer (views of each other).
     pub fn same_storage(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.0.storage, &other.0.storage)

@@ -134,6 +134,21 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
             cn.add(to_f32(yn[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
         }
         report(std::string("fwd nhwc ") + name, cn);
+
+        // Split-K: the k range in chunks of 2 slices, summed in f32 by atomics, then bias and
+        // residual in the finishing pass.
+        int K = (int)(g.c * KK), chunk = 2 * TC_BK;
+        std::vector<float> ws(y.size(), 0.0f);
+        std::vector<T> ys(y.size());
+        dim3 gs{grid.x, grid.y, (unsigned)((K + chunk - 1) / chunk)};
+        ldm_emu::launch(gs, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
+        ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys.data()); });
+        Check cs;
+        for (size_t o = 0; o < ys.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            cs.add(to_f32(ys[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd split") + name, cs);
     }
 
     // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.

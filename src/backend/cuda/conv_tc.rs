@@ -12,7 +12,9 @@ use crate::backend::cpu::conv::Geom;
 use crate::tensor::{DType, Tensor};
 use crate::Result;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use std::sync::{Arc, OnceLock};
+use crate::tensor::Storage;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 const TILE_M: usize = 64;
 const TILE_N: usize = 64;
@@ -93,6 +95,60 @@ fn channels_last(t: &Tensor) -> Result<Tensor> {
     Ok(wrap(out, &[a, s[2], s[3], b], None))
 }
 
+/// Bumped by every in-place write on a device (optimiser steps, EMA, copy_values): a cached weight
+/// layout made before it may be stale, so the caches empty themselves when they see it change.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn weights_written() {
+    WRITES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Channels-last conv weights per device, keyed by the source weight's storage (alive, same
+/// offset and shape) and the dtype: SD1.5's conv weights are ~0.8 GB in f16, and transposing them
+/// on every call cost a few ms per UNet step. Only for weights that are not variables (inference);
+/// cleared when anything is written in place; never filled during a graph capture (the copy would
+/// belong to the graph's private memory pool).
+#[derive(Default)]
+pub(crate) struct WeightLayouts {
+    inner: Mutex<(u64, Vec<CachedLayout>)>,
+}
+
+struct CachedLayout {
+    source: Weak<RwLock<Storage>>,
+    offset: usize,
+    shape: Vec<usize>,
+    dtype: DType,
+    layout: Tensor,
+}
+
+const MAX_CACHED_LAYOUTS: usize = 1024;
+
+/// w [C_out, C_in, KH, KW] as [C_out, KH, KW, C_in] in `dtype`, from the cache when it can be.
+fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Result<Tensor> {
+    let make = || channels_last(&w.to_dtype(dtype)?);
+    if w.is_var() {
+        return make();
+    }
+    let source = w.storage_weak();
+    let found = |c: &CachedLayout| c.source.ptr_eq(&source) && c.offset == w.layout().offset() && c.shape == w.shape() && c.dtype == dtype;
+    let mut cache = dev.weight_layouts.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let writes = WRITES.load(Ordering::Relaxed);
+    if cache.0 != writes {
+        *cache = (writes, Vec::new());
+    }
+    if let Some(c) = cache.1.iter().find(|c| found(c)) {
+        return Ok(c.layout.clone());
+    }
+    let layout = make()?;
+    if !dev.capturing.load(Ordering::Relaxed) {
+        cache.1.retain(|c| c.source.strong_count() > 0);
+        if cache.1.len() < MAX_CACHED_LAYOUTS {
+            cache.1.push(CachedLayout { source, offset: w.layout().offset(), shape: w.shape().to_vec(), dtype, layout: layout.clone() });
+        }
+    }
+    Ok(layout)
+}
+
 /// Whether the channels-last kernel reads an image of `channels` channels: 16-byte vectors of 8.
 fn channels_last_fits(channels: usize) -> bool {
     channels % 8 == 0 && !forced("nchw")
@@ -132,6 +188,7 @@ pub(crate) fn cast_operand(t: Option<&Tensor>, dtype: DType) -> Result<(Option<T
 
 /// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    let weight = w;
     let (sfx, x, w, dev) = operands("conv2d", x, w)?;
     let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
     let shape = [g.n, g.c_out, g.ho, g.wo];
@@ -145,9 +202,22 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
     let cfg = config(g.n * g.ho * g.wo, g.c_out, 1);
     if channels_last_fits(g.c_in) {
         // k = (kh, kw, ci): x as [N, H, W, C_in], w as [C_out, KH, KW, C_in]
-        let (xn, wk) = (channels_last(&x)?, channels_last(&w)?);
-        launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
-            TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
+        let (xn, wk) = (channels_last(&x)?, channels_last_weight(&dev, weight, x.dtype())?);
+        let k = g.c_in * g.kh * g.kw;
+        let splits = forward_splits(cfg.grid_dim.0 as usize * cfg.grid_dim.1 as usize, k);
+        if splits > 1 {
+            // few output tiles (small images): the k range split over blocks, summed in f32
+            let chunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
+            let ws = super::ops::full(&dev, 0.0, &shape, DType::F32)?;
+            launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_split_{sfx}"), config(g.n * g.ho * g.wo, g.c_out, k.div_ceil(chunk));
+                TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, data_ptr(&ws)?, chunk as i32);
+            let total = shape.iter().product::<usize>();
+            launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
+                total as i64, g.c_out as i64, (g.ho * g.wo) as i64, data_ptr(&ws)?, b_ptr, r_ptr, out.ptr());
+        } else {
+            launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
+                TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
+        }
     } else {
         launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), cfg;
             TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
@@ -186,6 +256,13 @@ fn backward_data_as_forward(g: &Geom) -> Option<TcConvGeom> {
     }
     let swapped = Geom { c_in: g.c_out, h: g.ho, w: g.wo, c_out: g.c_in, padding: (ph, pw), ho: g.h, wo: g.w, ..*g };
     Some(TcConvGeom::of(&swapped))
+}
+
+/// How many parts the forward's k range (C_in·KH·KW) is split into: enough blocks for ~4 per SM
+/// of a 132-SM H100 (an SM holds several of these 128-thread blocks; SD's 1280-channel convs at 8²
+/// have 40 output tiles), each part keeping at least 8 k slices, at most 32 parts.
+fn forward_splits(tiles: usize, k: usize) -> usize {
+    528usize.div_ceil(tiles).min(k.div_ceil(TILE_K) / 8).clamp(1, 32)
 }
 
 /// How many slices of the k range (N·HO·WO) the weight gradient is split into: enough blocks to
@@ -246,6 +323,19 @@ mod tests {
         assert!(backward_data_as_forward(&Geom { stride: (2, 2), ho: 32, wo: 32, ..geom(1, 64, 64, 3, 1) }).is_none(), "stride 2 keeps the gather");
         assert!(backward_data_as_forward(&Geom { padding: (3, 3), ..geom(1, 64, 8, 3, 1) }).is_none(), "padding past the kernel's reach");
         assert!(backward_data_as_forward(&geom(1, 4, 8, 3, 1)).is_none(), "4 output channels: no 16-byte vectors");
+    }
+
+    #[test]
+    fn small_images_split_the_forward_k_range() {
+        // SD1.5 batch 2: 64² × 320 channels has 640 tiles, one part; 32² × 640: 320 tiles, 2 parts;
+        // 16² × 1280: 160 tiles, 4; 8² × 1280: 40 tiles, 14 (K = 11520, 360 slices)
+        assert_eq!(forward_splits(128 * 5, 320 * 9), 1);
+        assert_eq!(forward_splits(32 * 10, 640 * 9), 2);
+        assert_eq!(forward_splits(8 * 20, 1280 * 9), 4);
+        assert_eq!(forward_splits(2 * 20, 1280 * 9), 14);
+        // a short k range is not split below 8 slices per part
+        assert_eq!(forward_splits(1, 320), 1);
+        assert_eq!(forward_splits(1, 64 * 32), 8);
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub fn guided_step(
 }
 
 pub fn adamw(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamWStep) -> Result<()> {
+    super::conv_tc::weights_written();
     let sfx = float_suffix("adamw", g.dtype())?;
     let g = dense(g)?;
     let (dev, _) = device_and_ptr("adamw", w)?;
@@ -67,6 +68,7 @@ pub fn adamw(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamWStep) -> R
 }
 
 pub fn ema(shadow: &Tensor, p: &Tensor, one_minus: f32) -> Result<()> {
+    super::conv_tc::weights_written();
     let sfx = float_suffix("ema", p.dtype())?;
     let p = dense(p)?;
     let (dev, _) = device_and_ptr("ema", shadow)?;
@@ -79,6 +81,7 @@ pub fn ema(shadow: &Tensor, p: &Tensor, one_minus: f32) -> Result<()> {
 
 /// dst ← src in place, by the driver's device-to-device copy.
 pub fn copy_values(dst: &Tensor, src: &Tensor) -> Result<()> {
+    super::conv_tc::weights_written();
     let src = dense(src)?;
     let (dev, _) = device_and_ptr("copy_values", dst)?;
     let bytes = dst.numel() * dst.dtype().size_in_bytes();

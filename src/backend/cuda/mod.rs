@@ -81,6 +81,9 @@ pub struct CudaDevice {
     /// Index maps uploaded once and reused (index.rs: upsample / pad gathers), so a forward pass
     /// repeated with the same shapes copies nothing from the host (what a graph capture needs).
     index_maps: Mutex<HashMap<Vec<i64>, crate::Tensor>>,
+    /// Conv weights in the channels-last layout the tensor-core conv reads (conv_tc.rs), made
+    /// once per inference weight instead of on every call.
+    pub(crate) weight_layouts: conv_tc::WeightLayouts,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -160,6 +163,7 @@ impl CudaDevice {
             functions: Mutex::new(HashMap::new()),
             capturing: AtomicBool::new(false),
             index_maps: Mutex::new(HashMap::new()),
+            weight_layouts: Default::default(),
         })
     }
 
