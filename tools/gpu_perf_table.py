@@ -68,6 +68,26 @@ def e2e_table(text: str):
     return "\n".join(out)
 
 
+def pytorch_spread(results: pathlib.Path) -> str:
+    """How much PyTorch's own UNet step varied over every committed e2e log: a ratio from one
+    run means little when the reference moves that much between runs."""
+    steps = {}
+    for path in sorted(results.glob("gpu-*-e2e.md")):
+        dtype, is_torch = None, False
+        for line in path.read_text().splitlines():
+            if line.startswith("## "):
+                dtype = line[3:].strip()
+            is_torch = line.startswith("torch (") or (is_torch and not line.startswith("engine"))
+            if is_torch and line.startswith("timings:") and dtype:
+                t = dict(kv.split("=") for kv in line.split()[1:])
+                steps.setdefault(dtype, []).append(float(t["unet_ms_per_step"]))
+    if not steps or max(len(v) for v in steps.values()) < 2:
+        return ""
+    parts = [f"{d} {min(v):.1f}–{max(v):.1f} ms over {len(v)} runs" for d, v in steps.items()]
+    return ("\n\nPyTorch's UNet step in the committed e2e logs (the same script, fresh machines): " + "; ".join(parts)
+            + ". The ratios above are this run's alone: set the engine's step against PyTorch's fastest run too.")
+
+
 def top_rows(table: str, keep, limit: int):
     """A Markdown table's header and its first `limit` body rows for which keep(row) holds."""
     lines = [l for l in table.splitlines() if l.startswith("|")]
@@ -94,7 +114,9 @@ def build(results: pathlib.Path) -> str:
 
     if e2e:
         text = e2e.read_text()
-        add(e2e, "Stable Diffusion 1.5-size text-to-image, 512², 50 DDIM steps, CFG 7.5, vs PyTorch", e2e_table(text))
+        table = e2e_table(text)
+        spread = pytorch_spread(results)
+        add(e2e, "Stable Diffusion 1.5-size text-to-image, 512², 50 DDIM steps, CFG 7.5, vs PyTorch", table and table + spread)
         m = re.search(r"^kernel time by kernel.*?\n\n(\|.*?)(?=\n\n|\n```|\Z)", text, flags=re.S | re.M)
         if m:
             add(e2e, "Where the engine's GPU time goes (3 steps + VAE decode, f16, LDM_CUDA_PROFILE=1; top 10)", top_rows(m.group(1), lambda l: True, 10))
