@@ -9,10 +9,11 @@
 //! samples/s of an N-step run is batch / (F + N·P). With `--full` the best batch is then also run
 //! for the real N steps and that measured figure is printed beside the estimate.
 //!
-//!     cargo bench --bench paper_configs -- [--device cuda|cpu] [--budget-s 240] [--full]
-//!         [--only celeba256] [--max-batch 64]
+//!     cargo bench --bench paper_configs -- [--device cuda|cpu] [--dtype f16|bf16|f32]
+//!         [--budget-s 240] [--full] [--only celeba256] [--max-batch 64]
 //! Default device: CUDA when one is present, else the CPU (1 and 2 steps, batch 1: a smoke run
-//! of the code path, not a throughput).
+//! of the code path, not a throughput). Default dtype: f16 on CUDA (the tensor-core kernels; f32
+//! convs take the im2col + FMA path), f32 on the CPU.
 
 use ldm_engine::backend::{cuda, synchronize};
 use ldm_engine::diffusion::{SamplerKind, SamplerOptions, SeededNoise};
@@ -32,6 +33,7 @@ const CONFIGS: [(&str, usize, f64, f64); 5] = [
 
 struct Args {
     device: Device,
+    dtype: Option<DType>,
     budget_s: f64,
     full: bool,
     only: Option<String>,
@@ -39,13 +41,14 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { device: if cuda::device_count() > 0 { Device::Cuda(0) } else { Device::Cpu }, budget_s: 240.0, full: false, only: None, max_batch: 64 };
+    let mut a = Args { device: if cuda::device_count() > 0 { Device::Cuda(0) } else { Device::Cpu }, dtype: None, budget_s: 240.0, full: false, only: None, max_batch: 64 };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
         let next = |i: usize| v.get(i + 1).cloned().unwrap_or_default();
         match v[i].as_str() {
             "--device" => a.device = next(i).parse().expect("--device cpu|cuda|cuda:N"),
+            "--dtype" => a.dtype = Some(next(i).parse().expect("--dtype f16|bf16|f32")),
             "--budget-s" => a.budget_s = next(i).parse().expect("--budget-s seconds"),
             "--only" => a.only = Some(next(i)),
             "--max-batch" => a.max_batch = next(i).parse().expect("--max-batch N"),
@@ -82,9 +85,10 @@ fn run(model: &LatentDiffusion, steps: usize, batch: usize, guidance: f64, devic
 fn main() {
     let a = args();
     let on_gpu = a.device.is_cuda();
+    let dtype = a.dtype.unwrap_or(if on_gpu { DType::F16 } else { DType::F32 });
     if let Device::Cuda(i) = a.device {
         let d = cuda::device(i).expect("CUDA device");
-        println!("device: {} ({:.1} GiB)", d.name(), d.total_memory() as f64 / (1u64 << 30) as f64);
+        println!("device: {} ({:.1} GiB), weights and activations {dtype:?}", d.name(), d.total_memory() as f64 / (1u64 << 30) as f64);
     } else {
         println!("device: cpu — a smoke run (batch 1, 1 and 2 steps): the code path, not a throughput");
     }
@@ -95,14 +99,15 @@ fn main() {
             continue;
         }
         let p = preset(name).expect("preset");
-        let model = LatentDiffusion::seeded(&p, 0, DType::F32, a.device).expect("model");
+        let model = LatentDiffusion::seeded(&p, 0, dtype, a.device).expect("model");
         let (s1, max_batch) = if on_gpu { (4, a.max_batch) } else { (1, 1) };
         let started = Instant::now();
         let mut best: Option<(usize, f64, f64, f64)> = None; // batch, F, P, samples/s
         let mut batch = 1;
         while batch <= max_batch && started.elapsed().as_secs_f64() < a.budget_s {
             // warm-up at this size (kernel compilation, allocator)
-            if run(&model, 1, batch, guidance, a.device).is_err() {
+            if let Err(e) = run(&model, 1, batch, guidance, a.device) {
+                eprintln!("{name} at batch {batch}: {e}");
                 break; // out of memory: the previous batch was the largest
             }
             let (Ok(t1), Ok(t2)) = (run(&model, s1, batch, guidance, a.device), run(&model, 2 * s1, batch, guidance, a.device)) else { break };

@@ -203,7 +203,8 @@ chmod +x "$bundle/e2e.sh"
 
 cat > "$bundle/paper.sh" <<'PAPER'
 #!/usr/bin/env bash
-# Runs on the GPU machine: samples/s of the paper's configs (benches/paper_configs.rs), 90 s per
+# Runs on the GPU machine: samples/s of the paper's configs (benches/paper_configs.rs, f16 on the
+# tensor cores by default; the device line says the dtype), 90 s per
 # config so the five fit in one call.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"

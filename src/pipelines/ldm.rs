@@ -29,24 +29,27 @@ pub enum FirstStage {
 }
 
 impl FirstStage {
-    /// Latents (already divided by the scale factor) → images in [-1, 1].
+    /// Latents (already divided by the scale factor) → images in [-1, 1], f32. The latents
+    /// arrive in f32 (the samplers keep them so) and run in the weights' dtype.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let z = &z.to_device(self.device())?;
+        let z = &z.to_device(self.device())?.to_dtype(self.dtype())?;
         match self {
             FirstStage::Kl(vae) => vae.decode(z),
             FirstStage::Vq(vq) => vq.decode(z),
-        }
+        }?
+        .to_dtype(crate::DType::F32)
     }
 
     /// Images in [-1, 1] → latents as CompVis' `cond_stage_model.encode` gives them when the
     /// first stage is the cond stage: VQ the pre-quantisation h (VQModelInterface.encode), KL
     /// the posterior's mode (get_learned_conditioning). Not multiplied by the scale factor.
     pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
-        let x = &x.to_device(self.device())?;
+        let x = &x.to_device(self.device())?.to_dtype(self.dtype())?;
         match self {
             FirstStage::Kl(vae) => Ok(vae.encode(x)?.mode().clone()),
             FirstStage::Vq(vq) => vq.encode(x),
-        }
+        }?
+        .to_dtype(crate::DType::F32)
     }
 
     /// Where the weights live.
@@ -54,6 +57,14 @@ impl FirstStage {
         match self {
             FirstStage::Kl(vae) => vae.decoder.device(),
             FirstStage::Vq(vq) => vq.decoder.device(),
+        }
+    }
+
+    /// The weights' dtype (the decoder's; the encoder's is the same).
+    pub fn dtype(&self) -> crate::DType {
+        match self {
+            FirstStage::Kl(vae) => vae.decoder.dtype(),
+            FirstStage::Vq(vq) => vq.decoder.dtype(),
         }
     }
 

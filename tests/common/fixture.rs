@@ -66,13 +66,17 @@ impl Fixture {
     }
     /// Renames and reshapes each reference weight (`weights.*` in the file).
     pub fn weights_with(&self, convert: impl Fn(&str, Tensor) -> (String, Tensor)) -> VarBuilder {
+        self.weights_in(DType::F32, convert)
+    }
+    /// The same, the model built in `dtype` (half-precision runs of a parity model).
+    pub fn weights_in(&self, dtype: DType, convert: impl Fn(&str, Tensor) -> (String, Tensor)) -> VarBuilder {
         let m: HashMap<String, Tensor> = self
             .file
             .entries()
             .iter()
             .filter_map(|e| e.name.strip_prefix("weights.").map(|local| convert(local, self.tensor(&e.name))))
             .collect();
-        VarBuilder::from_tensors(m, DType::F32)
+        VarBuilder::from_tensors(m, dtype)
     }
 }
 
