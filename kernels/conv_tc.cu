@@ -30,6 +30,22 @@ __device__ __forceinline__ T window(const TcConvGeom& g, const T* x, int n, int 
     return inside ? x[((int64_t)(n * g.c + ci) * g.h + ih) * g.w + iw] : from_f32<T>(0.0f);
 }
 
+// The forward's epilogue: output (m = (n, p), co) stored NCHW, + bias[co], + residual (y's shape).
+template <typename T>
+struct NchwStore {
+    int P, K;
+    const T* bias;
+    const T* res;
+    T* y;
+    __device__ __forceinline__ void operator()(int m, int co, float v) const {
+        int n = m / P, p = m - n * P;
+        int64_t o = ((int64_t)n * K + co) * P + p;
+        if (bias) v += to_f32(bias[co]);
+        if (res) v += to_f32(res[o]);
+        y[o] = from_f32<T>(v);
+    }
+};
+
 template <typename T>
 __device__ void conv_fwd(TcConvGeom g, const T* x, const T* w, const T* bias, const T* res, T* y) {
     const int P = g.ho * g.wo, KK = g.kh * g.kw, K = g.c * KK, M = g.n * P;
@@ -39,13 +55,7 @@ __device__ void conv_fwd(TcConvGeom g, const T* x, const T* w, const T* bias, co
         return window(g, x, n, ci, oh, ow, kh, kw);
     };
     auto get_b = [&](int co, int k) { return w[(int64_t)co * K + k]; };
-    auto put = [&](int m, int co, float v) {
-        int n = m / P, p = m - n * P;
-        int64_t o = ((int64_t)n * g.k + co) * P + p;
-        if (bias) v += to_f32(bias[co]);
-        if (res) v += to_f32(res[o]);
-        y[o] = from_f32<T>(v);
-    };
+    const NchwStore<T> put{P, g.k, bias, res, y};
     gather_gemm<T, true, false>(M, g.k, 0, K, blockIdx.x * TC_BM, blockIdx.y * TC_BN, get_a, get_b, put);
 }
 
@@ -143,7 +153,7 @@ struct WindowNhwcOperand {
 };
 
 // Forward from x_nhwc [N, H, W, C] and wk [K_out, KH, KW, C] (both C % 8 = 0, 16-byte aligned)
-// into NCHW y, bias and residual fused as in conv_fwd. With flip = 1 and stride 1 this is backward
+// into NCHW y, bias and residual fused (NchwStore). With flip = 1 and stride 1 this is backward
 // data: dx = Σ dy(window at padding dh·(KH−1) − ph)·w[co, ci, KH−1−kh, KW−1−kw], x = dy in NHWC,
 // wk = w permuted to [C_in, KH, KW, C_out], g's roles swapped by the host (conv_tc.rs).
 template <typename T>
@@ -152,13 +162,7 @@ __device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, c
     const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
     WindowNhwcOperand<T> a(x, g, flip, M, m0);
     DenseKOperand<T> b{wk, K, g.k, n0, K};
-    auto put = [&](int m, int co, float v) {
-        int n = m / P, p = m - n * P;
-        int64_t o = ((int64_t)n * g.k + co) * P + p;
-        if (bias) v += to_f32(bias[co]);
-        if (res) v += to_f32(res[o]);
-        y[o] = from_f32<T>(v);
-    };
+    const NchwStore<T> put{P, g.k, bias, res, y};
     tc_gemm_tile<T>(M, g.k, 0, K, m0, n0, a, b, put);
 }
 
