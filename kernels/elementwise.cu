@@ -217,18 +217,18 @@ extern "C" __global__ void cmp_u8(int64_t n, int32_t op, Strided as, const uint8
 // with a stride. Block 32×8, grid (⌈S/32⌉, ⌈R/32⌉, B).
 template <typename T>
 __device__ void transpose_tile(int64_t R, int64_t S, const T* x, T* y) {
-    __shared__ T tile[32][33];
+    LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
     const int64_t b = blockIdx.z, r0 = (int64_t)blockIdx.y * 32, s0 = (int64_t)blockIdx.x * 32;
     const T* xb = x + b * R * S;
     T* yb = y + b * R * S;
     for (int i = threadIdx.y; i < 32; i += 8) {
         int64_t r = r0 + i, s = s0 + threadIdx.x;
-        if (r < R && s < S) tile[i][threadIdx.x] = xb[r * S + s];
+        if (r < R && s < S) tile[i * 33 + threadIdx.x] = xb[r * S + s];
     }
     __syncthreads();
     for (int i = threadIdx.y; i < 32; i += 8) {
         int64_t s = s0 + i, r = r0 + threadIdx.x;
-        if (s < S && r < R) yb[s * R + r] = tile[threadIdx.x][i];
+        if (s < S && r < R) yb[s * R + r] = tile[threadIdx.x * 33 + i];
     }
 }
 
