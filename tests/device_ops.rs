@@ -556,8 +556,8 @@ on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
 // whose offset breaks the 16-byte alignment, and Linear's gradients (recorded, so unfused: dY·W
 // and dYᵀ·X read through transposed views).
 // The CUDA conv keeps channels-last copies of inference weights (conv_tc.rs WeightLayouts): a
-// second call must reuse it to the bit, and a new weight that the allocator places in a freed
-// weight's memory must not be served the old weight's layout.
+// second call must reuse it to the bit, and neither a new weight that the allocator places in a
+// freed weight's memory nor a transposed view of a cached weight may be served a stale layout.
 on_devices!(fn conv_weight_layouts_are_reused_and_never_stale(dev) {
     use ldm_engine::tensor::conv::Conv2dParams;
     let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
@@ -572,6 +572,9 @@ on_devices!(fn conv_weight_layouts_are_reused_and_never_stale(dev) {
     let (second, fresh) = (conv(&w2), conv(&w2.copy().unwrap()));
     assert_eq!(second, fresh, "a new weight in a freed weight's memory on {dev:?}");
     assert_ne!(second, first, "the two weights differ");
+    // A transposed view of a square weight: same storage, offset and shape, other strides.
+    let swapped = w2.transpose(0, 1).unwrap();
+    assert_eq!(conv(&swapped), conv(&swapped.contiguous().unwrap()), "a transposed view of a cached weight on {dev:?}");
 });
 
 on_devices!(fn tensor_core_gemm_on_model_products(dev) {

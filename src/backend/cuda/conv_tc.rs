@@ -104,7 +104,7 @@ pub(crate) fn weights_written() {
 }
 
 /// Channels-last conv weights per device, keyed by the source weight's storage (alive, same
-/// offset and shape) and the dtype: SD1.5's conv weights are ~0.8 GB in f16, and transposing them
+/// offset, shape and strides) and the dtype: SD1.5's conv weights are ~0.8 GB in f16, and transposing them
 /// on every call cost a few ms per UNet step. Only for weights that are not variables (inference);
 /// cleared when anything is written in place; never filled during a graph capture (the copy would
 /// belong to the graph's private memory pool).
@@ -117,6 +117,8 @@ struct CachedLayout {
     source: Weak<RwLock<Storage>>,
     offset: usize,
     shape: Vec<usize>,
+    /// a transposed view of a square weight has the storage, offset and shape of the weight
+    strides: Vec<usize>,
     dtype: DType,
     layout: Tensor,
 }
@@ -130,7 +132,9 @@ fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Resu
         return make();
     }
     let source = w.storage_weak();
-    let found = |c: &CachedLayout| c.source.ptr_eq(&source) && c.offset == w.layout().offset() && c.shape == w.shape() && c.dtype == dtype;
+    let found = |c: &CachedLayout| {
+        c.source.ptr_eq(&source) && c.offset == w.layout().offset() && c.shape == w.shape() && c.strides == w.layout().strides() && c.dtype == dtype
+    };
     let mut cache = dev.weight_layouts.inner.lock().unwrap_or_else(|e| e.into_inner());
     let writes = WRITES.load(Ordering::Relaxed);
     if cache.0 != writes {
@@ -143,7 +147,8 @@ fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Resu
     if !dev.capturing.load(Ordering::Relaxed) {
         cache.1.retain(|c| c.source.strong_count() > 0);
         if cache.1.len() < MAX_CACHED_LAYOUTS {
-            cache.1.push(CachedLayout { source, offset: w.layout().offset(), shape: w.shape().to_vec(), dtype, layout: layout.clone() });
+            let (offset, shape, strides) = (w.layout().offset(), w.shape().to_vec(), w.layout().strides().to_vec());
+            cache.1.push(CachedLayout { source, offset, shape, strides, dtype, layout: layout.clone() });
         }
     }
     Ok(layout)
