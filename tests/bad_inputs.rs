@@ -849,6 +849,12 @@ fn r118_eval_fid_without_fake() {
     usage_error(118, os(&["eval", "fid", "--real", "x"]), &["the following required arguments were not provided: --fake <FAKE>"]);
 }
 
+/// `sample --repeat 0` would generate nothing and write nothing: refused before the model loads.
+#[test]
+fn r133_sample_repeat_zero() {
+    refused(133, &["sample", "--repeat", "0", "--out", "never.png"], &["sample: invalid argument: --repeat 0: at least one run is needed"]);
+}
+
 // ---- the table and the tests stay in step --------------------------------------------------
 
 /// Every row of docs/bad_inputs.md names a test that exists in the file it names; the rows are

@@ -48,6 +48,16 @@ fn sample_with_init_noise_reproduces_diffusers_and_writes_pngs_with_parameters()
     }
     let ours = SafeTensorsFile::open(&lat).unwrap().get("latents").unwrap();
     assert_parity_within(&ours, &f.get("latents").unwrap(), "cli euler latents", 1e-3);
+    // --repeat generates again in the same process: the same latents to the bit (no state carried
+    // from one run to the next), the warm runs' medians and the load time reported
+    let lat3 = dir.join("latents3.safetensors");
+    let mut repeated = args.to_vec();
+    let at = repeated.len() - 4;
+    repeated[at] = lat3.to_str().unwrap();
+    let (code, stdout, stderr) = run(&[&repeated[..], &["--repeat", "3"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("timings: ") && l.contains(" load_ms=") && l.ends_with(" timed_runs=2")), "{stdout}");
+    assert_eq!(SafeTensorsFile::open(&lat3).unwrap().get("latents").unwrap().to_vec::<f32>().unwrap(), ours.to_vec::<f32>().unwrap(), "--repeat 3 latents");
     for i in 0..2 {
         let (rgb, w, h, text) = load_png(&dir.join(format!("img-{i}.png"))).unwrap();
         assert_eq!((w, h, rgb.len()), (56, 40, 56 * 40 * 3));

@@ -169,19 +169,21 @@ for dt in f16 bf16; do
     echo "torch (median of 3 after a warm-up):" >> "$summary"
     grep -E '^(torch|timings|peak)' "$out/torch-$dt.log" >> "$summary" || tail -3 "$out/torch-$dt.log" >> "$summary"
     # the engine twice: a 2-step warm-up process JIT-compiles the PTX (the driver caches the
-    # result), then the timed 50-step run; 200 s at most, so both dtypes fit in one 10-minute call
+    # result), then the timed process, which generates 4 times and reports the medians of the last
+    # 3, like the torch side (--repeat); 200 s at most, so both dtypes fit in one 10-minute call
     for steps in 2 50; do
         run=$([ $steps = 2 ] && echo warm || echo timed)
-        timeout 200 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+        repeat=$([ $steps = 2 ] && echo 1 || echo 4)
+        timeout 200 "$here/bin/ldm-engine" sample --repeat $repeat --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps $steps --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
             --save-latents "$out/$dt/latents_engine_$run.safetensors" --timings --out "$out/$dt/engine_$run.png" > "$out/engine-$dt-$run.log" 2>&1
-        echo "engine ($steps steps, $run): exit $?" >> "$summary"
+        echo "engine ($steps steps, $run, --repeat $repeat): exit $?" >> "$summary"
     done
     grep -E '^(timings|peak|error)' "$out/engine-$dt-timed.log" >> "$summary"
     $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_timed.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
     # f16 once more with the UNet step replayed from a CUDA graph (src/pipelines/unet_graph.rs)
     if [ $dt = f16 ]; then
-        LDM_CUDA_GRAPH=1 timeout 150 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+        LDM_CUDA_GRAPH=1 timeout 150 "$here/bin/ldm-engine" sample --repeat 4 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
             --save-latents "$out/$dt/latents_engine_graph.safetensors" --timings --out "$out/$dt/engine_graph.png" > "$out/engine-$dt-graph.log" 2>&1
         echo "engine (50 steps, LDM_CUDA_GRAPH=1): exit $?" >> "$summary"

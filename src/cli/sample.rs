@@ -102,10 +102,17 @@ pub struct SampleArgs {
     /// Also write the final latents (tensor `latents`, before 1/scaling_factor) here.
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
-    /// Print `timings: text_encode_ms=… unet_ms_per_step=… vae_decode_ms=… total_ms=…` (total
-    /// includes loading the model), plus the caching allocator's peak on CUDA.
+    /// Print `timings: text_encode_ms=… unet_ms_per_step=… vae_decode_ms=… total_ms=… load_ms=…`
+    /// (total: text encoding + sampling + decoding, the generation itself; load_ms: reading the
+    /// model), plus the caching allocator's peak on CUDA.
     #[arg(long)]
     pub timings: bool,
+    /// Generate this many times in one process (same seed, same images) and time the runs after
+    /// the first: the first pays one-time costs (kernel modules, first allocations, weight
+    /// layouts), as a warm-up does for PyTorch. --timings then prints the medians of the warm runs
+    /// and the peak memory measured from the end of the first run.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 /// img2img's strength when --init-image comes without --strength or --mask.
@@ -307,11 +314,31 @@ pub(super) struct Outcome {
 
 pub fn run(a: &SampleArgs) -> Result<()> {
     check(a)?;
+    if a.repeat == 0 {
+        return Err(invalid("--repeat 0: at least one run is needed"));
+    }
     let start = Instant::now();
-    let outcome = match load(a)? {
-        Model::StableDiffusion(pipe) => run_sd(a, *pipe)?,
-        Model::Paper(pipe, p) => super::sample_paper::run(a, &pipe, &p)?,
-    };
+    let mut model = load(a)?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    let mut runs: Vec<[f64; 4]> = Vec::new();
+    let mut last = None;
+    for run in 0..a.repeat {
+        let t = Instant::now();
+        let outcome = match &mut model {
+            Model::StableDiffusion(pipe) => run_sd(a, pipe)?,
+            Model::Paper(pipe, p) => super::sample_paper::run(a, pipe, p)?,
+        };
+        runs.push([outcome.text_ms, outcome.unet_ms, outcome.vae_ms, t.elapsed().as_secs_f64() * 1e3]);
+        if run == 0
+            && a.repeat > 1
+            && let Device::Cuda(i) = outcome.images.device()
+        {
+            // PyTorch's bench resets its peak after the warm-up run too
+            ldm_engine::backend::cuda::device(i)?.reset_peak_memory();
+        }
+        last = Some(outcome);
+    }
+    let outcome = last.expect("at least one run");
     // everything is computed: now write
     let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or(DEFAULT_MODEL_NAME);
     let params = format!("{}\n{}, Model: {model_name}", outcome.prompt_lines, outcome.settings.join(", "));
@@ -324,12 +351,20 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let paths = output_paths(&a.out, n, a.grid || outcome.grid_cols.is_some());
     write_images(&images, &paths, &[("parameters", &params), ("Software", "ldm-engine")], outcome.grid_cols)?;
     if a.timings {
+        // the warm runs when there are any, else the one run
+        let timed = if runs.len() > 1 { &runs[1..] } else { &runs[..] };
+        let median = |k: usize| {
+            let mut v: Vec<f64> = timed.iter().map(|r| r[k]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
         println!(
-            "timings: text_encode_ms={:.1} unet_ms_per_step={:.1} vae_decode_ms={:.1} total_ms={:.1}",
-            outcome.text_ms,
-            outcome.unet_ms,
-            outcome.vae_ms,
-            start.elapsed().as_secs_f64() * 1e3
+            "timings: text_encode_ms={:.1} unet_ms_per_step={:.1} vae_decode_ms={:.1} total_ms={:.1} load_ms={load_ms:.1} timed_runs={}",
+            median(0),
+            median(1),
+            median(2),
+            median(3),
+            timed.len()
         );
         if let Device::Cuda(i) = device {
             let peak = ldm_engine::backend::cuda::device(i)?.memory_stats().peak;
@@ -358,7 +393,7 @@ pub(super) fn common_settings(a: &SampleArgs, kind: SamplerKind, cfg: f64, width
 }
 
 /// Text-to-image, image-to-image or inpainting with a Stable Diffusion model.
-fn run_sd(a: &SampleArgs, mut pipe: TextToImage) -> Result<Outcome> {
+fn run_sd(a: &SampleArgs, pipe: &mut TextToImage) -> Result<Outcome> {
     let prompt = a.prompt.clone().ok_or_else(|| invalid("--prompt is required"))?;
     if a.class.is_some() {
         return Err(invalid("--class is for class-conditional paper models; Stable Diffusion takes a --prompt"));
