@@ -577,6 +577,30 @@ on_devices!(fn conv_weight_layouts_are_reused_and_never_stale(dev) {
     assert_eq!(conv(&swapped), conv(&swapped.contiguous().unwrap()), "a transposed view of a cached weight on {dev:?}");
 });
 
+// Loaded half-precision conv weights on a GPU are stored channels-last once (nn::VarBuilder →
+// conv_tc::store_channels_last): same shape, permuted strides, read by the conv kernel as they are.
+// The layer convolves like the CPU's; a 1×1 kernel (already that layout) and a 4-channel input
+// (the NCHW kernel's) stay as they were loaded.
+on_devices!(fn loaded_half_conv_weights_are_stored_channels_last(dev) {
+    use ldm_engine::nn::{Conv2d, Module, VarBuilder};
+    use ldm_engine::tensor::conv::Conv2dParams;
+    let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
+    for dtype in [DType::F16, DType::BF16] {
+        let load = |d: Device, dt: DType, c_in: usize, k: usize| {
+            let weights = [("conv.weight", randn(&[24, c_in, k, k], 180).mul_scalar(0.1).unwrap()), ("conv.bias", randn(&[24], 181))];
+            let vb = VarBuilder::from_tensors(weights.into_iter().map(|(n, t)| (n.to_string(), t)).collect(), dt).on_device(d);
+            Conv2d::new(&vb.pp("conv"), c_in, 24, k, if k == 1 { Conv2dParams::default() } else { p }, true).unwrap()
+        };
+        let stored = load(dev, dtype, 16, 3).weight;
+        let channels_last = stored.permute(&[0, 2, 3, 1]).unwrap().is_contiguous();
+        assert_eq!(channels_last && !stored.is_contiguous(), dev.is_cuda(), "3×3 weight layout on {dev:?}: strides {:?}", stored.layout().strides());
+        assert!(load(dev, dtype, 16, 1).weight.is_contiguous() && load(dev, dtype, 4, 3).weight.is_contiguous(), "1×1 and 4-channel weights stay as loaded");
+        for (c_in, k) in [(16, 3), (16, 1), (4, 3)] {
+            check(&format!("loaded conv {c_in}→24, {k}×{k}"), dev, dtype, |d, dt| load(d, dt, c_in, k).forward(&input(&[2, c_in, 9, 7], 182, dt, d)).unwrap());
+        }
+    }
+});
+
 on_devices!(fn tensor_core_gemm_on_model_products(dev) {
     for dtype in [DType::F16, DType::BF16] {
         for (k, (xs, n)) in [([2usize, 150, 320], 320usize), ([1, 70, 1280], 320), ([2, 77, 768], 320)].into_iter().enumerate() {

@@ -210,7 +210,7 @@ impl VarBuilder {
             Some(t) if t.is_var() => if self.device == Device::Cpu { t } else { t.to_device(self.device)?.requires_grad() },
             // moved first, then converted: on a GPU the cast is a device kernel (casting ~1e9 weights
             // f16 → bf16 on the host took ~15 s of an SD1.5 load on the H100 machine)
-            Some(t) => t.to_device(self.device)?.to_dtype(self.dtype)?,
+            Some(t) => stored_for_inference(t.to_device(self.device)?.to_dtype(self.dtype)?)?,
         };
         report.params.push((full, t.clone()));
         Ok(t)
@@ -282,4 +282,15 @@ fn list<S: AsRef<str>>(names: &[S]) -> String {
     let shown: Vec<&str> = names.iter().take(20).map(|s| s.as_ref()).collect();
     let more = names.len().saturating_sub(20);
     if more > 0 { format!("{} … and {more} more", shown.join(", ")) } else { shown.join(", ") }
+}
+
+/// A loaded (not trainable) weight in the layout its device's kernels read fastest: on a GPU in
+/// half precision, conv weights are stored channels-last once here rather than transposed per
+/// call or cached beside the original (see backend::cuda::conv_tc::store_channels_last). Any
+/// other tensor is returned as it is.
+fn stored_for_inference(t: Tensor) -> Result<Tensor> {
+    if t.device().is_cuda() && crate::backend::cuda::conv_tc::prefers_channels_last_weight(t.shape(), t.dtype()) {
+        return crate::backend::cuda::conv_tc::store_channels_last(&t);
+    }
+    Ok(t)
 }

@@ -125,8 +125,31 @@ struct CachedLayout {
 
 const MAX_CACHED_LAYOUTS: usize = 1024;
 
-/// w [C_out, C_in, KH, KW] as [C_out, KH, KW, C_in] in `dtype`, from the cache when it can be.
+/// Whether a conv weight of this shape and dtype is best stored channels-last on the device: it
+/// feeds the channels-last tensor-core kernel (half precision, C_in a multiple of 8), which then
+/// reads it as it is, with no per-call transpose and no cached second copy.
+pub(crate) fn prefers_channels_last_weight(shape: &[usize], dtype: DType) -> bool {
+    shape.len() == 4 && matches!(dtype, DType::F16 | DType::BF16) && channels_last_fits(shape[1]) && !forced_gemm()
+}
+
+/// An inference weight [C_out, C_in, KH, KW] with its storage reordered to [C_out, KH, KW, C_in]:
+/// the same shape, permuted strides. Every op reads it like any strided view; the conv kernels
+/// read it directly (`channels_last_weight`). Loaders call this once per weight
+/// (nn::VarBuilder on a GPU in half precision), so the model holds one copy in the layout the
+/// kernel wants — the NCHW original and a cached channels-last copy were two.
+pub(crate) fn store_channels_last(w: &Tensor) -> Result<Tensor> {
+    channels_last(w)?.permute(&[0, 3, 1, 2])
+}
+
+/// w [C_out, C_in, KH, KW] as [C_out, KH, KW, C_in] in `dtype`: a weight stored that way already
+/// (`store_channels_last`) as it is, else from the cache when it can be.
 fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Result<Tensor> {
+    if w.dtype() == dtype {
+        let view = w.permute(&[0, 2, 3, 1])?;
+        if view.is_contiguous() {
+            return Ok(view);
+        }
+    }
     let make = || channels_last(&w.to_dtype(dtype)?);
     if w.is_var() {
         return make();
@@ -193,8 +216,9 @@ pub(crate) fn cast_operand(t: Option<&Tensor>, dtype: DType) -> Result<(Option<T
 
 /// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    let weight = w;
-    let (sfx, x, w, dev) = operands("conv2d", x, w)?;
+    let sfx = float_suffix("conv2d", x.dtype())?;
+    let x = dense(x)?;
+    let (dev, _) = device_and_ptr("conv2d", &x)?;
     let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
     let shape = [g.n, g.c_out, g.ho, g.wo];
     if let Some(r) = residual
@@ -207,7 +231,7 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
     let cfg = config(g.n * g.ho * g.wo, g.c_out, 1);
     if channels_last_fits(g.c_in) {
         // k = (kh, kw, ci): x as [N, H, W, C_in], w as [C_out, KH, KW, C_in]
-        let (xn, wk) = (channels_last(&x)?, channels_last_weight(&dev, weight, x.dtype())?);
+        let (xn, wk) = (channels_last(&x)?, channels_last_weight(&dev, w, x.dtype())?);
         let k = g.c_in * g.kh * g.kw;
         let splits = forward_splits(cfg.grid_dim.0 as usize * cfg.grid_dim.1 as usize, k);
         if splits > 1 {
@@ -224,6 +248,7 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
                 TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
         }
     } else {
+        let w = dense(&w.to_dtype(x.dtype())?)?;
         launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), cfg;
             TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
     }
