@@ -7,6 +7,8 @@
 //!   tools/fetch_fid_inception.py, which .ci/run fetches; otherwise the test says why it skipped):
 //!   max |ours − ref| / max |ref| ≤ 1e-4;
 //! - the CLI: `eval fid` of a folder against itself is 0, and its refusals are one line;
+//! - the Inception Score: its formula against torch-fidelity's on the same logits
+//!   (tools/gen_is_fixture.py), and `eval is` end to end with a random softmax layer;
 //! - the paired-folder metrics (`eval psnr / ssim / lpips`): the library's per-image values
 //!   averaged (the metrics themselves are checked against skimage and lpips in train_metrics.rs and
 //!   lpips.rs), pairing by relative path, and their refusals.
@@ -230,5 +232,58 @@ fn cli_paired_metrics_refuse_bad_pairs_in_one_line() {
     one_line_error(code, &err, "img1.png");
     let (code, _, err) = run(&["eval", "lpips", "--real", s, "--fake", s, "--lpips", "/no/such/lpips.safetensors"]);
     one_line_error(code, &err, "tools/fetch_lpips.py");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The Inception Score's formula against torch-fidelity 0.4.0's isc_features_to_metric on the same
+/// logits (tools/gen_is_fixture.py; shuffle off: a folder is scored in sorted order).
+#[test]
+fn inception_score_matches_torch_fidelity() {
+    use ldm_engine::eval::inception_score::{inception_score, CLASSES};
+    let f = Fixture::open("is/reference");
+    let logits = f.tensor("logits").to_dtype(ldm_engine::DType::F32).unwrap().to_vec::<f32>().unwrap();
+    for splits in [10, 3] {
+        let s = inception_score(&logits, CLASSES, splits).unwrap();
+        let (mean, std) = (f.meta_f(&format!("is_mean_s{splits}")), f.meta_f(&format!("is_std_s{splits}")));
+        println!("{splits} splits: IS {:.12} ± {:.12} (torch-fidelity {mean:.12} ± {std:.12})", s.mean, s.std);
+        assert!((s.mean - mean).abs() <= 1e-10 * mean && (s.std - std).abs() <= 1e-9 * std.max(1e-3), "{splits} splits: {s:?} vs {mean} ± {std}");
+    }
+}
+
+/// `eval is` end to end with a random softmax layer (the real one is not in any registry): the
+/// logits it saves are the library's features times the layer, and the score it prints is the
+/// score of those logits.
+#[test]
+fn cli_eval_is_scores_the_folders_logits() {
+    use ldm_engine::eval::inception_score::{inception_score, LogitsLayer, CLASSES};
+    let Some(w) = weights() else { return };
+    let tmp = std::env::temp_dir().join(format!("ldm-eval-is-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let layer_path = tmp.join("logits.safetensors");
+    let weight = common::randn(&[CLASSES, FEATURE_DIM], 77).affine(0.05, 0.0).unwrap();
+    ldm_engine::io::safetensors::save(&layer_path, &[("fc.weight", &weight)], None).unwrap();
+    let saved = tmp.join("saved.safetensors");
+    let dir = repo("tests/fixtures/fid/images");
+    let base = ["eval", "is", "--fake", dir.to_str().unwrap(), "--weights", w.to_str().unwrap()];
+    let with = |extra: &[&str]| run(&[&base[..], extra].concat());
+    let (code, out, err) = with(&["--logits-layer", layer_path.to_str().unwrap(), "--splits", "2", "--save-logits", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let logits = ldm_engine::io::safetensors::SafeTensorsFile::open(&saved).unwrap().get("logits").unwrap().to_vec::<f32>().unwrap();
+    let net = FidInception::load(&w, Device::Cpu).unwrap();
+    let features = inception_features(&net, &images(), 5, &mut |_| {}).unwrap();
+    let want = LogitsLayer::from_weight(weight.to_vec::<f32>().unwrap()).unwrap().logits(&features);
+    let worst = logits.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(logits.len() == 5 * CLASSES && worst <= 1e-5 * scale, "saved logits: worst {worst} of {scale}");
+    let printed = out.lines().find_map(|l| l.strip_prefix("inception_score: ")).expect(&out);
+    let score = inception_score(&logits, CLASSES, 2).unwrap();
+    assert!(printed.starts_with(&format!("{:.4} (std {:.4} over 2 splits)", score.mean, score.std)), "{printed} vs {score:?}");
+    // refusals, one line each
+    let (code, _, err) = with(&["--logits-layer", "/no/such/layer.safetensors", "--splits", "2"]);
+    one_line_error(code, &err, "tools/convert_inception_logits.py");
+    let (code, _, err) = with(&["--logits-layer", w.to_str().unwrap(), "--splits", "2"]);
+    one_line_error(code, &err, "no tensor named 'fc.weight'");
+    let (code, _, err) = with(&["--logits-layer", layer_path.to_str().unwrap()]);
+    one_line_error(code, &err, "5 images cannot be cut into 10 splits");
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -1,5 +1,6 @@
 //! `ldm-engine eval`: `autoencoder` (reconstructions of a trained first stage, in cli/train.rs),
-//! `fid` (Fréchet Inception Distance between two folders) and the paired-folder metrics `lpips`,
+//! `fid` (Fréchet Inception Distance between two folders), `is` (Inception Score of one folder) and
+//! the paired-folder metrics `lpips`,
 //! `psnr`, `ssim` (each image of --fake against the image of the same relative path in --real).
 
 use super::train::{parse_device, EvalArgs as AutoencoderArgs};
@@ -8,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ldm_engine::eval::fid::{frechet_distance, FeatureStats};
 use ldm_engine::eval::folders::{inception_features, list_images, load_pair, paired_images};
 use ldm_engine::eval::inception::{FidInception, FEATURE_DIM, FID_WEIGHTS};
+use ldm_engine::eval::inception_score::{inception_score, LogitsLayer, CLASSES, LOGITS_WEIGHTS};
 use ldm_engine::train::lpips::{Lpips, VGG16_WEIGHTS};
 use ldm_engine::train::metrics::{psnr, ssim, SSIM_WIN};
 use ldm_engine::{Error, Result};
@@ -26,6 +28,8 @@ pub enum EvalWhat {
     Autoencoder(AutoencoderArgs),
     /// Fréchet Inception Distance between two folders of images (any sizes, resized to 299²).
     Fid(FidArgs),
+    /// Inception Score of a folder of generated images (the FID Inception network's 1008 classes).
+    Is(IsArgs),
     /// LPIPS (VGG16) between paired images of two folders.
     Lpips(PairArgs),
     /// PSNR (dB) between paired images of two folders.
@@ -60,6 +64,34 @@ pub struct FidArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct IsArgs {
+    /// Folder of generated images (searched recursively for .png/.jpg/.jpeg, taken in sorted order).
+    #[arg(long)]
+    pub fake: PathBuf,
+    /// The FID Inception weights (tools/fetch_fid_inception.py).
+    #[arg(long, default_value = FID_WEIGHTS)]
+    pub weights: PathBuf,
+    /// The network's softmax layer (tools/convert_inception_logits.py).
+    #[arg(long, default_value = LOGITS_WEIGHTS)]
+    pub logits_layer: PathBuf,
+    /// Consecutive splits the score is averaged over (10 in the paper and torch-fidelity).
+    #[arg(long, default_value_t = 10)]
+    pub splits: usize,
+    /// Images per network call.
+    #[arg(long, default_value_t = 25)]
+    pub batch: usize,
+    /// Use only the first N images (sorted by path).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// cpu | cuda | cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Also write the logits here (safetensors: logits [N, 1008]).
+    #[arg(long)]
+    pub save_logits: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct PairArgs {
     /// Folder of reference images.
     #[arg(long)]
@@ -74,9 +106,10 @@ pub struct PairArgs {
 
 pub fn run(cmd: &EvalCommand) -> Result<()> {
     match &cmd.what {
-        None => Err(Error::invalid("eval", "say what to evaluate: autoencoder, fid, lpips, psnr or ssim (`ldm-engine eval fid --help`)")),
+        None => Err(Error::invalid("eval", "say what to evaluate: autoencoder, fid, is, lpips, psnr or ssim (`ldm-engine eval fid --help`)")),
         Some(EvalWhat::Autoencoder(a)) => super::train::eval(a),
         Some(EvalWhat::Fid(a)) => fid(a),
+        Some(EvalWhat::Is(a)) => is(a),
         Some(EvalWhat::Lpips(a)) => paired(a, Metric::Lpips),
         Some(EvalWhat::Psnr(a)) => paired(a, Metric::Psnr),
         Some(EvalWhat::Ssim(a)) => paired(a, Metric::Ssim),
@@ -126,6 +159,35 @@ fn fid(a: &FidArgs) -> Result<()> {
     println!("mean term |mu_r - mu_f|^2: {:.4}", r.mean_term);
     println!("trace term tr(S_r + S_f) - 2 tr((S_r S_f)^1/2): {:.4}", r.trace_sum - 2.0 * r.cross_trace);
     println!("fid: {:.4}", r.fid);
+    Ok(())
+}
+
+fn is(a: &IsArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let mut files = list_images(&a.fake)?;
+    files.truncate(a.limit.unwrap_or(usize::MAX));
+    if files.len() < a.splits.max(1) {
+        return Err(Error::invalid("eval", format!("{}: {} images cannot be cut into {} splits (--splits)", a.fake.display(), files.len(), a.splits)));
+    }
+    // both weight files before the slow part
+    let layer = LogitsLayer::load(&a.logits_layer)?;
+    let net = FidInception::load(&a.weights, device)?;
+    let started = Instant::now();
+    let bar = bar(files.len(), "inception logits".into());
+    let features = inception_features(&net, &files, a.batch, &mut |done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let logits = layer.logits(&features?);
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(path) = &a.save_logits {
+        let t = ldm_engine::Tensor::from_slice(&logits, &[files.len(), CLASSES])?;
+        let meta = [("made_by".to_string(), "ldm-engine eval is".to_string())].into_iter().collect();
+        ldm_engine::io::safetensors::save(path, &[("logits", &t)], Some(meta))?;
+    }
+    let s = inception_score(&logits, CLASSES, a.splits)?;
+    println!("images: {} in {}", files.len(), a.fake.display());
+    println!("features: {:.1} s ({:.1} images/s on {:?})", secs, files.len() as f64 / secs, device);
+    println!("per split: {}", s.per_split.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" "));
+    println!("inception_score: {:.4} (std {:.4} over {} splits)", s.mean, s.std, a.splits);
     Ok(())
 }
 
