@@ -36,15 +36,30 @@ typedef __half f16;
 // elements; a broadcast dim has stride 0.
 struct Strided {
     int32_t rank;
-    int32_t contiguous;  // 1 when offset + i is the element (no index arithmetic needed)
+    // 1 when offset + i is the element (no index arithmetic needed); 2 when not, but every index
+    // of the launch fits in 32 bits (the host knows the element count): the index arithmetic then
+    // divides in 32 bits, several times cheaper than 64-bit division, which the GPU emulates
+    int32_t contiguous;
     int64_t offset;
     int64_t shape[MAX_DIMS];
     int64_t strides[MAX_DIMS];
 };
 
 __device__ __forceinline__ int64_t strided_offset(const Strided& s, int64_t i) {
-    if (s.contiguous) return s.offset + i;
+    if (s.contiguous == 1) return s.offset + i;
     int64_t off = s.offset;
+    if (s.contiguous == 2) {
+        uint32_t u = (uint32_t)i;
+        #pragma unroll
+        for (int d = MAX_DIMS - 1; d >= 0; --d) {
+            if (d < s.rank) {
+                uint32_t n = (uint32_t)s.shape[d], q = u / n;
+                off += (int64_t)(u - q * n) * s.strides[d];
+                u = q;
+            }
+        }
+        return off;
+    }
     #pragma unroll
     for (int d = MAX_DIMS - 1; d >= 0; --d) {
         if (d < s.rank) {
@@ -54,6 +69,23 @@ __device__ __forceinline__ int64_t strided_offset(const Strided& s, int64_t i) {
         }
     }
     return off;
+}
+
+// 16 bytes of T: the unit of the vectorised elementwise paths (one 128-bit load or store per
+// thread moves 4 floats or 8 halves; a 2-byte load per thread leaves half the bandwidth unused).
+template <typename T>
+struct alignas(16) Pack {
+    T v[16 / sizeof(T)];
+};
+
+// Whether operand `s` over pointer `p` can be read as Packs: contiguous and 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ bool packable(const Strided& s, const T* p) {
+    return s.contiguous == 1 && reinterpret_cast<uintptr_t>(p + s.offset) % 16 == 0;
+}
+template <typename T>
+__device__ __forceinline__ bool packable(const T* p) {
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
 __device__ __forceinline__ float to_f32(float x) { return x; }

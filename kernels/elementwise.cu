@@ -67,9 +67,54 @@ template <int OP> __device__ __forceinline__ float unary_grad(float x) {
     }
 }
 
+// y[i] = f(x[i]) over contiguous, 16-byte-aligned operands: a Pack per thread and step, then the
+// last n mod V elements one by one. The caller has checked `packable`.
+template <typename T, typename F>
+__device__ __forceinline__ void map1_packed(int64_t n, const T* x, T* y, F f) {
+    constexpr int V = 16 / sizeof(T);
+    const int64_t packs = n / V;
+    GRID_STRIDE(i, packs) {
+        Pack<T> a = reinterpret_cast<const Pack<T>*>(x)[i], r;
+        #pragma unroll
+        for (int k = 0; k < V; ++k) r.v[k] = f(a.v[k]);
+        reinterpret_cast<Pack<T>*>(y)[i] = r;
+    }
+    GRID_STRIDE(i, n - packs * V) y[packs * V + i] = f(x[packs * V + i]);
+}
+
+// out[i] = f(a[i], b[i]), the same for two inputs.
+template <typename T, typename F>
+__device__ __forceinline__ void map2_packed(int64_t n, const T* a, const T* b, T* out, F f) {
+    constexpr int V = 16 / sizeof(T);
+    const int64_t packs = n / V;
+    GRID_STRIDE(i, packs) {
+        Pack<T> x = reinterpret_cast<const Pack<T>*>(a)[i], y = reinterpret_cast<const Pack<T>*>(b)[i], r;
+        #pragma unroll
+        for (int k = 0; k < V; ++k) r.v[k] = f(x.v[k], y.v[k]);
+        reinterpret_cast<Pack<T>*>(out)[i] = r;
+    }
+    GRID_STRIDE(i, n - packs * V) out[packs * V + i] = f(a[packs * V + i], b[packs * V + i]);
+}
+
 template <typename T, int OP>
 __device__ void unary_loop(int64_t n, const Strided& xs, const T* x, T* y) {
-    GRID_STRIDE(i, n) y[i] = from_f32<T>(unary_f<OP>(to_f32(x[strided_offset(xs, i)])));
+    auto f = [](T v) -> T { return from_f32<T>(unary_f<OP>(to_f32(v))); };
+    if (packable(xs, x) && packable(y)) return map1_packed(n, x + xs.offset, y, f);
+    GRID_STRIDE(i, n) y[i] = f(x[strided_offset(xs, i)]);
+}
+
+template <typename T>
+__device__ void affine_loop(int64_t n, const Strided& xs, const T* x, T* y, float mul, float add) {
+    auto f = [mul, add](T v) -> T { return from_f32<T>(to_f32(v) * mul + add); };
+    if (packable(xs, x) && packable(y)) return map1_packed(n, x + xs.offset, y, f);
+    GRID_STRIDE(i, n) y[i] = f(x[strided_offset(xs, i)]);
+}
+
+template <typename T>
+__device__ void copy_loop(int64_t n, const Strided& xs, const T* x, T* y) {
+    auto f = [](T v) -> T { return v; };
+    if (packable(xs, x) && packable(y)) return map1_packed(n, x + xs.offset, y, f);
+    GRID_STRIDE(i, n) y[i] = x[strided_offset(xs, i)];
 }
 
 template <typename T, int OP>
@@ -109,9 +154,9 @@ template <int OP> __device__ __forceinline__ float binary_f(float a, float b) {
 
 template <typename T, int OP>
 __device__ void binary_loop(int64_t n, const Strided& as, const T* a, const Strided& bs, const T* b, T* out) {
-    GRID_STRIDE(i, n) {
-        out[i] = from_f32<T>(binary_f<OP>(to_f32(a[strided_offset(as, i)]), to_f32(b[strided_offset(bs, i)])));
-    }
+    auto f = [](T x, T y) -> T { return from_f32<T>(binary_f<OP>(to_f32(x), to_f32(y))); };
+    if (packable(as, a) && packable(bs, b) && packable(out)) return map2_packed(n, a + as.offset, b + bs.offset, out, f);
+    GRID_STRIDE(i, n) out[i] = f(a[strided_offset(as, i)], b[strided_offset(bs, i)]);
 }
 
 // What a comparison compares: floats as f32 (exact for every float storage type), integers as
@@ -169,7 +214,7 @@ extern "C" __global__ void unary_trig_backward_##S(int64_t n, int32_t op, Stride
     TRIG_CASES(UNARY_GRAD_##S) \
 } \
 extern "C" __global__ void affine_##S(int64_t n, Strided xs, const T* x, T* y, float mul, float add) { \
-    GRID_STRIDE(i, n) y[i] = from_f32<T>(to_f32(x[strided_offset(xs, i)]) * mul + add); \
+    affine_loop<T>(n, xs, x, y, mul, add); \
 } \
 extern "C" __global__ void powf_##S(int64_t n, Strided xs, const T* x, T* y, float e) { \
     GRID_STRIDE(i, n) y[i] = from_f32<T>(powf(to_f32(x[strided_offset(xs, i)]), e)); \
@@ -237,7 +282,7 @@ extern "C" __global__ void transpose_last2_##S(int64_t R, int64_t Sn, const T* x
     transpose_tile<T>(R, Sn, x, y); \
 } \
 extern "C" __global__ void copy_##S(int64_t n, Strided xs, const T* x, T* y) { \
-    GRID_STRIDE(i, n) y[i] = x[strided_offset(xs, i)]; \
+    copy_loop<T>(n, xs, x, y); \
 } \
 /* Writes into a strided destination (a narrow of cat's output). */ \
 extern "C" __global__ void copy_into_##S(int64_t n, Strided xs, const T* x, Strided ys, T* y) { \

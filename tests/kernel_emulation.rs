@@ -52,3 +52,8 @@ fn flash_attention_forward_matches_an_f64_reference_in_emulation() {
 fn fused_geglu_matches_an_f64_reference_in_emulation() {
     run_emulated("geglu_test.cpp");
 }
+
+#[test]
+fn elementwise_packed_and_strided_paths_match_the_per_element_formula_in_emulation() {
+    run_emulated("elementwise_test.cpp");
+}

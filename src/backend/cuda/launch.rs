@@ -58,6 +58,7 @@ pub fn strided_operands(op: &'static str, shape: &[usize], layouts: &[&Layout]) 
     if dims.len() > MAX_DIMS {
         return Err(Error::invalid(op, format!("a CUDA operand view of {} non-mergeable dims (shape {shape:?}); at most {MAX_DIMS} are supported — make it contiguous first", dims.len())));
     }
+    let numel: usize = shape.iter().product();
     let descriptors = layouts
         .iter()
         .enumerate()
@@ -67,7 +68,9 @@ pub fn strided_operands(op: &'static str, shape: &[usize], layouts: &[&Layout]) 
                 s.shape[d] = *size as i64;
                 s.strides[d] = strides[k] as i64;
             }
-            s.contiguous = (dims.is_empty() || (dims.len() == 1 && dims[0].1[k] == 1)) as i32;
+            let contiguous = dims.is_empty() || (dims.len() == 1 && dims[0].1[k] == 1);
+            // 2: strided, but every index of the launch (< the element count) fits in 32 bits
+            s.contiguous = if contiguous { 1 } else if numel <= u32::MAX as usize { 2 } else { 0 };
             s
         })
         .collect();
@@ -82,6 +85,22 @@ const BLOCK: u32 = 256;
 pub fn elementwise_config(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, 65_535) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+impl Strided {
+    /// Whether the kernels read this operand over `base` (its storage's address, elements of
+    /// `elem_bytes`) 16 bytes at a time: kernels/common.cuh `packable`.
+    pub fn packable(&self, base: u64, elem_bytes: usize) -> bool {
+        self.contiguous == 1 && (base + self.offset as u64 * elem_bytes as u64) % 16 == 0
+    }
+}
+
+/// `elementwise_config` for a kernel with a 16-byte path (unary, affine, binary, copy): when every
+/// input (descriptor, storage address) and the output are packable, one thread per 16 bytes is
+/// enough, and a grid sized for one per element would be mostly idle blocks.
+pub fn packed_config(n: usize, elem_bytes: usize, inputs: &[(&Strided, u64)], out: u64) -> LaunchConfig {
+    let packed = out % 16 == 0 && inputs.iter().all(|(s, base)| s.packable(*base, elem_bytes));
+    elementwise_config(if packed { n.div_ceil(16 / elem_bytes) } else { n })
 }
 
 /// One block per row (or per group) for the row kernels: `threads` a multiple of 32, ≤ 1024.
@@ -109,7 +128,8 @@ mod tests {
         let b = Layout::contiguous(&[3]).broadcast_as(&[2, 3]).unwrap();
         let s = strided_operands("t", &[2, 3], &[&a, &b]).unwrap();
         assert_eq!(s[0].rank, 2);
-        assert_eq!((s[0].contiguous, s[1].contiguous), (0, 0));
+        // strided, with 32-bit index arithmetic (6 elements)
+        assert_eq!((s[0].contiguous, s[1].contiguous), (2, 2));
         assert_eq!(&s[1].strides[..2], &[0, 1]);
         assert_eq!(&s[0].strides[..2], &[3, 1]);
         // A transposed view [3, 2] of a [2, 3] buffer, size-1 dims dropped.
@@ -120,6 +140,23 @@ mod tests {
         let n = Layout::contiguous(&[4, 5]).narrow(0, 1, 2).unwrap();
         let s = strided_operands("t", &[2, 5], &[&n]).unwrap();
         assert_eq!((s[0].rank, s[0].contiguous, s[0].offset), (1, 1, 5));
+    }
+
+    #[test]
+    fn index_width_and_the_16_byte_path_follow_the_operands() {
+        // past 2^32 elements strided operands keep the 64-bit index arithmetic (both are rank 2
+        // here: b's stride-0 rows keep the dims apart)
+        let a = Layout::contiguous(&[1 << 31, 4]);
+        let b = Layout::contiguous(&[4]).broadcast_as(&[1 << 31, 4]).unwrap();
+        let s = strided_operands("t", &[1 << 31, 4], &[&a, &b]).unwrap();
+        assert_eq!((s[0].contiguous, s[1].contiguous), (0, 0));
+        // packed: contiguous and 16-byte aligned at the operand's offset (f16: 8 per pack)
+        let whole = strided_operands("t", &[100], &[&Layout::contiguous(&[100])]).unwrap();
+        let shifted = strided_operands("t", &[96], &[&Layout::contiguous(&[100]).narrow(0, 4, 96).unwrap()]).unwrap();
+        assert!(whole[0].packable(4096, 2) && !whole[0].packable(4098, 2) && !shifted[0].packable(4096, 2) && shifted[0].packable(4088, 2));
+        assert_eq!(packed_config(1 << 20, 2, &[(&whole[0], 4096)], 8192).grid_dim.0, (1 << 17) / 256);
+        assert_eq!(packed_config(1 << 20, 2, &[(&whole[0], 4096)], 8194).grid_dim.0, (1 << 20) / 256, "an unaligned output: one thread per element");
+        assert_eq!(packed_config(1 << 20, 2, &[(&s[1], 4096)], 8192).grid_dim.0, (1 << 20) / 256, "a strided input: one thread per element");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! nothing the tensor layer already checked, launches on the device's stream and returns a new
 //! contiguous tensor on the same device without waiting for the GPU.
 
-use super::launch::{elementwise_config, rows_config, strided_operands};
+use super::launch::{elementwise_config, packed_config, rows_config, strided_operands};
 use super::{CudaDevice, CudaStorage};
 use crate::autograd::Op;
 use crate::tensor::reduce::{keep_dims_shape, ReduceOp};
@@ -95,7 +95,8 @@ pub fn copy_contiguous(t: &Tensor, op: Option<Op>) -> Result<Tensor> {
     let out = alloc_out(&dev, t.dtype(), t.shape())?;
     if n > 0 {
         let s = strided_operands("contiguous", t.shape(), &[t.layout()])?;
-        launch!(dev, "elementwise", format!("copy_{}", suffix(t.dtype())), elementwise_config(n); n as i64, s[0], x, out.ptr());
+        let cfg = packed_config(n, t.dtype().size_in_bytes(), &[(&s[0], x)], out.ptr());
+        launch!(dev, "elementwise", format!("copy_{}", suffix(t.dtype())), cfg; n as i64, s[0], x, out.ptr());
     }
     Ok(wrap(out, t.shape(), op))
 }
@@ -165,7 +166,8 @@ pub fn unary(t: &Tensor, u: UnaryOp, op: Option<Op>) -> Result<Tensor> {
     let out = alloc_out(&dev, t.dtype(), t.shape())?;
     if n > 0 {
         let s = strided_operands(u.name(), t.shape(), &[t.layout()])?;
-        launch!(dev, "elementwise", name, elementwise_config(n); n as i64, u as i32, s[0], x, out.ptr());
+        let cfg = packed_config(n, t.dtype().size_in_bytes(), &[(&s[0], x)], out.ptr());
+        launch!(dev, "elementwise", name, cfg; n as i64, u as i32, s[0], x, out.ptr());
     }
     Ok(wrap(out, t.shape(), op))
 }
@@ -192,7 +194,8 @@ pub fn affine(t: &Tensor, mul: f64, add: f64, op: Option<Op>) -> Result<Tensor> 
     let out = alloc_out(&dev, t.dtype(), t.shape())?;
     if n > 0 {
         let s = strided_operands("affine", t.shape(), &[t.layout()])?;
-        launch!(dev, "elementwise", name, elementwise_config(n); n as i64, s[0], x, out.ptr(), mul as f32, add as f32);
+        let cfg = packed_config(n, t.dtype().size_in_bytes(), &[(&s[0], x)], out.ptr());
+        launch!(dev, "elementwise", name, cfg; n as i64, s[0], x, out.ptr(), mul as f32, add as f32);
     }
     Ok(wrap(out, t.shape(), op))
 }
@@ -218,7 +221,8 @@ pub fn binary(a: &Tensor, b: &Tensor, bop: BinaryOp, shape: &[usize], op: Option
     if n > 0 {
         let (la, lb) = (a.layout().broadcast_as(shape)?, b.layout().broadcast_as(shape)?);
         let s = strided_operands(bop.name(), shape, &[&la, &lb])?;
-        launch!(dev, "elementwise", name, elementwise_config(n); n as i64, bop as i32, s[0], ap, s[1], bp, out.ptr());
+        let cfg = packed_config(n, a.dtype().size_in_bytes(), &[(&s[0], ap), (&s[1], bp)], out.ptr());
+        launch!(dev, "elementwise", name, cfg; n as i64, bop as i32, s[0], ap, s[1], bp, out.ptr());
     }
     Ok(wrap(out, shape, op))
 }
