@@ -38,14 +38,9 @@ pub enum EvalWhat {
     Ssim(PairArgs),
 }
 
+/// How the Inception network runs over folders (eval fid, eval is).
 #[derive(Args, Debug)]
-pub struct FidArgs {
-    /// Folder of reference images (searched recursively for .png/.jpg/.jpeg).
-    #[arg(long)]
-    pub real: PathBuf,
-    /// Folder of generated images.
-    #[arg(long)]
-    pub fake: PathBuf,
+pub struct InceptionRunArgs {
     /// The FID Inception weights (tools/fetch_fid_inception.py).
     #[arg(long, default_value = FID_WEIGHTS)]
     pub weights: PathBuf,
@@ -58,6 +53,18 @@ pub struct FidArgs {
     /// cpu | cuda | cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct FidArgs {
+    /// Folder of reference images (searched recursively for .png/.jpg/.jpeg).
+    #[arg(long)]
+    pub real: PathBuf,
+    /// Folder of generated images.
+    #[arg(long)]
+    pub fake: PathBuf,
+    #[command(flatten)]
+    pub net: InceptionRunArgs,
     /// Also write the features of both folders here (safetensors: real [N, 2048], fake [M, 2048]).
     #[arg(long)]
     pub save_features: Option<PathBuf>,
@@ -68,24 +75,14 @@ pub struct IsArgs {
     /// Folder of generated images (searched recursively for .png/.jpg/.jpeg, taken in sorted order).
     #[arg(long)]
     pub fake: PathBuf,
-    /// The FID Inception weights (tools/fetch_fid_inception.py).
-    #[arg(long, default_value = FID_WEIGHTS)]
-    pub weights: PathBuf,
+    #[command(flatten)]
+    pub net: InceptionRunArgs,
     /// The network's softmax layer (tools/convert_inception_logits.py).
     #[arg(long, default_value = LOGITS_WEIGHTS)]
     pub logits_layer: PathBuf,
     /// Consecutive splits the score is averaged over (10 in the paper and torch-fidelity).
     #[arg(long, default_value_t = 10)]
     pub splits: usize,
-    /// Images per network call.
-    #[arg(long, default_value_t = 25)]
-    pub batch: usize,
-    /// Use only the first N images (sorted by path).
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// cpu | cuda | cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Also write the logits here (safetensors: logits [N, 1008]).
     #[arg(long)]
     pub save_logits: Option<PathBuf>,
@@ -125,22 +122,22 @@ fn bar(len: usize, what: String) -> ProgressBar {
 }
 
 fn fid(a: &FidArgs) -> Result<()> {
-    let device = parse_device(&a.device)?;
+    let device = parse_device(&a.net.device)?;
     // list both folders before the slow part, so a typo fails at once
     let take = |dir: &Path| -> Result<Vec<PathBuf>> {
         let mut files = list_images(dir)?;
-        files.truncate(a.limit.unwrap_or(usize::MAX));
+        files.truncate(a.net.limit.unwrap_or(usize::MAX));
         if files.len() < 2 {
             return Err(Error::invalid("eval", format!("{}: FID needs at least 2 images per folder, found {}", dir.display(), files.len())));
         }
         Ok(files)
     };
     let (real, fake) = (take(&a.real)?, take(&a.fake)?);
-    let net = FidInception::load(&a.weights, device)?;
+    let net = FidInception::load(&a.net.weights, device)?;
     let started = Instant::now();
     let features = |files: &[PathBuf], name: &str| -> Result<Vec<f32>> {
         let bar = bar(files.len(), format!("inception features ({name})"));
-        let f = inception_features(&net, files, a.batch, &mut |done| bar.set_position(done as u64));
+        let f = inception_features(&net, files, a.net.batch, &mut |done| bar.set_position(done as u64));
         bar.finish_and_clear();
         f
     };
@@ -163,18 +160,18 @@ fn fid(a: &FidArgs) -> Result<()> {
 }
 
 fn is(a: &IsArgs) -> Result<()> {
-    let device = parse_device(&a.device)?;
+    let device = parse_device(&a.net.device)?;
     let mut files = list_images(&a.fake)?;
-    files.truncate(a.limit.unwrap_or(usize::MAX));
+    files.truncate(a.net.limit.unwrap_or(usize::MAX));
     if files.len() < a.splits.max(1) {
         return Err(Error::invalid("eval", format!("{}: {} images cannot be cut into {} splits (--splits)", a.fake.display(), files.len(), a.splits)));
     }
     // both weight files before the slow part
     let layer = LogitsLayer::load(&a.logits_layer)?;
-    let net = FidInception::load(&a.weights, device)?;
+    let net = FidInception::load(&a.net.weights, device)?;
     let started = Instant::now();
     let bar = bar(files.len(), "inception logits".into());
-    let features = inception_features(&net, &files, a.batch, &mut |done| bar.set_position(done as u64));
+    let features = inception_features(&net, &files, a.net.batch, &mut |done| bar.set_position(done as u64));
     bar.finish_and_clear();
     let logits = layer.logits(&features?);
     let secs = started.elapsed().as_secs_f64();
