@@ -6,11 +6,10 @@
 // Tolerance: the output is a convex combination of V rows; P is rounded to T once before P·V and
 // the output once at the end, so |out − ref| ≤ 3·eps(T)·max|v| (eps = 2^-11 f16, 2^-8 bf16).
 // The log-sum-exp is f32 from exact products: |Δ| ≤ 1e-4 (natural log units). A fully masked row
-// must give exactly 0 and lse −inf. The kernel lab's forward variant 2 runs on every forward case.
+// must give exactly 0 and lse −inf.
 // Backward (dQ, dK, dV after the forward, for a random dO): P and dS are rounded to T before their
 // products, so each gradient is compared norm-wise: max|grad − ref| ≤ 8·eps(T)·max|ref|.
 #include "../../kernels/attention.cu"
-#include "../kernel_lab/attention_v2.cu"
 
 #include <random>
 #include <string>
@@ -28,17 +27,9 @@ static double eps_of(const __half*) { return std::ldexp(1.0, -11); }
 static double eps_of(const __nv_bfloat16*) { return std::ldexp(1.0, -8); }
 
 template <typename T, int DP>
-static void launch_dp(const AttnArgs& a, const T* q, const T* k, const T* v, const float* m, T* o, float* l, int variant = 1) {
-    if (variant == 2) {
-        AttnArgsV2 a2;
-        std::memcpy(&a2, &a, sizeof a2);
-        static_assert(sizeof(AttnArgsV2) == sizeof(AttnArgs), "the lab variant takes the same arguments");
-        dim3 grid{(unsigned)((a.lq + FA2_BQ - 1) / FA2_BQ), (unsigned)(a.b * a.h), 1};
-        ldm_emu::launch(grid, dim3{FA2_THREADS, 1, 1}, [&] { flash_forward_v2<T, DP>(a2, q, k, v, m, o, l); });
-        return;
-    }
-    dim3 grid{(unsigned)((a.lq + FA_BQ - 1) / FA_BQ), (unsigned)(a.b * a.h), 1};
-    ldm_emu::launch(grid, dim3{FA_THREADS, 1, 1}, [&] { flash_forward<T, DP>(a, q, k, v, m, o, l); });
+static void launch_dp(const AttnArgs& a, const T* q, const T* k, const T* v, const float* m, T* o, float* l) {
+    dim3 grid{(unsigned)((a.lq + FA_FWD_BQ - 1) / FA_FWD_BQ), (unsigned)(a.b * a.h), 1};
+    ldm_emu::launch(grid, dim3{FA_FWD_THREADS, 1, 1}, [&] { flash_forward<T, DP>(a, q, k, v, m, o, l); });
 }
 
 template <typename T>
@@ -68,20 +59,20 @@ static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool mas
                     mask[((size_t)bi * lq + r) * lk + j] = (r == 3 || (r + j) % 5 == 0) ? -INFINITY : 0.5f * u(rng);
         a.ms[0] = (int64_t)lq * lk; a.ms[1] = 0; a.ms[2] = lk; a.ms[3] = 1;
     }
-    for (int variant = 1; variant <= 2; ++variant) {
+    {
     std::vector<T> out(nq, from_f32<T>(12345.0f));
     std::vector<float> lse((size_t)b * h * lq, 12345.0f);
     const float* mp = masked ? mask.data() : nullptr;
     int dp = d <= 16 ? 16 : d <= 32 ? 32 : d <= 48 ? 48 : d <= 64 ? 64 : d <= 80 ? 80 : d <= 96 ? 96 : d <= 128 ? 128 : 160;
     switch (dp) {
-        case 16: launch_dp<T, 16>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        case 32: launch_dp<T, 32>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        case 48: launch_dp<T, 48>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        case 64: launch_dp<T, 64>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        case 80: launch_dp<T, 80>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        case 96: launch_dp<T, 96>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        case 128: launch_dp<T, 128>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
-        default: launch_dp<T, 160>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data(), variant); break;
+        case 16: launch_dp<T, 16>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        case 32: launch_dp<T, 32>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        case 48: launch_dp<T, 48>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        case 64: launch_dp<T, 64>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        case 80: launch_dp<T, 80>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        case 96: launch_dp<T, 96>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        case 128: launch_dp<T, 128>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
+        default: launch_dp<T, 160>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
     }
     double eps = eps_of((const T*)nullptr), worst = 0, worst_lse = 0;
     size_t bad = 0;
@@ -128,7 +119,7 @@ static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool mas
     char name[160];
     std::snprintf(name, sizeof name, "%s b%d h%d lq%d lk%d d%d (DP %d)%s%s", dtype, b, h, lq, lk, d, dp, masked ? " masked" : "",
                   q_transposed ? " q[B,L,H,D]" : "");
-    std::printf("%-4s v%d %-57s worst err/allowed %.3f, lse |err| %.2e\n", bad ? "FAIL" : "ok", variant, name, worst, worst_lse);
+    std::printf("%-4s %-57s worst err/allowed %.3f, lse |err| %.2e\n", bad ? "FAIL" : "ok", name, worst, worst_lse);
     if (bad) ++failures;
     }
 }

@@ -12,7 +12,10 @@ use crate::Result;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::OnceLock;
 
-const BLOCK_Q: usize = 64;
+/// Query rows and threads of a forward block (FA_FWD_BQ, FA_FWD_THREADS in kernels/attention.cu).
+const FWD_BLOCK_Q: usize = 128;
+const FWD_THREADS: u32 = 256;
+/// Threads of a backward block (FA_THREADS).
 const THREADS: u32 = 128;
 /// The padded head dims the kernel is instantiated for (flash_fwd_d{DP}_{dtype}).
 const HEAD_DIMS: [usize; 8] = [16, 32, 48, 64, 80, 96, 128, 160];
@@ -104,7 +107,7 @@ pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, 
     let out = alloc_out(&dev, q.dtype(), &out_shape)?;
     let lse = alloc_out(&dev, DType::F32, &out_shape[..3])?;
     if dims.lq > 0 {
-        let cfg = LaunchConfig { grid_dim: (dims.lq.div_ceil(BLOCK_Q) as u32, (dims.b * dims.h) as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig { grid_dim: (dims.lq.div_ceil(FWD_BLOCK_Q) as u32, (dims.b * dims.h) as u32, 1), block_dim: (FWD_THREADS, 1, 1), shared_mem_bytes: 0 };
         launch!(dev, "attention", format!("flash_fwd_d{dp}_{sfx}"), cfg;
             args, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, mask_ptr, out.ptr(), lse.ptr());
     }
