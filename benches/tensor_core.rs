@@ -5,8 +5,8 @@
 //! in f16 and bf16, and the Linear layers' products (kernels/gemm_tc.cu, bias fused) at the SD
 //! shapes. Without a GPU it prints why and exits 0.
 //!
-//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2",
-//! "attention fwd v2", "linear v2"), after a line giving their largest difference from the shipped kernel.
+//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2"),
+//! after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
 //!   TC <kind> <shape> <dtype> <ms> <TFLOP/s>
@@ -82,15 +82,6 @@ fn main() {
             let (x, w, b) = (randn(&[m, k], dt, 1.0), randn(&[n, k], dt, 0.02), randn(&[n], dt, 1.0));
             let s = time(&dev, || drop(x.linear(&w, Some(&b)).unwrap()));
             row("linear", &format!("{m}x{k}x{n}"), dt, s, 2.0 * (m * k * n) as f64);
-            #[cfg(feature = "kernel-lab")]
-            {
-                let (v2, v1) = (cuda::lab::linear_v2(&x, &w, Some(&b)).unwrap(), x.linear(&w, Some(&b)).unwrap());
-                let (got, want) = (v2.to_vec_f64().unwrap(), v1.to_vec_f64().unwrap());
-                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                println!("lab v2 vs shipped: max |diff| {diff:.3e}");
-                let s = time(&dev, || drop(cuda::lab::linear_v2(&x, &w, Some(&b)).unwrap()));
-                row("linear v2", &format!("{m}x{k}x{n}"), dt, s, 2.0 * (m * k * n) as f64);
-            }
         }
         for (lq, lk, dh) in ATTENTION {
             let (q, k, v) = (randn(&[2, 8, lq, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0));
@@ -98,16 +89,6 @@ fn main() {
             let flops = 4.0 * (16 * lq * lk * dh) as f64;
             let s = time(&dev, || drop(Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()));
             row("attention fwd", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
-            #[cfg(feature = "kernel-lab")]
-            {
-                let v2 = cuda::lab::attention_forward_v2(&q, &k, &v).unwrap();
-                let v1 = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap();
-                let (got, want) = (v2.to_vec_f64().unwrap(), v1.to_vec_f64().unwrap());
-                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                println!("lab v2 vs shipped: max |diff| {diff:.3e}");
-                let s = time(&dev, || drop(cuda::lab::attention_forward_v2(&q, &k, &v).unwrap()));
-                row("attention fwd v2", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
-            }
         }
     }
 }

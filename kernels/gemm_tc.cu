@@ -12,7 +12,8 @@
 //   k  any strides, consecutive threads on consecutive k
 //   m / n  any strides, consecutive threads on consecutive rows (A's m, B's n): for operands
 //      contiguous along the row index (W in dY·W, Xᵀ-like views)
-// Tiles: tc_tile.cuh (64×64 per block, 4 warps, k slices of 32). CPU twin:
+// Tiles: tc_tile.cuh (64×64 per block, 4 warps, k slices of 32); the vv path also has a 128×128
+// kernel for large grids (gemm_tc_wide_vv, below). CPU twin:
 // src/backend/cpu/matmul.rs; tools/kernel_emu/gemm_tc_test.cpp runs this file on the CPU.
 #include "tc_tile.cuh"
 
@@ -65,3 +66,124 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS) gemm_tc_##NAME##_##S(Tc
     GEMM_TC_1(T, S, 'm', 'v', mv) GEMM_TC_1(T, S, 'm', 'k', mk) GEMM_TC_1(T, S, 'm', 'n', mn)
 GEMM_TC(f16, f16)
 GEMM_TC(bf16, bf16)
+
+// ---------------------------------------------------------------------------------------------
+// The vv path on 128×128×32 block tiles, 8 warps (2 × 4) of 64×32 each: twice the mma work per
+// shared-memory load and per global byte of the 64×64 tile, both operands as 16-byte loads (two
+// per thread per slice), adjacent outputs stored as one 32-bit word. This is the kernel lab's GEMM
+// variant 2 (tools/kernel_lab/README.md): on the H100 it ran the SD Linear shapes 1.07–1.60×
+// faster than the 64×64 tile when the grid held ≥ 192 of its blocks, and 0.63× as fast on a
+// 154-row product (6 blocks); the host picks it by block count (linalg.rs `wide_tile_pays`).
+#define TCW_BM 128
+#define TCW_BN 128
+#define TCW_BK 32
+#define TCW_LD (TCW_BK + 8)
+#define TCW_THREADS 256
+
+// Two 16-byte vectors per thread of a 128×32 slice of rows dense along k (row r at base + r·ld).
+template <typename T>
+__device__ __forceinline__ void tcw_fetch(uint4 (&regs)[2], const T* base, int64_t ld, int rows, int row0, int k0, int K) {
+    #pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        int v = threadIdx.x + TCW_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
+        int gr = row0 + r, gk = k0 + kk;
+        if (gr < rows && gk < K) regs[h] = *reinterpret_cast<const uint4*>(base + gr * ld + gk);
+        else regs[h] = uint4{0u, 0u, 0u, 0u};
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void tcw_commit(T* s, const uint4 (&regs)[2]) {
+    #pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        int v = threadIdx.x + TCW_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
+        *reinterpret_cast<uint4*>(s + r * TCW_LD + kk) = regs[h];
+    }
+}
+
+// A 'v' (a_cs = 1, rows a_rs apart) times B 'v' (b_rs = 1: Bᵀ's row n at n·b_cs), as gemm_tc's vv.
+template <typename T>
+__device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
+    LDM_SHARED(T, As, TCW_BM * TCW_LD);
+    LDM_SHARED(T, Bs, TCW_BN * TCW_LD);
+    const int64_t z = blockIdx.z;
+    const T* x = A + strided_offset(ab, z);
+    const T* w = B + strided_offset(bb, z);
+    T* y = C + z * (int64_t)d.m * d.n;
+    const int M = d.m, N = d.n, K = d.k;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int gq = lane >> 2, t = lane & 3;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    const int m0 = blockIdx.x * TCW_BM, n0 = blockIdx.y * TCW_BN;
+    float acc[4][4][4];
+    #pragma unroll
+    for (int i = 0; i < 4; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    uint4 ra[2], rb[2];
+    tcw_fetch(ra, x, d.a_rs, M, m0, 0, K);
+    tcw_fetch(rb, w, d.b_cs, N, n0, 0, K);
+    for (int k0 = 0; k0 < K; k0 += TCW_BK) {
+        tcw_commit(As, ra);
+        tcw_commit(Bs, rb);
+        __syncthreads();
+        if (k0 + TCW_BK < K) {  // the next slice in flight during this one's math
+            tcw_fetch(ra, x, d.a_rs, M, m0, k0 + TCW_BK, K);
+            tcw_fetch(rb, w, d.b_cs, N, n0, k0 + TCW_BK, K);
+        }
+        #pragma unroll
+        for (int ks = 0; ks < TCW_BK; ks += 16) {
+            uint32_t a[4][4], b[4][2];
+            #pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const T* p = As + (wm + i * 16 + gq) * TCW_LD + ks + 2 * t;
+                a[i][0] = load_pair(p);
+                a[i][1] = load_pair(p + 8 * TCW_LD);
+                a[i][2] = load_pair(p + 8);
+                a[i][3] = load_pair(p + 8 * TCW_LD + 8);
+            }
+            #pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const T* p = Bs + (wn + j * 8 + gq) * TCW_LD + ks + 2 * t;
+                b[j][0] = load_pair(p);
+                b[j][1] = load_pair(p + 8);
+            }
+            #pragma unroll
+            for (int i = 0; i < 4; ++i)
+                #pragma unroll
+                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], a[i], b[j]);
+        }
+        __syncthreads();
+    }
+    // c0,c1 (and c2,c3) are adjacent columns 2t, 2t+1 of one row: one 32-bit store when both
+    // exist and N is even (the pair is then 4-byte aligned).
+    #pragma unroll
+    for (int i = 0; i < 4; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            #pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                int m = m0 + wm + i * 16 + gq + 8 * half, n = n0 + wn + j * 8 + 2 * t;
+                if (m >= M || n >= N) continue;
+                float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
+                if (bias) {
+                    v0 += to_f32(bias[n]);
+                    if (n + 1 < N) v1 += to_f32(bias[n + 1]);
+                }
+                T* out = y + (int64_t)m * N + n;
+                if (n + 1 < N && (N & 1) == 0) *reinterpret_cast<uint32_t*>(out) = pack_f32_pair<T>(v0, v1);
+                else {
+                    out[0] = from_f32<T>(v0);
+                    if (n + 1 < N) out[1] = from_f32<T>(v1);
+                }
+            }
+}
+
+#define GEMM_TC_WIDE(T, S) \
+extern "C" __global__ void __launch_bounds__(TCW_THREADS) gemm_tc_wide_vv_##S(TcGemmDims d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
+    gemm_tc_wide<T>(d, A, ab, B, bb, bias, C); }
+GEMM_TC_WIDE(f16, f16)
+GEMM_TC_WIDE(bf16, bf16)

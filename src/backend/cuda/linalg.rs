@@ -1,7 +1,8 @@
 //! CUDA matrix products: `a [..., M, K] @ b [..., K, N]` with broadcast batch dims, reading both
 //! operands through their strides (a transposed weight is not copied). f16/bf16 products run on
 //! tensor cores (kernels/gemm_tc.cu), f32 on the tiled FMA kernel (kernels/gemm.cu);
-//! `LDM_CUDA_GEMM=simt` sends every dtype to the latter (to compare). CPU twin:
+//! `LDM_CUDA_GEMM=simt` sends every dtype to the latter, `LDM_CUDA_GEMM=tile64` keeps the 64×64
+//! tensor-core tile where the 128×128 one would run (to compare). CPU twin:
 //! src/backend/cpu/matmul.rs.
 
 use super::launch::strided_operands;
@@ -39,6 +40,16 @@ fn forced_simt() -> bool {
 pub(crate) fn tensor_core_eligible(dtype: DType, (m, n, k): (usize, usize, usize)) -> bool {
     let fits = |v: usize| v < i32::MAX as usize;
     matches!(dtype, DType::F16 | DType::BF16) && !forced_simt() && fits(m) && fits(n) && fits(k) && n.div_ceil(64) <= 65_535
+}
+
+/// Whether the vv path takes the 128×128 tile (gemm_tc_wide_vv): measured on the H100 (kernel lab
+/// GEMM #2), it beat the 64×64 tile 1.07–1.60× on Linear products whose grid held 192 to 1,280 of
+/// its blocks and lost (0.63×) on one of 6 blocks, where most SMs idle; from 128 blocks (about one
+/// per SM) it is taken. `LDM_CUDA_GEMM=tile64` keeps the 64×64 tile everywhere (to compare).
+fn wide_tile_pays(m: usize, n: usize, batch: usize) -> bool {
+    static FORCED_TILE64: OnceLock<bool> = OnceLock::new();
+    let forced = *FORCED_TILE64.get_or_init(|| std::env::var("LDM_CUDA_GEMM").is_ok_and(|v| v == "tile64"));
+    !forced && m.div_ceil(128) * n.div_ceil(128) * batch >= 128
 }
 
 /// How gemm_tc reads an operand whose element (row r, k) sits at r·`rs` + k·`ks` from its batch
@@ -91,9 +102,13 @@ pub(crate) fn gemm(
     if tensor_core_eligible(dtype, (m, n, k)) {
         let a_path = operand_path(a_rs as usize, a_cs as usize, k, &ba, a_ptr, b'm');
         let b_path = operand_path(b_cs as usize, b_rs as usize, k, &bb, b_ptr, b'n');
-        let name = format!("gemm_tc_{}{}_{sfx}", a_path as char, b_path as char);
         let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs, a_cs, b_rs, b_cs };
-        let cfg = LaunchConfig { grid_dim: (m.div_ceil(64) as u32, n.div_ceil(64) as u32, nb as u32), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let (name, tile, threads) = if (a_path, b_path) == (b'v', b'v') && wide_tile_pays(m, n, nb) {
+            (format!("gemm_tc_wide_vv_{sfx}"), 128, 256)
+        } else {
+            (format!("gemm_tc_{}{}_{sfx}", a_path as char, b_path as char), 64, 128)
+        };
+        let cfg = LaunchConfig { grid_dim: (m.div_ceil(tile) as u32, n.div_ceil(tile) as u32, nb as u32), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
         launch!(dev, "gemm_tc", name, cfg; dims, a_ptr, s[0], b_ptr, s[1], bias_ptr, out_ptr);
         return Ok(());
     }
