@@ -146,21 +146,42 @@ impl Layout {
         Ok(Layout { shape: target.to_vec(), strides, offset: self.offset })
     }
 
-    /// A reshape that needs no copy: possible when the layout is contiguous (the common case), or
-    /// when only size-1 dims are added/removed. Returns None when a copy is required.
+    /// A reshape that needs no copy, or None when one is required. Possible when the layout is
+    /// contiguous (the common case), and in general when every group of old dims that the new
+    /// shape merges or splits is itself laid out contiguously relative to its innermost stride
+    /// (PyTorch's view rule, `computeStride`): a channels-last [N, C, H, W] view reshapes to
+    /// [N, C, H·W] and back without copying, a transposed matrix cannot be flattened.
     pub fn reshape_view(&self, shape: &[usize]) -> Option<Layout> {
-        if self.is_contiguous() {
+        if self.is_contiguous() || self.numel() == 0 {
             return Some(Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: self.offset });
         }
-        let kept: Vec<(usize, usize)> =
-            self.shape.iter().zip(&self.strides).filter(|(d, _)| **d != 1).map(|(&d, &s)| (d, s)).collect();
-        let new_kept: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
-        if kept.len() != new_kept.len() || kept.iter().zip(&new_kept).any(|((d, _), n)| d != n) {
-            return None;
+        let (old, old_strides) = (&self.shape, &self.strides);
+        let mut strides = vec![0usize; shape.len()];
+        // walk the old dims from the innermost, in chunks whose dims nest (stride[d-1] = size
+        // [d]·stride[d]); each chunk must be covered exactly by a run of new dims
+        let mut view_d = shape.len() as isize - 1;
+        let mut chunk_base = *old_strides.last()?;
+        let (mut tensor_numel, mut view_numel) = (1usize, 1usize);
+        for d in (0..old.len()).rev() {
+            tensor_numel *= old[d];
+            let chunk_ends = d == 0 || (old[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base);
+            if chunk_ends {
+                while view_d >= 0 && (view_numel < tensor_numel || shape[view_d as usize] == 1) {
+                    strides[view_d as usize] = view_numel * chunk_base;
+                    view_numel *= shape[view_d as usize];
+                    view_d -= 1;
+                }
+                if view_numel != tensor_numel {
+                    return None;
+                }
+                if d > 0 {
+                    chunk_base = old_strides[d - 1];
+                    tensor_numel = 1;
+                    view_numel = 1;
+                }
+            }
         }
-        let mut it = kept.iter();
-        let strides = shape.iter().map(|&d| if d == 1 { 0 } else { it.next().unwrap().1 }).collect();
-        Some(Layout { shape: shape.to_vec(), strides, offset: self.offset })
+        (view_d == -1).then(|| Layout { shape: shape.to_vec(), strides, offset: self.offset })
     }
 
     /// Storage offsets of every element, in row-major order of the logical shape.
@@ -237,6 +258,38 @@ mod tests {
         assert!(!n.is_contiguous());
         let b = Layout::contiguous(&[3, 1]).broadcast_as(&[2, 3, 2]).unwrap();
         assert_eq!(b.offsets().collect::<Vec<_>>(), vec![0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn reshape_views_follow_the_element_order_without_copies() {
+        let offsets = |l: &Layout| l.offsets().collect::<Vec<_>>();
+        // channels-last [N, C, H, W] (stored N, H, W, C): H and W merge and split back as views
+        let nhwc = Layout::contiguous(&[2, 4, 5, 3]).permute(&[0, 3, 1, 2]).unwrap();
+        let tokens = nhwc.reshape_view(&[2, 3, 20]).expect("H·W merge");
+        assert_eq!(tokens.strides(), &[60, 1, 3]);
+        assert_eq!(offsets(&tokens), offsets(&nhwc));
+        let back = tokens.reshape_view(&[2, 3, 4, 5]).expect("H·W split");
+        assert_eq!((back.strides(), offsets(&back)), (&[60usize, 1, 15, 3][..], offsets(&nhwc)));
+        // C and H do not nest in that layout: merging them needs a copy
+        assert!(nhwc.reshape_view(&[2, 12, 5]).is_none());
+        // a transposed matrix cannot flatten; size-1 dims still come and go
+        let t = Layout::contiguous(&[2, 3]).permute(&[1, 0]).unwrap();
+        assert!(t.reshape_view(&[6]).is_none());
+        assert_eq!(offsets(&t.reshape_view(&[3, 1, 2]).unwrap()), offsets(&t));
+        // narrowed columns: rows stay separate, each row's run splits freely
+        let narrow = Layout::contiguous(&[4, 6]).narrow(1, 1, 4).unwrap();
+        assert!(narrow.reshape_view(&[16]).is_none());
+        let split = narrow.reshape_view(&[2, 2, 2, 2]).unwrap();
+        assert_eq!((split.strides(), offsets(&split)), (&[12usize, 6, 2, 1][..], offsets(&narrow)));
+        // every view a sweep of permutations and reshapes finds reads the same elements in order
+        for perm in [[0, 1, 2, 3], [0, 2, 3, 1], [0, 3, 1, 2], [1, 0, 2, 3], [3, 2, 1, 0]] {
+            let l = Layout::contiguous(&[2, 3, 4, 2]).permute(&perm).unwrap();
+            for shape in [vec![48], vec![6, 8], vec![2, 24], vec![2, 3, 8], vec![l.shape()[0], l.shape()[1] * l.shape()[2], l.shape()[3]], vec![1, 48, 1]] {
+                if let Some(v) = l.reshape_view(&shape) {
+                    assert_eq!(offsets(&v), offsets(&l), "{perm:?} → {shape:?}");
+                }
+            }
+        }
     }
 
     #[test]
