@@ -37,7 +37,7 @@ __device__ __forceinline__ void unit_stats(const T* xu, int64_t count, float eps
 //   3. gn_apply: the affine normalisation (+ SiLU), 16 bytes per thread per step where rows allow
 template <typename T>
 __device__ void gn_partial(int64_t count, int splits, const T* x, float* part) {
-    __shared__ float scratch[32];
+    LDM_SHARED(float, scratch, 32);
     const int64_t u = blockIdx.x, s = blockIdx.y;
     const int64_t chunk = (count + splits - 1) / splits;
     const int64_t beg = s * chunk, end = beg + chunk < count ? beg + chunk : count;
@@ -102,7 +102,7 @@ __device__ void gn_apply(int64_t total, int64_t C, int64_t S, int64_t cpg, int s
 template <typename T>
 __device__ void gn_bwd(int64_t N, int64_t C, int64_t S, int64_t G, float eps, int silu, const T* x, const T* dy,
                        const T* w, const T* b, T* dx, float* stats) {
-    __shared__ float scratch[32];
+    LDM_SHARED(float, scratch, 32);
     int64_t cpg = C / G, count = cpg * S;
     for (int64_t u = blockIdx.x; u < N * G; u += gridDim.x) {
         int64_t c0 = (u % G) * cpg;
@@ -141,7 +141,7 @@ __device__ void gn_bwd(int64_t N, int64_t C, int64_t S, int64_t G, float eps, in
 template <typename T>
 __device__ void gn_dwdb(int64_t N, int64_t C, int64_t S, int64_t G, int silu, const T* x, const T* dy, const T* w,
                         const T* b, const float* stats, float* dw, float* db) {
-    __shared__ float scratch[32];
+    LDM_SHARED(float, scratch, 32);
     int64_t cpg = C / G;
     for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
         int64_t g = c / cpg;
@@ -168,7 +168,7 @@ __device__ void gn_dwdb(int64_t N, int64_t C, int64_t S, int64_t G, int silu, co
 
 template <typename T>
 __device__ void ln_fwd(int64_t rows, int64_t D, float eps, const T* x, const T* w, const T* b, T* y) {
-    __shared__ float scratch[32];
+    LDM_SHARED(float, scratch, 32);
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* xr = x + r * D;
         T* yr = y + r * D;
@@ -185,7 +185,7 @@ __device__ void ln_fwd(int64_t rows, int64_t D, float eps, const T* x, const T* 
 
 template <typename T>
 __device__ void ln_bwd(int64_t rows, int64_t D, float eps, const T* x, const T* dy, const T* w, T* dx, float* stats) {
-    __shared__ float scratch[32];
+    LDM_SHARED(float, scratch, 32);
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* xr = x + r * D;
         const T* gr = dy + r * D;
@@ -226,6 +226,33 @@ __device__ void ln_dwdb(int64_t rows, int64_t D, const T* x, const T* dy, const 
     }
 }
 
+// gn_apply written channels-last: y[n, p, c] (= [N, S, C]) from x[n, c, p], through a 32×32
+// shared tile so the reads (along p) and the writes (along c) are both coalesced — the layout the
+// channels-last conv that follows (GroupNorm → SiLU → conv opens every ResBlock) reads without a
+// transpose of its own. The same arithmetic as gn_apply, element for element. Block 32×8, grid
+// (⌈S/32⌉, ⌈C/32⌉, N).
+template <typename T>
+__device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int silu, const T* x, const T* w, const T* b, const float* stats, T* y) {
+    LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
+    const int64_t n = blockIdx.z, c0 = (int64_t)blockIdx.y * 32, p0 = (int64_t)blockIdx.x * 32;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const int64_t c = c0 + i, p = p0 + threadIdx.x;
+        if (c < C && p < S) {
+            const int64_t nc = n * C + c, u = nc / cpg;
+            const float mean = stats[2 * u], scale = stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f);
+            const float shift = b ? to_f32(b[c]) : 0.0f;
+            float z = (to_f32(x[nc * S + p]) - mean) * scale + shift;
+            if (silu) z *= sigmoidf_(z);
+            tile[i * 33 + threadIdx.x] = from_f32<T>(z);
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const int64_t p = p0 + i, c = c0 + threadIdx.x;
+        if (p < S && c < C) y[(n * S + p) * C + c] = tile[threadIdx.x * 33 + i];
+    }
+}
+
 extern "C" __global__ void group_norm_merge(int64_t units, int32_t splits, const float* part, float eps, float* stats) {
     gn_merge(units, splits, part, eps, stats);
 }
@@ -237,6 +264,10 @@ extern "C" __global__ void group_norm_partial_##S(int64_t count, int32_t splits,
 extern "C" __global__ void group_norm_apply_##S(int64_t total, int64_t C, int64_t Sp, int64_t cpg, int32_t silu, \
                                                 const T* x, const T* w, const T* b, const float* stats, T* y) { \
     gn_apply<T, 1>(total, C, Sp, cpg, silu, x, w, b, stats, y); \
+} \
+extern "C" __global__ void group_norm_apply_nhwc_##S(int64_t C, int64_t Sp, int64_t cpg, int32_t silu, \
+                                                     const T* x, const T* w, const T* b, const float* stats, T* y) { \
+    gn_apply_nhwc<T>(C, Sp, cpg, silu, x, w, b, stats, y); \
 } \
 extern "C" __global__ void group_norm_apply_vec_##S(int64_t total, int64_t C, int64_t Sp, int64_t cpg, int32_t silu, \
                                                     const T* x, const T* w, const T* b, const float* stats, T* y) { \

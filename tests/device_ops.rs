@@ -601,6 +601,24 @@ on_devices!(fn loaded_half_conv_weights_are_stored_channels_last(dev) {
     }
 });
 
+// In half-precision inference on a GPU, group_norm(+SiLU) over channels the channels-last conv
+// reads is written channels-last (kernels/norm.cu gn_apply_nhwc): the same values as the CPU's,
+// and the conv after it reads them without a transpose. A recorded (training) call stays NCHW.
+on_devices!(fn half_group_norm_is_written_channels_last_for_the_conv(dev) {
+    use ldm_engine::tensor::conv::Conv2dParams;
+    let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
+    for dtype in [DType::F16, DType::BF16] {
+        let norm = |d: Device, dt: DType| input(&[2, 64, 9, 11], 190, dt, d).group_norm_silu(8, Some(&input(&[64], 191, dt, d)), Some(&input(&[64], 192, dt, d)), 1e-5).unwrap();
+        let y = norm(dev, dtype);
+        assert_eq!(y.permute(&[0, 2, 3, 1]).unwrap().is_contiguous() && !y.is_contiguous(), dev.is_cuda(), "layout on {dev:?}: {:?}", y.layout().strides());
+        check("group_norm_silu, channels-last output", dev, dtype, norm);
+        check("conv2d of a channels-last group_norm", dev, dtype, |d, dt| norm(d, dt).conv2d(&input(&[32, 64, 3, 3], 193, dt, d).mul_scalar(0.05).unwrap(), None, p).unwrap());
+        check("a channels-last group_norm plus a tensor", dev, dtype, |d, dt| norm(d, dt).add(&input(&[2, 64, 9, 11], 194, dt, d)).unwrap());
+        let recorded = input(&[2, 64, 9, 11], 190, dtype, dev).requires_grad().group_norm(8, None, None, 1e-5).unwrap();
+        assert!(recorded.is_contiguous(), "a recorded group_norm on {dev:?} keeps NCHW");
+    }
+});
+
 on_devices!(fn tensor_core_gemm_on_model_products(dev) {
     for dtype in [DType::F16, DType::BF16] {
         for (k, (xs, n)) in [([2usize, 150, 320], 320usize), ([1, 70, 1280], 320), ([2, 77, 768], 320)].into_iter().enumerate() {

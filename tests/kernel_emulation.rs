@@ -57,3 +57,8 @@ fn fused_geglu_matches_an_f64_reference_in_emulation() {
 fn elementwise_packed_and_strided_paths_match_the_per_element_formula_in_emulation() {
     run_emulated("elementwise_test.cpp");
 }
+
+#[test]
+fn channels_last_group_norm_apply_matches_the_nchw_apply_in_emulation() {
+    run_emulated("group_norm_test.cpp");
+}

@@ -102,7 +102,9 @@ inline __half __ushort_as_half(unsigned short b) { return {b}; }
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short b) { return {b}; }
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.bits; }
 
-// exp2f, expf, log2f, fmaxf, fminf come from <cmath> as they are.
+// exp2f, expf, log2f, fmaxf, fminf come from <cmath> as they are; CUDA's rsqrtf is approximate
+// (≤ 2 ulp), this one correctly rounded.
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
 // ---------------------------------------------------------------------------------------------
 // Blocks, warps, barriers.

@@ -78,7 +78,13 @@ fn forced_gemm() -> bool {
 
 /// `t` [A, B, C, D] copied to [A, C, D, B] (channels-last), outside autograd: an operand layout.
 /// One tiled transpose kernel (kernels/elementwise.cu transpose_last2) over the dense [A, B, C·D].
+/// A tensor already stored that way (a channels-last group_norm output, a stored weight) is
+/// returned as the [A, C, D, B] view of its storage, without a copy.
 fn channels_last(t: &Tensor) -> Result<Tensor> {
+    let view = t.permute(&[0, 2, 3, 1])?;
+    if view.is_contiguous() {
+        return Ok(view);
+    }
     let s = t.shape();
     let (a, b, cd) = (s[0], s[1], s[2] * s[3]);
     if a > 65_535 {
@@ -129,7 +135,13 @@ const MAX_CACHED_LAYOUTS: usize = 1024;
 /// feeds the channels-last tensor-core kernel (half precision, C_in a multiple of 8), which then
 /// reads it as it is, with no per-call transpose and no cached second copy.
 pub(crate) fn prefers_channels_last_weight(shape: &[usize], dtype: DType) -> bool {
-    shape.len() == 4 && matches!(dtype, DType::F16 | DType::BF16) && channels_last_fits(shape[1]) && !forced_gemm()
+    shape.len() == 4 && reads_channels_last(shape[1], dtype)
+}
+
+/// Whether a conv over `channels` input channels of `dtype` reads its input channels-last (the
+/// tensor-core kernel's 16-byte path), so a producer can hand it that layout directly.
+pub(crate) fn reads_channels_last(channels: usize, dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16) && channels_last_fits(channels) && !forced_gemm()
 }
 
 /// An inference weight [C_out, C_in, KH, KW] with its storage reordered to [C_out, KH, KW, C_in]:
@@ -217,8 +229,7 @@ pub(crate) fn cast_operand(t: Option<&Tensor>, dtype: DType) -> Result<(Option<T
 /// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
     let sfx = float_suffix("conv2d", x.dtype())?;
-    let x = dense(x)?;
-    let (dev, _) = device_and_ptr("conv2d", &x)?;
+    let (dev, _) = device_and_ptr("conv2d", x)?;
     let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
     let shape = [g.n, g.c_out, g.ho, g.wo];
     if let Some(r) = residual
@@ -231,7 +242,7 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
     let cfg = config(g.n * g.ho * g.wo, g.c_out, 1);
     if channels_last_fits(g.c_in) {
         // k = (kh, kw, ci): x as [N, H, W, C_in], w as [C_out, KH, KW, C_in]
-        let (xn, wk) = (channels_last(&x)?, channels_last_weight(&dev, w, x.dtype())?);
+        let (xn, wk) = (channels_last(x)?, channels_last_weight(&dev, w, x.dtype())?);
         let k = g.c_in * g.kh * g.kw;
         let splits = forward_splits(cfg.grid_dim.0 as usize * cfg.grid_dim.1 as usize, k);
         if splits > 1 {
@@ -248,7 +259,7 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
                 TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
         }
     } else {
-        let w = dense(&w.to_dtype(x.dtype())?)?;
+        let (x, w) = (dense(x)?, dense(&w.to_dtype(x.dtype())?)?);
         launch!(dev, "conv_tc", format!("conv_tc_fwd_{sfx}"), cfg;
             TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&w)?, b_ptr, r_ptr, out.ptr());
     }

@@ -37,6 +37,7 @@ pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tenso
     let (_b, bp) = param(b, x.dtype())?;
     let out = alloc_out(&dev, x.dtype(), x.shape())?;
     let units = d.n * d.groups;
+    let channels_last = channels_last_output(&x, op.is_some());
     if x.numel() > 0 {
         // kernels/norm.cu: partial statistics per chunk, merged per unit, then the normalisation
         let count = x.numel() / units;
@@ -47,13 +48,33 @@ pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tenso
         let cfg = LaunchConfig { grid_dim: (units as u32, splits as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         launch!(dev, "norm", format!("group_norm_partial_{sfx}"), cfg; count as i64, splits as i32, xp, part.ptr());
         launch!(dev, "norm", "group_norm_merge", elementwise_config(units); units as i64, splits as i32, part.ptr(), eps as f32, stats.ptr());
-        let per_vector = 16 / x.dtype().size_in_bytes();
-        let vectors = d.s % per_vector == 0 && xp % 16 == 0 && out.ptr() % 16 == 0;
-        let (name, step) = if vectors { (format!("group_norm_apply_vec_{sfx}"), per_vector) } else { (format!("group_norm_apply_{sfx}"), 1) };
-        launch!(dev, "norm", name, elementwise_config(x.numel() / step);
-            x.numel() as i64, d.c as i64, d.s as i64, (d.c / d.groups) as i64, silu as i32, xp, wp, bp, stats.ptr(), out.ptr());
+        if channels_last {
+            let cfg = LaunchConfig { grid_dim: (d.s.div_ceil(32) as u32, d.c.div_ceil(32) as u32, d.n as u32), block_dim: (32, 8, 1), shared_mem_bytes: 0 };
+            launch!(dev, "norm", format!("group_norm_apply_nhwc_{sfx}"), cfg;
+                d.c as i64, d.s as i64, (d.c / d.groups) as i64, silu as i32, xp, wp, bp, stats.ptr(), out.ptr());
+        } else {
+            let per_vector = 16 / x.dtype().size_in_bytes();
+            let vectors = d.s % per_vector == 0 && xp % 16 == 0 && out.ptr() % 16 == 0;
+            let (name, step) = if vectors { (format!("group_norm_apply_vec_{sfx}"), per_vector) } else { (format!("group_norm_apply_{sfx}"), 1) };
+            launch!(dev, "norm", name, elementwise_config(x.numel() / step);
+                x.numel() as i64, d.c as i64, d.s as i64, (d.c / d.groups) as i64, silu as i32, xp, wp, bp, stats.ptr(), out.ptr());
+        }
+    }
+    if channels_last {
+        // [N, H, W, C] in memory, seen as [N, C, H, W]: the shape every caller expects
+        let s = x.shape();
+        return wrap(out, &[s[0], s[2], s[3], s[1]], None).permute(&[0, 3, 1, 2]);
     }
     Ok(wrap(out, x.shape(), op))
+}
+
+/// Whether the normalisation is written channels-last: for inference (nothing recorded) on
+/// [N, C, H, W] half-precision images whose channels the channels-last conv kernel reads — the
+/// conv after it (GroupNorm → SiLU → conv in every ResBlock) then needs no transpose. Any other
+/// consumer reads the permuted view like any strided tensor. `LDM_CUDA_CONV=nchw` turns it off.
+fn channels_last_output(x: &Tensor, recorded: bool) -> bool {
+    let s = x.shape();
+    !recorded && s.len() == 4 && s[0] <= 65_535 && s[1].div_ceil(32) <= 65_535 && super::conv_tc::reads_channels_last(s[1], x.dtype())
 }
 
 /// Chunks per group-norm unit: enough blocks for ~4 waves of a 132-SM GPU, chunks of at most
