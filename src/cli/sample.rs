@@ -367,8 +367,11 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             timed.len()
         );
         if let Device::Cuda(i) = device {
-            let peak = ldm_engine::backend::cuda::device(i)?.memory_stats().peak;
-            println!("peak_gpu_memory_mib={:.0}", peak as f64 / (1u64 << 20) as f64);
+            // requested bytes, as torch.cuda.max_memory_allocated counts; held: rounded to the
+            // allocator's size classes
+            let s = ldm_engine::backend::cuda::device(i)?.memory_stats();
+            let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+            println!("peak_gpu_memory_mib={:.0} peak_gpu_held_mib={:.0}", mib(s.requested_peak), mib(s.peak));
         }
     }
     if let Some(table) = ldm_engine::backend::cuda::profile::report() {

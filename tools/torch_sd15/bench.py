@@ -149,13 +149,15 @@ def run(a):
         torch.cuda.reset_peak_memory_stats()
     runs = [once() for _ in range(a.reps)]
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else float("nan")
+    # what the caching allocator held from the driver (the engine's peak_gpu_held_mib is closer to this)
+    reserved = torch.cuda.max_memory_reserved() / 2**20 if dev.type == "cuda" else float("nan")
     x = runs[-1][0]
     save_safetensors(os.path.join(a.out, "latents_torch.safetensors"), {"latents": x.float()})
     med = [statistics.median(r[2][i] for r in runs) for i in range(4)]
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}, {a.dtype}, {a.size}x{a.size}, {a.steps} DDIM steps, cfg {a.cfg}, median of {a.reps}")
     print(f"timings: text_encode_ms={med[0] * 1e3:.1f} unet_ms_per_step={med[1] * 1e3:.1f} vae_decode_ms={med[2] * 1e3:.1f} total_ms={med[3] * 1e3:.1f}")
-    print(f"peak_gpu_memory_mib={peak:.0f}")
+    print(f"peak_gpu_memory_mib={peak:.0f} peak_gpu_reserved_mib={reserved:.0f}")
 
 
 def compare(pa, pb):

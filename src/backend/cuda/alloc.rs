@@ -44,6 +44,10 @@ pub struct AllocStats {
     pub in_use: usize,
     /// The largest `in_use` seen.
     pub peak: usize,
+    /// Bytes the tensors asked for (before rounding to a bucket), now and at most: what
+    /// PyTorch's memory_allocated / max_memory_allocated count, for comparing footprints.
+    pub requested_in_use: usize,
+    pub requested_peak: usize,
     /// Bytes in free blocks kept for reuse.
     pub cached: usize,
     /// Driver allocations made so far (a steady-state loop keeps this constant).
@@ -56,7 +60,10 @@ pub struct AllocStats {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Block {
     pub ptr: u64,
+    /// the bucket size held
     pub bytes: usize,
+    /// the size asked for
+    pub requested: usize,
 }
 
 /// The size class a request is served from. Small requests round to 512 B (the driver's own
@@ -122,11 +129,11 @@ impl<R: RawMemory> CachingAllocator<R> {
         if let Some(ptr) = pooled.or_else(|| st.free.get_mut(&size).and_then(Vec::pop)) {
             st.stats.cached -= size;
             st.stats.reuses += 1;
-            Self::count_in(&mut st.stats, size);
+            Self::count_in(&mut st.stats, size, bytes);
             if let Some(id) = st.capturing {
                 st.owner.insert(ptr, id);
             }
-            return Ok(Block { ptr, bytes: size });
+            return Ok(Block { ptr, bytes: size, requested: bytes });
         }
         let ptr = match self.raw.malloc(size) {
             Ok(p) => p,
@@ -147,16 +154,18 @@ impl<R: RawMemory> CachingAllocator<R> {
             Err(RawError::Other(m)) => return Err(AllocError::Driver(m)),
         };
         st.stats.driver_mallocs += 1;
-        Self::count_in(&mut st.stats, size);
+        Self::count_in(&mut st.stats, size, bytes);
         if let Some(id) = st.capturing {
             st.owner.insert(ptr, id);
         }
-        Ok(Block { ptr, bytes: size })
+        Ok(Block { ptr, bytes: size, requested: bytes })
     }
 
-    fn count_in(stats: &mut AllocStats, size: usize) {
+    fn count_in(stats: &mut AllocStats, size: usize, requested: usize) {
         stats.in_use += size;
         stats.peak = stats.peak.max(stats.in_use);
+        stats.requested_in_use += requested;
+        stats.requested_peak = stats.requested_peak.max(stats.requested_in_use);
     }
 
     /// Takes a block back into its free list (no driver call).
@@ -164,6 +173,7 @@ impl<R: RawMemory> CachingAllocator<R> {
         let mut st = self.state();
         let st = &mut *st;
         st.stats.in_use -= block.bytes;
+        st.stats.requested_in_use -= block.requested;
         st.stats.cached += block.bytes;
         // Freed during a capture: the graph may have read it, so it is the graph's now.
         if let Some(id) = st.capturing {
@@ -235,6 +245,7 @@ impl<R: RawMemory> CachingAllocator<R> {
     pub fn reset_peak(&self) {
         let mut st = self.state();
         st.stats.peak = st.stats.in_use;
+        st.stats.requested_peak = st.stats.requested_in_use;
     }
 }
 
@@ -305,6 +316,14 @@ mod tests {
         assert_eq!(s.in_use, 0);
         assert_eq!(s.cached, 2 * 4096 + (1 << 20) + (3 << 20));
         assert_eq!(s.peak, 2 * 4096 + (1 << 20) + (3 << 20));
+        // the bytes asked for, unrounded (4096 and the MiB multiples are bucket sizes already)
+        assert_eq!((s.requested_in_use, s.requested_peak), (0, 2 * 4096 + (1 << 20) + (3 << 20)));
+        let odd = a.alloc(1_234_567).unwrap();
+        let s = a.stats();
+        assert_eq!((s.requested_in_use, s.in_use), (1_234_567, bucket(1_234_567)));
+        a.release(odd);
+        a.reset_peak();
+        assert_eq!(a.stats().requested_peak, 0);
     }
 
     #[test]
