@@ -1,6 +1,6 @@
 // Flash-style scaled-dot-product attention forward on tensor cores (FlashAttention-2, Dao 2023,
 // Alg. 1): out = softmax(q kᵀ·scale + mask) v for q [B,H,Lq,D], k/v [B,H,Lk,D], f16/bf16 in,
-// f32 accumulation, never materialising the Lq×Lk scores. Also writes the row log-sum-exp (natural
+// f32 accumulation, never materialising the Lq×Lk scores; out stored as [B,Lq,H,D]. Also writes the row log-sum-exp (natural
 // log, −inf for a row whose keys are all masked) that the backward needs.
 //
 // One forward block: 8 warps, 128 query rows (16 per warp), walking key blocks of 64 (32 at DP
@@ -177,7 +177,10 @@ __device__ void flash_forward(const AttnArgs a, const T* q, const T* k, const T*
         }
     }
 
-    T* oh = out + (int64_t)bh * a.lq * a.d;
+    // out is [B, Lq, H, D]: the caller's [B, H, Lq, D] as a view, so merging the heads back into
+    // [B, Lq, H·D] (what every attention layer does next) needs no copy. The row's address is
+    // formed here from blockIdx (nothing extra stays live through the key loop: at head dim 128
+    // the kernel is at the 255-register limit).
     #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float l = l_run[r];
@@ -186,12 +189,14 @@ __device__ void flash_forward(const AttnArgs a, const T* q, const T* k, const T*
         int row = row0 + g + 8 * r;
         float inv = l > 0.0f ? 1.0f / l : 0.0f;
         if (row < a.lq) {
+            const int b_out = blockIdx.y / a.h, h_out = blockIdx.y - b_out * a.h;
+            T* orow = out + (((int64_t)b_out * a.lq + row) * a.h + h_out) * a.d;
             #pragma unroll
             for (int j = 0; j < DP / 8; ++j)
                 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     int c = j * 8 + 2 * t + e;
-                    if (c < a.d) oh[(int64_t)row * a.d + c] = from_f32<T>(o[j][2 * r + e] * inv);
+                    if (c < a.d) orow[c] = from_f32<T>(o[j][2 * r + e] * inv);
                 }
             if (t == 0) lse[(int64_t)bh * a.lq + row] = l > 0.0f ? (m_run[r] + log2f(l)) * FA_LN2 : -LDM_INF;
         }

@@ -109,7 +109,7 @@ static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool mas
                         if (mx != -INFINITY) ref += std::exp(sc[j] - mx) / l * vv;
                         vmax = std::max(vmax, std::fabs(vv));
                     }
-                    double got = to_f32(out[row * d + c]);
+                    double got = to_f32(out[(((size_t)bi * lq + r) * h + hi) * d + c]);  // stored [B, Lq, H, D]
                     double allowed = 3 * eps * vmax + 1e-30;
                     double e = std::fabs(got - ref);
                     if (mx == -INFINITY ? got != 0.0 : !(e <= allowed)) ++bad;
@@ -161,7 +161,13 @@ static void run_bwd(const char* dtype, int b, int h, int lq, int lk, int d, bool
     std::vector<T> out(nq), dk(nk, from_f32<T>(999.0f)), dv(nk, from_f32<T>(999.0f));
     std::vector<float> lse((size_t)b * h * lq), drow((size_t)b * h * lq), dq(nq, 0.0f);
     launch_dp<T, DP>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data());
-    backward_dp<T, DP>(a, q.data(), k.data(), v.data(), mp, out.data(), dout.data(), lse.data(), drow.data(), dq.data(), dk.data(), dv.data());
+    // the forward stores [B, Lq, H, D]; the backward reads o contiguous [B, H, Lq, D] (the host's dense())
+    std::vector<T> o_bhld(nq);
+    for (int bi = 0; bi < b; ++bi)
+        for (int hi = 0; hi < h; ++hi)
+            for (int r = 0; r < lq; ++r)
+                for (int c = 0; c < d; ++c) o_bhld[(((size_t)bi * h + hi) * lq + r) * d + c] = out[(((size_t)bi * lq + r) * h + hi) * d + c];
+    backward_dp<T, DP>(a, q.data(), k.data(), v.data(), mp, o_bhld.data(), dout.data(), lse.data(), drow.data(), dq.data(), dk.data(), dv.data());
 
     auto f = [](T x) { return (double)to_f32(x); };
     std::vector<double> rq(nq, 0.0), rk(nk, 0.0), rv(nk, 0.0);

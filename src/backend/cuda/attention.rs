@@ -1,6 +1,6 @@
 //! Flash attention on CUDA (kernels/attention.cu): softmax(q kᵀ·scale + mask) v for f16/bf16 q,
 //! k, v read through their strides, f32 accumulation, the [Lq, Lk] scores never stored. The
-//! forward returns the output [B, H, Lq, Dv] (contiguous, q's dtype) and the row log-sum-exp
+//! forward returns the output [B, H, Lq, Dv] (a view of [B, Lq, H, Dv] storage, q's dtype) and the row log-sum-exp
 //! [B, H, Lq] (f32, natural log) that the backward recomputes the probabilities from.
 //! tensor/attention.rs validates the arguments and decides when this runs;
 //! `LDM_CUDA_ATTENTION=unfused` forces the recorded matmul-softmax-matmul path instead.
@@ -104,14 +104,17 @@ pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, 
     let dp = padded_head_dim(dims.d).ok_or_else(|| crate::Error::invalid(OP, format!("no flash kernel for head dim {}", dims.d)))?;
     let (args, mask_ptr) = (args(q, k, v, mask, scale, dims), mask_ptr(mask)?);
     let out_shape = [dims.b, dims.h, dims.lq, dims.dv];
-    let out = alloc_out(&dev, q.dtype(), &out_shape)?;
+    // stored [B, Lq, H, Dv] (kernels/attention.cu), returned as the [B, H, Lq, Dv] view: the heads
+    // merge back into [B, Lq, H·Dv] without a copy
+    let stored = [dims.b, dims.lq, dims.h, dims.dv];
+    let out = alloc_out(&dev, q.dtype(), &stored)?;
     let lse = alloc_out(&dev, DType::F32, &out_shape[..3])?;
     if dims.lq > 0 {
         let cfg = LaunchConfig { grid_dim: (dims.lq.div_ceil(FWD_BLOCK_Q) as u32, (dims.b * dims.h) as u32, 1), block_dim: (FWD_THREADS, 1, 1), shared_mem_bytes: 0 };
         launch!(dev, "attention", format!("flash_fwd_d{dp}_{sfx}"), cfg;
             args, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, mask_ptr, out.ptr(), lse.ptr());
     }
-    Ok((wrap(out, &out_shape, None), wrap(lse, &out_shape[..3], None)))
+    Ok((wrap(out, &stored, None).permute(&[0, 2, 1, 3])?, wrap(lse, &out_shape[..3], None)))
 }
 
 /// (dq, dk, dv) from the forward's output and log-sum-exp and the output gradient `g`; `mask` as
