@@ -76,13 +76,18 @@ fn forced_gemm() -> bool {
     forced("gemm")
 }
 
-/// `t` [A, B, C, D] copied to [A, C, D, B] (channels-last), outside autograd: an operand layout.
-/// One tiled transpose kernel (kernels/elementwise.cu transpose_last2) over the dense [A, B, C·D].
-/// A tensor already stored that way (a channels-last group_norm output, a stored weight) is
-/// returned as the [A, C, D, B] view of its storage, without a copy.
-fn channels_last(t: &Tensor) -> Result<Tensor> {
+/// `t` [A, B, C, D] as the [A, C, D, B] view of its storage when it is stored channels-last
+/// already (a channels-last group_norm output, a stored weight), else None.
+fn stored_channels_last(t: &Tensor) -> Result<Option<Tensor>> {
     let view = t.permute(&[0, 2, 3, 1])?;
-    if view.is_contiguous() {
+    Ok(view.is_contiguous().then_some(view))
+}
+
+/// `t` [A, B, C, D] copied to [A, C, D, B] (channels-last), outside autograd: an operand layout.
+/// One tiled transpose kernel (kernels/elementwise.cu transpose_last2) over the dense [A, B, C·D];
+/// no copy for a tensor stored that way already (`stored_channels_last`).
+fn channels_last(t: &Tensor) -> Result<Tensor> {
+    if let Some(view) = stored_channels_last(t)? {
         return Ok(view);
     }
     let s = t.shape();
@@ -156,11 +161,11 @@ pub(crate) fn store_channels_last(w: &Tensor) -> Result<Tensor> {
 /// w [C_out, C_in, KH, KW] as [C_out, KH, KW, C_in] in `dtype`: a weight stored that way already
 /// (`store_channels_last`) as it is, else from the cache when it can be.
 fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Result<Tensor> {
-    if w.dtype() == dtype {
-        let view = w.permute(&[0, 2, 3, 1])?;
-        if view.is_contiguous() {
-            return Ok(view);
-        }
+    // before the cache: a cached view of the weight itself would keep its storage alive
+    if w.dtype() == dtype
+        && let Some(view) = stored_channels_last(w)?
+    {
+        return Ok(view);
     }
     let make = || channels_last(&w.to_dtype(dtype)?);
     if w.is_var() {

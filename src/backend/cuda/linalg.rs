@@ -29,9 +29,14 @@ struct TcGemmDims {
 // SAFETY: a plain #[repr(C)] struct of integers, laid out as the C struct it mirrors.
 unsafe impl DeviceRepr for TcGemmDims {}
 
+/// Whether `LDM_CUDA_GEMM` asks for `mode` (read once).
+fn forced(mode: &str) -> bool {
+    static FORCED: OnceLock<Option<String>> = OnceLock::new();
+    FORCED.get_or_init(|| std::env::var("LDM_CUDA_GEMM").ok()).as_deref() == Some(mode)
+}
+
 fn forced_simt() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("LDM_CUDA_GEMM").is_ok_and(|v| v == "simt"))
+    forced("simt")
 }
 
 /// True when a product of this dtype and size runs on tensor cores: f16/bf16 with M, N, K in
@@ -47,9 +52,7 @@ pub(crate) fn tensor_core_eligible(dtype: DType, (m, n, k): (usize, usize, usize
 /// its blocks and lost (0.63×) on one of 6 blocks, where most SMs idle; from 128 blocks (about one
 /// per SM) it is taken. `LDM_CUDA_GEMM=tile64` keeps the 64×64 tile everywhere (to compare).
 fn wide_tile_pays(m: usize, n: usize, batch: usize) -> bool {
-    static FORCED_TILE64: OnceLock<bool> = OnceLock::new();
-    let forced = *FORCED_TILE64.get_or_init(|| std::env::var("LDM_CUDA_GEMM").is_ok_and(|v| v == "tile64"));
-    !forced && m.div_ceil(128) * n.div_ceil(128) * batch >= 128
+    !forced("tile64") && m.div_ceil(128) * n.div_ceil(128) * batch >= 128
 }
 
 /// How gemm_tc reads an operand whose element (row r, k) sits at r·`rs` + k·`ks` from its batch
