@@ -55,6 +55,23 @@ pub struct InceptionRunArgs {
     pub device: String,
 }
 
+impl InceptionRunArgs {
+    /// The images of `dir`, sorted, at most --limit of them.
+    fn images(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut files = list_images(dir)?;
+        files.truncate(self.limit.unwrap_or(usize::MAX));
+        Ok(files)
+    }
+
+    /// Pool3 features of `files` ([files.len() × 2048]), --batch images per call, with a progress bar.
+    fn features(&self, net: &FidInception, files: &[PathBuf], what: String) -> Result<Vec<f32>> {
+        let bar = bar(files.len(), what);
+        let f = inception_features(net, files, self.batch, &mut |done| bar.set_position(done as u64));
+        bar.finish_and_clear();
+        f
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct FidArgs {
     /// Folder of reference images (searched recursively for .png/.jpg/.jpeg).
@@ -125,8 +142,7 @@ fn fid(a: &FidArgs) -> Result<()> {
     let device = parse_device(&a.net.device)?;
     // list both folders before the slow part, so a typo fails at once
     let take = |dir: &Path| -> Result<Vec<PathBuf>> {
-        let mut files = list_images(dir)?;
-        files.truncate(a.net.limit.unwrap_or(usize::MAX));
+        let files = a.net.images(dir)?;
         if files.len() < 2 {
             return Err(Error::invalid("eval", format!("{}: FID needs at least 2 images per folder, found {}", dir.display(), files.len())));
         }
@@ -135,12 +151,7 @@ fn fid(a: &FidArgs) -> Result<()> {
     let (real, fake) = (take(&a.real)?, take(&a.fake)?);
     let net = FidInception::load(&a.net.weights, device)?;
     let started = Instant::now();
-    let features = |files: &[PathBuf], name: &str| -> Result<Vec<f32>> {
-        let bar = bar(files.len(), format!("inception features ({name})"));
-        let f = inception_features(&net, files, a.net.batch, &mut |done| bar.set_position(done as u64));
-        bar.finish_and_clear();
-        f
-    };
+    let features = |files: &[PathBuf], name: &str| a.net.features(&net, files, format!("inception features ({name})"));
     let (fr, ff) = (features(&real, "real")?, features(&fake, "fake")?);
     let secs = started.elapsed().as_secs_f64();
     if let Some(path) = &a.save_features {
@@ -161,8 +172,7 @@ fn fid(a: &FidArgs) -> Result<()> {
 
 fn is(a: &IsArgs) -> Result<()> {
     let device = parse_device(&a.net.device)?;
-    let mut files = list_images(&a.fake)?;
-    files.truncate(a.net.limit.unwrap_or(usize::MAX));
+    let files = a.net.images(&a.fake)?;
     if files.len() < a.splits.max(1) {
         return Err(Error::invalid("eval", format!("{}: {} images cannot be cut into {} splits (--splits)", a.fake.display(), files.len(), a.splits)));
     }
@@ -170,10 +180,7 @@ fn is(a: &IsArgs) -> Result<()> {
     let layer = LogitsLayer::load(&a.logits_layer)?;
     let net = FidInception::load(&a.net.weights, device)?;
     let started = Instant::now();
-    let bar = bar(files.len(), "inception logits".into());
-    let features = inception_features(&net, &files, a.net.batch, &mut |done| bar.set_position(done as u64));
-    bar.finish_and_clear();
-    let logits = layer.logits(&features?);
+    let logits = layer.logits(&a.net.features(&net, &files, "inception logits".into())?);
     let secs = started.elapsed().as_secs_f64();
     if let Some(path) = &a.save_logits {
         let t = ldm_engine::Tensor::from_slice(&logits, &[files.len(), CLASSES])?;
