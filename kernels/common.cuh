@@ -88,6 +88,28 @@ __device__ __forceinline__ bool packable(const T* p) {
     return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
+// y[b, s, r] = f(r, x[b, r, s]) for contiguous [B, R, S] → [B, S, R] through a 32×32 shared tile,
+// so that both the reads (along s) and the writes (along r) are coalesced; the generic strided
+// copy writes one of them with a stride. f maps each value on its way (the identity for a plain
+// transpose, the normalisation for group_norm's channels-last output). Block 32×8, grid
+// (⌈S/32⌉, ⌈R/32⌉, B).
+template <typename T, typename F>
+__device__ __forceinline__ void transpose_tile(int64_t R, int64_t S, const T* x, T* y, F f) {
+    LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
+    const int64_t b = blockIdx.z, r0 = (int64_t)blockIdx.y * 32, s0 = (int64_t)blockIdx.x * 32;
+    const T* xb = x + b * R * S;
+    T* yb = y + b * R * S;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        int64_t r = r0 + i, s = s0 + threadIdx.x;
+        if (r < R && s < S) tile[i * 33 + threadIdx.x] = f(r, xb[r * S + s]);
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        int64_t s = s0 + i, r = r0 + threadIdx.x;
+        if (s < S && r < R) yb[s * R + r] = tile[threadIdx.x * 33 + i];
+    }
+}
+
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(f16 x) { return __half2float(x); }
 __device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }

@@ -96,25 +96,26 @@ __device__ __forceinline__ void map2_packed(int64_t n, const T* a, const T* b, T
     GRID_STRIDE(i, n - packs * V) out[packs * V + i] = f(a[packs * V + i], b[packs * V + i]);
 }
 
-template <typename T, int OP>
-__device__ void unary_loop(int64_t n, const Strided& xs, const T* x, T* y) {
-    auto f = [](T v) -> T { return from_f32<T>(unary_f<OP>(to_f32(v))); };
+// y[i] = f(x at i) for any operand: the packed path when it and y allow it, else element by element.
+template <typename T, typename F>
+__device__ __forceinline__ void map1(int64_t n, const Strided& xs, const T* x, T* y, F f) {
     if (packable(xs, x) && packable(y)) return map1_packed(n, x + xs.offset, y, f);
     GRID_STRIDE(i, n) y[i] = f(x[strided_offset(xs, i)]);
+}
+
+template <typename T, int OP>
+__device__ void unary_loop(int64_t n, const Strided& xs, const T* x, T* y) {
+    map1(n, xs, x, y, [](T v) -> T { return from_f32<T>(unary_f<OP>(to_f32(v))); });
 }
 
 template <typename T>
 __device__ void affine_loop(int64_t n, const Strided& xs, const T* x, T* y, float mul, float add) {
-    auto f = [mul, add](T v) -> T { return from_f32<T>(to_f32(v) * mul + add); };
-    if (packable(xs, x) && packable(y)) return map1_packed(n, x + xs.offset, y, f);
-    GRID_STRIDE(i, n) y[i] = f(x[strided_offset(xs, i)]);
+    map1(n, xs, x, y, [mul, add](T v) -> T { return from_f32<T>(to_f32(v) * mul + add); });
 }
 
 template <typename T>
 __device__ void copy_loop(int64_t n, const Strided& xs, const T* x, T* y) {
-    auto f = [](T v) -> T { return v; };
-    if (packable(xs, x) && packable(y)) return map1_packed(n, x + xs.offset, y, f);
-    GRID_STRIDE(i, n) y[i] = x[strided_offset(xs, i)];
+    map1(n, xs, x, y, [](T v) -> T { return v; });
 }
 
 template <typename T, int OP>
@@ -256,30 +257,10 @@ extern "C" __global__ void cmp_u8(int64_t n, int32_t op, Strided as, const uint8
 }
 
 // Copies and casts exist for every storage dtype, integers included.
-// y[b, s, r] = x[b, r, s] for contiguous [B, R, S] → [B, S, R] (NCHW → NHWC: R = C, S = H·W;
-// a conv weight [K, C, KH·KW] → [K, KH·KW, C]) through a 32×32 shared tile, so that both the reads
-// (along s) and the writes (along r) are coalesced; the generic strided copy writes one of them
-// with a stride. Block 32×8, grid (⌈S/32⌉, ⌈R/32⌉, B).
-template <typename T>
-__device__ void transpose_tile(int64_t R, int64_t S, const T* x, T* y) {
-    LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
-    const int64_t b = blockIdx.z, r0 = (int64_t)blockIdx.y * 32, s0 = (int64_t)blockIdx.x * 32;
-    const T* xb = x + b * R * S;
-    T* yb = y + b * R * S;
-    for (int i = threadIdx.y; i < 32; i += 8) {
-        int64_t r = r0 + i, s = s0 + threadIdx.x;
-        if (r < R && s < S) tile[i * 33 + threadIdx.x] = xb[r * S + s];
-    }
-    __syncthreads();
-    for (int i = threadIdx.y; i < 32; i += 8) {
-        int64_t s = s0 + i, r = r0 + threadIdx.x;
-        if (s < S && r < R) yb[s * R + r] = tile[threadIdx.x * 33 + i];
-    }
-}
-
 #define COPY(T, S) \
+/* [B, R, S] → [B, S, R] (NCHW → NHWC, conv weights [K, C, KH·KW] → [K, KH·KW, C]) */ \
 extern "C" __global__ void transpose_last2_##S(int64_t R, int64_t Sn, const T* x, T* y) { \
-    transpose_tile<T>(R, Sn, x, y); \
+    transpose_tile<T>(R, Sn, x, y, [](int64_t, T v) -> T { return v; }); \
 } \
 extern "C" __global__ void copy_##S(int64_t n, Strided xs, const T* x, T* y) { \
     copy_loop<T>(n, xs, x, y); \

@@ -226,31 +226,22 @@ __device__ void ln_dwdb(int64_t rows, int64_t D, const T* x, const T* dy, const 
     }
 }
 
-// gn_apply written channels-last: y[n, p, c] (= [N, S, C]) from x[n, c, p], through a 32×32
-// shared tile so the reads (along p) and the writes (along c) are both coalesced — the layout the
-// channels-last conv that follows (GroupNorm → SiLU → conv opens every ResBlock) reads without a
-// transpose of its own. The same arithmetic as gn_apply, element for element. Block 32×8, grid
-// (⌈S/32⌉, ⌈C/32⌉, N).
+// gn_apply written channels-last: y[n, p, c] (= [N, S, C]) from x[n, c, p], through
+// transpose_tile (common.cuh) so the reads (along p) and the writes (along c) are both coalesced —
+// the layout the channels-last conv that follows (GroupNorm → SiLU → conv opens every ResBlock)
+// reads without a transpose of its own. The same arithmetic as gn_apply, element for element.
+// Block 32×8, grid (⌈S/32⌉, ⌈C/32⌉, N).
 template <typename T>
 __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int silu, const T* x, const T* w, const T* b, const float* stats, T* y) {
-    LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
-    const int64_t n = blockIdx.z, c0 = (int64_t)blockIdx.y * 32, p0 = (int64_t)blockIdx.x * 32;
-    for (int i = threadIdx.y; i < 32; i += 8) {
-        const int64_t c = c0 + i, p = p0 + threadIdx.x;
-        if (c < C && p < S) {
-            const int64_t nc = n * C + c, u = nc / cpg;
-            const float mean = stats[2 * u], scale = stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f);
-            const float shift = b ? to_f32(b[c]) : 0.0f;
-            float z = (to_f32(x[nc * S + p]) - mean) * scale + shift;
-            if (silu) z *= sigmoidf_(z);
-            tile[i * 33 + threadIdx.x] = from_f32<T>(z);
-        }
-    }
-    __syncthreads();
-    for (int i = threadIdx.y; i < 32; i += 8) {
-        const int64_t p = p0 + i, c = c0 + threadIdx.x;
-        if (p < S && c < C) y[(n * S + p) * C + c] = tile[threadIdx.x * 33 + i];
-    }
+    const int64_t n = blockIdx.z;
+    transpose_tile<T>(C, S, x, y, [&](int64_t c, T v) -> T {
+        const int64_t u = (n * C + c) / cpg;
+        const float mean = stats[2 * u], scale = stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f);
+        const float shift = b ? to_f32(b[c]) : 0.0f;
+        float z = (to_f32(v) - mean) * scale + shift;
+        if (silu) z *= sigmoidf_(z);
+        return from_f32<T>(z);
+    });
 }
 
 extern "C" __global__ void group_norm_merge(int64_t units, int32_t splits, const float* part, float eps, float* stats) {

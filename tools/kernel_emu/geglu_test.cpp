@@ -33,7 +33,7 @@ template <typename T>
 static int run_transpose(const char* name, int B, int R, int S) {
     std::vector<T> x((size_t)B * R * S), y(x.size());
     for (size_t i = 0; i < x.size(); ++i) x[i] = from_f32<T>((float)(i % 2039) - 1000.0f);
-    ldm_emu::launch(dim3{(unsigned)((S + 31) / 32), (unsigned)((R + 31) / 32), (unsigned)B}, dim3{32, 8, 1}, [&] { transpose_tile<T>(R, S, x.data(), y.data()); });
+    ldm_emu::launch(dim3{(unsigned)((S + 31) / 32), (unsigned)((R + 31) / 32), (unsigned)B}, dim3{32, 8, 1}, [&] { transpose_tile<T>(R, S, x.data(), y.data(), [](int64_t, T v) -> T { return v; }); });
     size_t bad = 0;
     for (int b = 0; b < B; ++b)
         for (int r = 0; r < R; ++r)
