@@ -70,42 +70,20 @@ GEMM_TC(bf16, bf16)
 // ---------------------------------------------------------------------------------------------
 // The vv path on 128×128×32 block tiles, 8 warps (2 × 4) of 64×32 each: twice the mma work per
 // shared-memory load and per global byte of the 64×64 tile, both operands as 16-byte loads (two
-// per thread per slice), adjacent outputs stored as one 32-bit word. This is the kernel lab's GEMM
+// per thread per slice: tc_tile.cuh's DenseKOperand at 256 threads, the same padded rows),
+// adjacent outputs stored as one 32-bit word. This is the kernel lab's GEMM
 // variant 2 (tools/kernel_lab/README.md): on the H100 it ran the SD Linear shapes 1.07–1.60×
 // faster than the 64×64 tile when the grid held ≥ 192 of its blocks, and 0.63× as fast on a
 // 154-row product (6 blocks); the host picks it by block count (linalg.rs `wide_tile_pays`).
 #define TCW_BM 128
 #define TCW_BN 128
-#define TCW_BK 32
-#define TCW_LD (TCW_BK + 8)
 #define TCW_THREADS 256
-
-// Two 16-byte vectors per thread of a 128×32 slice of rows dense along k (row r at base + r·ld).
-template <typename T>
-__device__ __forceinline__ void tcw_fetch(uint4 (&regs)[2], const T* base, int64_t ld, int rows, int row0, int k0, int K) {
-    #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        int v = threadIdx.x + TCW_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
-        int gr = row0 + r, gk = k0 + kk;
-        if (gr < rows && gk < K) regs[h] = *reinterpret_cast<const uint4*>(base + gr * ld + gk);
-        else regs[h] = uint4{0u, 0u, 0u, 0u};
-    }
-}
-
-template <typename T>
-__device__ __forceinline__ void tcw_commit(T* s, const uint4 (&regs)[2]) {
-    #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        int v = threadIdx.x + TCW_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
-        *reinterpret_cast<uint4*>(s + r * TCW_LD + kk) = regs[h];
-    }
-}
 
 // A 'v' (a_cs = 1, rows a_rs apart) times B 'v' (b_rs = 1: Bᵀ's row n at n·b_cs), as gemm_tc's vv.
 template <typename T>
 __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
-    LDM_SHARED(T, As, TCW_BM * TCW_LD);
-    LDM_SHARED(T, Bs, TCW_BN * TCW_LD);
+    LDM_SHARED(T, As, TCW_BM * TC_LD);
+    LDM_SHARED(T, Bs, TCW_BN * TC_LD);
     const int64_t z = blockIdx.z;
     const T* x = A + strided_offset(ab, z);
     const T* w = B + strided_offset(bb, z);
@@ -123,31 +101,32 @@ __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab,
             #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-    uint4 ra[2], rb[2];
-    tcw_fetch(ra, x, d.a_rs, M, m0, 0, K);
-    tcw_fetch(rb, w, d.b_cs, N, n0, 0, K);
-    for (int k0 = 0; k0 < K; k0 += TCW_BK) {
-        tcw_commit(As, ra);
-        tcw_commit(Bs, rb);
+    // 128×32 slices of both operands, two 16-byte vectors per thread (tc_tile.cuh)
+    DenseKOperand<T, TCW_THREADS> ra{x, d.a_rs, M, m0, K}, rb{w, d.b_cs, N, n0, K};
+    ra.fetch(0);
+    rb.fetch(0);
+    for (int k0 = 0; k0 < K; k0 += TC_BK) {
+        ra.commit(As);
+        rb.commit(Bs);
         __syncthreads();
-        if (k0 + TCW_BK < K) {  // the next slice in flight during this one's math
-            tcw_fetch(ra, x, d.a_rs, M, m0, k0 + TCW_BK, K);
-            tcw_fetch(rb, w, d.b_cs, N, n0, k0 + TCW_BK, K);
+        if (k0 + TC_BK < K) {  // the next slice in flight during this one's math
+            ra.fetch(k0 + TC_BK);
+            rb.fetch(k0 + TC_BK);
         }
         #pragma unroll
-        for (int ks = 0; ks < TCW_BK; ks += 16) {
+        for (int ks = 0; ks < TC_BK; ks += 16) {
             uint32_t a[4][4], b[4][2];
             #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                const T* p = As + (wm + i * 16 + gq) * TCW_LD + ks + 2 * t;
+                const T* p = As + (wm + i * 16 + gq) * TC_LD + ks + 2 * t;
                 a[i][0] = load_pair(p);
-                a[i][1] = load_pair(p + 8 * TCW_LD);
+                a[i][1] = load_pair(p + 8 * TC_LD);
                 a[i][2] = load_pair(p + 8);
-                a[i][3] = load_pair(p + 8 * TCW_LD + 8);
+                a[i][3] = load_pair(p + 8 * TC_LD + 8);
             }
             #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                const T* p = Bs + (wn + j * 8 + gq) * TCW_LD + ks + 2 * t;
+                const T* p = Bs + (wn + j * 8 + gq) * TC_LD + ks + 2 * t;
                 b[j][0] = load_pair(p);
                 b[j][1] = load_pair(p + 8);
             }

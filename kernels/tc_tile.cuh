@@ -56,7 +56,9 @@ struct GatherOperand {
 // An operand stored dense along k: row r starts at base + r·ld. The host picks it only when base
 // and ld keep every row 16-byte aligned and the k range is a multiple of 8, so a slice is 256
 // aligned 8-element vectors, two 16-byte loads per thread (a quarter of GatherOperand's loads).
-template <typename T>
+// THREADS: the block's threads; a slice has 2·THREADS/4 rows (64 here, 128 for gemm_tc.cu's
+// 256-thread wide tile), still two vectors per thread.
+template <typename T, int THREADS = TC_THREADS>
 struct DenseKOperand {
     const T* base;
     int64_t ld;
@@ -66,7 +68,7 @@ struct DenseKOperand {
     __device__ __forceinline__ void fetch(int k0) {
         #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + TC_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
+            int v = threadIdx.x + THREADS * h, r = v >> 2, kk = (v & 3) * 8;
             int gr = row0 + r, gk = k0 + kk;
 #ifdef LDM_KERNEL_EMU
             // x86 forgives unaligned vector loads; the GPU does not: catch them here.
@@ -79,7 +81,7 @@ struct DenseKOperand {
     __device__ __forceinline__ void commit(T* s) const {
         #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + TC_THREADS * h, r = v >> 2, kk = (v & 3) * 8;
+            int v = threadIdx.x + THREADS * h, r = v >> 2, kk = (v & 3) * 8;
             *reinterpret_cast<uint4*>(s + r * TC_LD + kk) = regs[h];
         }
     }
