@@ -31,6 +31,17 @@ static std::vector<T> random_tensor(size_t n, std::vector<double>& exact) {
     return v;
 }
 
+// [A, B, S] copied to [A, S, B]: an NCHW image to NHWC (B = C, S = H·W), a conv weight
+// [K, C, KH·KW] to [K, KH·KW, C] — what the host's channels-last transpose gives the kernels.
+template <typename T>
+static std::vector<T> channels_last(const std::vector<T>& v, int a, int b, size_t s) {
+    std::vector<T> out(v.size());
+    for (int i = 0; i < a; ++i)
+        for (int j = 0; j < b; ++j)
+            for (size_t k = 0; k < s; ++k) out[((size_t)i * s + k) * b + j] = v[((size_t)i * b + j) * s + k];
+    return out;
+}
+
 static double eps_of(const __half*) { return std::ldexp(1.0, -11); }
 static double eps_of(const __nv_bfloat16*) { return std::ldexp(1.0, -8); }
 
@@ -120,13 +131,7 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
 
     // The channels-last forward (C % 8 = 0): x permuted to [N, H, W, C], w to [K, KH, KW, C].
     if (g.c % 8 == 0) {
-        std::vector<T> xn(x.size()), wk(w.size()), yn(y.size());
-        for (int n = 0; n < g.n; ++n)
-            for (int c = 0; c < g.c; ++c)
-                for (size_t p = 0; p < HW; ++p) xn[((size_t)n * HW + p) * g.c + c] = x[((size_t)n * g.c + c) * HW + p];
-        for (int co = 0; co < g.k; ++co)
-            for (int c = 0; c < g.c; ++c)
-                for (size_t t = 0; t < KK; ++t) wk[((size_t)co * KK + t) * g.c + c] = w[((size_t)co * g.c + c) * KK + t];
+        std::vector<T> xn = channels_last(x, g.n, g.c, HW), wk = channels_last(w, g.k, g.c, KK), yn(y.size());
         ldm_emu::launch(grid, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, yn.data()); });
         Check cn;
         for (size_t o = 0; o < yn.size(); ++o) {
@@ -183,10 +188,7 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     // padding dh·(KH−1) − ph not negative): dy permuted to [N, HO, WO, C_out], w to [C_in, KH, KW, C_out].
     int fph = g.dh * (g.kh - 1) - g.ph, fpw = g.dw * (g.kw - 1) - g.pw;
     if (g.sh == 1 && g.sw == 1 && g.k % 8 == 0 && fph >= 0 && fpw >= 0) {
-        std::vector<T> dyn(dy.size()), wt(w.size()), dxn(dx.size());
-        for (int n = 0; n < g.n; ++n)
-            for (int co = 0; co < g.k; ++co)
-                for (size_t p = 0; p < P; ++p) dyn[((size_t)n * P + p) * g.k + co] = dy[((size_t)n * g.k + co) * P + p];
+        std::vector<T> dyn = channels_last(dy, g.n, g.k, P), wt(w.size()), dxn(dx.size());
         for (int co = 0; co < g.k; ++co)
             for (int ci = 0; ci < g.c; ++ci)
                 for (size_t t = 0; t < KK; ++t) wt[((size_t)ci * KK + t) * g.k + co] = w[((size_t)co * g.c + ci) * KK + t];
