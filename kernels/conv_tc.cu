@@ -152,18 +152,24 @@ struct WindowNhwcOperand {
     }
 };
 
-// Forward from x_nhwc [N, H, W, C] and wk [K_out, KH, KW, C] (both C % 8 = 0, 16-byte aligned)
-// into NCHW y, bias and residual fused (NchwStore). With flip = 1 and stride 1 this is backward
-// data: dx = Σ dy(window at padding dh·(KH−1) − ph)·w[co, ci, KH−1−kh, KW−1−kw], x = dy in NHWC,
-// wk = w permuted to [C_in, KH, KW, C_out], g's roles swapped by the host (conv_tc.rs).
-template <typename T>
-__device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
-    const int P = g.ho * g.wo, K = g.c * g.kh * g.kw, M = g.n * P;
+// The k range [kbeg, kend) of the channels-last forward's output tile: windows of x_nhwc
+// [N, H, W, C] times wk [K_out, KH, KW, C] (both C % 8 = 0, 16-byte aligned), each value to `put`.
+template <typename T, class Put>
+__device__ __forceinline__ void conv_nhwc_tile(const TcConvGeom& g, int flip, const T* x, const T* wk, int kbeg, int kend, const Put& put) {
+    const int M = g.n * g.ho * g.wo, K = g.c * g.kh * g.kw;
     const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
     WindowNhwcOperand<T> a(x, g, flip, M, m0);
-    DenseKOperand<T> b{wk, K, g.k, n0, K};
-    const NchwStore<T> put{P, g.k, bias, res, y};
-    tc_gemm_tile<T>(M, g.k, 0, K, m0, n0, a, b, put);
+    DenseKOperand<T> b{wk, K, g.k, n0, kend};
+    tc_gemm_tile<T>(M, g.k, kbeg, kend, m0, n0, a, b, put);
+}
+
+// Forward into NCHW y, bias and residual fused (NchwStore). With flip = 1 and stride 1 this is
+// backward data: dx = Σ dy(window at padding dh·(KH−1) − ph)·w[co, ci, KH−1−kh, KW−1−kw], x = dy
+// in NHWC, wk = w permuted to [C_in, KH, KW, C_out], g's roles swapped by the host (conv_tc.rs).
+template <typename T>
+__device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
+    const NchwStore<T> put{g.ho * g.wo, g.k, bias, res, y};
+    conv_nhwc_tile<T>(g, flip, x, wk, 0, g.c * g.kh * g.kw, put);
 }
 
 // Split-K forward for small images (few output tiles: SD's 16² and 8² levels give 40–160 blocks
@@ -171,16 +177,12 @@ __device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, c
 // with atomics; conv_splitk_finish then adds bias and residual and rounds once to T.
 template <typename T>
 __device__ void conv_fwd_nhwc_split(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) {
-    const int P = g.ho * g.wo, K = g.c * g.kh * g.kw, M = g.n * P;
-    const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
-    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
-    WindowNhwcOperand<T> a(x, g, flip, M, m0);
-    DenseKOperand<T> b{wk, K, g.k, n0, kend};
+    const int P = g.ho * g.wo, kbeg = blockIdx.z * chunk;
     auto put = [&](int m, int co, float v) {
         int n = m / P, p = m - n * P;
         atomicAdd(ws + ((int64_t)n * g.k + co) * P + p, v);
     };
-    tc_gemm_tile<T>(M, g.k, kbeg, kend, m0, n0, a, b, put);
+    conv_nhwc_tile<T>(g, flip, x, wk, kbeg, min(g.c * g.kh * g.kw, kbeg + chunk), put);
 }
 
 template <typename T>
