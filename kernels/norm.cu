@@ -76,6 +76,21 @@ __device__ void gn_merge(int64_t units, int splits, const float* part, float eps
     }
 }
 
+// The normalisation of channel c of unit u: (x − mean)·rstd·w[c] + b[c], then SiLU if asked —
+// one definition for the NCHW and the channels-last apply, so the two agree to the bit.
+struct GnChannel {
+    float mean, scale, shift;
+    template <typename T>
+    __device__ __forceinline__ GnChannel(const float* stats, int64_t u, int64_t c, const T* w, const T* b)
+        : mean(stats[2 * u]), scale(stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f)), shift(b ? to_f32(b[c]) : 0.0f) {}
+    template <typename T>
+    __device__ __forceinline__ T operator()(T x, int silu) const {
+        float z = (to_f32(x) - mean) * scale + shift;
+        if (silu) z *= sigmoidf_(z);
+        return from_f32<T>(z);
+    }
+};
+
 // V values per step: 16 bytes (the host picks V > 1 only when S % V = 0 and both pointers are
 // 16-byte aligned), else 1.
 template <typename T, int V>
@@ -83,17 +98,12 @@ __device__ void gn_apply(int64_t total, int64_t C, int64_t S, int64_t cpg, int s
                          const float* stats, T* y) {
     GRID_STRIDE(v, total / V) {
         const int64_t e = v * V, nc = e / S, c = nc % C, u = nc / cpg;
-        const float mean = stats[2 * u], scale = stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f);
-        const float shift = b ? to_f32(b[c]) : 0.0f;
+        const GnChannel norm(stats, u, c, w, b);
         T in[V], out[V];
         if constexpr (V > 1) *reinterpret_cast<uint4*>(in) = *reinterpret_cast<const uint4*>(x + e);
         else in[0] = x[e];
         #pragma unroll
-        for (int i = 0; i < V; ++i) {
-            float z = (to_f32(in[i]) - mean) * scale + shift;
-            if (silu) z *= sigmoidf_(z);
-            out[i] = from_f32<T>(z);
-        }
+        for (int i = 0; i < V; ++i) out[i] = norm(in[i], silu);
         if constexpr (V > 1) *reinterpret_cast<uint4*>(y + e) = *reinterpret_cast<const uint4*>(out);
         else y[e] = out[0];
     }
@@ -234,14 +244,7 @@ __device__ void ln_dwdb(int64_t rows, int64_t D, const T* x, const T* dy, const 
 template <typename T>
 __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int silu, const T* x, const T* w, const T* b, const float* stats, T* y) {
     const int64_t n = blockIdx.z;
-    transpose_tile<T>(C, S, x, y, [&](int64_t c, T v) -> T {
-        const int64_t u = (n * C + c) / cpg;
-        const float mean = stats[2 * u], scale = stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f);
-        const float shift = b ? to_f32(b[c]) : 0.0f;
-        float z = (to_f32(v) - mean) * scale + shift;
-        if (silu) z *= sigmoidf_(z);
-        return from_f32<T>(z);
-    });
+    transpose_tile<T>(C, S, x, y, [&](int64_t c, T v) -> T { return GnChannel(stats, (n * C + c) / cpg, c, w, b)(v, silu); });
 }
 
 extern "C" __global__ void group_norm_merge(int64_t units, int32_t splits, const float* part, float eps, float* stats) {
