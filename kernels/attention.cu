@@ -24,7 +24,6 @@
 
 #define FA_FWD_BQ 128
 #define FA_FWD_THREADS 256
-#define FA_BQ 64
 #define FA_BK 64
 #define FA_THREADS 128
 #define FA_LOG2E 1.4426950408889634f
