@@ -560,7 +560,7 @@ on_devices!(fn tensor_core_conv_and_flash_attention_on_sd_shape_classes(dev) {
 // freed weight's memory nor a transposed view of a cached weight may be served a stale layout.
 on_devices!(fn conv_weight_layouts_are_reused_and_never_stale(dev) {
     use ldm_engine::tensor::conv::Conv2dParams;
-    let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
+    let p = Conv2dParams { padding: (1, 1), ..Default::default() };
     let x = input(&[1, 16, 6, 6], 170, DType::F16, dev);
     let weight = |seed: u64| input(&[16, 16, 3, 3], seed, DType::F32, Device::Cpu).mul_scalar(0.1).unwrap().to_dtype(DType::F16).unwrap().to_device(dev).unwrap();
     let conv = |w: &Tensor| x.conv2d(w, None, p).unwrap().to_vec_f64().unwrap();
@@ -584,7 +584,7 @@ on_devices!(fn conv_weight_layouts_are_reused_and_never_stale(dev) {
 on_devices!(fn loaded_half_conv_weights_are_stored_channels_last(dev) {
     use ldm_engine::nn::{Conv2d, Module, VarBuilder};
     use ldm_engine::tensor::conv::Conv2dParams;
-    let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
+    let p = Conv2dParams { padding: (1, 1), ..Default::default() };
     for dtype in [DType::F16, DType::BF16] {
         let load = |d: Device, dt: DType, c_in: usize, k: usize| {
             let weights = [("conv.weight", randn(&[24, c_in, k, k], 180).mul_scalar(0.1).unwrap()), ("conv.bias", randn(&[24], 181))];
@@ -606,7 +606,7 @@ on_devices!(fn loaded_half_conv_weights_are_stored_channels_last(dev) {
 // and the conv after it reads them without a transpose. A recorded (training) call stays NCHW.
 on_devices!(fn half_group_norm_is_written_channels_last_for_the_conv(dev) {
     use ldm_engine::tensor::conv::Conv2dParams;
-    let p = Conv2dParams { stride: (1, 1), padding: (1, 1), dilation: (1, 1), groups: 1 };
+    let p = Conv2dParams { padding: (1, 1), ..Default::default() };
     for dtype in [DType::F16, DType::BF16] {
         let norm = |d: Device, dt: DType| input(&[2, 64, 9, 11], 190, dt, d).group_norm_silu(8, Some(&input(&[64], 191, dt, d)), Some(&input(&[64], 192, dt, d)), 1e-5).unwrap();
         let y = norm(dev, dtype);
