@@ -38,6 +38,11 @@ def header_lines(text: str):
     return [line for line in text.splitlines()[:12] if line.startswith("- ")]
 
 
+def timings(line: str) -> dict:
+    """`timings: key=value ...` (the engine's and the torch script's shared format) as a dict."""
+    return dict(kv.split("=") for kv in line.split()[1:])
+
+
 def e2e_table(text: str):
     """The e2e log's timings as one table: per dtype, PyTorch's and the engine's runs."""
     rows, dtype, label = [], None, None
@@ -54,7 +59,7 @@ def e2e_table(text: str):
         elif line.startswith("engine ("):
             label = None
         elif line.startswith("timings:") and label and dtype:
-            t = dict(kv.split("=") for kv in line.split()[1:])
+            t = timings(line)
             if label == "PyTorch":
                 torch_step[dtype] = float(t["unet_ms_per_step"])
             ratio = float(t["unet_ms_per_step"]) / torch_step[dtype] if dtype in torch_step else float("nan")
@@ -84,7 +89,7 @@ def pytorch_spread(results: pathlib.Path) -> str:
                 dtype = line[3:].strip()
             is_torch = line.startswith("torch (") or (is_torch and not line.startswith("engine"))
             if is_torch and line.startswith("timings:") and dtype:
-                t = dict(kv.split("=") for kv in line.split()[1:])
+                t = timings(line)
                 steps.setdefault(dtype, []).append(float(t["unet_ms_per_step"]))
     if not steps or max(len(v) for v in steps.values()) < 2:
         return ""
