@@ -8,6 +8,7 @@
 //                    (oh, ow) the output that tap (kh, kw) reads (ih, iw) from, if any
 //   backward weight  dW[co, j] = Σ_k dy[n,co,oh,ow]·x(window)             j = (ci,kh,kw), k = (n,oh,ow);
 //                    the long k range is split over gridDim.z and summed with f32 atomics
+//                    (conv_bwd_weight_dense below: the same product from 16-byte vectors)
 // The tile machinery (64×64 tiles, 4 warps, k slices of 32, the next slice fetched during the
 // current one's mma) is tc_tile.cuh's, shared with the dense GEMM (gemm_tc.cu).
 // CPU twin: src/backend/cpu/conv.rs (tests/device_ops.rs compares them; tools/kernel_emu runs these
@@ -195,6 +196,125 @@ __device__ void conv_splitk_finish(int64_t total, int64_t C, int64_t P, const fl
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Backward weight without element gathers: dW[co, j] = Σ_m dy[m, co]·X(m, j) over pixels
+// m = (n, oh, ow), the k range of the GEMM, split over gridDim.z as in conv_bwd_weight.
+//   A (rows co): dy in NCHW is dense along m within an image: 16-byte loads (PlaneKOperand).
+//   B (rows j):  for 1×1 stride-1 unpadded convs, x in NCHW the same way (j = ci); otherwise the
+//                window of a channels-last copy of x (j = (kh, kw, ci), 8 consecutive ci of one
+//                pixel = one 16-byte load), transposed into the tile's k-contiguous rows as it is
+//                stored to shared memory (WindowNhwcRowsOperand).
+// The NCHW gather did four integer divisions and a 2-byte load per element of both operands (an
+// H100 ran SD's 3×3 weight gradients at 10–12 TFLOP/s, 20–33× cuDNN's time).
+
+// Rows r of a [IMGS, R, P] tensor seen as the R × (IMGS·P) matrix whose k = (img, p): row r, k
+// is base[(img·R + r)·P + p]. The host takes it only when P % 8 = 0 and base is 16-byte aligned,
+// so 8 consecutive k (8-aligned) stay in one image: one 16-byte load. Thread layout as
+// DenseKOperand's (two vectors per thread per 64×32 slice).
+template <typename T>
+struct PlaneKOperand {
+    const T* base;
+    int R, P, row0, kend;
+    uint4 regs[2];
+
+    __device__ __forceinline__ void fetch(int k0) {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + TC_THREADS * h, r = row0 + (v >> 2), k = k0 + (v & 3) * 8;
+            regs[h] = uint4{0u, 0u, 0u, 0u};
+            if (r >= R || k >= kend) continue;
+            int img = k / P, p = k - img * P;
+            const T* src = base + ((int64_t)img * R + r) * P + p;
+#ifdef LDM_KERNEL_EMU
+            if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail("PlaneKOperand: unaligned 16-byte load");
+#endif
+            regs[h] = *reinterpret_cast<const uint4*>(src);
+        }
+    }
+    __device__ __forceinline__ void commit(T* s) const {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + TC_THREADS * h;
+            *reinterpret_cast<uint4*>(s + (v >> 2) * TC_LD + (v & 3) * 8) = regs[h];
+        }
+    }
+};
+
+// Rows j = (kh, kw, ci) of the windows of x_nhwc [N, H, W, C] (C % 8 = 0) over the pixels
+// k = (n, oh, ow). Thread vector v (two per thread) holds rows 8·(v >> 5) … +7 at pixel k0 + (v & 31):
+// the tap and channel are decoded once (fixed per thread), the pixel once per slice. A warp's 32
+// lanes take 32 consecutive pixels of one 8-row group, so each of the 8 two-byte shared stores
+// writes 16 consecutive words: no bank conflicts (rows are 20 words apart, lanes 1 half apart).
+template <typename T>
+struct WindowNhwcRowsOperand {
+    const T* x;
+    const TcConvGeom& g;
+    int kend;
+    int ci[2], kh[2], kw[2];  // per vector: its 8 rows' tap and first channel (ci < 0: past J)
+    uint4 regs[2];
+
+    __device__ WindowNhwcRowsOperand(const T* x_, const TcConvGeom& g_, int row0, int kend_) : x(x_), g(g_), kend(kend_) {
+        const int J = g.c * g.kh * g.kw;
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int j = row0 + ((threadIdx.x + TC_THREADS * h) >> 5) * 8;
+            int tap = j / g.c;
+            ci[h] = j < J ? j - tap * g.c : -1;
+            kh[h] = tap / g.kw;
+            kw[h] = tap - kh[h] * g.kw;
+        }
+    }
+    __device__ __forceinline__ void fetch(int k0) {
+        const int P = g.ho * g.wo;
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int m = k0 + ((threadIdx.x + TC_THREADS * h) & 31);
+            regs[h] = uint4{0u, 0u, 0u, 0u};
+            if (ci[h] < 0 || m >= kend) continue;
+            int n = m / P, p = m - n * P, oh = p / g.wo, ow = p - oh * g.wo;
+            int ih = oh * g.sh - g.ph + kh[h] * g.dh, iw = ow * g.sw - g.pw + kw[h] * g.dw;
+            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+            const T* src = x + (((int64_t)n * g.h + ih) * g.w + iw) * g.c + ci[h];
+#ifdef LDM_KERNEL_EMU
+            if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail("WindowNhwcRowsOperand: unaligned 16-byte load");
+#endif
+            regs[h] = *reinterpret_cast<const uint4*>(src);
+        }
+    }
+    __device__ __forceinline__ void commit(T* s) const {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + TC_THREADS * h, kk = v & 31;
+            T* col = s + (v >> 5) * 8 * TC_LD + kk;
+            const T* e = reinterpret_cast<const T*>(&regs[h]);
+            #pragma unroll
+            for (int i = 0; i < 8; ++i) col[i * TC_LD] = e[i];
+        }
+    }
+};
+
+// dw [C_out, C_in, KH, KW] (f32, zeroed by the host) += this block's share of the pixels
+// [z·chunk, (z+1)·chunk). nhwc = 1: x is x_nhwc and j = (kh, kw, ci); nhwc = 0 (1×1, stride 1, no
+// padding): x is NCHW and j = ci.
+template <typename T>
+__device__ void conv_bwd_weight_dense(TcConvGeom g, int nhwc, const T* x, const T* dy, float* dw, int chunk) {
+    const int P = g.ho * g.wo, KK = g.kh * g.kw, J = g.c * KK, K = g.n * P;
+    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
+    const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+    PlaneKOperand<T> a{dy, g.k, P, m0, kend};
+    auto put = [&](int co, int j, float v) {
+        int tap = j / g.c, ci = j - tap * g.c;  // j = ci when KK = 1
+        atomicAdd(dw + ((int64_t)co * g.c + ci) * KK + tap, v);
+    };
+    if (nhwc) {
+        WindowNhwcRowsOperand<T> b(x, g, n0, kend);
+        tc_gemm_tile<T>(g.k, J, kbeg, kend, m0, n0, a, b, put);
+    } else {
+        PlaneKOperand<T> b{x, g.c, P, n0, kend};
+        tc_gemm_tile<T>(g.k, J, kbeg, kend, m0, n0, a, b, put);
+    }
+}
+
 #define CONV_TC(T, S) \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_split_##S(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) { \
     conv_fwd_nhwc_split<T>(g, flip, x, wk, ws, chunk); } \
@@ -207,6 +327,8 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_##S(TcConvG
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_bwd_data_##S(TcConvGeom g, const T* dy, const T* w, const T* bias, T* dx) { \
     conv_bwd_data<T>(g, dy, w, bias, dx); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_bwd_weight_##S(TcConvGeom g, const T* x, const T* dy, float* dw, int chunk) { \
-    conv_bwd_weight<T>(g, x, dy, dw, chunk); }
+    conv_bwd_weight<T>(g, x, dy, dw, chunk); } \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_bwd_weight_dense_##S(TcConvGeom g, int nhwc, const T* x, const T* dy, float* dw, int chunk) { \
+    conv_bwd_weight_dense<T>(g, nhwc, x, dy, dw, chunk); }
 CONV_TC(f16, f16)
 CONV_TC(bf16, bf16)

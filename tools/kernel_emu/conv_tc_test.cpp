@@ -207,6 +207,19 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     Check cw;
     for (size_t i = 0; i < dw.size(); ++i) cw.add(dw[i], dwr[i], 1e-5 * (dwm[i] + 1));
     report(std::string("bwd wgt  ") + name, cw);
+
+    // Backward weight from dense operands (pixels per image P % 8 = 0): dy's image planes, and x
+    // channels-last (C % 8 = 0) or, for 1×1 stride-1 unpadded convs, x's own NCHW planes.
+    bool planes = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+    for (int nhwc = 0; nhwc < 2 && P % 8 == 0; ++nhwc) {
+        if (nhwc ? g.c % 8 != 0 : !planes) continue;
+        std::vector<T> xin = nhwc ? channels_last(x, g.n, g.c, HW) : x;
+        std::vector<float> dwd(dwr.size(), 0.0f);
+        ldm_emu::launch(gw, dim3{TC_THREADS, 1, 1}, [&] { conv_bwd_weight_dense<T>(g, nhwc, xin.data(), dy.data(), dwd.data(), chunk); });
+        Check cwd;
+        for (size_t i = 0; i < dwd.size(); ++i) cwd.add(dwd[i], dwr[i], 1e-5 * (dwm[i] + 1));
+        report(std::string(nhwc ? "bwd wgt nhwc " : "bwd wgt plane ") + name, cwd);
+    }
 }
 
 int main() {
@@ -224,6 +237,10 @@ int main() {
         {1, 24, 10, 9, 48, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0}, // stride-2 downsample, channels-last forward
         {1, 32, 7, 8, 16, 3, 3, 1, 1, 2, 2, 2, 2, 0, 0},  // dilation 2, channels-last forward and flipped backward
         {1, 8, 5, 6, 8, 3, 3, 1, 1, 0, 0, 1, 1, 0, 0},    // no padding: the flipped backward pads by 2
+        {2, 64, 8, 8, 70, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0},  // 64 pixels per image: dense backward weight, 70 outputs
+        {2, 40, 4, 6, 72, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0},  // 1×1 over 24 pixels: both operands as NCHW planes
+        {1, 16, 16, 12, 33, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0}, // stride 2 onto 8×6: dense backward weight
+        {3, 4, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0},    // 1×1 with 4 input channels: planes only
     };
     for (const Geom& g : cases) {
         run_case<__half>("f16 ", g, true, true);

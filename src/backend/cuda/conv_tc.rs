@@ -3,7 +3,8 @@
 //! forward), backward weight with split-K into an f32 buffer. conv.rs sends each call here when
 //! `eligible` says so and keeps the im2col + GEMM path for f32, grouped convs and sizes past int32.
 //! Forward (and stride-1 backward data) read a channels-last copy of the image when the channels
-//! are a multiple of 8: 16-byte loads instead of 2-byte gathers. `LDM_CUDA_CONV=gemm` forces
+//! are a multiple of 8: 16-byte loads instead of 2-byte gathers; backward weight reads dy's image
+//! planes and x channels-last (or as planes for 1×1) when each image's pixels are a multiple of 8. `LDM_CUDA_CONV=gemm` forces
 //! im2col + GEMM and `LDM_CUDA_CONV=nchw` the NCHW gathers (for comparing them on a GPU).
 
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
@@ -320,17 +321,56 @@ fn weight_splits(tiles: usize, k: usize) -> usize {
 }
 
 /// dW of conv2d given x and dy: [C_out, C_in, KH, KW], summed in f32, returned in `wdtype`.
-pub fn backward_weight(x: &Tensor, dy: &Tensor, g: &Geom, wdtype: DType) -> Result<Tensor> {
-    let (sfx, x, dy, dev) = operands("conv2d_backward_weight", x, dy)?;
+pub fn backward_weight(x_in: &Tensor, dy: &Tensor, g: &Geom, wdtype: DType) -> Result<Tensor> {
+    let (sfx, x, dy, dev) = operands("conv2d_backward_weight", x_in, dy)?;
     let wshape = [g.c_out, g.c_in, g.kh, g.kw];
     let (j, k) = (g.c_in * g.kh * g.kw, g.n * g.ho * g.wo);
     let dw = super::ops::full(&dev, 0.0, &wshape, DType::F32)?;
     let splits = weight_splits(g.c_out.div_ceil(TILE_M) * j.div_ceil(TILE_N), k);
     let chunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
     let splits = k.div_ceil(chunk);
-    launch!(dev, "conv_tc", format!("conv_tc_bwd_weight_{sfx}"), config(g.c_out, j, splits);
-        TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&dy)?, data_ptr(&dw)?, chunk as i32);
+    let cfg = config(g.c_out, j, splits);
+    match weight_operands(g, data_ptr(&dy)?) {
+        WeightOperands::Planes if data_ptr(&x)? % 16 == 0 => {
+            launch!(dev, "conv_tc", format!("conv_tc_bwd_weight_dense_{sfx}"), cfg;
+                TcConvGeom::of(g), 0i32, data_ptr(&x)?, data_ptr(&dy)?, data_ptr(&dw)?, chunk as i32);
+        }
+        WeightOperands::ChannelsLast => {
+            // the caller's x, not the dense copy: an x stored channels-last needs no transpose
+            let xn = channels_last(x_in)?;
+            launch!(dev, "conv_tc", format!("conv_tc_bwd_weight_dense_{sfx}"), cfg;
+                TcConvGeom::of(g), 1i32, data_ptr(&xn)?, data_ptr(&dy)?, data_ptr(&dw)?, chunk as i32);
+        }
+        _ => {
+            launch!(dev, "conv_tc", format!("conv_tc_bwd_weight_{sfx}"), cfg;
+                TcConvGeom::of(g), data_ptr(&x)?, data_ptr(&dy)?, data_ptr(&dw)?, chunk as i32);
+        }
+    }
     dw.to_dtype(wdtype)
+}
+
+/// How the weight gradient reads its operands (kernels/conv_tc.cu conv_bwd_weight_dense).
+#[derive(Debug, PartialEq)]
+enum WeightOperands {
+    /// 1×1, stride 1, no padding: x and dy both as NCHW image planes, 16-byte loads.
+    Planes,
+    /// dy as planes, x as a channels-last copy (C_in % 8 = 0).
+    ChannelsLast,
+    /// the element gather (any geometry).
+    Gather,
+}
+
+/// The dense kernel needs dy's planes in whole 16-byte vectors: HO·WO % 8 = 0 and dy aligned.
+fn weight_operands(g: &Geom, dy_ptr: u64) -> WeightOperands {
+    if forced("nchw") || (g.ho * g.wo) % 8 != 0 || dy_ptr % 16 != 0 {
+        WeightOperands::Gather
+    } else if (g.kh, g.kw, g.stride, g.padding) == (1, 1, (1, 1), (0, 0)) {
+        WeightOperands::Planes
+    } else if channels_last_fits(g.c_in) {
+        WeightOperands::ChannelsLast
+    } else {
+        WeightOperands::Gather
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +422,22 @@ mod tests {
         // a short k range is not split below 8 slices per part
         assert_eq!(forward_splits(1, 320), 1);
         assert_eq!(forward_splits(1, 64 * 32), 8);
+    }
+
+    #[test]
+    fn weight_gradients_read_dense_operands_where_the_pixels_come_in_whole_vectors() {
+        if forced("nchw") {
+            return;
+        }
+        // SD's 3×3 at 64², 1×1 at 32²; the conv_in over 4 channels can read x as planes only when 1×1
+        assert_eq!(weight_operands(&geom(2, 320, 64, 3, 1), 0), WeightOperands::ChannelsLast);
+        assert_eq!(weight_operands(&geom(2, 640, 32, 1, 1), 256), WeightOperands::Planes);
+        assert_eq!(weight_operands(&geom(2, 4, 64, 1, 1), 0), WeightOperands::Planes);
+        assert_eq!(weight_operands(&geom(2, 4, 64, 3, 1), 0), WeightOperands::Gather, "4 channels: no 16-byte pixels");
+        assert_eq!(weight_operands(&geom(2, 320, 7, 3, 1), 0), WeightOperands::Gather, "49 pixels: vectors would cross images");
+        assert_eq!(weight_operands(&geom(2, 320, 64, 3, 1), 8), WeightOperands::Gather, "dy not 16-byte aligned");
+        // a padded 1×1 has windows, not planes
+        assert_eq!(weight_operands(&Geom { padding: (1, 1), ho: 64, wo: 64, ..geom(1, 64, 62, 1, 1) }, 0), WeightOperands::ChannelsLast);
     }
 
     #[test]
