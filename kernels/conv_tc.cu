@@ -10,7 +10,8 @@
 //                    the long k range is split over gridDim.z and summed with f32 atomics
 //                    (conv_bwd_weight_dense below: the same product from 16-byte vectors)
 // The tile machinery (64×64 tiles, 4 warps, k slices of 32, the next slice fetched during the
-// current one's mma) is tc_tile.cuh's, shared with the dense GEMM (gemm_tc.cu).
+// current one's mma; the 128×128 tile of 8 warps for large channels-last forwards) is
+// tc_tile.cuh's, shared with the dense GEMM (gemm_tc.cu).
 // CPU twin: src/backend/cpu/conv.rs (tests/device_ops.rs compares them; tools/kernel_emu runs these
 // kernels on the CPU, so CI checks their indexing without a GPU).
 #include "tc_tile.cuh"
@@ -107,7 +108,8 @@ __device__ void conv_bwd_weight(TcConvGeom g, const T* x, const T* dy, float* dw
 // (NCHW's gather does 8 two-byte loads, each after four integer divisions). Each thread decodes
 // its two output pixels once per tile; a slice costs it one division per vector. `flip` reads
 // tap (KH−1−kh, KW−1−kw) for k's tap (kh, kw): backward data as a forward conv (below).
-template <typename T>
+// THREADS: the block's threads; a slice has 2·THREADS/4 rows (64, or 128 for the wide tile).
+template <typename T, int THREADS = TC_THREADS>
 struct WindowNhwcOperand {
     const T* x;
     const TcConvGeom& g;
@@ -119,7 +121,7 @@ struct WindowNhwcOperand {
         const int P = g.ho * g.wo;
         #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            int m = row0 + ((threadIdx.x + TC_THREADS * h) >> 2);
+            int m = row0 + ((threadIdx.x + THREADS * h) >> 2);
             int n = m / P, p = m - n * P, oh = p / g.wo, ow = p - oh * g.wo;
             img[h] = m < M ? n : -1;
             ih0[h] = oh * g.sh - g.ph;
@@ -129,7 +131,7 @@ struct WindowNhwcOperand {
     __device__ __forceinline__ void fetch(int k0) {
         #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            int k = k0 + ((threadIdx.x + TC_THREADS * h) & 3) * 8;
+            int k = k0 + ((threadIdx.x + THREADS * h) & 3) * 8;
             regs[h] = uint4{0u, 0u, 0u, 0u};
             if (img[h] < 0 || k >= K) continue;
             int tap = k / g.c, ci = k - tap * g.c;
@@ -147,7 +149,7 @@ struct WindowNhwcOperand {
     __device__ __forceinline__ void commit(T* s) const {
         #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + TC_THREADS * h;
+            int v = threadIdx.x + THREADS * h;
             *reinterpret_cast<uint4*>(s + (v >> 2) * TC_LD + (v & 3) * 8) = regs[h];
         }
     }
@@ -171,6 +173,20 @@ template <typename T>
 __device__ void conv_fwd_nhwc(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
     const NchwStore<T> put{g.ho * g.wo, g.k, bias, res, y};
     conv_nhwc_tile<T>(g, flip, x, wk, 0, g.c * g.kh * g.kw, put);
+}
+
+// The forward on the 128×128 tile (tc_tile.cuh, 256 threads) for grids with many output tiles
+// (SD's 64² level and the VAE's large images): the GEMM's 128×128 tile ran the Linear products
+// 1.07–1.60× faster than the 64×64 tile on the H100 at ≥ 192 blocks. Same operands, same epilogue.
+template <typename T>
+__device__ void conv_fwd_nhwc_wide(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
+    const int M = g.n * g.ho * g.wo, K = g.c * g.kh * g.kw;
+    const int m0 = blockIdx.x * TCW_BM, n0 = blockIdx.y * TCW_BN;
+    WindowNhwcOperand<T, TCW_THREADS> a(x, g, flip, M, m0);
+    DenseKOperand<T, TCW_THREADS> b{wk, K, g.k, n0, K};
+    float acc[4][4][4];
+    tc_wide_mainloop<T>(0, K, a, b, acc);
+    tc_wide_store(M, g.k, m0, n0, acc, NchwStore<T>{g.ho * g.wo, g.k, bias, res, y});
 }
 
 // Split-K forward for small images (few output tiles: SD's 16² and 8² levels give 40–160 blocks
@@ -322,6 +338,8 @@ extern "C" __global__ void conv_splitk_finish_##S(int64_t total, int64_t C, int6
     conv_splitk_finish<T>(total, C, P, ws, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \
     conv_fwd_nhwc<T>(g, flip, x, wk, bias, res, y); } \
+extern "C" __global__ void __launch_bounds__(TCW_THREADS) conv_tc_fwd_nhwc_wide_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \
+    conv_fwd_nhwc_wide<T>(g, flip, x, wk, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_##S(TcConvGeom g, const T* x, const T* w, const T* bias, const T* res, T* y) { \
     conv_fwd<T>(g, x, w, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_bwd_data_##S(TcConvGeom g, const T* dy, const T* w, const T* bias, T* dx) { \

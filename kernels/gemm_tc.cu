@@ -68,77 +68,30 @@ GEMM_TC(f16, f16)
 GEMM_TC(bf16, bf16)
 
 // ---------------------------------------------------------------------------------------------
-// The vv path on 128×128×32 block tiles, 8 warps (2 × 4) of 64×32 each: twice the mma work per
-// shared-memory load and per global byte of the 64×64 tile, both operands as 16-byte loads (two
-// per thread per slice: tc_tile.cuh's DenseKOperand at 256 threads, the same padded rows),
-// adjacent outputs stored as one 32-bit word. This is the kernel lab's GEMM
+// The vv path on tc_tile.cuh's 128×128×32 block tile (8 warps of 64×32), both operands as 16-byte
+// loads (two per thread per slice: DenseKOperand at 256 threads), adjacent outputs stored as one
+// 32-bit word. This is the kernel lab's GEMM
 // variant 2 (tools/kernel_lab/README.md): on the H100 it ran the SD Linear shapes 1.07–1.60×
 // faster than the 64×64 tile when the grid held ≥ 192 of its blocks, and 0.63× as fast on a
 // 154-row product (6 blocks); the host picks it by block count (linalg.rs `wide_tile_pays`).
-#define TCW_BM 128
-#define TCW_BN 128
-#define TCW_THREADS 256
-
 // A 'v' (a_cs = 1, rows a_rs apart) times B 'v' (b_rs = 1: Bᵀ's row n at n·b_cs), as gemm_tc's vv.
 template <typename T>
 __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
-    LDM_SHARED(T, As, TCW_BM * TC_LD);
-    LDM_SHARED(T, Bs, TCW_BN * TC_LD);
     const int64_t z = blockIdx.z;
     const T* x = A + strided_offset(ab, z);
     const T* w = B + strided_offset(bb, z);
     T* y = C + z * (int64_t)d.m * d.n;
     const int M = d.m, N = d.n, K = d.k;
+    const int m0 = blockIdx.x * TCW_BM, n0 = blockIdx.y * TCW_BN;
+    // 128×32 slices of both operands, two 16-byte vectors per thread (tc_tile.cuh)
+    DenseKOperand<T, TCW_THREADS> ra{x, d.a_rs, M, m0, K}, rb{w, d.b_cs, N, n0, K};
+    float acc[4][4][4];
+    tc_wide_mainloop<T>(0, K, ra, rb, acc);
+    // c0,c1 (and c2,c3) are adjacent columns 2t, 2t+1 of one row: one 32-bit store when both
+    // exist and N is even (the pair is then 4-byte aligned).
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int gq = lane >> 2, t = lane & 3;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    const int m0 = blockIdx.x * TCW_BM, n0 = blockIdx.y * TCW_BN;
-    float acc[4][4][4];
-    #pragma unroll
-    for (int i = 0; i < 4; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-    // 128×32 slices of both operands, two 16-byte vectors per thread (tc_tile.cuh)
-    DenseKOperand<T, TCW_THREADS> ra{x, d.a_rs, M, m0, K}, rb{w, d.b_cs, N, n0, K};
-    ra.fetch(0);
-    rb.fetch(0);
-    for (int k0 = 0; k0 < K; k0 += TC_BK) {
-        ra.commit(As);
-        rb.commit(Bs);
-        __syncthreads();
-        if (k0 + TC_BK < K) {  // the next slice in flight during this one's math
-            ra.fetch(k0 + TC_BK);
-            rb.fetch(k0 + TC_BK);
-        }
-        #pragma unroll
-        for (int ks = 0; ks < TC_BK; ks += 16) {
-            uint32_t a[4][4], b[4][2];
-            #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const T* p = As + (wm + i * 16 + gq) * TC_LD + ks + 2 * t;
-                a[i][0] = load_pair(p);
-                a[i][1] = load_pair(p + 8 * TC_LD);
-                a[i][2] = load_pair(p + 8);
-                a[i][3] = load_pair(p + 8 * TC_LD + 8);
-            }
-            #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const T* p = Bs + (wn + j * 8 + gq) * TC_LD + ks + 2 * t;
-                b[j][0] = load_pair(p);
-                b[j][1] = load_pair(p + 8);
-            }
-            #pragma unroll
-            for (int i = 0; i < 4; ++i)
-                #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], a[i], b[j]);
-        }
-        __syncthreads();
-    }
-    // c0,c1 (and c2,c3) are adjacent columns 2t, 2t+1 of one row: one 32-bit store when both
-    // exist and N is even (the pair is then 4-byte aligned).
     #pragma unroll
     for (int i = 0; i < 4; ++i)
         #pragma unroll

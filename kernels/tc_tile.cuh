@@ -159,3 +159,83 @@ __device__ void gather_gemm(int M, int N, int kbeg, int kend, int m0, int n0, co
     GatherOperand<T, B_N_FAST, GetB> b{get_b, N, n0, kend};
     tc_gemm_tile<T>(M, N, kbeg, kend, m0, n0, a, b, put);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The 128×128 block tile: 8 warps (2 × 4) of 64×32 each, twice the mma work per shared-memory
+// load and per global byte of the 64×64 tile (the kernel lab's GEMM variant 2, measured 1.07–1.60×
+// faster than the 64×64 tile on the H100's Linear products with ≥ 192 of these blocks). Operands
+// as above at 256 threads (a slice has 128 rows); the callers own the epilogue (gemm_tc.cu stores
+// pairs, conv_tc.cu goes through `put`).
+#define TCW_BM 128
+#define TCW_BN 128
+#define TCW_THREADS 256
+
+// acc[i][j] = the 16×8 mma tile (i, j) of this warp's 64×32: Σ over k in [kbeg, kend) of the
+// block tile's A rows (m0 …) times B rows (n0 …), as `a` and `b` serve them.
+template <typename T, class OpA, class OpB>
+__device__ __forceinline__ void tc_wide_mainloop(int kbeg, int kend, OpA& a, OpB& b, float (&acc)[4][4][4]) {
+    LDM_SHARED(T, As, TCW_BM * TC_LD);
+    LDM_SHARED(T, Bs, TCW_BN * TC_LD);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int gq = lane >> 2, t = lane & 3;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    #pragma unroll
+    for (int i = 0; i < 4; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    if (kbeg < kend) {
+        a.fetch(kbeg);
+        b.fetch(kbeg);
+    }
+    for (int k0 = kbeg; k0 < kend; k0 += TC_BK) {
+        a.commit(As);
+        b.commit(Bs);
+        __syncthreads();
+        if (k0 + TC_BK < kend) {  // the next slice in flight during this one's math
+            a.fetch(k0 + TC_BK);
+            b.fetch(k0 + TC_BK);
+        }
+        #pragma unroll
+        for (int ks = 0; ks < TC_BK; ks += 16) {
+            uint32_t af[4][4], bf[4][2];
+            #pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const T* p = As + (wm + i * 16 + gq) * TC_LD + ks + 2 * t;
+                af[i][0] = load_pair(p);
+                af[i][1] = load_pair(p + 8 * TC_LD);
+                af[i][2] = load_pair(p + 8);
+                af[i][3] = load_pair(p + 8 * TC_LD + 8);
+            }
+            #pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const T* p = Bs + (wn + j * 8 + gq) * TC_LD + ks + 2 * t;
+                bf[j][0] = load_pair(p);
+                bf[j][1] = load_pair(p + 8);
+            }
+            #pragma unroll
+            for (int i = 0; i < 4; ++i)
+                #pragma unroll
+                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], af[i], bf[j]);
+        }
+        __syncthreads();
+    }
+}
+
+// Each value of the block tile at (m0, n0) inside M×N to put(m, n, v).
+template <class Put>
+__device__ __forceinline__ void tc_wide_store(int M, int N, int m0, int n0, const float (&acc)[4][4][4], const Put& put) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int gq = lane >> 2, t = lane & 3;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    #pragma unroll
+    for (int i = 0; i < 4; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                int m = m0 + wm + i * 16 + gq + (e >= 2 ? 8 : 0), n = n0 + wn + j * 8 + 2 * t + (e & 1);
+                if (m < M && n < N) put(m, n, acc[i][j][e]);
+            }
+}

@@ -7,7 +7,8 @@
 // once (eps = 2^-11 for f16, 2^-8 for bf16; 2·eps allows for the f32 accumulation in between) and
 // the f32 sum of K products may differ from the f64 one by ~K·2^-24 of the magnitudes summed.
 // Backward weight is stored in f32: 1e-5·Σ|a·b| only.
-// The kernel lab's forward variants (tools/kernel_lab/conv_tc_v*.cu) run on every case too.
+// The kernel lab's forward variants (tools/kernel_lab/conv_tc_v*.cu) run on every case too; the
+// channels-last forward also on the 128×128 tile (conv_fwd_nhwc_wide).
 // Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/conv_tc.cu"
 #include "../kernel_lab/conv_tc_v2.cu"
@@ -140,6 +141,17 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
         }
         report(std::string("fwd nhwc ") + name, cn);
 
+        // The same on the 128×128 tile (256 threads): rows and channels past one wide tile or not.
+        std::vector<T> yw(y.size());
+        dim3 gwide{(unsigned)((g.n * P + TCW_BM - 1) / TCW_BM), (unsigned)((g.k + TCW_BN - 1) / TCW_BN), 1};
+        ldm_emu::launch(gwide, dim3{TCW_THREADS, 1, 1}, [&] { conv_fwd_nhwc_wide<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, yw.data()); });
+        Check cwide;
+        for (size_t o = 0; o < yw.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            cwide.add(to_f32(yw[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd wide ") + name, cwide);
+
         // Split-K: the k range in chunks of 2 slices, summed in f32 by atomics, then bias and
         // residual in the finishing pass.
         int K = (int)(g.c * KK), chunk = 2 * TC_BK;
@@ -197,6 +209,12 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
         Check cdn;
         for (size_t i = 0; i < dxn.size(); ++i) cdn.add(to_f32(dxn[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
         report(std::string("bwd nhwc ") + name, cdn);
+        std::vector<T> dxw(dx.size());
+        dim3 gdw{(unsigned)((g.n * HW + TCW_BM - 1) / TCW_BM), (unsigned)((g.c + TCW_BN - 1) / TCW_BN), 1};
+        ldm_emu::launch(gdw, dim3{TCW_THREADS, 1, 1}, [&] { conv_fwd_nhwc_wide<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dxw.data()); });
+        Check cdw;
+        for (size_t i = 0; i < dxw.size(); ++i) cdw.add(to_f32(dxw[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
+        report(std::string("bwd wide ") + name, cdw);
     }
 
     // Backward weight, the k range (n, oh, ow) split in chunks of 2 slices.
@@ -241,6 +259,7 @@ int main() {
         {2, 40, 4, 6, 72, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0},  // 1×1 over 24 pixels: both operands as NCHW planes
         {1, 16, 16, 12, 33, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0}, // stride 2 onto 8×6: dense backward weight
         {3, 4, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0},    // 1×1 with 4 input channels: planes only
+        {2, 24, 12, 11, 136, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0}, // 264 pixels, 136 outputs: the wide tile's edges in both directions
     };
     for (const Geom& g : cases) {
         run_case<__half>("f16 ", g, true, true);

@@ -4,8 +4,9 @@
 //! `eligible` says so and keeps the im2col + GEMM path for f32, grouped convs and sizes past int32.
 //! Forward (and stride-1 backward data) read a channels-last copy of the image when the channels
 //! are a multiple of 8: 16-byte loads instead of 2-byte gathers; backward weight reads dy's image
-//! planes and x channels-last (or as planes for 1×1) when each image's pixels are a multiple of 8. `LDM_CUDA_CONV=gemm` forces
-//! im2col + GEMM and `LDM_CUDA_CONV=nchw` the NCHW gathers (for comparing them on a GPU).
+//! planes and x channels-last (or as planes for 1×1) when each image's pixels are a multiple of 8.
+//! `LDM_CUDA_CONV=gemm` forces im2col + GEMM, `LDM_CUDA_CONV=nchw` the NCHW gathers and
+//! `LDM_CUDA_CONV=tile64` the 64×64 tile where the 128×128 one would run (to compare on a GPU).
 
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use super::CudaDevice;
@@ -21,6 +22,9 @@ const TILE_M: usize = 64;
 const TILE_N: usize = 64;
 const TILE_K: usize = 32;
 const THREADS: u32 = 128;
+/// The 128×128 tile's side and threads (tc_tile.cuh TCW_BM/TCW_BN, TCW_THREADS).
+const WIDE_TILE: usize = 128;
+const WIDE_THREADS: u32 = 256;
 
 /// Must match `struct TcConvGeom` in kernels/conv_tc.cu.
 #[repr(C)]
@@ -261,8 +265,8 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
             launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
                 total as i64, g.c_out as i64, (g.ho * g.wo) as i64, data_ptr(&ws)?, b_ptr, r_ptr, out.ptr());
         } else {
-            launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
-                TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
+            let (name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out);
+            launch!(dev, "conv_tc", name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
         }
     } else {
         let (x, w) = (dense(x)?, dense(&w.to_dtype(x.dtype())?)?);
@@ -283,8 +287,8 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     if let Some(flipped) = backward_data_as_forward(g) {
         // the forward over dy [N, HO, WO, C_out] with w as [C_in, KH, KW, C_out], taps flipped
         let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?); // dense() copies the transposed view first
-        launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), cfg;
-            flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
+        let (name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in);
+        launch!(dev, "conv_tc", name, cfg; flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
     } else {
         launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), cfg;
             TcConvGeom::of(g), data_ptr(&dy)?, data_ptr(&w)?, b_ptr, out.ptr());
@@ -303,6 +307,23 @@ fn backward_data_as_forward(g: &Geom) -> Option<TcConvGeom> {
     }
     let swapped = Geom { c_in: g.c_out, h: g.ho, w: g.wo, c_out: g.c_in, padding: (ph, pw), ho: g.h, wo: g.w, ..*g };
     Some(TcConvGeom::of(&swapped))
+}
+
+/// The channels-last forward over `pixels` × `channels` outputs (no split): the 128×128 tile
+/// (conv_tc_fwd_nhwc_wide, 256 threads) when its grid holds ≥ 128 blocks, about one per SM of an
+/// H100 — the rule the GEMM's 128×128 tile was measured to pay under (linalg.rs wide_tile_pays) —
+/// else the 64×64 tile. `LDM_CUDA_CONV=tile64` keeps the 64×64 tile everywhere (to compare).
+fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize) -> (String, LaunchConfig) {
+    if wide_tile_pays(pixels, channels) {
+        let grid = (pixels.div_ceil(WIDE_TILE) as u32, channels.div_ceil(WIDE_TILE) as u32, 1);
+        (format!("conv_tc_fwd_nhwc_wide_{sfx}"), LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 })
+    } else {
+        (format!("conv_tc_fwd_nhwc_{sfx}"), config(pixels, channels, 1))
+    }
+}
+
+fn wide_tile_pays(pixels: usize, channels: usize) -> bool {
+    !forced("tile64") && pixels.div_ceil(WIDE_TILE) * channels.div_ceil(WIDE_TILE) >= 128 && channels.div_ceil(WIDE_TILE) <= 65_535
 }
 
 /// How many parts the forward's k range (C_in·KH·KW) is split into: enough blocks for ~4 per SM
@@ -409,6 +430,22 @@ mod tests {
         assert!(backward_data_as_forward(&Geom { stride: (2, 2), ho: 32, wo: 32, ..geom(1, 64, 64, 3, 1) }).is_none(), "stride 2 keeps the gather");
         assert!(backward_data_as_forward(&Geom { padding: (3, 3), ..geom(1, 64, 8, 3, 1) }).is_none(), "padding past the kernel's reach");
         assert!(backward_data_as_forward(&geom(1, 4, 8, 3, 1)).is_none(), "4 output channels: no 16-byte vectors");
+    }
+
+    #[test]
+    fn large_images_take_the_wide_tile() {
+        if forced("tile64") {
+            return;
+        }
+        // SD1.5 batch 2: 64² × 320 outputs is 64 × 3 = 192 wide blocks; 32² × 640 only 16 × 5 = 80
+        // (those split the k range on the 64×64 tile instead); the VAE decoder at 512², 128 channels
+        assert!(wide_tile_pays(2 * 64 * 64, 320));
+        assert!(!wide_tile_pays(2 * 32 * 32, 640));
+        assert!(wide_tile_pays(512 * 512, 128));
+        let (name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320);
+        assert_eq!((name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc_fwd_nhwc_wide_f16", (64, 3, 1), 256));
+        let (name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640);
+        assert_eq!((name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc_fwd_nhwc_bf16", (32, 10, 1), 128));
     }
 
     #[test]
