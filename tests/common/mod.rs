@@ -2,6 +2,7 @@
 //! finite-difference gradient check.
 #![allow(dead_code)]
 
+pub mod device_check;
 pub mod fixture;
 pub mod sampler;
 
