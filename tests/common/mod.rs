@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod device_check;
+pub mod refusal;
 pub mod fixture;
 pub mod sampler;
 
