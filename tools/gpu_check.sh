@@ -189,6 +189,12 @@ for dt in f16 bf16; do
         echo "engine (50 steps, LDM_CUDA_GRAPH=1): exit $?" >> "$summary"
         grep -E '^(timings|peak|error)' "$out/engine-$dt-graph.log" >> "$summary"
         $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_graph.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+        # the conv forward's 128×128 tile against the 64×64 one on this workload (conv_tc.rs
+        # nhwc_forward_kernel; shipped unmeasured, by the GEMM's measured rule)
+        LDM_CUDA_CONV=tile64 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --timings --out "$out/$dt/engine_tile64.png" > "$out/engine-$dt-tile64.log" 2>&1
+        echo "engine (50 steps, LDM_CUDA_CONV=tile64, --repeat 2): exit $?" >> "$summary"
+        grep -E '^(timings|error)' "$out/engine-$dt-tile64.log" >> "$summary"
         # where the GPU time goes: 3 steps with every kernel timed (src/backend/cuda/profile.rs)
         LDM_CUDA_PROFILE=1 timeout 100 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_profile.png" > "$out/engine-$dt-profile.log" 2>&1

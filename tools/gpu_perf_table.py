@@ -56,6 +56,8 @@ def e2e_table(text: str):
             label = "ldm-engine"
         elif line.startswith("engine (50 steps, LDM_CUDA_GRAPH=1)"):
             label = "ldm-engine, CUDA graph"
+        elif line.startswith("engine (50 steps, LDM_CUDA_CONV=tile64"):
+            label = "ldm-engine, conv on the 64×64 tile only"
         elif line.startswith("engine ("):
             label = None
         elif line.startswith("timings:") and label and dtype:
