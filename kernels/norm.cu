@@ -3,9 +3,9 @@
 // CPU twin: src/backend/cpu/norm.rs. Null weight/bias pointers mean "no affine".
 //
 // group_norm: x [N, C, S] contiguous; a unit (n, group) is cpg·S contiguous values. The forward
-// spreads each unit over many blocks (gn_partial, below); the backward has one block per unit,
-// recomputes the statistics from x and leaves (mean, rstd) per unit in `stats` for the
-// per-channel dγ/dβ kernel.
+// spreads each unit over many blocks in two launches (gn_partial, then an apply that merges the
+// partials; below); the backward has one block per unit, recomputes the statistics from x and
+// leaves (mean, rstd) per unit in `stats` for the per-channel dγ/dβ kernel.
 #include "common.cuh"
 
 // y = silu(z) → dy/dz.
@@ -28,29 +28,56 @@ __device__ __forceinline__ void unit_stats(const T* xu, int64_t count, float eps
     rstd = rsqrtf(var + eps);
 }
 
-// group_norm forward in three launches, so that a unit (n, group) is spread over many blocks: one
+// group_norm forward in two launches, so that a unit (n, group) is spread over many blocks: one
 // block per unit left an H100 with 32–64 busy SMs of 132 and took ~190 µs a call in SD1.5.
 //   1. gn_partial: block (u, s) takes the s-th chunk of unit u and writes (count, mean, M2) of it,
-//      two-pass over the chunk (a few KB, the second pass from cache)
-//   2. gn_merge: a thread per unit merges its chunks (Chan et al.'s pairwise update, no
-//      cancellation) into (mean, rstd), kept in `stats`
-//   3. gn_apply: the affine normalisation (+ SiLU), 16 bytes per thread per step where rows allow
+//      two-pass over the chunk (a few KB, the second pass from cache), 16 bytes per load where the
+//      unit's values are 16-byte aligned
+//   2. gn_apply (NCHW) or gn_apply_nhwc (channels-last): every block first merges the partials of
+//      the unit(s) it writes (gn_unit_stats: a warp per unit) into (mean, rstd) in shared memory,
+//      then applies the affine normalisation (+ SiLU)
+// The merge was a launch of its own between the two (a thread per unit): at the SD sizes the call
+// is latency-bound, and that tiny dependent launch cost as much as either of the others.
+
+// 16 bytes of T (V = 16 / sizeof(T)) or one T (V = 1), aligned to its size: one load or store.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) GnVec {
+    T v[V];
+};
+
+// f(value) for this thread's share of xu[beg, end): 16 bytes a load when `vec` (beg 16-byte
+// aligned, end − beg whole vectors), else one value.
+template <typename T, typename F>
+__device__ __forceinline__ void gn_visit(const T* xu, int64_t beg, int64_t end, bool vec, F f) {
+    constexpr int V = 16 / sizeof(T);
+    if (vec) {
+        for (int64_t j = beg + (int64_t)threadIdx.x * V; j < end; j += (int64_t)blockDim.x * V) {
+            const GnVec<T, V> p = *reinterpret_cast<const GnVec<T, V>*>(xu + j);
+            #pragma unroll
+            for (int i = 0; i < V; ++i) f(to_f32(p.v[i]));
+        }
+    } else {
+        for (int64_t j = beg + threadIdx.x; j < end; j += blockDim.x) f(to_f32(xu[j]));
+    }
+}
+
 template <typename T>
 __device__ void gn_partial(int64_t count, int splits, const T* x, float* part) {
     LDM_SHARED(float, scratch, 32);
+    constexpr int V = 16 / sizeof(T);
     const int64_t u = blockIdx.x, s = blockIdx.y;
-    const int64_t chunk = (count + splits - 1) / splits;
-    const int64_t beg = s * chunk, end = beg + chunk < count ? beg + chunk : count;
     const T* xu = x + u * count;
-    float sum = 0.0f;
-    for (int64_t j = beg + threadIdx.x; j < end; j += blockDim.x) sum += to_f32(xu[j]);
-    const float n = end > beg ? (float)(end - beg) : 0.0f;
-    const float mean = n > 0.0f ? block_sum(sum, scratch) / n : block_sum(0.0f, scratch);
-    float m2 = 0.0f;
-    for (int64_t j = beg + threadIdx.x; j < end; j += blockDim.x) {
-        float d = to_f32(xu[j]) - mean;
-        m2 += d * d;
-    }
+    // 16-byte loads when every unit starts 16-byte aligned; chunks are then whole vectors (rounding
+    // the chunk up may leave the last chunks empty: their count is 0 and the merge skips them)
+    const bool vec = count % V == 0 && packable(x);
+    const int64_t step = vec ? V : 1;
+    const int64_t chunk = ((count + splits - 1) / splits + step - 1) / step * step;
+    const int64_t beg = s * chunk < count ? s * chunk : count, end = beg + chunk < count ? beg + chunk : count;
+    float sum = 0.0f, m2 = 0.0f;
+    gn_visit(xu, beg, end, vec, [&](float v) { sum += v; });
+    const float n = (float)(end - beg);
+    const float mean = block_sum(sum, scratch) / (n > 0.0f ? n : 1.0f);
+    gn_visit(xu, beg, end, vec, [&](float v) { float d = v - mean; m2 += d * d; });  // from cache
     m2 = block_sum(m2, scratch);
     if (threadIdx.x == 0) {
         float* p = part + 3 * (u * splits + s);
@@ -60,29 +87,51 @@ __device__ void gn_partial(int64_t count, int splits, const T* x, float* part) {
     }
 }
 
-__device__ void gn_merge(int64_t units, int splits, const float* part, float eps, float* stats) {
-    GRID_STRIDE(u, units) {
-        float n = 0.0f, mean = 0.0f, m2 = 0.0f;
-        for (int s = 0; s < splits; ++s) {
-            const float* p = part + 3 * (u * splits + s);
-            if (p[0] == 0.0f) continue;
-            float total = n + p[0], delta = p[1] - mean;
-            mean += delta * (p[0] / total);
-            m2 += p[2] + delta * delta * (n * p[0] / total);
-            n = total;
-        }
-        stats[2 * u] = mean;
-        stats[2 * u + 1] = rsqrtf(m2 / n + eps);
-    }
+// (count, mean, M2 = Σ(x−mean)²) of a set of values.
+struct GnMoments {
+    float n, mean, m2;
+};
+// The moments of a ∪ b by Chan et al.'s pairwise update (no cancellation); an empty side (a chunk
+// past the end of its unit) leaves the other as it is.
+__device__ __forceinline__ GnMoments gn_combine(GnMoments a, GnMoments b) {
+    if (b.n == 0.0f) return a;
+    if (a.n == 0.0f) return b;
+    const float n = a.n + b.n, f = b.n / n, delta = b.mean - a.mean;
+    return {n, a.mean + delta * f, a.m2 + b.m2 + delta * delta * (a.n * f)};
 }
 
-// The normalisation of channel c of unit u: (x − mean)·rstd·w[c] + b[c], then SiLU if asked —
-// one definition for the NCHW and the channels-last apply, so the two agree to the bit.
+struct GnStats {
+    float mean, rstd;
+};
+
+// (mean, rstd) of unit u from its `splits` partials, by one whole warp (called by all 32 lanes):
+// lane l merges partials l, l + 32, … in order, then a butterfly merges the lanes. Both partners
+// combine a pair lower lane first, so every lane ends with the same bits (a caller may take any).
+// The NCHW and the channels-last apply both call this on the same partials: same (mean, rstd).
+__device__ __forceinline__ GnStats gn_unit_stats(const float* part, int64_t u, int splits, float eps) {
+    const int lane = threadIdx.x & 31;
+    GnMoments m = {0.0f, 0.0f, 0.0f};
+    for (int s = lane; s < splits; s += 32) {
+        const float* p = part + 3 * (u * splits + s);
+        m = gn_combine(m, {p[0], p[1], p[2]});
+    }
+    #pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const GnMoments other = {__shfl_xor_sync(0xffffffffu, m.n, o), __shfl_xor_sync(0xffffffffu, m.mean, o),
+                                 __shfl_xor_sync(0xffffffffu, m.m2, o)};
+        m = (lane & o) ? gn_combine(other, m) : gn_combine(m, other);
+    }
+    return {m.mean, rsqrtf(m.m2 / m.n + eps)};
+}
+
+// The normalisation of channel c: (x − mean)·rstd·w[c] + b[c], then SiLU if asked — one
+// definition for the NCHW and the channels-last apply, so the two agree to the bit.
 struct GnChannel {
     float mean, scale, shift;
+    GnChannel() = default;
     template <typename T>
-    __device__ __forceinline__ GnChannel(const float* stats, int64_t u, int64_t c, const T* w, const T* b)
-        : mean(stats[2 * u]), scale(stats[2 * u + 1] * (w ? to_f32(w[c]) : 1.0f)), shift(b ? to_f32(b[c]) : 0.0f) {}
+    __device__ __forceinline__ GnChannel(GnStats st, int64_t c, const T* w, const T* b)
+        : mean(st.mean), scale(st.rstd * (w ? to_f32(w[c]) : 1.0f)), shift(b ? to_f32(b[c]) : 0.0f) {}
     template <typename T>
     __device__ __forceinline__ T operator()(T x, int silu) const {
         float z = (to_f32(x) - mean) * scale + shift;
@@ -91,21 +140,49 @@ struct GnChannel {
     }
 };
 
-// V values per step: 16 bytes (the host picks V > 1 only when S % V = 0 and both pointers are
-// 16-byte aligned), else 1.
+// NCHW: grid (units, blocks per unit), 256 threads; block (u, k) normalises the k-th slice of unit
+// u, V values per load and store: 16 bytes where the host found S % V = 0 and both pointers
+// 16-byte aligned (a vector then stays within a channel), else 1. Each thread keeps K vectors in
+// flight, and the first K are loaded before the merge so that their latency overlaps it.
 template <typename T, int V>
-__device__ void gn_apply(int64_t total, int64_t C, int64_t S, int64_t cpg, int silu, const T* x, const T* w, const T* b,
-                         const float* stats, T* y) {
-    GRID_STRIDE(v, total / V) {
-        const int64_t e = v * V, nc = e / S, c = nc % C, u = nc / cpg;
-        const GnChannel norm(stats, u, c, w, b);
-        T in[V], out[V];
-        if constexpr (V > 1) *reinterpret_cast<uint4*>(in) = *reinterpret_cast<const uint4*>(x + e);
-        else in[0] = x[e];
+__device__ void gn_apply(int64_t count, int64_t C, int64_t S, int64_t cpg, int splits, int silu, float eps, const float* part,
+                         const T* x, const T* w, const T* b, T* y) {
+    constexpr int K = 4;
+    LDM_SHARED(GnStats, st, 1);
+    const int64_t u = blockIdx.x, vectors = count / V, per = (vectors + gridDim.y - 1) / gridDim.y;
+    const int64_t beg = blockIdx.y * per, end = beg + per < vectors ? beg + per : vectors;
+    const int64_t c0 = u * cpg % C;
+    const bool narrow = count <= 0xffffffffll;  // the channel of a value by 32-bit division
+    const GnVec<T, V>* xu = reinterpret_cast<const GnVec<T, V>*>(x + u * count);
+    GnVec<T, V>* yu = reinterpret_cast<GnVec<T, V>*>(y + u * count);
+    GnVec<T, V> in[K];
+    int64_t v0 = beg + threadIdx.x;
+    auto load = [&] {
         #pragma unroll
-        for (int i = 0; i < V; ++i) out[i] = norm(in[i], silu);
-        if constexpr (V > 1) *reinterpret_cast<uint4*>(y + e) = *reinterpret_cast<const uint4*>(out);
-        else y[e] = out[0];
+        for (int k = 0; k < K; ++k)
+            if (v0 + k * blockDim.x < end) in[k] = xu[v0 + k * blockDim.x];
+    };
+    load();
+    if (threadIdx.x < 32) {
+        const GnStats s = gn_unit_stats(part, u, splits, eps);
+        if (threadIdx.x == 0) st[0] = s;
+    }
+    __syncthreads();
+    const GnStats s = st[0];
+    for (;;) {
+        #pragma unroll
+        for (int k = 0; k < K; ++k) {
+            const int64_t v = v0 + k * blockDim.x, j = v * V;
+            if (v >= end) break;
+            const GnChannel norm(s, c0 + (narrow ? (int64_t)((uint32_t)j / (uint32_t)S) : j / S), w, b);
+            GnVec<T, V> out;
+            #pragma unroll
+            for (int i = 0; i < V; ++i) out.v[i] = norm(in[k].v[i], silu);
+            yu[v] = out;
+        }
+        v0 += K * blockDim.x;
+        if (v0 >= end) break;
+        load();
     }
 }
 
@@ -236,36 +313,73 @@ __device__ void ln_dwdb(int64_t rows, int64_t D, const T* x, const T* dy, const 
     }
 }
 
-// gn_apply written channels-last: y[n, p, c] (= [N, S, C]) from x[n, c, p], through
-// transpose_tile (common.cuh) so the reads (along p) and the writes (along c) are both coalesced —
-// the layout the channels-last conv that follows (GroupNorm → SiLU → conv opens every ResBlock)
-// reads without a transpose of its own. The same arithmetic as gn_apply, element for element.
-// Block 32×8, grid (⌈S/32⌉, ⌈C/32⌉, N).
+// gn_apply written channels-last: y[n, p, c] (= [N, S, C]) from x[n, c, p], through a 32×32
+// shared tile (as transpose_tile in common.cuh) so the reads (along p) and the writes (along c)
+// are both coalesced — the layout the channels-last conv that follows (GroupNorm → SiLU → conv
+// opens every ResBlock) reads without a transpose of its own. The same arithmetic as gn_apply,
+// element for element. Block 32×8, grid (⌈S/(32·tiles)⌉, ⌈C/32⌉, N): block (p, q, n) writes
+// channels [32q, 32q + 32) of `tiles` 32-pixel tiles, so that large images do not merge the same
+// partials in thousands of blocks; the tile after the current one is loaded before its store.
+// Each channel's GnChannel is made once per block, into shared memory (not 12 registers a thread).
 template <typename T>
-__device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int silu, const T* x, const T* w, const T* b, const float* stats, T* y) {
-    const int64_t n = blockIdx.z;
-    transpose_tile<T>(C, S, x, y, [&](int64_t c, T v) -> T { return GnChannel(stats, (n * C + c) / cpg, c, w, b)(v, silu); });
-}
-
-extern "C" __global__ void group_norm_merge(int64_t units, int32_t splits, const float* part, float eps, float* stats) {
-    gn_merge(units, splits, part, eps, stats);
+__device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int tiles, int silu, float eps, const float* part,
+                              const T* x, const T* w, const T* b, T* y) {
+    LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
+    LDM_SHARED(GnStats, st, 32);
+    LDM_SHARED(GnChannel, norm, 32);
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int64_t n = blockIdx.z, c0 = (int64_t)blockIdx.y * 32;
+    const int rows = C - c0 < 32 ? (int)(C - c0) : 32;  // channels in this tile
+    const int64_t all = (S + 31) / 32;
+    int64_t t = (int64_t)blockIdx.x * tiles;
+    const int64_t t_end = t + tiles < all ? t + tiles : all;
+    const T* xt = x + (n * C + c0 + ty) * S + tx;  // row ty of the tile, pixel tx
+    T* yt = y + (n * S + ty) * C + c0 + tx;        // pixel ty of the tile, channel tx
+    T in[4];
+    auto load = [&] {
+        #pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (ty + 8 * i < rows && 32 * t + tx < S) in[i] = xt[32 * t + 8 * i * S];
+    };
+    load();
+    // the channel tile meets units u0..u1 (several when cpg < 32): a warp per unit
+    const int64_t u0 = (n * C + c0) / cpg, u1 = (n * C + c0 + rows - 1) / cpg;
+    for (int64_t k = ty; k <= u1 - u0; k += 8) {
+        const GnStats s = gn_unit_stats(part, u0 + k, splits, eps);
+        if (tx == 0) st[k] = s;
+    }
+    __syncthreads();
+    if (ty == 0 && tx < rows) norm[tx] = GnChannel(st[(n * C + c0 + tx) / cpg - u0], c0 + tx, w, b);
+    __syncthreads();
+    for (;;) {
+        #pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (ty + 8 * i < rows && 32 * t + tx < S) tile[(ty + 8 * i) * 33 + tx] = norm[ty + 8 * i](in[i], silu);
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (32 * t + ty + 8 * i < S && tx < rows) yt[(32 * t + 8 * i) * C] = tile[tx * 33 + ty + 8 * i];
+        if (++t >= t_end) break;
+        load();
+        __syncthreads();  // the tile is written again
+    }
 }
 
 #define NORM_OPS(T, S) \
 extern "C" __global__ void group_norm_partial_##S(int64_t count, int32_t splits, const T* x, float* part) { \
     gn_partial<T>(count, splits, x, part); \
 } \
-extern "C" __global__ void group_norm_apply_##S(int64_t total, int64_t C, int64_t Sp, int64_t cpg, int32_t silu, \
-                                                const T* x, const T* w, const T* b, const float* stats, T* y) { \
-    gn_apply<T, 1>(total, C, Sp, cpg, silu, x, w, b, stats, y); \
+extern "C" __global__ void group_norm_apply_##S(int64_t count, int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t silu, \
+                                                float eps, const float* part, const T* x, const T* w, const T* b, T* y) { \
+    gn_apply<T, 1>(count, C, Sp, cpg, splits, silu, eps, part, x, w, b, y); \
 } \
-extern "C" __global__ void group_norm_apply_nhwc_##S(int64_t C, int64_t Sp, int64_t cpg, int32_t silu, \
-                                                     const T* x, const T* w, const T* b, const float* stats, T* y) { \
-    gn_apply_nhwc<T>(C, Sp, cpg, silu, x, w, b, stats, y); \
+extern "C" __global__ void group_norm_apply_vec_##S(int64_t count, int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t silu, \
+                                                    float eps, const float* part, const T* x, const T* w, const T* b, T* y) { \
+    gn_apply<T, 16 / sizeof(T)>(count, C, Sp, cpg, splits, silu, eps, part, x, w, b, y); \
 } \
-extern "C" __global__ void group_norm_apply_vec_##S(int64_t total, int64_t C, int64_t Sp, int64_t cpg, int32_t silu, \
-                                                    const T* x, const T* w, const T* b, const float* stats, T* y) { \
-    gn_apply<T, 16 / sizeof(T)>(total, C, Sp, cpg, silu, x, w, b, stats, y); \
+extern "C" __global__ void group_norm_apply_nhwc_##S(int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t tiles, int32_t silu, \
+                                                     float eps, const float* part, const T* x, const T* w, const T* b, T* y) { \
+    gn_apply_nhwc<T>(C, Sp, cpg, splits, tiles, silu, eps, part, x, w, b, y); \
 } \
 extern "C" __global__ void group_norm_bwd_##S(int64_t N, int64_t C, int64_t Sp, int64_t G, float eps, int32_t silu, \
                                               const T* x, const T* dy, const T* w, const T* b, T* dx, float* stats) { \

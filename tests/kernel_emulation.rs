@@ -59,6 +59,6 @@ fn elementwise_packed_and_strided_paths_match_the_per_element_formula_in_emulati
 }
 
 #[test]
-fn channels_last_group_norm_apply_matches_the_nchw_apply_in_emulation() {
+fn group_norm_forward_matches_an_f64_reference_and_its_layouts_agree_to_the_bit_in_emulation() {
     run_emulated("group_norm_test.cpp");
 }

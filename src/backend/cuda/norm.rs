@@ -3,7 +3,6 @@
 //! cast to the input's dtype on the device when they differ (f32 master weights, bf16 activations);
 //! their gradients are accumulated in f32 and returned in the parameter's dtype.
 
-use super::launch::elementwise_config;
 use super::ops::{alloc_out, cast, data_ptr, dense, device_and_ptr, float_suffix, launch, wrap};
 use super::CudaStorage;
 use crate::autograd::Op;
@@ -39,25 +38,29 @@ pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tenso
     let units = d.n * d.groups;
     let channels_last = channels_last_output(&x, op.is_some());
     if x.numel() > 0 {
-        // kernels/norm.cu: partial statistics per chunk, merged per unit, then the normalisation
+        // kernels/norm.cu: partial statistics per chunk, then the normalisation, whose blocks each
+        // merge the partials of the units they write (two launches)
         let count = x.numel() / units;
         let splits = group_norm_splits(units, count);
         let part = CudaStorage::alloc(&dev, DType::F32, 3 * units * splits)?;
-        let stats = CudaStorage::alloc(&dev, DType::F32, 2 * units)?;
         let xp = data_ptr(&x)?;
         let cfg = LaunchConfig { grid_dim: (units as u32, splits as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         launch!(dev, "norm", format!("group_norm_partial_{sfx}"), cfg; count as i64, splits as i32, xp, part.ptr());
-        launch!(dev, "norm", "group_norm_merge", elementwise_config(units); units as i64, splits as i32, part.ptr(), eps as f32, stats.ptr());
+        let cpg = (d.c / d.groups) as i64;
         if channels_last {
-            let cfg = LaunchConfig { grid_dim: (d.s.div_ceil(32) as u32, d.c.div_ceil(32) as u32, d.n as u32), block_dim: (32, 8, 1), shared_mem_bytes: 0 };
+            let tiles = group_norm_nhwc_tiles(d.n, d.c, d.s);
+            let grid = (d.s.div_ceil(32).div_ceil(tiles) as u32, d.c.div_ceil(32) as u32, d.n as u32);
+            let cfg = LaunchConfig { grid_dim: grid, block_dim: (32, 8, 1), shared_mem_bytes: 0 };
             launch!(dev, "norm", format!("group_norm_apply_nhwc_{sfx}"), cfg;
-                d.c as i64, d.s as i64, (d.c / d.groups) as i64, silu as i32, xp, wp, bp, stats.ptr(), out.ptr());
+                d.c as i64, d.s as i64, cpg, splits as i32, tiles as i32, silu as i32, eps as f32, part.ptr(), xp, wp, bp, out.ptr());
         } else {
             let per_vector = 16 / x.dtype().size_in_bytes();
             let vectors = d.s % per_vector == 0 && xp % 16 == 0 && out.ptr() % 16 == 0;
             let (name, step) = if vectors { (format!("group_norm_apply_vec_{sfx}"), per_vector) } else { (format!("group_norm_apply_{sfx}"), 1) };
-            launch!(dev, "norm", name, elementwise_config(x.numel() / step);
-                x.numel() as i64, d.c as i64, d.s as i64, (d.c / d.groups) as i64, silu as i32, xp, wp, bp, stats.ptr(), out.ptr());
+            let blocks = group_norm_apply_blocks(units, count / step);
+            let cfg = LaunchConfig { grid_dim: (units as u32, blocks as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            launch!(dev, "norm", name, cfg;
+                count as i64, d.c as i64, d.s as i64, cpg, splits as i32, silu as i32, eps as f32, part.ptr(), xp, wp, bp, out.ptr());
         }
     }
     if channels_last {
@@ -79,9 +82,25 @@ fn channels_last_output(x: &Tensor, recorded: bool) -> bool {
 
 /// Chunks per group-norm unit: enough blocks for ~4 waves of a 132-SM GPU, chunks of at most
 /// 16K values (the statistics' second pass then reads from cache), at least 256 values (a block's
-/// threads each get one), at most 1024 (the merge is serial per unit).
+/// threads each get one), at most 1024 (every block of the apply merges its unit's partials: a
+/// warp, 32 per lane).
 fn group_norm_splits(units: usize, count: usize) -> usize {
     528usize.div_ceil(units).max(count.div_ceil(16_384)).min(count.div_ceil(256)).clamp(1, 1024)
+}
+
+/// Blocks per unit of the NCHW apply (256 threads each, `vectors` loads per unit): ~4 waves of a
+/// 132-SM GPU as for the statistics, but at least one load per thread. Each block merges its
+/// unit's partials once, so a big unit keeps few blocks that loop rather than many that re-merge.
+fn group_norm_apply_blocks(units: usize, vectors: usize) -> usize {
+    528usize.div_ceil(units).min(vectors.div_ceil(256)).clamp(1, 65_535)
+}
+
+/// 32-pixel tiles per block of the channels-last apply (256 threads, 32 channels × 32 pixels a
+/// tile): one until there are ~8 blocks per SM of a 132-SM GPU (1056), then more per block, so
+/// that a large image does not merge the same partials in every one of its thousands of tiles.
+fn group_norm_nhwc_tiles(n: usize, c: usize, s: usize) -> usize {
+    let tiles = s.div_ceil(32);
+    (tiles * c.div_ceil(32) * n / 1056).clamp(1, tiles.max(1))
 }
 
 /// (dx, dweight, dbias); the parameter gradients exist exactly when the parameters do, in their
@@ -166,7 +185,7 @@ pub fn layer_norm_backward(
 
 #[cfg(test)]
 mod tests {
-    use super::group_norm_splits;
+    use super::{group_norm_apply_blocks, group_norm_nhwc_tiles, group_norm_splits};
 
     #[test]
     fn group_norm_spreads_each_unit_over_enough_blocks() {
@@ -177,5 +196,21 @@ mod tests {
         // a small unit stays whole; a huge one is capped at 1024 chunks
         assert_eq!(group_norm_splits(64, 200), 1);
         assert_eq!(group_norm_splits(1, 1 << 30), 1024);
+    }
+
+    #[test]
+    fn group_norm_apply_fills_the_gpu_without_re_merging_in_every_tile() {
+        // SD1.5 [2, 320, 64, 64] f16 (8 values a load): 9 blocks per unit, ~2 loads per thread
+        assert_eq!(group_norm_apply_blocks(64, 10 * 4096 / 8), 9);
+        // a small unit gets one block; many units one block each
+        assert_eq!(group_norm_apply_blocks(64, 100), 1);
+        assert_eq!(group_norm_apply_blocks(4096, 1 << 20), 1);
+        // channels-last: 2560 tiles at [2, 320, 64, 64] → 2 a block; [2, 1280, 16, 16] keeps 1
+        assert_eq!(group_norm_nhwc_tiles(2, 320, 64 * 64), 2);
+        assert_eq!(group_norm_nhwc_tiles(2, 1280, 16 * 16), 1);
+        // the VAE decoder at 512², batch 1, 128 channels: 32768 tiles → 31 a block (1060 blocks)
+        assert_eq!(group_norm_nhwc_tiles(1, 128, 512 * 512), 31);
+        // never more tiles a block than the image has
+        assert_eq!(group_norm_nhwc_tiles(4096, 4096, 33), 2);
     }
 }
