@@ -5,7 +5,7 @@
 //! in f16 and bf16, and the Linear layers' products (kernels/gemm_tc.cu, bias fused) at the SD
 //! shapes. Without a GPU it prints why and exits 0.
 //!
-//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v2"),
+//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("linear v3"),
 //! after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
@@ -63,18 +63,6 @@ fn main() {
             let shape = format!("2x{c}x{hw}x{hw} k{k}");
             let p = Conv2dParams { padding: (pad, pad), ..Default::default() };
             row("conv2d fwd", &shape, dt, time(&dev, || drop(x.conv2d(&w, Some(&b), p).unwrap())), flops);
-            // The kernel lab's forward variant on the same tensors (tools/gpu_check.sh builds this
-            // bench with --features kernel-lab); its output is checked against the shipped one.
-            #[cfg(feature = "kernel-lab")]
-            {
-                let v2 = cuda::lab::conv2d_forward_v2(&x, &w, Some(&b), &g).unwrap();
-                let v1 = x.conv2d(&w, Some(&b), p).unwrap();
-                let (got, want) = (v2.to_vec_f64().unwrap(), v1.to_vec_f64().unwrap());
-                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
-                println!("lab v2 vs shipped: max |diff| {diff:.3e} (max |y| {scale:.3e})");
-                row("conv2d fwd v2", &shape, dt, time(&dev, || drop(cuda::lab::conv2d_forward_v2(&x, &w, Some(&b), &g).unwrap())), flops);
-            }
             row("conv2d bwd data", &shape, dt, time(&dev, || drop(cuda::conv::backward_data(&dy, &w, None, &g).unwrap())), flops);
             row("conv2d bwd weight", &shape, dt, time(&dev, || drop(cuda::conv::backward_weight(&x, &dy, &g, dt).unwrap())), flops);
         }
@@ -82,6 +70,18 @@ fn main() {
             let (x, w, b) = (randn(&[m, k], dt, 1.0), randn(&[n, k], dt, 0.02), randn(&[n], dt, 1.0));
             let s = time(&dev, || drop(x.linear(&w, Some(&b)).unwrap()));
             row("linear", &format!("{m}x{k}x{n}"), dt, s, 2.0 * (m * k * n) as f64);
+            // The kernel lab's GEMM variant on the same tensors (tools/gpu_check.sh builds this
+            // bench with --features kernel-lab); its output is checked against the shipped one.
+            #[cfg(feature = "kernel-lab")]
+            {
+                let v3 = cuda::lab::linear_v3(&x, &w, &b).unwrap();
+                let shipped = x.linear(&w, Some(&b)).unwrap();
+                let (got, want) = (v3.to_vec_f64().unwrap(), shipped.to_vec_f64().unwrap());
+                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+                println!("lab v3 vs shipped: max |diff| {diff:.3e} (max |y| {scale:.3e})");
+                row("linear v3", &format!("{m}x{k}x{n}"), dt, time(&dev, || drop(cuda::lab::linear_v3(&x, &w, &b).unwrap())), 2.0 * (m * k * n) as f64);
+            }
         }
         for (lq, lk, dh) in ATTENTION {
             let (q, k, v) = (randn(&[2, 8, lq, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0), randn(&[2, 8, lk, dh], dt, 1.0));

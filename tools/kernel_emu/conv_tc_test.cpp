@@ -7,11 +7,9 @@
 // once (eps = 2^-11 for f16, 2^-8 for bf16; 2·eps allows for the f32 accumulation in between) and
 // the f32 sum of K products may differ from the f64 one by ~K·2^-24 of the magnitudes summed.
 // Backward weight is stored in f32: 1e-5·Σ|a·b| only.
-// The kernel lab's forward variants (tools/kernel_lab/conv_tc_v*.cu) run on every case too; the
-// channels-last forward also on the 128×128 tile (conv_fwd_nhwc_wide).
+// The channels-last forward also runs on the 128×128 tile (conv_fwd_nhwc_wide).
 // Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/conv_tc.cu"
-#include "../kernel_lab/conv_tc_v2.cu"
 
 #include <random>
 #include <string>
@@ -118,17 +116,6 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     }
     report(std::string("forward  ") + name, cf);
 
-    // Lab variant 2 of the forward, same inputs, same tolerance.
-    std::vector<T> y2(y.size());
-    TcConvGeomV2 g2{g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.ho, g.wo};
-    dim3 grid2{(unsigned)((g.n * P + V2_BM - 1) / V2_BM), (unsigned)((g.k + V2_BN - 1) / V2_BN), 1};
-    ldm_emu::launch(grid2, dim3{V2_THREADS, 1, 1}, [&] { conv_fwd_v2<T>(g2, x.data(), w.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y2.data()); });
-    Check c2;
-    for (size_t o = 0; o < y2.size(); ++o) {
-        double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-        c2.add(to_f32(y2[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-    }
-    report(std::string("fwd v2   ") + name, c2);
 
     // The channels-last forward (C % 8 = 0): x permuted to [N, H, W, C], w to [K, KH, KW, C].
     if (g.c % 8 == 0) {

@@ -6,11 +6,13 @@
 // (dY·W, dYᵀ·X), attention's Q·Kᵀ and P·V.
 //
 // Every vv case also runs through the 128×128 kernel the host takes for large grids
-// (gemm_tc_wide_vv): batches, a broadcast operand and rows padded past k included.
+// (gemm_tc_wide_vv): batches, a broadcast operand and rows padded past k included — and through
+// the kernel lab's variant 3 of it (tools/kernel_lab/gemm_tc_v3.cu: cp.async, 3 stages).
 //
 // Tolerance per element, as tools/kernel_emu/conv_tc_test.cpp: |out − ref| ≤ 2·eps(T)·|ref| +
 // 1e-5·(Σ|a·b| + 1). Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/gemm_tc.cu"
+#include "../kernel_lab/gemm_tc_v3.cu"
 
 #include <random>
 #include <string>
@@ -80,9 +82,17 @@ static void run(const char* dtype, const Case& cs) {
             gemm_tc_wide<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c2.data());
         });
     }
+    std::vector<T> c3(c.size());
+    if (v2) {
+        dim3 grid3{(unsigned)((cs.m + V3_BM - 1) / V3_BM), (unsigned)((cs.n + V3_BN - 1) / V3_BN), (unsigned)cs.batch};
+        TcGemmDimsV3 d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs};
+        ldm_emu::launch(grid3, dim3{V3_THREADS, 1, 1}, [&] {
+            gemm_tc_wide_v3<T>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c3.data());
+        });
+    }
 
-    double eps = eps_of((const T*)nullptr), worst = 0, worst2 = 0;
-    size_t bad = 0, bad2 = 0;
+    double eps = eps_of((const T*)nullptr), worst = 0, worst2 = 0, worst3 = 0;
+    size_t bad = 0, bad2 = 0, bad3 = 0;
     for (int z = 0; z < cs.batch; ++z)
         for (int i = 0; i < cs.m; ++i)
             for (int j = 0; j < cs.n; ++j) {
@@ -100,6 +110,9 @@ static void run(const char* dtype, const Case& cs) {
                     double err2 = std::fabs(to_f32(c2[((size_t)z * cs.m + i) * cs.n + j]) - s);
                     if (!(err2 <= allowed)) ++bad2;
                     worst2 = std::max(worst2, err2 / allowed);
+                    double err3 = std::fabs(to_f32(c3[((size_t)z * cs.m + i) * cs.n + j]) - s);
+                    if (!(err3 <= allowed)) ++bad3;
+                    worst3 = std::max(worst3, err3 / allowed);
                 }
             }
     char line[300];
@@ -109,6 +122,8 @@ static void run(const char* dtype, const Case& cs) {
     if (v2) {
         std::printf("%-4s %-78s worst err/allowed %.3f\n", bad2 ? "FAIL" : "ok", (std::string("128x128 ") + line).c_str(), worst2);
         if (bad2) ++failures;
+        std::printf("%-4s %-78s worst err/allowed %.3f\n", bad3 ? "FAIL" : "ok", (std::string("lab v3  ") + line).c_str(), worst3);
+        if (bad3) ++failures;
     }
 }
 
@@ -147,6 +162,8 @@ int main() {
     // Past one 128×128 tile both ways (the lab variant's), and an odd N (its unpaired stores).
     cases.push_back({"linear, 128-tiles", 'v', 'v', 200, 130, 96, 1, 96, 1, 0, 1, 96, 0, true});
     cases.push_back({"linear, odd N", 'v', 'v', 33, 71, 40, 1, 40, 1, 0, 1, 40, 0, true});
+    // A k range of many slices, the last partial (8 slices: lab v3's 3-stage ring wraps twice).
+    cases.push_back({"linear, k = 232", 'v', 'v', 136, 72, 232, 1, 232, 1, 0, 1, 232, 0, true});
     cases.push_back({"batch, padded rows, B broadcast", 'v', 'v', 140, 40, 32, 3, 48, 1, 140 * 48, 1, 40, 0, true});
     // Its gradients: dX = dY [M, N] · W [N, K]; dW = dYᵀ · X (dY [M', N'], X [M', K']).
     cases.push_back({"linear dY·W", 'k', 'n', 130, 72, 70, 1, 70, 1, 0, 72, 1, 0, false});

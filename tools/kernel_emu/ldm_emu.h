@@ -223,6 +223,38 @@ inline V __shfl_xor_sync(unsigned, V v, int lane_mask) {
     return v;
 }
 
+// cp.async (sm_80): each copy lands in shared memory only when a cp.async.wait_group of its
+// thread covers its group — never earlier — so a kernel that reads a stage before waiting for it,
+// or waits for too few groups, reads stale data here and fails its test. The source is read at
+// issue (the kernels' operands are read-only). Threads live for one launch, so no state leaks.
+namespace ldm_emu {
+struct PendingCopy {
+    void* dst;
+    unsigned char bytes[16];
+};
+inline thread_local std::vector<std::vector<PendingCopy>> cp_groups;  // committed, oldest first
+inline thread_local std::vector<PendingCopy> cp_open;                 // issued, not yet committed
+}  // namespace ldm_emu
+
+inline void cp_async16(void* smem, const void* gmem, bool full) {
+    if (reinterpret_cast<uintptr_t>(smem) % 16 != 0 || (full && reinterpret_cast<uintptr_t>(gmem) % 16 != 0)) ldm_emu::fail("cp.async: unaligned 16-byte copy");
+    ldm_emu::PendingCopy c{smem, {}};
+    if (full) std::memcpy(c.bytes, gmem, 16);
+    ldm_emu::cp_open.push_back(c);
+}
+inline void cp_async_commit() {
+    ldm_emu::cp_groups.push_back(std::move(ldm_emu::cp_open));
+    ldm_emu::cp_open.clear();
+}
+template <int N>
+inline void cp_async_wait() {
+    auto& groups = ldm_emu::cp_groups;
+    while (groups.size() > (size_t)N) {
+        for (const auto& c : groups.front()) std::memcpy(c.dst, c.bytes, 16);
+        groups.erase(groups.begin());
+    }
+}
+
 inline float atomicAdd(float* p, float v) {
     std::lock_guard<std::mutex> g(ldm_emu::atomic_lock);
     float old = *p;

@@ -52,7 +52,7 @@ def torch_conv(kind, shape, dtype):
     best = None
     for fmt in (torch.contiguous_format, torch.channels_last):
         xf, wf, dyf = (t.contiguous(memory_format=fmt) for t in (x, wt, dy))
-        if kind.startswith("conv2d fwd"):  # "conv2d fwd v2": a kernel-lab variant of the same op
+        if kind.startswith("conv2d fwd"):  # a kernel-lab variant of the forward would be "conv2d fwd vN"
             fn = lambda: F.conv2d(xf, wf, b, padding=pad)
         elif kind == "conv2d bwd data":
             fn = lambda: torch.nn.grad.conv2d_input(xf.shape, wf, dyf, padding=pad)
@@ -96,7 +96,7 @@ def main():
         with torch.inference_mode():
             if kind.startswith("attention"):
                 ref = torch_attention(shape, dtype)
-            elif kind.startswith("linear"):  # "linear v2": a kernel-lab variant
+            elif kind.startswith("linear"):  # "linear v3": a kernel-lab variant
                 ref = torch_linear(shape, dtype)
             else:
                 ref = torch_conv(kind, shape, dtype)

@@ -16,14 +16,14 @@ use std::sync::OnceLock;
 /// Must match `struct TcGemmDims` in kernels/gemm_tc.cu field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct TcGemmDims {
-    m: i32,
-    n: i32,
-    k: i32,
-    a_rs: i64,
-    a_cs: i64,
-    b_rs: i64,
-    b_cs: i64,
+pub(crate) struct TcGemmDims {
+    pub(crate) m: i32,
+    pub(crate) n: i32,
+    pub(crate) k: i32,
+    pub(crate) a_rs: i64,
+    pub(crate) a_cs: i64,
+    pub(crate) b_rs: i64,
+    pub(crate) b_cs: i64,
 }
 
 // SAFETY: a plain #[repr(C)] struct of integers, laid out as the C struct it mirrors.
