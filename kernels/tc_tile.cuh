@@ -87,23 +87,23 @@ struct DenseKOperand {
     }
 };
 
-// C[m, n] = Σ_{k in [kbeg, kend)} A(m, k)·B(k, n) over the 64×64 tile at (m0, n0), then
-// put(m, n, c) for each of its values inside M×N. `a` serves rows m (A's), `b` rows n (Bᵀ's).
-template <typename T, class OpA, class OpB, class Put>
-__device__ void tc_gemm_tile(int M, int N, int kbeg, int kend, int m0, int n0, OpA& a, OpB& b, const Put& put) {
-    LDM_SHARED(T, As, TC_BM * TC_LD);
-    LDM_SHARED(T, Bs, TC_BN * TC_LD);
+// The main loop of a block tile of (warps / WARPS_N) × WARPS_N warps, each owning MI × NJ mma
+// tiles (16×8) at (wm, wn): acc = Σ_{k in [kbeg, kend)} A(m, k)·B(k, n) over the block's BM rows
+// of A (served by `a`) and BN rows of Bᵀ (served by `b`). The next slice is fetched into
+// registers before the current slice's mma.
+template <typename T, int MI, int NJ, int WARPS_N, int BM, int BN, class OpA, class OpB>
+__device__ __forceinline__ void tc_mainloop(int kbeg, int kend, OpA& a, OpB& b, float (&acc)[MI][NJ][4]) {
+    LDM_SHARED(T, As, BM * TC_LD);
+    LDM_SHARED(T, Bs, BN * TC_LD);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-    float acc[2][4][4];
+    const int wm = (warp / WARPS_N) * (MI * 16), wn = (warp % WARPS_N) * (NJ * 8);
     #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < MI; ++i)
         #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < NJ; ++j)
             #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
     if (kbeg < kend) {
         a.fetch(kbeg);
         b.fetch(kbeg);
@@ -112,15 +112,15 @@ __device__ void tc_gemm_tile(int M, int N, int kbeg, int kend, int m0, int n0, O
         a.commit(As);
         b.commit(Bs);
         __syncthreads();
-        if (k0 + TC_BK < kend) {
+        if (k0 + TC_BK < kend) {  // the next slice in flight during this one's math
             a.fetch(k0 + TC_BK);
             b.fetch(k0 + TC_BK);
         }
         #pragma unroll
         for (int ks = 0; ks < TC_BK; ks += 16) {
-            uint32_t af[2][4], bf[4][2];
+            uint32_t af[MI][4], bf[NJ][2];
             #pragma unroll
-            for (int i = 0; i < 2; ++i) {
+            for (int i = 0; i < MI; ++i) {
                 const T* p = As + (wm + i * 16 + g) * TC_LD + ks + 2 * t;
                 af[i][0] = load_pair(p);
                 af[i][1] = load_pair(p + 8 * TC_LD);
@@ -128,27 +128,45 @@ __device__ void tc_gemm_tile(int M, int N, int kbeg, int kend, int m0, int n0, O
                 af[i][3] = load_pair(p + 8 * TC_LD + 8);
             }
             #pragma unroll
-            for (int j = 0; j < 4; ++j) {
+            for (int j = 0; j < NJ; ++j) {
                 const T* p = Bs + (wn + j * 8 + g) * TC_LD + ks + 2 * t;
                 bf[j][0] = load_pair(p);
                 bf[j][1] = load_pair(p + 8);
             }
             #pragma unroll
-            for (int i = 0; i < 2; ++i)
+            for (int i = 0; i < MI; ++i)
                 #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], af[i], bf[j]);
+                for (int j = 0; j < NJ; ++j) mma_16816<T>(acc[i][j], af[i], bf[j]);
         }
         __syncthreads();
     }
+}
+
+// Each value of the block tile at (m0, n0) inside M×N to put(m, n, v), in tc_mainloop's layout.
+template <int MI, int NJ, int WARPS_N, class Put>
+__device__ __forceinline__ void tc_store(int M, int N, int m0, int n0, const float (&acc)[MI][NJ][4], const Put& put) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm = (warp / WARPS_N) * (MI * 16), wn = (warp % WARPS_N) * (NJ * 8);
     #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < MI; ++i)
         #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < NJ; ++j)
             #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 int m = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0), n = n0 + wn + j * 8 + 2 * t + (e & 1);
                 if (m < M && n < N) put(m, n, acc[i][j][e]);
             }
+}
+
+// C[m, n] = Σ_{k in [kbeg, kend)} A(m, k)·B(k, n) over the 64×64 tile at (m0, n0) (4 warps as
+// 2×2, 32×32 each), then put(m, n, c) for each of its values inside M×N. `a` serves rows m
+// (A's), `b` rows n (Bᵀ's).
+template <typename T, class OpA, class OpB, class Put>
+__device__ void tc_gemm_tile(int M, int N, int kbeg, int kend, int m0, int n0, OpA& a, OpB& b, const Put& put) {
+    float acc[2][4][4];
+    tc_mainloop<T, 2, 4, 2, TC_BM, TC_BN>(kbeg, kend, a, b, acc);
+    tc_store<2, 4, 2>(M, N, m0, n0, acc, put);
 }
 
 // The 64×64 tile with both operands gathered through getters: get_a(m, k) = A(m, k),
@@ -169,73 +187,14 @@ __device__ void gather_gemm(int M, int N, int kbeg, int kend, int m0, int n0, co
 #define TCW_BM 128
 #define TCW_BN 128
 #define TCW_THREADS 256
+#define TCW_WARPS_N 4
 
-// acc[i][j] = the 16×8 mma tile (i, j) of this warp's 64×32: Σ over k in [kbeg, kend) of the
-// block tile's A rows (m0 …) times B rows (n0 …), as `a` and `b` serve them.
 template <typename T, class OpA, class OpB>
 __device__ __forceinline__ void tc_wide_mainloop(int kbeg, int kend, OpA& a, OpB& b, float (&acc)[4][4][4]) {
-    LDM_SHARED(T, As, TCW_BM * TC_LD);
-    LDM_SHARED(T, Bs, TCW_BN * TC_LD);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int gq = lane >> 2, t = lane & 3;
-    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    #pragma unroll
-    for (int i = 0; i < 4; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    if (kbeg < kend) {
-        a.fetch(kbeg);
-        b.fetch(kbeg);
-    }
-    for (int k0 = kbeg; k0 < kend; k0 += TC_BK) {
-        a.commit(As);
-        b.commit(Bs);
-        __syncthreads();
-        if (k0 + TC_BK < kend) {  // the next slice in flight during this one's math
-            a.fetch(k0 + TC_BK);
-            b.fetch(k0 + TC_BK);
-        }
-        #pragma unroll
-        for (int ks = 0; ks < TC_BK; ks += 16) {
-            uint32_t af[4][4], bf[4][2];
-            #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const T* p = As + (wm + i * 16 + gq) * TC_LD + ks + 2 * t;
-                af[i][0] = load_pair(p);
-                af[i][1] = load_pair(p + 8 * TC_LD);
-                af[i][2] = load_pair(p + 8);
-                af[i][3] = load_pair(p + 8 * TC_LD + 8);
-            }
-            #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const T* p = Bs + (wn + j * 8 + gq) * TC_LD + ks + 2 * t;
-                bf[j][0] = load_pair(p);
-                bf[j][1] = load_pair(p + 8);
-            }
-            #pragma unroll
-            for (int i = 0; i < 4; ++i)
-                #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_16816<T>(acc[i][j], af[i], bf[j]);
-        }
-        __syncthreads();
-    }
+    tc_mainloop<T, 4, 4, TCW_WARPS_N, TCW_BM, TCW_BN>(kbeg, kend, a, b, acc);
 }
 
-// Each value of the block tile at (m0, n0) inside M×N to put(m, n, v).
 template <class Put>
 __device__ __forceinline__ void tc_wide_store(int M, int N, int m0, int n0, const float (&acc)[4][4][4], const Put& put) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int gq = lane >> 2, t = lane & 3;
-    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    #pragma unroll
-    for (int i = 0; i < 4; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                int m = m0 + wm + i * 16 + gq + (e >= 2 ? 8 : 0), n = n0 + wn + j * 8 + 2 * t + (e & 1);
-                if (m < M && n < N) put(m, n, acc[i][j][e]);
-            }
+    tc_store<4, 4, TCW_WARPS_N>(M, N, m0, n0, acc, put);
 }
