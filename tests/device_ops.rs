@@ -1,7 +1,9 @@
 //! Every op the CUDA backend implements, checked on every available device against the CPU in f32
 //! (the harness and its tolerances: tests/common/device_check.rs). The tensor-core kernels'
-//! tests are in tests/device_tensor_core.rs.
+//! tests are in tests/device_ops/tensor_core.rs, a module of this binary.
 mod common;
+#[path = "device_ops/tensor_core.rs"]
+mod tensor_core;
 
 use common::device_check::{check, input, strided, DTYPES};
 use common::{rand, randn};

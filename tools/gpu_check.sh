@@ -39,7 +39,7 @@ for line in sys.stdin:
 }
 
 # (cargo also reports the main binary it builds on the way: keep only the named targets.)
-cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_tensor_core --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_tensor_core|device_models) ' > "$bundle/tests.txt"
+cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_models) ' > "$bundle/tests.txt"
 cargo bench --locked --no-run --message-format=json --features kernel-lab --bench cuda_bandwidth --bench tensor_core --bench paper_configs | executables | grep -E ' (cuda_bandwidth|tensor_core|paper_configs) ' > "$bundle/benches.txt"
 cargo build --release --locked
 cp target/release/ldm-engine "$bundle/bin/ldm-engine"

@@ -1,10 +1,12 @@
 //! The f16/bf16 tensor-core kernels (kernels/conv_tc.cu, gemm_tc.cu, attention.cu) and the
 //! layouts the CUDA backend keeps for them (channels-last weights and group_norm outputs),
 //! checked on every available device against the CPU in f32 (tests/common/device_check.rs).
-mod common;
+//! A module of tests/device_ops.rs: one test binary for the GPU bundle (tools/gpu_check.sh).
 
-use common::device_check::{check, input, DTYPES};
-use common::randn;
+use crate::common;
+use crate::common::device_check::{check, input, DTYPES};
+use crate::common::randn;
+use crate::on_devices;
 use ldm_engine::{DType, Device, Tensor};
 
 // The f16/bf16 tensor-core kernels (kernels/conv_tc.cu, kernels/attention.cu) on the SD shape
