@@ -1,7 +1,8 @@
 //! The harness of the device tests (tests/device_ops.rs and its module
 //! tests/device_ops/tensor_core.rs): every op run on every available device and compared with the
-//! CPU in f32. `on_devices!` runs one test body per device: on the CPU (always — so CI exercises each body and its reference) and on each
-//! CUDA device when there is one; without a GPU the CUDA runs are skipped with the reason printed.
+//! CPU in f32. `on_devices!` runs one test body per device: on the CPU (always — so CI exercises
+//! each body and its reference) and on each CUDA device when there is one; without a GPU the CUDA
+//! runs are skipped with the reason printed.
 //!
 //! Inputs are seeded normals (never all-zero), odd sizes, and strided views (transposed,
 //! narrowed, broadcast). Tolerances:
