@@ -139,20 +139,10 @@ struct WindowNhwcOperand {
             int kh = tap / g.kw, kw = tap - kh * g.kw;
             int ih = ih0[h] + kh * g.dh, iw = iw0[h] + kw * g.dw;
             if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
-            const T* src = x + (((int64_t)img[h] * g.h + ih) * g.w + iw) * g.c + ci;
-#ifdef LDM_KERNEL_EMU
-            if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail("WindowNhwcOperand: unaligned 16-byte load");
-#endif
-            regs[h] = *reinterpret_cast<const uint4*>(src);
+            regs[h] = load16(x + (((int64_t)img[h] * g.h + ih) * g.w + iw) * g.c + ci, "WindowNhwcOperand: unaligned 16-byte load");
         }
     }
-    __device__ __forceinline__ void commit(T* s) const {
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + THREADS * h;
-            *reinterpret_cast<uint4*>(s + (v >> 2) * TC_LD + (v & 3) * 8) = regs[h];
-        }
-    }
+    __device__ __forceinline__ void commit(T* s) const { commit_k_vectors<T, THREADS>(s, regs); }
 };
 
 // The k range [kbeg, kend) of the channels-last forward's output tile: windows of x_nhwc
@@ -225,8 +215,8 @@ __device__ void conv_splitk_finish(int64_t total, int64_t C, int64_t P, const fl
 
 // Rows r of a [IMGS, R, P] tensor seen as the R × (IMGS·P) matrix whose k = (img, p): row r, k
 // is base[(img·R + r)·P + p]. The host takes it only when P % 8 = 0 and base is 16-byte aligned,
-// so 8 consecutive k (8-aligned) stay in one image: one 16-byte load. Thread layout as
-// DenseKOperand's (two vectors per thread per 64×32 slice).
+// so 8 consecutive k (8-aligned) stay in one image: one 16-byte load. Slice layout as
+// DenseKOperand's (commit_k_vectors).
 template <typename T>
 struct PlaneKOperand {
     const T* base;
@@ -240,20 +230,10 @@ struct PlaneKOperand {
             regs[h] = uint4{0u, 0u, 0u, 0u};
             if (r >= R || k >= kend) continue;
             int img = k / P, p = k - img * P;
-            const T* src = base + ((int64_t)img * R + r) * P + p;
-#ifdef LDM_KERNEL_EMU
-            if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail("PlaneKOperand: unaligned 16-byte load");
-#endif
-            regs[h] = *reinterpret_cast<const uint4*>(src);
+            regs[h] = load16(base + ((int64_t)img * R + r) * P + p, "PlaneKOperand: unaligned 16-byte load");
         }
     }
-    __device__ __forceinline__ void commit(T* s) const {
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + TC_THREADS * h;
-            *reinterpret_cast<uint4*>(s + (v >> 2) * TC_LD + (v & 3) * 8) = regs[h];
-        }
-    }
+    __device__ __forceinline__ void commit(T* s) const { commit_k_vectors<T, TC_THREADS>(s, regs); }
 };
 
 // Rows j = (kh, kw, ci) of the windows of x_nhwc [N, H, W, C] (C % 8 = 0) over the pixels
@@ -290,11 +270,7 @@ struct WindowNhwcRowsOperand {
             int n = m / P, p = m - n * P, oh = p / g.wo, ow = p - oh * g.wo;
             int ih = oh * g.sh - g.ph + kh[h] * g.dh, iw = ow * g.sw - g.pw + kw[h] * g.dw;
             if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
-            const T* src = x + (((int64_t)n * g.h + ih) * g.w + iw) * g.c + ci[h];
-#ifdef LDM_KERNEL_EMU
-            if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail("WindowNhwcRowsOperand: unaligned 16-byte load");
-#endif
-            regs[h] = *reinterpret_cast<const uint4*>(src);
+            regs[h] = load16(x + (((int64_t)n * g.h + ih) * g.w + iw) * g.c + ci[h], "WindowNhwcRowsOperand: unaligned 16-byte load");
         }
     }
     __device__ __forceinline__ void commit(T* s) const {

@@ -87,31 +87,7 @@ __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab,
     DenseKOperand<T, TCW_THREADS> ra{x, d.a_rs, M, m0, K}, rb{w, d.b_cs, N, n0, K};
     float acc[4][4][4];
     tc_wide_mainloop<T>(0, K, ra, rb, acc);
-    // c0,c1 (and c2,c3) are adjacent columns 2t, 2t+1 of one row: one 32-bit store when both
-    // exist and N is even (the pair is then 4-byte aligned).
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int gq = lane >> 2, t = lane & 3;
-    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    #pragma unroll
-    for (int i = 0; i < 4; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                int m = m0 + wm + i * 16 + gq + 8 * half, n = n0 + wn + j * 8 + 2 * t;
-                if (m >= M || n >= N) continue;
-                float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
-                if (bias) {
-                    v0 += to_f32(bias[n]);
-                    if (n + 1 < N) v1 += to_f32(bias[n + 1]);
-                }
-                T* out = y + (int64_t)m * N + n;
-                if (n + 1 < N && (N & 1) == 0) *reinterpret_cast<uint32_t*>(out) = pack_f32_pair<T>(v0, v1);
-                else {
-                    out[0] = from_f32<T>(v0);
-                    if (n + 1 < N) out[1] = from_f32<T>(v1);
-                }
-            }
+    tc_wide_store_pairs(M, N, m0, n0, acc, RowMajorPairStore<T>{y, N, bias});
 }
 
 #define GEMM_TC_WIDE(T, S) \

@@ -53,6 +53,29 @@ struct GatherOperand {
     }
 };
 
+// 16 bytes from global memory at `src`. x86 forgives unaligned vector loads; the GPU does not:
+// the emulator stops on one, naming the operand (`who`).
+template <typename T>
+__device__ __forceinline__ uint4 load16(const T* src, const char* who) {
+#ifdef LDM_KERNEL_EMU
+    if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ldm_emu::fail(who);
+#else
+    (void)who;
+#endif
+    return *reinterpret_cast<const uint4*>(src);
+}
+
+// The vector-operands' slice layout: a thread's two 16-byte vectors v = tid + THREADS·h hold row
+// v / 4, k (v % 4)·8 … +7 of the slice (2·THREADS/4 rows × 32 k), stored into its padded rows.
+template <typename T, int THREADS>
+__device__ __forceinline__ void commit_k_vectors(T* s, const uint4 (&regs)[2]) {
+    #pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        int v = threadIdx.x + THREADS * h;
+        *reinterpret_cast<uint4*>(s + (v >> 2) * TC_LD + (v & 3) * 8) = regs[h];
+    }
+}
+
 // An operand stored dense along k: row r starts at base + r·ld. The host picks it only when base
 // and ld keep every row 16-byte aligned and the k range is a multiple of 8, so a slice is 256
 // aligned 8-element vectors, two 16-byte loads per thread (a quarter of GatherOperand's loads).
@@ -70,20 +93,25 @@ struct DenseKOperand {
         for (int h = 0; h < 2; ++h) {
             int v = threadIdx.x + THREADS * h, r = v >> 2, kk = (v & 3) * 8;
             int gr = row0 + r, gk = k0 + kk;
-#ifdef LDM_KERNEL_EMU
-            // x86 forgives unaligned vector loads; the GPU does not: catch them here.
-            if (gr < rows && gk < kend && reinterpret_cast<uintptr_t>(base + gr * ld + gk) % 16 != 0) ldm_emu::fail("DenseKOperand: unaligned 16-byte load");
-#endif
-            if (gr < rows && gk < kend) regs[h] = *reinterpret_cast<const uint4*>(base + gr * ld + gk);
+            if (gr < rows && gk < kend) regs[h] = load16(base + gr * ld + gk, "DenseKOperand: unaligned 16-byte load");
             else regs[h] = uint4{0u, 0u, 0u, 0u};
         }
     }
-    __device__ __forceinline__ void commit(T* s) const {
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + THREADS * h, r = v >> 2, kk = (v & 3) * 8;
-            *reinterpret_cast<uint4*>(s + r * TC_LD + kk) = regs[h];
-        }
+    __device__ __forceinline__ void commit(T* s) const { commit_k_vectors<T, THREADS>(s, regs); }
+};
+
+// Where a thread's accumulators sit in a block tile of (warps / WARPS_N) × WARPS_N warps with
+// MI × NJ mma tiles (16×8) each: its warp's tile origin (wm, wn), and g = lane / 4, t = lane % 4 —
+// accumulator e of mma tile (i, j) is row wm + 16i + g (+8 for e ≥ 2), column wn + 8j + 2t + (e & 1).
+template <int MI, int NJ, int WARPS_N>
+struct TcLanePlace {
+    int g, t, wm, wn;
+    __device__ __forceinline__ TcLanePlace() {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        g = lane >> 2;
+        t = lane & 3;
+        wm = (warp / WARPS_N) * (MI * 16);
+        wn = (warp % WARPS_N) * (NJ * 8);
     }
 };
 
@@ -95,9 +123,8 @@ template <typename T, int MI, int NJ, int WARPS_N, int BM, int BN, class OpA, cl
 __device__ __forceinline__ void tc_mainloop(int kbeg, int kend, OpA& a, OpB& b, float (&acc)[MI][NJ][4]) {
     LDM_SHARED(T, As, BM * TC_LD);
     LDM_SHARED(T, Bs, BN * TC_LD);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t = lane & 3;
-    const int wm = (warp / WARPS_N) * (MI * 16), wn = (warp % WARPS_N) * (NJ * 8);
+    const TcLanePlace<MI, NJ, WARPS_N> at;
+    const int g = at.g, t = at.t, wm = at.wm, wn = at.wn;
     #pragma unroll
     for (int i = 0; i < MI; ++i)
         #pragma unroll
@@ -142,12 +169,50 @@ __device__ __forceinline__ void tc_mainloop(int kbeg, int kend, OpA& a, OpB& b, 
     }
 }
 
-// Each value of the block tile at (m0, n0) inside M×N to put(m, n, v), in tc_mainloop's layout.
+// The block tile at (m0, n0) by pairs, in tc_mainloop's layout: accumulators [2h], [2h + 1] of
+// mma tile (i, j) are columns n, n + 1 of one row m. pair(m, n, v0, v1) for each pair whose row
+// is inside M and whose first column is inside N (n + 1 may be N: the callee checks).
+template <int MI, int NJ, int WARPS_N, class Pair>
+__device__ __forceinline__ void tc_store_pairs(int M, int N, int m0, int n0, const float (&acc)[MI][NJ][4], const Pair& pair) {
+    const TcLanePlace<MI, NJ, WARPS_N> at;
+    const int g = at.g, t = at.t, wm = at.wm, wn = at.wn;
+    #pragma unroll
+    for (int i = 0; i < MI; ++i)
+        #pragma unroll
+        for (int j = 0; j < NJ; ++j)
+            #pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                int m = m0 + wm + i * 16 + g + 8 * half, n = n0 + wn + j * 8 + 2 * t;
+                if (m < M && n < N) pair(m, n, acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+            }
+}
+
+// The dense GEMM's pair store (tc_store_pairs): C row-major M×N (+ bias[n]); adjacent columns n,
+// n + 1 as one 32-bit word when both exist and N is even (the pair is then 4-byte aligned).
+template <typename T>
+struct RowMajorPairStore {
+    T* c;
+    int N;
+    const T* bias;
+    __device__ __forceinline__ void operator()(int m, int n, float v0, float v1) const {
+        if (bias) {
+            v0 += to_f32(bias[n]);
+            if (n + 1 < N) v1 += to_f32(bias[n + 1]);
+        }
+        T* out = c + (int64_t)m * N + n;
+        if (n + 1 < N && (N & 1) == 0) *reinterpret_cast<uint32_t*>(out) = pack_f32_pair<T>(v0, v1);
+        else {
+            out[0] = from_f32<T>(v0);
+            if (n + 1 < N) out[1] = from_f32<T>(v1);
+        }
+    }
+};
+
+// Each value of the block tile at (m0, n0) inside M×N to put(m, n, v).
 template <int MI, int NJ, int WARPS_N, class Put>
 __device__ __forceinline__ void tc_store(int M, int N, int m0, int n0, const float (&acc)[MI][NJ][4], const Put& put) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t = lane & 3;
-    const int wm = (warp / WARPS_N) * (MI * 16), wn = (warp % WARPS_N) * (NJ * 8);
+    const TcLanePlace<MI, NJ, WARPS_N> at;
+    const int g = at.g, t = at.t, wm = at.wm, wn = at.wn;
     #pragma unroll
     for (int i = 0; i < MI; ++i)
         #pragma unroll
@@ -197,4 +262,9 @@ __device__ __forceinline__ void tc_wide_mainloop(int kbeg, int kend, OpA& a, OpB
 template <class Put>
 __device__ __forceinline__ void tc_wide_store(int M, int N, int m0, int n0, const float (&acc)[4][4][4], const Put& put) {
     tc_store<4, 4, TCW_WARPS_N>(M, N, m0, n0, acc, put);
+}
+
+template <class Pair>
+__device__ __forceinline__ void tc_wide_store_pairs(int M, int N, int m0, int n0, const float (&acc)[4][4][4], const Pair& pair) {
+    tc_store_pairs<4, 4, TCW_WARPS_N>(M, N, m0, n0, acc, pair);
 }

@@ -11,7 +11,8 @@
 // Same signature, grid and block as gemm_tc_wide_vv, so the host and the bench launch it the
 // same way. Emulated by tools/kernel_emu/gemm_tc_test.cpp (the emulator lands each copy only at
 // the cp.async.wait that covers it, so reading a stage too early fails there).
-#include "../../kernels/common.cuh"
+// the shipped tile's epilogue (tc_store_pairs, RowMajorPairStore)
+#include "../../kernels/tc_tile.cuh"
 
 #define V3_BM 128
 #define V3_BN 128
@@ -127,27 +128,8 @@ __device__ void gemm_tc_wide_v3(const TcGemmDimsV3& d, const T* A, const Strided
     }
     cp_async_wait<0>();  // nothing may still be writing shared memory when the block ends
 
-    // The shipped epilogue: adjacent columns as one 32-bit store when N is even.
-    #pragma unroll
-    for (int i = 0; i < 4; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                int m = m0 + wm + i * 16 + gq + 8 * half, n = n0 + wn + j * 8 + 2 * t;
-                if (m >= M || n >= N) continue;
-                float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
-                if (bias) {
-                    v0 += to_f32(bias[n]);
-                    if (n + 1 < N) v1 += to_f32(bias[n + 1]);
-                }
-                T* out = y + (int64_t)m * N + n;
-                if (n + 1 < N && (N & 1) == 0) *reinterpret_cast<uint32_t*>(out) = pack_f32_pair<T>(v0, v1);
-                else {
-                    out[0] = from_f32<T>(v0);
-                    if (n + 1 < N) out[1] = from_f32<T>(v1);
-                }
-            }
+    // the shipped epilogue (gemm_tc.cu gemm_tc_wide): 8 warps as 2 × 4, adjacent columns paired
+    tc_store_pairs<4, 4, 4>(M, N, m0, n0, acc, RowMajorPairStore<T>{y, N, bias});
 }
 
 #define GEMM_TC_V3(T, S) \
