@@ -178,17 +178,20 @@ impl Loader<'_> {
     }
 }
 
+/// An evaluation network's weights file; a missing one is refused with `how` to get it (these
+/// files are fetched or converted by tools/, never shipped).
+pub(crate) fn open_weights(path: &Path, how: &str) -> Result<SafeTensorsFile> {
+    if !path.is_file() {
+        return Err(Error::File { path: path.display().to_string(), msg: format!("no such file: {how}") });
+    }
+    SafeTensorsFile::open(path)
+}
+
 impl FidInception {
     /// Loads the network from tools/fetch_fid_inception.py's safetensors file onto `device`.
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(Error::File {
-                path: path.display().to_string(),
-                msg: "no such file: fetch the FID Inception weights with `python3 tools/fetch_fid_inception.py`".into(),
-            });
-        }
-        let file = SafeTensorsFile::open(path)?;
+        let file = open_weights(path, "fetch the FID Inception weights with `python3 tools/fetch_fid_inception.py`")?;
         let geometry = match file.metadata().get("conv_geometry") {
             Some(json) => parse_geometry(json).map_err(|e| Error::Weights(format!("{}: metadata conv_geometry: {e}", path.display())))?,
             None => HashMap::new(),

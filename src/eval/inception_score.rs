@@ -8,11 +8,10 @@
 //! and no package registry carries them; tools/convert_inception_logits.py converts them from
 //! pytorch-fid's or torch-fidelity's `*inception-2015-12-05-6726825d.pth`.
 
-use crate::io::safetensors::SafeTensorsFile;
 use crate::{Error, Result};
 use std::path::Path;
 
-use super::inception::FEATURE_DIM;
+use super::inception::{open_weights, FEATURE_DIM};
 
 /// Where tools/convert_inception_logits.py writes the softmax layer.
 pub const LOGITS_WEIGHTS: &str = "weights/fid/inception-2015-12-05-logits.safetensors";
@@ -28,13 +27,10 @@ impl LogitsLayer {
     /// Reads `fc.weight` [1008, 2048] (any float dtype; `fc.bias` may be there and is not used).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(Error::File {
-                path: path.display().to_string(),
-                msg: "no such file: the Inception Score needs the 2015-12-05 network's softmax layer, which no package registry ships; convert pytorch-fid's or torch-fidelity's pt_inception-2015-12-05-6726825d.pth with `python3 tools/convert_inception_logits.py PTH`".into(),
-            });
-        }
-        let file = SafeTensorsFile::open(path)?;
+        let file = open_weights(
+            path,
+            "the Inception Score needs the 2015-12-05 network's softmax layer, which no package registry ships; convert pytorch-fid's or torch-fidelity's pt_inception-2015-12-05-6726825d.pth with `python3 tools/convert_inception_logits.py PTH`",
+        )?;
         let t = file.get("fc.weight").map_err(|_| Error::Weights(format!("{}: no tensor named 'fc.weight' (make the file with tools/convert_inception_logits.py)", path.display())))?;
         if t.shape() != [CLASSES, FEATURE_DIM] {
             return Err(Error::Weights(format!("{}: fc.weight is {:?}, the Inception softmax layer is [{CLASSES}, {FEATURE_DIM}]", path.display(), t.shape())));
