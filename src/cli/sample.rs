@@ -150,6 +150,9 @@ fn check(a: &SampleArgs) -> Result<()> {
     if a.batch == 0 {
         return Err(invalid("--batch must be at least 1"));
     }
+    if a.repeat == 0 {
+        return Err(invalid("--repeat 0: at least one run is needed"));
+    }
     // a lower bound (no image is smaller than 8x8); run_sd and sample_paper check the real size
     check_pixels(a.batch, a.width.unwrap_or(8), a.height.unwrap_or(8))?;
     if !(a.eta >= 0.0 && a.cfg_scale.is_none_or(f64::is_finite)) {
@@ -314,9 +317,6 @@ pub(super) struct Outcome {
 
 pub fn run(a: &SampleArgs) -> Result<()> {
     check(a)?;
-    if a.repeat == 0 {
-        return Err(invalid("--repeat 0: at least one run is needed"));
-    }
     let start = Instant::now();
     let mut model = load(a)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
