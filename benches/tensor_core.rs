@@ -5,7 +5,8 @@
 //! in f16 and bf16, and the Linear layers' products (kernels/gemm_tc.cu, bias fused) at the SD
 //! shapes. Without a GPU it prints why and exits 0.
 //!
-//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("linear v3"),
+//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("linear v3",
+//! "attention fwd v3"),
 //! after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
@@ -89,6 +90,18 @@ fn main() {
             let flops = 4.0 * (16 * lq * lk * dh) as f64;
             let s = time(&dev, || drop(Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()));
             row("attention fwd", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
+            // attention lab variant 3 where it applies (head dims ≤ 80), checked against the shipped forward
+            #[cfg(feature = "kernel-lab")]
+            if dh <= 80 {
+                let scale = 1.0 / (dh as f64).sqrt();
+                let (v3, _) = cuda::lab::flash_forward_v3(&q, &k, &v, scale).unwrap();
+                let shipped = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap();
+                let (got, want) = (v3.to_vec_f64().unwrap(), shipped.to_vec_f64().unwrap());
+                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                println!("lab attention v3 vs shipped: max |diff| {diff:.3e}");
+                let s = time(&dev, || drop(cuda::lab::flash_forward_v3(&q, &k, &v, scale).unwrap()));
+                row("attention fwd v3", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
+            }
         }
     }
 }

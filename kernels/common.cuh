@@ -205,6 +205,37 @@ __device__ __forceinline__ uint32_t load_pair(const T* p) {
     return *reinterpret_cast<const uint32_t*>(p);
 }
 
+// Asynchronous copies and matrix loads (sm_80+), for kernels that stage operands in shared
+// memory through cp.async and read their mma fragments with ldmatrix. The emulator
+// (tools/kernel_emu/ldm_emu.h) defines its own, which land a copy only at the wait that covers it.
+#ifndef LDM_KERNEL_EMU
+// 16 bytes global → shared; `full` false writes 16 zero bytes (src-size 0: nothing is read).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool full) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(full ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+// Four 8×8 16-bit matrices; lane L gives row L % 8 of matrix L / 8 (16 aligned bytes).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* row) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+// The same, each matrix transposed: the B fragment of a product whose k runs down the rows.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* row) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+// 2^x by the special-function unit (ex2.approx.ftz: ≤ 2 ulp, subnormal results flushed to 0),
+// which is what a softmax needs; exp2f adds range handling around the same instruction.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+#endif
+
 // d += A·B on one warp's fragments.
 template <typename T>
 __device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]);

@@ -10,6 +10,7 @@
 // Backward (dQ, dK, dV after the forward, for a random dO): P and dS are rounded to T before their
 // products, so each gradient is compared norm-wise: max|grad − ref| ≤ 8·eps(T)·max|ref|.
 #include "../../kernels/attention.cu"
+#include "../kernel_lab/attention_v3.cu"
 
 #include <random>
 #include <string>
@@ -32,8 +33,18 @@ static void launch_dp(const AttnArgs& a, const T* q, const T* k, const T* v, con
     ldm_emu::launch(grid, dim3{FA_FWD_THREADS, 1, 1}, [&] { flash_forward<T, DP>(a, q, k, v, m, o, l); });
 }
 
+// The kernel lab's variant 3 (no mask; K/V dense along D, D % 8 = 0, DP ≤ 80) on the same arguments.
+template <typename T, int DP>
+static void launch_v3(const AttnArgs& a, const T* q, const T* k, const T* v, T* o, float* l) {
+    AttnArgsV3 a3;
+    static_assert(sizeof a3 == sizeof a, "the lab's argument struct is variant 2's");
+    std::memcpy(&a3, &a, sizeof a);
+    dim3 grid{(unsigned)((a.lq + V3A_BQ - 1) / V3A_BQ), (unsigned)(a.b * a.h), 1};
+    ldm_emu::launch(grid, dim3{V3A_THREADS, 1, 1}, [&] { flash_forward_v3<T, DP>(a3, q, k, v, o, l); });
+}
+
 template <typename T>
-static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool masked, bool q_transposed) {
+static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool masked, bool q_transposed, bool v3 = false) {
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     size_t nq = (size_t)b * h * lq * d, nk = (size_t)b * h * lk * d;
     std::vector<T> q(nq), k(nk), v(nk);
@@ -64,7 +75,15 @@ static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool mas
     std::vector<float> lse((size_t)b * h * lq, 12345.0f);
     const float* mp = masked ? mask.data() : nullptr;
     int dp = d <= 16 ? 16 : d <= 32 ? 32 : d <= 48 ? 48 : d <= 64 ? 64 : d <= 80 ? 80 : d <= 96 ? 96 : d <= 128 ? 128 : 160;
-    switch (dp) {
+    if (v3) switch (dp) {
+        case 16: launch_v3<T, 16>(a, q.data(), k.data(), v.data(), out.data(), lse.data()); break;
+        case 32: launch_v3<T, 32>(a, q.data(), k.data(), v.data(), out.data(), lse.data()); break;
+        case 48: launch_v3<T, 48>(a, q.data(), k.data(), v.data(), out.data(), lse.data()); break;
+        case 64: launch_v3<T, 64>(a, q.data(), k.data(), v.data(), out.data(), lse.data()); break;
+        case 80: launch_v3<T, 80>(a, q.data(), k.data(), v.data(), out.data(), lse.data()); break;
+        default: std::printf("FAIL lab v3 has no head dim %d\n", d); ++failures; return;
+    }
+    else switch (dp) {
         case 16: launch_dp<T, 16>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
         case 32: launch_dp<T, 32>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
         case 48: launch_dp<T, 48>(a, q.data(), k.data(), v.data(), mp, out.data(), lse.data()); break;
@@ -116,8 +135,8 @@ static void run(const char* dtype, int b, int h, int lq, int lk, int d, bool mas
                     worst = std::max(worst, e / allowed);
                 }
             }
-    char name[160];
-    std::snprintf(name, sizeof name, "%s b%d h%d lq%d lk%d d%d (DP %d)%s%s", dtype, b, h, lq, lk, d, dp, masked ? " masked" : "",
+    char name[200];
+    std::snprintf(name, sizeof name, "%s%s b%d h%d lq%d lk%d d%d (DP %d)%s%s", v3 ? "lab v3 " : "", dtype, b, h, lq, lk, d, dp, masked ? " masked" : "",
                   q_transposed ? " q[B,L,H,D]" : "");
     std::printf("%-4s %-57s worst err/allowed %.3f, lse |err| %.2e\n", bad ? "FAIL" : "ok", name, worst, worst_lse);
     if (bad) ++failures;
@@ -239,6 +258,16 @@ int main() {
     run<__nv_bfloat16>("bf16", 1, 1, 33, 50, 128, true, true);
     run<__half>("f16 ", 1, 3, 17, 9, 5, true, false);       // odd head dim, fewer keys than a block
     run<__nv_bfloat16>("bf16", 1, 1, 20, 150, 96, false, false);
+    // lab variant 3: text keys (a partial last block of 13), 3 query blocks at head dim 40 with a
+    // query tail, 32-key blocks from head dim 64 on (a tail of 2 at 80, an exact multiple at 64),
+    // no keys at all, and the small head dims
+    run<__half>("f16 ", 1, 2, 70, 77, 40, false, true, true);
+    run<__nv_bfloat16>("bf16", 1, 1, 300, 200, 40, false, false, true);
+    run<__half>("f16 ", 1, 1, 130, 130, 80, false, true, true);
+    run<__nv_bfloat16>("bf16", 2, 1, 65, 64, 64, false, false, true);
+    run<__half>("f16 ", 1, 1, 40, 0, 48, false, false, true);
+    run<__nv_bfloat16>("bf16", 1, 2, 40, 50, 16, false, false, true);
+    run<__half>("f16 ", 1, 1, 40, 70, 32, false, false, true);
     run_bwd<__half, 48>("f16 ", 1, 2, 70, 77, 40, true);    // SD head dim 40, text keys, masked
     run_bwd<__nv_bfloat16, 64>("bf16", 2, 1, 130, 70, 64, false);
     run_bwd<__half, 80>("f16 ", 1, 1, 45, 130, 80, true);   // 32-query blocks, three key blocks

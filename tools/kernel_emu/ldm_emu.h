@@ -255,6 +255,33 @@ inline void cp_async_wait() {
     }
 }
 
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (sm_75+), from the PTX ISA's description:
+// lane L gives the address of row L % 8 of matrix L / 8 (8 contiguous 16-bit elements, 16-byte
+// aligned); register i of lane L receives matrix i's elements (row L/4, cols 2(L%4), 2(L%4)+1),
+// or with .trans (rows 2(L%4), 2(L%4)+1, col L/4), the lower index in the low half. A kernel that
+// hands a lane the wrong row, or expects the wrong transpose, gets the wrong fragment here.
+template <bool TRANS>
+inline void emu_ldmatrix_x4(uint32_t r[4], const void* row) {
+    if (reinterpret_cast<uintptr_t>(row) % 16 != 0) ldm_emu::fail("ldmatrix: unaligned row address");
+    auto& w = ldm_emu::warp();
+    int l = ldm_emu::lane();
+    w.word[l] = (uint64_t)reinterpret_cast<uintptr_t>(row);
+    w.bar.arrive_and_wait();
+    for (int i = 0; i < 4; ++i) {
+        auto at = [&](int rr, int cc) -> uint32_t {
+            const uint16_t* p = reinterpret_cast<const uint16_t*>((uintptr_t)w.word[8 * i + rr]);
+            return p[cc];
+        };
+        int g = l >> 2, t = l & 3;
+        r[i] = TRANS ? (at(2 * t, g) | at(2 * t + 1, g) << 16) : (at(g, 2 * t) | at(g, 2 * t + 1) << 16);
+    }
+    w.bar.arrive_and_wait();
+}
+inline void ldmatrix_x4(uint32_t r[4], const void* row) { emu_ldmatrix_x4<false>(r, row); }
+inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) { emu_ldmatrix_x4<true>(r, row); }
+// ex2.approx.ftz.f32 (≤ 2 ulp on the GPU): exact here.
+inline float fast_exp2(float x) { return exp2f(x); }
+
 inline float atomicAdd(float* p, float v) {
     std::lock_guard<std::mutex> g(ldm_emu::atomic_lock);
     float old = *p;

@@ -20,17 +20,7 @@
 #define V3_THREADS 256
 #define V3_STAGES 3
 
-// cp.async helpers (the emulator defines its own: tools/kernel_emu/ldm_emu.h).
-#ifndef LDM_KERNEL_EMU
-// 16 bytes global → shared; `full` false writes 16 zero bytes (src-size 0: nothing is read).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool full) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(full ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
-#endif
+// cp.async helpers: kernels/common.cuh (the emulator's: tools/kernel_emu/ldm_emu.h).
 
 // Element (row, col) of a swizzled 128×32 operand slice: chunk col/8 of the row moved to
 // chunk (col/8) ^ ((row >> 1) & 3); the element's place inside its chunk is kept.

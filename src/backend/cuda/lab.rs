@@ -5,7 +5,8 @@
 use super::launch::strided_operands;
 use super::linalg::TcGemmDims;
 use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, wrap};
-use crate::tensor::{Layout, Tensor};
+use crate::backend::cpu::attention::Dims;
+use crate::tensor::{DType, Layout, Tensor};
 use crate::{Error, Result};
 use cudarc::driver::LaunchConfig;
 
@@ -29,4 +30,42 @@ pub fn linear_v3(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let cfg = LaunchConfig { grid_dim: (m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     launch!(dev, "lab_gemm_tc_v3", format!("gemm_tc_wide_v3_vv_{sfx}"), cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
     Ok(wrap(out, &[m, n], None))
+}
+
+/// softmax(q kᵀ·scale) v for q [B, H, Lq, D], k and v [B, H, Lk, D] (one half dtype, no mask)
+/// with attention lab variant 3 (tools/kernel_lab/attention_v3.cu: 32 query rows per warp,
+/// cp.async double-buffered K/V, ldmatrix fragments), returning what the shipped forward returns:
+/// the output as the [B, H, Lq, D] view of [B, Lq, H, D] storage and the row log-sum-exp.
+/// Takes what the variant takes: D % 8 = 0 and D ≤ 80, K and V dense along D with 16-byte aligned
+/// rows (q any strides), scale > 0.
+pub fn flash_forward_v3(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<(Tensor, Tensor)> {
+    let op = "flash_forward_v3";
+    let sfx = float_suffix(op, q.dtype())?;
+    let (dev, _) = device_and_ptr(op, q)?;
+    let (s, ks) = (q.shape(), k.shape());
+    if q.rank() != 4 || k.shape() != v.shape() || ks.len() != 4 || ks[..2] != s[..2] || ks[3] != s[3] || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
+        return Err(Error::invalid(op, format!("q [B, H, Lq, D] and k, v [B, H, Lk, D] of one dtype, got {s:?}, {ks:?}, {:?}", v.shape())));
+    }
+    let dims = Dims { b: s[0], h: s[1], lq: s[2], lk: ks[2], d: s[3], dv: s[3] };
+    let dp = super::attention::padded_head_dim(dims.d).filter(|&p| p <= 80);
+    let rows_aligned = |t: &Tensor| -> Result<bool> {
+        let st = t.layout().strides();
+        Ok(st[3] == 1 && st[..3].iter().all(|&x| x % 8 == 0) && data_ptr(t)? % 16 == 0)
+    };
+    let Some(dp) = dp.filter(|_| dims.d.is_multiple_of(8) && scale > 0.0) else {
+        return Err(Error::invalid(op, format!("head dim {} (variant 3 takes D % 8 = 0, D ≤ 80) or scale {scale} ≤ 0", dims.d)));
+    };
+    if !rows_aligned(k)? || !rows_aligned(v)? || dims.b * dims.h > 65_535 {
+        return Err(Error::invalid(op, "k and v dense along D with 16-byte aligned rows, B·H ≤ 65535"));
+    }
+    let args = super::attention::args(q, k, v, None, scale, &dims);
+    let stored = [dims.b, dims.lq, dims.h, dims.d];
+    let out = alloc_out(&dev, q.dtype(), &stored)?;
+    let lse = alloc_out(&dev, DType::F32, &[dims.b, dims.h, dims.lq])?;
+    if dims.lq > 0 {
+        let cfg = LaunchConfig { grid_dim: (dims.lq.div_ceil(128) as u32, (dims.b * dims.h) as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, "lab_attention_v3", format!("flash_fwd_v3_d{dp}_{sfx}"), cfg;
+            args, data_ptr(q)?, data_ptr(k)?, data_ptr(v)?, out.ptr(), lse.ptr());
+    }
+    Ok((wrap(out, &stored, None).permute(&[0, 2, 1, 3])?, wrap(lse, &[dims.b, dims.h, dims.lq], None)))
 }
