@@ -41,7 +41,9 @@ for line in sys.stdin:
 # (cargo also reports the main binary it builds on the way: keep only the named targets.)
 cargo test --release --locked --no-run --message-format=json --lib --test device_ops --test device_models | executables | grep -E ' (ldm_engine|device_ops|device_models) ' > "$bundle/tests.txt"
 cargo bench --locked --no-run --message-format=json --features kernel-lab --bench cuda_bandwidth --bench tensor_core --bench paper_configs | executables | grep -E ' (cuda_bandwidth|tensor_core|paper_configs) ' > "$bundle/benches.txt"
-cargo build --release --locked
+# the engine with the kernel lab built in: e2e.sh times the SD workload on lab variants through
+# environment switches (LDM_CUDA_ATTENTION=lab-v3); without them it runs the shipped kernels
+cargo build --release --locked --features kernel-lab
 cp target/release/ldm-engine "$bundle/bin/ldm-engine"
 while read -r kind name exe; do
     cp "$exe" "$bundle/bin/test-$name"
@@ -195,6 +197,14 @@ for dt in f16 bf16; do
             --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --timings --out "$out/$dt/engine_tile64.png" > "$out/engine-$dt-tile64.log" 2>&1
         echo "engine (50 steps, LDM_CUDA_CONV=tile64, --repeat 2): exit $?" >> "$summary"
         grep -E '^(timings|error)' "$out/engine-$dt-tile64.log" >> "$summary"
+        # the kernel lab's attention variant 3 (tools/kernel_lab/attention_v3.cu) on this workload:
+        # every unmasked head-dim-40/80 attention of the UNet runs on it
+        LDM_CUDA_ATTENTION=lab-v3 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
+            --save-latents "$out/$dt/latents_engine_lab_v3.safetensors" --timings --out "$out/$dt/engine_lab_v3.png" > "$out/engine-$dt-lab-v3.log" 2>&1
+        echo "engine (50 steps, LDM_CUDA_ATTENTION=lab-v3, --repeat 2): exit $?" >> "$summary"
+        grep -E '^(timings|error)' "$out/engine-$dt-lab-v3.log" >> "$summary"
+        $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_lab_v3.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
         # where the GPU time goes: 3 steps with every kernel timed (src/backend/cuda/profile.rs)
         LDM_CUDA_PROFILE=1 timeout 100 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_profile.png" > "$out/engine-$dt-profile.log" 2>&1

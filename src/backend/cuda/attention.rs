@@ -44,6 +44,14 @@ fn forced_unfused() -> bool {
     *FORCED.get_or_init(|| std::env::var("LDM_CUDA_ATTENTION").is_ok_and(|v| v == "unfused"))
 }
 
+/// `LDM_CUDA_ATTENTION=lab-v3` in a build with `--features kernel-lab`: the forwards that the
+/// kernel lab's attention variant 3 takes run on it (gpu-bundle/e2e.sh times the SD workload so).
+#[cfg(feature = "kernel-lab")]
+fn lab_v3_requested() -> bool {
+    static REQUESTED: OnceLock<bool> = OnceLock::new();
+    *REQUESTED.get_or_init(|| std::env::var("LDM_CUDA_ATTENTION").is_ok_and(|v| v == "lab-v3"))
+}
+
 /// The kernel's padded head dim for `d`, if one is built.
 pub(crate) fn padded_head_dim(d: usize) -> Option<usize> {
     HEAD_DIMS.iter().copied().find(|&p| p >= d)
@@ -102,6 +110,13 @@ pub fn flash_forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<(&Tensor, 
     let sfx = float_suffix(OP, q.dtype())?;
     let (dev, _) = device_and_ptr(OP, q)?;
     let dp = padded_head_dim(dims.d).ok_or_else(|| crate::Error::invalid(OP, format!("no flash kernel for head dim {}", dims.d)))?;
+    #[cfg(feature = "kernel-lab")]
+    if mask.is_none()
+        && lab_v3_requested()
+        && let Some(done) = super::lab::try_flash_forward_v3(q, k, v, scale, dims)?
+    {
+        return Ok(done);
+    }
     let (args, mask_ptr) = (args(q, k, v, mask, scale, dims), mask_ptr(mask)?);
     let out_shape = [dims.b, dims.h, dims.lq, dims.dv];
     // stored [B, Lq, H, Dv] (kernels/attention.cu), returned as the [B, H, Lq, Dv] view: the heads
