@@ -86,7 +86,7 @@ fn main() {
     std::fs::write(out.join("kernels.rs"), generated).unwrap();
 }
 
-/// `src` with every `#include "….cuh"` line replaced by that header from kernels/ (its own includes
+/// `src` with every `#include "….cuh"` line replaced by that header from kernels/ or tools/kernel_lab/ (its own includes
 /// inlined the same way), each header once: NVRTC has no include path to the source tree.
 fn inline_headers(src: &str, done: &mut Vec<String>) -> String {
     let mut out = String::with_capacity(src.len());
@@ -97,7 +97,10 @@ fn inline_headers(src: &str, done: &mut Vec<String>) -> String {
                 let name = h.rsplit('/').next().unwrap().to_string();
                 if !done.contains(&name) {
                     done.push(name.clone());
-                    let text = std::fs::read_to_string(format!("kernels/{name}")).unwrap_or_else(|e| panic!("cannot read kernels/{name}: {e}"));
+                    // the shipped headers, or (kernel lab builds) the lab's own
+                    let path = ["kernels", "tools/kernel_lab"].iter().map(|d| format!("{d}/{name}")).find(|p| std::path::Path::new(p).is_file());
+                    let path = path.unwrap_or_else(|| panic!("cannot find {name} in kernels/ or tools/kernel_lab/"));
+                    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
                     out += &inline_headers(&text.replace("#pragma once", ""), done);
                 }
             }

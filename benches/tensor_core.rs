@@ -5,8 +5,8 @@
 //! in f16 and bf16, and the Linear layers' products (kernels/gemm_tc.cu, bias fused) at the SD
 //! shapes. Without a GPU it prints why and exits 0.
 //!
-//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("linear v3",
-//! "attention fwd v3"),
+//! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v4",
+//! "linear v3", "linear v4", "attention fwd v3"),
 //! after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
@@ -19,6 +19,19 @@ use ldm_engine::tensor::conv::Conv2dParams;
 use ldm_engine::{DType, Device, Tensor};
 
 mod gpu_timing;
+
+/// A kernel-lab variant's output against the shipped kernel's on the same inputs: printed, and
+/// within 8 ulps of the half type at the output's scale (each rounds its f32 result once; the
+/// summation orders differ), else the bench stops — a variant's time counts only when it is right.
+#[cfg(feature = "kernel-lab")]
+fn lab_check(what: &str, got: &Tensor, want: &Tensor, dt: DType) {
+    let (got, want) = (got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
+    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    println!("lab {what} vs shipped: max |diff| {diff:.3e} (max |y| {scale:.3e})");
+    let eps = if dt == DType::F16 { 2f64.powi(-11) } else { 2f64.powi(-8) };
+    assert!(diff <= 8.0 * eps * scale, "lab {what} disagrees with the shipped kernel");
+}
 
 fn time(dev: &cuda::CudaDevice, f: impl FnMut()) -> f64 {
     gpu_timing::median_seconds(dev, 3, 100, f)
@@ -66,6 +79,13 @@ fn main() {
             row("conv2d fwd", &shape, dt, time(&dev, || drop(x.conv2d(&w, Some(&b), p).unwrap())), flops);
             row("conv2d bwd data", &shape, dt, time(&dev, || drop(cuda::conv::backward_data(&dy, &w, None, &g).unwrap())), flops);
             row("conv2d bwd weight", &shape, dt, time(&dev, || drop(cuda::conv::backward_weight(&x, &dy, &g, dt).unwrap())), flops);
+            // the kernel lab's conv forward variant 4 on the same tensors, checked against the shipped one
+            #[cfg(feature = "kernel-lab")]
+            {
+                let v4 = cuda::lab::conv2d_v4(&x, &w, Some(&b), &g).unwrap();
+                lab_check("conv v4", &v4, &x.conv2d(&w, Some(&b), p).unwrap(), dt);
+                row("conv2d fwd v4", &shape, dt, time(&dev, || drop(cuda::lab::conv2d_v4(&x, &w, Some(&b), &g).unwrap())), flops);
+            }
         }
         for (m, k, n) in LINEARS {
             let (x, w, b) = (randn(&[m, k], dt, 1.0), randn(&[n, k], dt, 0.02), randn(&[n], dt, 1.0));
@@ -74,14 +94,10 @@ fn main() {
             // The kernel lab's GEMM variant on the same tensors (tools/gpu_check.sh builds this
             // bench with --features kernel-lab); its output is checked against the shipped one.
             #[cfg(feature = "kernel-lab")]
-            {
-                let v3 = cuda::lab::linear_v3(&x, &w, &b).unwrap();
-                let shipped = x.linear(&w, Some(&b)).unwrap();
-                let (got, want) = (v3.to_vec_f64().unwrap(), shipped.to_vec_f64().unwrap());
-                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
-                println!("lab v3 vs shipped: max |diff| {diff:.3e} (max |y| {scale:.3e})");
-                row("linear v3", &format!("{m}x{k}x{n}"), dt, time(&dev, || drop(cuda::lab::linear_v3(&x, &w, &b).unwrap())), 2.0 * (m * k * n) as f64);
+            for variant in [3, 4] {
+                let lab = cuda::lab::linear_ring(&x, &w, &b, variant).unwrap();
+                lab_check(&format!("gemm v{variant}"), &lab, &x.linear(&w, Some(&b)).unwrap(), dt);
+                row(&format!("linear v{variant}"), &format!("{m}x{k}x{n}"), dt, time(&dev, || drop(cuda::lab::linear_ring(&x, &w, &b, variant).unwrap())), 2.0 * (m * k * n) as f64);
             }
         }
         for (lq, lk, dh) in ATTENTION {
@@ -96,13 +112,7 @@ fn main() {
                 let scale = 1.0 / (dh as f64).sqrt();
                 let (v3, _) = cuda::lab::flash_forward_v3(&q, &k, &v, scale).unwrap();
                 let shipped = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap();
-                let (got, want) = (v3.to_vec_f64().unwrap(), shipped.to_vec_f64().unwrap());
-                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                let scale_y = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
-                println!("lab attention v3 vs shipped: max |diff| {diff:.3e} (max |y| {scale_y:.3e})");
-                // both round P and the output to the half type once: a few of its ulps apart at most
-                let eps = if dt == DType::F16 { 2f64.powi(-11) } else { 2f64.powi(-8) };
-                assert!(diff <= 8.0 * eps * scale_y, "lab attention v3 disagrees with the shipped forward at {lq}x{lk} d{dh} {dt}");
+                lab_check("attention v3", &v3, &shipped, dt);
                 let s = time(&dev, || drop(cuda::lab::flash_forward_v3(&q, &k, &v, scale).unwrap()));
                 row("attention fwd v3", &format!("2x8x{lq}x{lk} d{dh}"), dt, s, flops);
             }

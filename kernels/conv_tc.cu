@@ -14,39 +14,7 @@
 // tc_tile.cuh's, shared with the dense GEMM (gemm_tc.cu).
 // CPU twin: src/backend/cpu/conv.rs (tests/device_ops.rs compares them; tools/kernel_emu runs these
 // kernels on the CPU, so CI checks their indexing without a GPU).
-#include "tc_tile.cuh"
-
-// Geometry, in int32: the host takes this path only when every tensor has < 2^31 elements.
-struct TcConvGeom {
-    int n, c, h, w;   // input
-    int k;            // output channels
-    int kh, kw, sh, sw, ph, pw, dh, dw;
-    int ho, wo;
-};
-
-// x(n, ci, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw), zero in the padding.
-template <typename T>
-__device__ __forceinline__ T window(const TcConvGeom& g, const T* x, int n, int ci, int oh, int ow, int kh, int kw) {
-    int ih = oh * g.sh - g.ph + kh * g.dh, iw = ow * g.sw - g.pw + kw * g.dw;
-    bool inside = ih >= 0 && ih < g.h && iw >= 0 && iw < g.w;
-    return inside ? x[((int64_t)(n * g.c + ci) * g.h + ih) * g.w + iw] : from_f32<T>(0.0f);
-}
-
-// The forward's epilogue: output (m = (n, p), co) stored NCHW, + bias[co], + residual (y's shape).
-template <typename T>
-struct NchwStore {
-    int P, K;
-    const T* bias;
-    const T* res;
-    T* y;
-    __device__ __forceinline__ void operator()(int m, int co, float v) const {
-        int n = m / P, p = m - n * P;
-        int64_t o = ((int64_t)n * K + co) * P + p;
-        if (bias) v += to_f32(bias[co]);
-        if (res) v += to_f32(res[o]);
-        y[o] = from_f32<T>(v);
-    }
-};
+#include "conv_tc.cuh"
 
 template <typename T>
 __device__ void conv_fwd(TcConvGeom g, const T* x, const T* w, const T* bias, const T* res, T* y) {
@@ -102,48 +70,6 @@ __device__ void conv_bwd_weight(TcConvGeom g, const T* x, const T* dy, float* dw
     int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
     gather_gemm<T, false, false>(g.k, J, kbeg, kend, blockIdx.x * TC_BM, blockIdx.y * TC_BN, get_a, get_b, put);
 }
-
-// The input window read from a channels-last copy of x (x_nhwc [N, H, W, C], C % 8 = 0) with the
-// GEMM's k ordered (kh, kw, ci): 8 consecutive k are 8 channels of one pixel, one 16-byte load
-// (NCHW's gather does 8 two-byte loads, each after four integer divisions). Each thread decodes
-// its two output pixels once per tile; a slice costs it one division per vector. `flip` reads
-// tap (KH−1−kh, KW−1−kw) for k's tap (kh, kw): backward data as a forward conv (below).
-// THREADS: the block's threads; a slice has 2·THREADS/4 rows (64, or 128 for the wide tile).
-template <typename T, int THREADS = TC_THREADS>
-struct WindowNhwcOperand {
-    const T* x;
-    const TcConvGeom& g;
-    int K, flip;
-    int img[2], ih0[2], iw0[2];  // per row: image, top-left input coordinate (img < 0: no row)
-    uint4 regs[2];
-
-    __device__ WindowNhwcOperand(const T* x_, const TcConvGeom& g_, int flip_, int M, int row0) : x(x_), g(g_), K(g_.c * g_.kh * g_.kw), flip(flip_) {
-        const int P = g.ho * g.wo;
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int m = row0 + ((threadIdx.x + THREADS * h) >> 2);
-            int n = m / P, p = m - n * P, oh = p / g.wo, ow = p - oh * g.wo;
-            img[h] = m < M ? n : -1;
-            ih0[h] = oh * g.sh - g.ph;
-            iw0[h] = ow * g.sw - g.pw;
-        }
-    }
-    __device__ __forceinline__ void fetch(int k0) {
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int k = k0 + ((threadIdx.x + THREADS * h) & 3) * 8;
-            regs[h] = uint4{0u, 0u, 0u, 0u};
-            if (img[h] < 0 || k >= K) continue;
-            int tap = k / g.c, ci = k - tap * g.c;
-            if (flip) tap = g.kh * g.kw - 1 - tap;
-            int kh = tap / g.kw, kw = tap - kh * g.kw;
-            int ih = ih0[h] + kh * g.dh, iw = iw0[h] + kw * g.dw;
-            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
-            regs[h] = load16(x + (((int64_t)img[h] * g.h + ih) * g.w + iw) * g.c + ci, "WindowNhwcOperand: unaligned 16-byte load");
-        }
-    }
-    __device__ __forceinline__ void commit(T* s) const { commit_k_vectors<T, THREADS>(s, regs); }
-};
 
 // The k range [kbeg, kend) of the channels-last forward's output tile: windows of x_nhwc
 // [N, H, W, C] times wk [K_out, KH, KW, C] (both C % 8 = 0, 16-byte aligned), each value to `put`.

@@ -7,9 +7,11 @@
 // once (eps = 2^-11 for f16, 2^-8 for bf16; 2·eps allows for the f32 accumulation in between) and
 // the f32 sum of K products may differ from the f64 one by ~K·2^-24 of the magnitudes summed.
 // Backward weight is stored in f32: 1e-5·Σ|a·b| only.
-// The channels-last forward also runs on the 128×128 tile (conv_fwd_nhwc_wide).
+// The channels-last forward also runs on the 128×128 tile (conv_fwd_nhwc_wide) and on the kernel
+// lab's variant 4 of it (tools/kernel_lab/conv_tc_v4.cu: a cp.async ring, ldmatrix fragments).
 // Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/conv_tc.cu"
+#include "../kernel_lab/conv_tc_v4.cu"
 
 #include <random>
 #include <string>
@@ -138,6 +140,15 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
             cwide.add(to_f32(yw[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
         }
         report(std::string("fwd wide ") + name, cwide);
+        // The kernel lab's variant 4 (the same tile on a cp.async ring, ldmatrix fragments).
+        std::vector<T> y4(y.size());
+        ldm_emu::launch(gwide, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v4<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y4.data()); });
+        Check c4;
+        for (size_t o = 0; o < y4.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            c4.add(to_f32(y4[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd lab v4 ") + name, c4);
 
         // Split-K: the k range in chunks of 2 slices, summed in f32 by atomics, then bias and
         // residual in the finishing pass.
@@ -202,6 +213,11 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
         Check cdw;
         for (size_t i = 0; i < dxw.size(); ++i) cdw.add(to_f32(dxw[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
         report(std::string("bwd wide ") + name, cdw);
+        std::vector<T> dx4(dx.size());
+        ldm_emu::launch(gdw, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v4<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dx4.data()); });
+        Check cd4;
+        for (size_t i = 0; i < dx4.size(); ++i) cd4.add(to_f32(dx4[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
+        report(std::string("bwd lab v4 ") + name, cd4);
     }
 
     // Backward weight, the k range (n, oh, ow) split in chunks of 2 slices.

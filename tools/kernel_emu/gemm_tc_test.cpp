@@ -7,12 +7,13 @@
 //
 // Every vv case also runs through the 128×128 kernel the host takes for large grids
 // (gemm_tc_wide_vv): batches, a broadcast operand and rows padded past k included — and through
-// the kernel lab's variant 3 of it (tools/kernel_lab/gemm_tc_v3.cu: cp.async, 3 stages).
+// the kernel lab's variants 3 and 4 of it (tools/kernel_lab/gemm_tc_ring.cu: a 3-stage cp.async
+// ring; 4 reads its fragments with ldmatrix).
 //
 // Tolerance per element, as tools/kernel_emu/conv_tc_test.cpp: |out − ref| ≤ 2·eps(T)·|ref| +
 // 1e-5·(Σ|a·b| + 1). Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/gemm_tc.cu"
-#include "../kernel_lab/gemm_tc_v3.cu"
+#include "../kernel_lab/gemm_tc_ring.cu"
 
 #include <random>
 #include <string>
@@ -73,26 +74,29 @@ static void run(const char* dtype, const Case& cs) {
     TcGemmDims d{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs};
     dim3 grid{(unsigned)((cs.m + TC_BM - 1) / TC_BM), (unsigned)((cs.n + TC_BN - 1) / TC_BN), (unsigned)cs.batch};
     launch_kind<T>(cs.ak, cs.bk, grid, d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c.data());
-    // the vv cases also through the 128×128 kernel (gemm_tc_wide_vv), batches and padded rows included
-    bool v2 = cs.ak == 'v' && cs.bk == 'v';
-    std::vector<T> c2(c.size());
-    if (v2) {
+    // the vv cases also through the 128×128 kernel (gemm_tc_wide_vv), batches and padded rows
+    // included, and through the lab's ring variants 3 and 4 of it
+    bool wide = cs.ak == 'v' && cs.bk == 'v';
+    const char* labels[3] = {"128x128 ", "lab v3  ", "lab v4  "};
+    std::vector<std::vector<T>> cw(3, std::vector<T>(c.size()));
+    if (wide) {
         dim3 grid2{(unsigned)((cs.m + TCW_BM - 1) / TCW_BM), (unsigned)((cs.n + TCW_BN - 1) / TCW_BN), (unsigned)cs.batch};
+        const T* bp = cs.bias ? bias.data() : nullptr;
         ldm_emu::launch(grid2, dim3{TCW_THREADS, 1, 1}, [&] {
-            gemm_tc_wide<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c2.data());
+            gemm_tc_wide<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[0].data());
         });
-    }
-    std::vector<T> c3(c.size());
-    if (v2) {
-        dim3 grid3{(unsigned)((cs.m + V3_BM - 1) / V3_BM), (unsigned)((cs.n + V3_BN - 1) / V3_BN), (unsigned)cs.batch};
+        dim3 grid3{(unsigned)((cs.m + RING_BM - 1) / RING_BM), (unsigned)((cs.n + RING_BN - 1) / RING_BN), (unsigned)cs.batch};
         TcGemmDimsV3 d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs};
-        ldm_emu::launch(grid3, dim3{V3_THREADS, 1, 1}, [&] {
-            gemm_tc_wide_v3<T>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c3.data());
+        ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
+            gemm_tc_wide_ring<T, false>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[1].data());
+        });
+        ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
+            gemm_tc_wide_ring<T, true>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[2].data());
         });
     }
 
-    double eps = eps_of((const T*)nullptr), worst = 0, worst2 = 0, worst3 = 0;
-    size_t bad = 0, bad2 = 0, bad3 = 0;
+    double eps = eps_of((const T*)nullptr), worst = 0, worst_w[3] = {0, 0, 0};
+    size_t bad = 0, bad_w[3] = {0, 0, 0};
     for (int z = 0; z < cs.batch; ++z)
         for (int i = 0; i < cs.m; ++i)
             for (int j = 0; j < cs.n; ++j) {
@@ -102,28 +106,24 @@ static void run(const char* dtype, const Case& cs) {
                     s += p;
                     mag += std::fabs(p);
                 }
-                double got = to_f32(c[((size_t)z * cs.m + i) * cs.n + j]), allowed = 2 * eps * std::fabs(s) + 1e-5 * (mag + 1);
+                size_t at = ((size_t)z * cs.m + i) * cs.n + j;
+                double got = to_f32(c[at]), allowed = 2 * eps * std::fabs(s) + 1e-5 * (mag + 1);
                 double err = std::fabs(got - s);
                 if (!(err <= allowed)) ++bad;
                 worst = std::max(worst, err / allowed);
-                if (v2) {
-                    double err2 = std::fabs(to_f32(c2[((size_t)z * cs.m + i) * cs.n + j]) - s);
-                    if (!(err2 <= allowed)) ++bad2;
-                    worst2 = std::max(worst2, err2 / allowed);
-                    double err3 = std::fabs(to_f32(c3[((size_t)z * cs.m + i) * cs.n + j]) - s);
-                    if (!(err3 <= allowed)) ++bad3;
-                    worst3 = std::max(worst3, err3 / allowed);
+                for (int v = 0; wide && v < 3; ++v) {
+                    double e = std::fabs(to_f32(cw[v][at]) - s);
+                    if (!(e <= allowed)) ++bad_w[v];
+                    worst_w[v] = std::max(worst_w[v], e / allowed);
                 }
             }
     char line[300];
     std::snprintf(line, sizeof line, "%s %c%c %s: [%d] %dx%d·%dx%d%s", dtype, cs.ak, cs.bk, cs.name.c_str(), cs.batch, cs.m, cs.k, cs.k, cs.n, cs.bias ? " +bias" : "");
     std::printf("%-4s %-78s worst err/allowed %.3f\n", bad ? "FAIL" : "ok", line, worst);
     if (bad) ++failures;
-    if (v2) {
-        std::printf("%-4s %-78s worst err/allowed %.3f\n", bad2 ? "FAIL" : "ok", (std::string("128x128 ") + line).c_str(), worst2);
-        if (bad2) ++failures;
-        std::printf("%-4s %-78s worst err/allowed %.3f\n", bad3 ? "FAIL" : "ok", (std::string("lab v3  ") + line).c_str(), worst3);
-        if (bad3) ++failures;
+    for (int v = 0; wide && v < 3; ++v) {
+        std::printf("%-4s %-78s worst err/allowed %.3f\n", bad_w[v] ? "FAIL" : "ok", (std::string(labels[v]) + line).c_str(), worst_w[v]);
+        if (bad_w[v]) ++failures;
     }
 }
 

@@ -6,7 +6,8 @@
 //! are a multiple of 8: 16-byte loads instead of 2-byte gathers; backward weight reads dy's image
 //! planes and x channels-last (or as planes for 1×1) when each image's pixels are a multiple of 8.
 //! `LDM_CUDA_CONV=gemm` forces im2col + GEMM, `LDM_CUDA_CONV=nchw` the NCHW gathers and
-//! `LDM_CUDA_CONV=tile64` the 64×64 tile where the 128×128 one would run (to compare on a GPU).
+//! `LDM_CUDA_CONV=tile64` the 64×64 tile where the 128×128 one would run (to compare on a GPU),
+//! and, in kernel-lab builds, `LDM_CUDA_CONV=lab-v4` the lab's variant 4 there.
 
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use super::CudaDevice;
@@ -199,6 +200,14 @@ fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Resu
     Ok(layout)
 }
 
+/// x as [N, H, W, C_in] and w as [C_out, KH, KW, C_in] in x's dtype, as the channels-last forward
+/// reads them (no copy where they are stored so): for the kernel lab's conv variants (lab.rs).
+#[cfg(feature = "kernel-lab")]
+pub(crate) fn forward_operands_nhwc(x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (dev, _) = device_and_ptr("conv2d", x)?;
+    Ok((channels_last(x)?, channels_last_weight(&dev, w, x.dtype())?))
+}
+
 /// Whether the channels-last kernel reads an image of `channels` channels: 16-byte vectors of 8.
 fn channels_last_fits(channels: usize) -> bool {
     channels % 8 == 0 && !forced("nchw")
@@ -265,8 +274,8 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
             launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
                 total as i64, g.c_out as i64, (g.ho * g.wo) as i64, data_ptr(&ws)?, b_ptr, r_ptr, out.ptr());
         } else {
-            let (name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out);
-            launch!(dev, "conv_tc", name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
+            let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out);
+            launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
         }
     } else {
         let (x, w) = (dense(x)?, dense(&w.to_dtype(x.dtype())?)?);
@@ -287,8 +296,8 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     if let Some(flipped) = backward_data_as_forward(g) {
         // the forward over dy [N, HO, WO, C_out] with w as [C_in, KH, KW, C_out], taps flipped
         let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?); // dense() copies the transposed view first
-        let (name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in);
-        launch!(dev, "conv_tc", name, cfg; flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
+        let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in);
+        launch!(dev, module, name, cfg; flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
     } else {
         launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), cfg;
             TcConvGeom::of(g), data_ptr(&dy)?, data_ptr(&w)?, b_ptr, out.ptr());
@@ -312,13 +321,21 @@ fn backward_data_as_forward(g: &Geom) -> Option<TcConvGeom> {
 /// The channels-last forward over `pixels` × `channels` outputs (no split): the 128×128 tile
 /// (conv_tc_fwd_nhwc_wide, 256 threads) when its grid holds ≥ 128 blocks, about one per SM of an
 /// H100 — the rule the GEMM's 128×128 tile was measured to pay under (linalg.rs wide_tile_pays) —
-/// else the 64×64 tile. `LDM_CUDA_CONV=tile64` keeps the 64×64 tile everywhere (to compare).
-fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize) -> (String, LaunchConfig) {
+/// else the 64×64 tile. `LDM_CUDA_CONV=tile64` keeps the 64×64 tile everywhere (to compare); in a
+/// build with `--features kernel-lab`, `LDM_CUDA_CONV=lab-v4` runs the kernel lab's variant 4
+/// (tools/kernel_lab/conv_tc_v4.cu: same signature, grid and block) where the 128×128 tile would.
+/// Returns (module, kernel, launch).
+fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize) -> (&'static str, String, LaunchConfig) {
     if wide_tile_pays(pixels, channels) {
         let grid = (pixels.div_ceil(WIDE_TILE) as u32, channels.div_ceil(WIDE_TILE) as u32, 1);
-        (format!("conv_tc_fwd_nhwc_wide_{sfx}"), LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 })
+        let cfg = LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        #[cfg(feature = "kernel-lab")]
+        if forced("lab-v4") {
+            return ("lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_v4_{sfx}"), cfg);
+        }
+        ("conv_tc", format!("conv_tc_fwd_nhwc_wide_{sfx}"), cfg)
     } else {
-        (format!("conv_tc_fwd_nhwc_{sfx}"), config(pixels, channels, 1))
+        ("conv_tc", format!("conv_tc_fwd_nhwc_{sfx}"), config(pixels, channels, 1))
     }
 }
 
@@ -442,10 +459,10 @@ mod tests {
         assert!(wide_tile_pays(2 * 64 * 64, 320));
         assert!(!wide_tile_pays(2 * 32 * 32, 640));
         assert!(wide_tile_pays(512 * 512, 128));
-        let (name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320);
-        assert_eq!((name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc_fwd_nhwc_wide_f16", (64, 3, 1), 256));
-        let (name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640);
-        assert_eq!((name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc_fwd_nhwc_bf16", (32, 10, 1), 128));
+        let (module, name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320);
+        assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc", "conv_tc_fwd_nhwc_wide_f16", (64, 3, 1), 256));
+        let (module, name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640);
+        assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc", "conv_tc_fwd_nhwc_bf16", (32, 10, 1), 128));
     }
 
     #[test]

@@ -6,30 +6,54 @@ use super::launch::strided_operands;
 use super::linalg::TcGemmDims;
 use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, wrap};
 use crate::backend::cpu::attention::Dims;
+use crate::backend::cpu::conv::Geom;
 use crate::tensor::{DType, Layout, Tensor};
 use crate::{Error, Result};
 use cudarc::driver::LaunchConfig;
 
-/// `x · wᵀ + bias` (x [M, K], w [N, K], bias [N], one half dtype) with GEMM lab variant 3
-/// (tools/kernel_lab/gemm_tc_v3.cu: the shipped 128×128 tile fed by a 3-stage cp.async ring), on
-/// the operands the shipped kernel's vv path takes: dense, 16-byte aligned, K % 8 = 0.
-pub fn linear_v3(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let op = "linear_v3";
+/// `x · wᵀ + bias` (x [M, K], w [N, K], bias [N], one half dtype) with GEMM lab variant 3 or 4
+/// (tools/kernel_lab/gemm_tc_ring.cu: the shipped 128×128 tile fed by a 3-stage cp.async ring;
+/// 4 reads its fragments with ldmatrix), on the operands the shipped kernel's vv path takes:
+/// dense, 16-byte aligned, K % 8 = 0.
+pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Result<Tensor> {
+    let op = "linear_ring";
     let sfx = float_suffix(op, x.dtype())?;
     let (x, w, bias) = (x.contiguous()?, w.contiguous()?, bias.contiguous()?);
     let ((m, k), n) = ((x.shape()[0], x.shape()[1]), w.shape()[0]);
     let (dev, x_ptr) = device_and_ptr(op, &x)?;
     let (w_ptr, b_ptr) = (data_ptr(&w)?, data_ptr(&bias)?);
-    if x.rank() != 2 || w.shape() != [n, k] || k % 8 != 0 || x_ptr % 16 != 0 || w_ptr % 16 != 0 {
-        return Err(Error::invalid(op, "x [M, K] and w [N, K], dense and 16-byte aligned, K % 8 = 0"));
+    if x.rank() != 2 || w.shape() != [n, k] || k % 8 != 0 || x_ptr % 16 != 0 || w_ptr % 16 != 0 || !(3..=4).contains(&variant) {
+        return Err(Error::invalid(op, "x [M, K] and w [N, K], dense and 16-byte aligned, K % 8 = 0; variant 3 or 4"));
     }
     let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs: k as i64, a_cs: 1, b_rs: 1, b_cs: k as i64 };
     let no_batch = Layout::new(vec![], vec![], 0);
     let s = strided_operands(op, &[], &[&no_batch, &no_batch])?;
     let out = alloc_out(&dev, x.dtype(), &[m, n])?;
     let cfg = LaunchConfig { grid_dim: (m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-    launch!(dev, "lab_gemm_tc_v3", format!("gemm_tc_wide_v3_vv_{sfx}"), cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
+    launch!(dev, "lab_gemm_tc_ring", format!("gemm_tc_wide_v{variant}_vv_{sfx}"), cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
     Ok(wrap(out, &[m, n], None))
+}
+
+/// conv2d(x, w) + bias (x [N, C_in, H, W], w [C_out, C_in, KH, KW], one half dtype, C_in % 8 = 0,
+/// groups 1) with conv lab variant 4 (tools/kernel_lab/conv_tc_v4.cu: the shipped channels-last
+/// 128×128 forward fed by the cp.async ring with ldmatrix fragments), from the same channels-last
+/// operands the shipped forward reads.
+pub fn conv2d_v4(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    let op = "conv2d_v4";
+    let sfx = float_suffix(op, x.dtype())?;
+    if g.groups != 1 || !g.c_in.is_multiple_of(8) || x.shape() != [g.n, g.c_in, g.h, g.w] || w.shape() != [g.c_out, g.c_in, g.kh, g.kw] {
+        return Err(Error::invalid(op, format!("x {:?} and w {:?} as the geometry says, one group, C_in % 8 = 0", x.shape(), w.shape())));
+    }
+    let (dev, _) = device_and_ptr(op, x)?;
+    let (xn, wk) = super::conv_tc::forward_operands_nhwc(x, w)?;
+    let (_b, b_ptr) = super::conv_tc::cast_operand(bias, x.dtype())?;
+    let shape = [g.n, g.c_out, g.ho, g.wo];
+    let out = alloc_out(&dev, x.dtype(), &shape)?;
+    let pixels = g.n * g.ho * g.wo;
+    let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128) as u32, g.c_out.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    launch!(dev, "lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_v4_{sfx}"), cfg;
+        super::conv_tc::TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, 0u64, out.ptr());
+    Ok(wrap(out, &shape, None))
 }
 
 /// softmax(q kᵀ·scale) v for q [B, H, Lq, D], k and v [B, H, Lk, D] (one half dtype, no mask)

@@ -55,6 +55,20 @@ fn wide_tile_pays(m: usize, n: usize, batch: usize) -> bool {
     !forced("tile64") && m.div_ceil(128) * n.div_ceil(128) * batch >= 128
 }
 
+/// (module, kernel) of the 128×128 vv product: gemm_tc_wide_vv, or in a build with `--features
+/// kernel-lab` under `LDM_CUDA_GEMM=lab-v3` / `lab-v4` the kernel lab's ring variant, which has
+/// the same signature, grid and block (tools/kernel_lab/gemm_tc_ring.cu; gpu-bundle/e2e.sh times
+/// the SD workload so).
+fn wide_kernel(sfx: &str) -> (&'static str, String) {
+    #[cfg(feature = "kernel-lab")]
+    for v in ["v3", "v4"] {
+        if forced(&format!("lab-{v}")) {
+            return ("lab_gemm_tc_ring", format!("gemm_tc_wide_{v}_vv_{sfx}"));
+        }
+    }
+    ("gemm_tc", format!("gemm_tc_wide_vv_{sfx}"))
+}
+
 /// How gemm_tc reads an operand whose element (row r, k) sits at r·`rs` + k·`ks` from its batch
 /// offset (`batch`: the batch dims' layout, offset included; `base`: the storage address):
 /// 'v' by 16-byte vectors along k when every row start is 16-byte aligned and k % 8 = 0, else
@@ -106,13 +120,14 @@ pub(crate) fn gemm(
         let a_path = operand_path(a_rs as usize, a_cs as usize, k, &ba, a_ptr, b'm');
         let b_path = operand_path(b_cs as usize, b_rs as usize, k, &bb, b_ptr, b'n');
         let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs, a_cs, b_rs, b_cs };
-        let (name, tile, threads) = if (a_path, b_path) == (b'v', b'v') && wide_tile_pays(m, n, nb) {
-            (format!("gemm_tc_wide_vv_{sfx}"), 128, 256)
+        let (module, name, tile, threads) = if (a_path, b_path) == (b'v', b'v') && wide_tile_pays(m, n, nb) {
+            let (module, name) = wide_kernel(sfx);
+            (module, name, 128, 256)
         } else {
-            (format!("gemm_tc_{}{}_{sfx}", a_path as char, b_path as char), 64, 128)
+            ("gemm_tc", format!("gemm_tc_{}{}_{sfx}", a_path as char, b_path as char), 64, 128)
         };
         let cfg = LaunchConfig { grid_dim: (m.div_ceil(tile) as u32, n.div_ceil(tile) as u32, nb as u32), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
-        launch!(dev, "gemm_tc", name, cfg; dims, a_ptr, s[0], b_ptr, s[1], bias_ptr, out_ptr);
+        launch!(dev, module, name, cfg; dims, a_ptr, s[0], b_ptr, s[1], bias_ptr, out_ptr);
         return Ok(());
     }
     if bias_ptr != 0 {

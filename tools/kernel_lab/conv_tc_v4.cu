@@ -1,0 +1,42 @@
+// Kernel lab, conv variant 4 (tools/kernel_lab/README.md): the shipped channels-last forward on
+// the 128×128 tile (kernels/conv_tc.cu conv_fwd_nhwc_wide) fed by tc_ring.cuh's 3-stage cp.async
+// ring with ldmatrix fragments — GEMM variant 4's main loop — instead of the register prefetch of
+// one slice. The input window's 16-byte vectors (8 channels of one input pixel, conv_tc.cuh
+// WindowNhwcOperand::vector_at) are copied by cp.async, padding zero-filled by the copy itself;
+// the weights [C_out, KH, KW, C_in] are dense along k. Same signature, grid (128×128 tiles) and
+// block (256 threads) as conv_tc_fwd_nhwc_wide, same epilogue (NCHW, bias and residual fused), and
+// flip = 1 runs stride-1 backward data as there. Emulated by tools/kernel_emu/conv_tc_test.cpp on
+// every channels-last case the shipped kernel runs.
+#include "../../kernels/conv_tc.cuh"
+#include "tc_ring.cuh"
+
+// The window operand as a ring issuer: rows m0 … of the implicit A, k = (kh, kw, ci).
+template <typename T>
+struct WindowNhwcIssuer {
+    WindowNhwcOperand<T, RING_THREADS> rows;  // decodes each of the thread's two rows once
+    __device__ __forceinline__ void issue(T* stage, int k0) const {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int v = threadIdx.x + RING_THREADS * h, kk = (v & 3) * 8;
+            const T* src = rows.vector_at(h, k0 + kk);
+            cp_async16(stage + ring_swz(v >> 2, kk), src ? (const void*)src : (const void*)rows.x, src != nullptr);
+        }
+    }
+};
+
+template <typename T>
+__device__ void conv_fwd_nhwc_v4(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
+    const int M = g.n * g.ho * g.wo, K = g.c * g.kh * g.kw;
+    const int m0 = blockIdx.x * RING_BM, n0 = blockIdx.y * RING_BN;
+    const WindowNhwcIssuer<T> a{WindowNhwcOperand<T, RING_THREADS>(x, g, flip, M, m0)};
+    const DenseKIssuer<T> b{wk, K, g.k, n0, K};
+    float acc[4][4][4];
+    ring_mainloop<T, true>(0, K, a, b, acc);
+    tc_wide_store(M, g.k, m0, n0, acc, NchwStore<T>{g.ho * g.wo, g.k, bias, res, y});
+}
+
+#define CONV_TC_V4(T, S) \
+extern "C" __global__ void __launch_bounds__(RING_THREADS) conv_tc_fwd_nhwc_v4_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, \
+        const T* res, T* y) { conv_fwd_nhwc_v4<T>(g, flip, x, wk, bias, res, y); }
+CONV_TC_V4(f16, f16)
+CONV_TC_V4(bf16, bf16)
