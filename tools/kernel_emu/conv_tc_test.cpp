@@ -164,6 +164,18 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
             cs.add(to_f32(ys[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
         }
         report(std::string("fwd split") + name, cs);
+        // lab variant 4's split-K on the 128×128 ring, chunks of 2 slices
+        std::fill(ws.begin(), ws.end(), 0.0f);
+        std::vector<T> ys4(y.size());
+        dim3 gs4{gwide.x, gwide.y, gs.z};
+        ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split_v4<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
+        ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys4.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys4.data()); });
+        Check cs4;
+        for (size_t o = 0; o < ys4.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            cs4.add(to_f32(ys4[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd split lab v4 ") + name, cs4);
     }
 
     // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.

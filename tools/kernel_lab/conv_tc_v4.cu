@@ -5,8 +5,8 @@
 // WindowNhwcOperand::vector_at) are copied by cp.async, padding zero-filled by the copy itself;
 // the weights [C_out, KH, KW, C_in] are dense along k. Same signature, grid (128×128 tiles) and
 // block (256 threads) as conv_tc_fwd_nhwc_wide, same epilogue (NCHW, bias and residual fused), and
-// flip = 1 runs stride-1 backward data as there. Emulated by tools/kernel_emu/conv_tc_test.cpp on
-// every channels-last case the shipped kernel runs.
+// flip = 1 runs stride-1 backward data as there; and its split-K twin for small images.
+// Emulated by tools/kernel_emu/conv_tc_test.cpp on every channels-last case the shipped kernels run.
 #include "../../kernels/conv_tc.cuh"
 #include "tc_ring.cuh"
 
@@ -35,7 +35,29 @@ __device__ void conv_fwd_nhwc_v4(TcConvGeom g, int flip, const T* x, const T* wk
     tc_wide_store(M, g.k, m0, n0, acc, NchwStore<T>{g.ho * g.wo, g.k, bias, res, y});
 }
 
+// Split-K on the same loop for small images (few output tiles): block z sums k in
+// [z·chunk, (z+1)·chunk) (chunk a multiple of 32) into the zeroed f32 workspace ws (NCHW) with
+// atomics, as conv_tc.cu conv_fwd_nhwc_split does on the 64×64 tile; conv_splitk_finish (shipped)
+// then adds bias and residual and rounds.
+template <typename T>
+__device__ void conv_fwd_nhwc_split_v4(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) {
+    const int M = g.n * g.ho * g.wo, K = g.c * g.kh * g.kw, P = g.ho * g.wo;
+    const int m0 = blockIdx.x * RING_BM, n0 = blockIdx.y * RING_BN;
+    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
+    const WindowNhwcIssuer<T> a{WindowNhwcOperand<T, RING_THREADS>(x, g, flip, M, m0)};
+    const DenseKIssuer<T> b{wk, K, g.k, n0, kend};
+    float acc[4][4][4];
+    ring_mainloop<T, true>(kbeg, kend, a, b, acc);
+    auto put = [&](int m, int co, float v) {
+        int n = m / P, p = m - n * P;
+        atomicAdd(ws + ((int64_t)n * g.k + co) * P + p, v);
+    };
+    tc_wide_store(M, g.k, m0, n0, acc, put);
+}
+
 #define CONV_TC_V4(T, S) \
+extern "C" __global__ void __launch_bounds__(RING_THREADS) conv_tc_fwd_nhwc_split_v4_##S(TcConvGeom g, int flip, const T* x, const T* wk, \
+        float* ws, int chunk) { conv_fwd_nhwc_split_v4<T>(g, flip, x, wk, ws, chunk); } \
 extern "C" __global__ void __launch_bounds__(RING_THREADS) conv_tc_fwd_nhwc_v4_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, \
         const T* res, T* y) { conv_fwd_nhwc_v4<T>(g, flip, x, wk, bias, res, y); }
 CONV_TC_V4(f16, f16)

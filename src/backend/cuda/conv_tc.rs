@@ -200,14 +200,6 @@ fn channels_last_weight(dev: &Arc<CudaDevice>, w: &Tensor, dtype: DType) -> Resu
     Ok(layout)
 }
 
-/// x as [N, H, W, C_in] and w as [C_out, KH, KW, C_in] in x's dtype, as the channels-last forward
-/// reads them (no copy where they are stored so): for the kernel lab's conv variants (lab.rs).
-#[cfg(feature = "kernel-lab")]
-pub(crate) fn forward_operands_nhwc(x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (dev, _) = device_and_ptr("conv2d", x)?;
-    Ok((channels_last(x)?, channels_last_weight(&dev, w, x.dtype())?))
-}
-
 /// Whether the channels-last kernel reads an image of `channels` channels: 16-byte vectors of 8.
 fn channels_last_fits(channels: usize) -> bool {
     channels % 8 == 0 && !forced("nchw")
@@ -247,6 +239,17 @@ pub(crate) fn cast_operand(t: Option<&Tensor>, dtype: DType) -> Result<(Option<T
 
 /// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    forward_with(x, w, bias, residual, g, lab_v4_requested())
+}
+
+/// `LDM_CUDA_CONV=lab-v4` in a build with `--features kernel-lab` (always false without it).
+fn lab_v4_requested() -> bool {
+    cfg!(feature = "kernel-lab") && forced("lab-v4")
+}
+
+/// `forward`, with `lab` choosing the kernel lab's variant 4 where the 128×128 tile or split-K
+/// runs (lab.rs conv2d_v4 times it so next to the shipped kernels).
+pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom, lab: bool) -> Result<Tensor> {
     let sfx = float_suffix("conv2d", x.dtype())?;
     let (dev, _) = device_and_ptr("conv2d", x)?;
     let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
@@ -266,15 +269,14 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&
         let splits = forward_splits(cfg.grid_dim.0 as usize * cfg.grid_dim.1 as usize, k);
         if splits > 1 {
             // few output tiles (small images): the k range split over blocks, summed in f32
-            let chunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
+            let (module, name, cfg, chunk) = split_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out, k, splits, lab);
             let ws = super::ops::full(&dev, 0.0, &shape, DType::F32)?;
-            launch!(dev, "conv_tc", format!("conv_tc_fwd_nhwc_split_{sfx}"), config(g.n * g.ho * g.wo, g.c_out, k.div_ceil(chunk));
-                TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, data_ptr(&ws)?, chunk as i32);
+            launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, data_ptr(&ws)?, chunk as i32);
             let total = shape.iter().product::<usize>();
             launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
                 total as i64, g.c_out as i64, (g.ho * g.wo) as i64, data_ptr(&ws)?, b_ptr, r_ptr, out.ptr());
         } else {
-            let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out);
+            let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out, lab);
             launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
         }
     } else {
@@ -296,7 +298,7 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     if let Some(flipped) = backward_data_as_forward(g) {
         // the forward over dy [N, HO, WO, C_out] with w as [C_in, KH, KW, C_out], taps flipped
         let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?); // dense() copies the transposed view first
-        let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in);
+        let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in, lab_v4_requested());
         launch!(dev, module, name, cfg; flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
     } else {
         launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), cfg;
@@ -324,13 +326,12 @@ fn backward_data_as_forward(g: &Geom) -> Option<TcConvGeom> {
 /// else the 64×64 tile. `LDM_CUDA_CONV=tile64` keeps the 64×64 tile everywhere (to compare); in a
 /// build with `--features kernel-lab`, `LDM_CUDA_CONV=lab-v4` runs the kernel lab's variant 4
 /// (tools/kernel_lab/conv_tc_v4.cu: same signature, grid and block) where the 128×128 tile would.
-/// Returns (module, kernel, launch).
-fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize) -> (&'static str, String, LaunchConfig) {
+/// Returns (module, kernel, launch); `lab`: `lab_v4_requested()`, or the lab's own entry.
+fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize, lab: bool) -> (&'static str, String, LaunchConfig) {
     if wide_tile_pays(pixels, channels) {
         let grid = (pixels.div_ceil(WIDE_TILE) as u32, channels.div_ceil(WIDE_TILE) as u32, 1);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 };
-        #[cfg(feature = "kernel-lab")]
-        if forced("lab-v4") {
+        if lab {
             return ("lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_v4_{sfx}"), cfg);
         }
         ("conv_tc", format!("conv_tc_fwd_nhwc_wide_{sfx}"), cfg)
@@ -341,6 +342,22 @@ fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize) -> (&'static s
 
 fn wide_tile_pays(pixels: usize, channels: usize) -> bool {
     !forced("tile64") && pixels.div_ceil(WIDE_TILE) * channels.div_ceil(WIDE_TILE) >= 128 && channels.div_ceil(WIDE_TILE) <= 65_535
+}
+
+/// The split-K forward over `pixels` × `channels` outputs and a k range of `k` in `splits` parts
+/// (chunks of whole slices): the 64×64 tile, or in a build with `--features kernel-lab` under
+/// `LDM_CUDA_CONV=lab-v4` the lab's 128×128 ring variant with its own split count for its tiles.
+/// Returns (module, kernel, launch, chunk).
+fn split_forward_kernel(sfx: &str, pixels: usize, channels: usize, k: usize, splits: usize, lab: bool) -> (&'static str, String, LaunchConfig, usize) {
+    if lab {
+        let tiles = (pixels.div_ceil(WIDE_TILE), channels.div_ceil(WIDE_TILE));
+        let chunk = k.div_ceil(forward_splits(tiles.0 * tiles.1, k)).div_ceil(TILE_K) * TILE_K;
+        let grid = (tiles.0 as u32, tiles.1 as u32, k.div_ceil(chunk) as u32);
+        let cfg = LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        return ("lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_split_v4_{sfx}"), cfg, chunk);
+    }
+    let chunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
+    ("conv_tc", format!("conv_tc_fwd_nhwc_split_{sfx}"), config(pixels, channels, k.div_ceil(chunk)), chunk)
 }
 
 /// How many parts the forward's k range (C_in·KH·KW) is split into: enough blocks for ~4 per SM
@@ -459,9 +476,9 @@ mod tests {
         assert!(wide_tile_pays(2 * 64 * 64, 320));
         assert!(!wide_tile_pays(2 * 32 * 32, 640));
         assert!(wide_tile_pays(512 * 512, 128));
-        let (module, name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320);
+        let (module, name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320, false);
         assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc", "conv_tc_fwd_nhwc_wide_f16", (64, 3, 1), 256));
-        let (module, name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640);
+        let (module, name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640, false);
         assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc", "conv_tc_fwd_nhwc_bf16", (32, 10, 1), 128));
     }
 

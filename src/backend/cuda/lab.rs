@@ -34,26 +34,12 @@ pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Resul
     Ok(wrap(out, &[m, n], None))
 }
 
-/// conv2d(x, w) + bias (x [N, C_in, H, W], w [C_out, C_in, KH, KW], one half dtype, C_in % 8 = 0,
-/// groups 1) with conv lab variant 4 (tools/kernel_lab/conv_tc_v4.cu: the shipped channels-last
-/// 128×128 forward fed by the cp.async ring with ldmatrix fragments), from the same channels-last
-/// operands the shipped forward reads.
+/// conv2d(x, w) + bias with conv lab variant 4 (tools/kernel_lab/conv_tc_v4.cu: the shipped
+/// channels-last 128×128 forward, and its split-K for small images, fed by the cp.async ring with
+/// ldmatrix fragments) wherever the shipped forward would take its 128×128 or split-K kernel; the
+/// host logic is the shipped forward's (conv_tc.rs forward_with).
 pub fn conv2d_v4(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    let op = "conv2d_v4";
-    let sfx = float_suffix(op, x.dtype())?;
-    if g.groups != 1 || !g.c_in.is_multiple_of(8) || x.shape() != [g.n, g.c_in, g.h, g.w] || w.shape() != [g.c_out, g.c_in, g.kh, g.kw] {
-        return Err(Error::invalid(op, format!("x {:?} and w {:?} as the geometry says, one group, C_in % 8 = 0", x.shape(), w.shape())));
-    }
-    let (dev, _) = device_and_ptr(op, x)?;
-    let (xn, wk) = super::conv_tc::forward_operands_nhwc(x, w)?;
-    let (_b, b_ptr) = super::conv_tc::cast_operand(bias, x.dtype())?;
-    let shape = [g.n, g.c_out, g.ho, g.wo];
-    let out = alloc_out(&dev, x.dtype(), &shape)?;
-    let pixels = g.n * g.ho * g.wo;
-    let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128) as u32, g.c_out.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-    launch!(dev, "lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_v4_{sfx}"), cfg;
-        super::conv_tc::TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, 0u64, out.ptr());
-    Ok(wrap(out, &shape, None))
+    super::conv_tc::forward_with(x, w, bias, None, g, true)
 }
 
 /// softmax(q kᵀ·scale) v for q [B, H, Lq, D], k and v [B, H, Lk, D] (one half dtype, no mask)
