@@ -1,8 +1,8 @@
 // Batched dense matrix product on tensor cores: C[z] = A[z]·B[z] (+ bias[n]) with A: M×K, B: K×N
 // read through any row/column strides (a transposed weight or key matrix is not copied) and batch
 // offsets through `Strided` descriptors (a broadcast operand has batch stride 0); C is M×N
-// contiguous per batch. f16/bf16 inputs, f32 accumulation (mma.sync m16n8k16), one rounding on
-// store. This is every Linear layer (x·Wᵀ), the unfused attention's Q·Kᵀ and P·V, and their
+// contiguous per batch, optionally plus a residual of C's shape (TcGemmDims::res). f16/bf16
+// inputs, f32 accumulation (mma.sync m16n8k16), one rounding on store. This is every Linear layer (x·Wᵀ), the unfused attention's Q·Kᵀ and P·V, and their
 // gradients; the f32 path stays on gemm.cu's kernel.
 //
 // Each operand reaches shared memory one of three ways, chosen by the host from its strides
@@ -21,7 +21,16 @@ struct TcGemmDims {
     int m, n, k;
     int64_t a_rs, a_cs;  // A(m, k) = A[m·a_rs + k·a_cs]
     int64_t b_rs, b_cs;  // B(k, n) = B[k·b_rs + n·b_cs]
+    // 0, or the address of a residual R of C's type and shape (M×N contiguous per batch) added
+    // before the one rounding: C = A·B + bias + R (a Linear that closes a residual connection).
+    uint64_t res;
 };
+
+// The residual of batch z (nullptr without one).
+template <typename T>
+__device__ __forceinline__ const T* gemm_residual(const TcGemmDims& d, int64_t z) {
+    return d.res ? reinterpret_cast<const T*>(d.res) + z * (int64_t)d.m * d.n : nullptr;
+}
 
 // The tile with A's operand `a` ready: B's chosen by B_KIND.
 template <typename T, char B_KIND, class OpA, class GetB, class Put>
@@ -41,12 +50,15 @@ __device__ void gemm_tc(const TcGemmDims& d, const T* A, const Strided& ab, cons
     const T* Az = A + strided_offset(ab, z);
     const T* Bz = B + strided_offset(bb, z);
     T* Cz = C + z * (int64_t)d.m * d.n;
+    const T* Rz = gemm_residual<T>(d, z);
     const int m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
     auto get_a = [&](int m, int k) { return Az[m * d.a_rs + k * d.a_cs]; };
     auto get_b = [&](int n, int k) { return Bz[k * d.b_rs + n * d.b_cs]; };
     auto put = [&](int m, int n, float v) {
+        int64_t o = (int64_t)m * d.n + n;
         if (bias) v += to_f32(bias[n]);
-        Cz[(int64_t)m * d.n + n] = from_f32<T>(v);
+        if (Rz) v += to_f32(Rz[o]);
+        Cz[o] = from_f32<T>(v);
     };
     if constexpr (A_KIND == 'v') {
         DenseKOperand<T> a{Az, d.a_rs, d.m, m0, d.k};
@@ -87,7 +99,7 @@ __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab,
     DenseKOperand<T, TCW_THREADS> ra{x, d.a_rs, M, m0, K}, rb{w, d.b_cs, N, n0, K};
     float acc[4][4][4];
     tc_wide_mainloop<T>(0, K, ra, rb, acc);
-    tc_wide_store_pairs(M, N, m0, n0, acc, RowMajorPairStore<T>{y, N, bias});
+    tc_wide_store_pairs(M, N, m0, n0, acc, RowMajorPairStore<T>{y, N, bias, gemm_residual<T>(d, z)});
 }
 
 #define GEMM_TC_WIDE(T, S) \

@@ -187,17 +187,24 @@ __device__ __forceinline__ void tc_store_pairs(int M, int N, int m0, int n0, con
             }
 }
 
-// The dense GEMM's pair store (tc_store_pairs): C row-major M×N (+ bias[n]); adjacent columns n,
-// n + 1 as one 32-bit word when both exist and N is even (the pair is then 4-byte aligned).
+// The dense GEMM's pair store (tc_store_pairs): C row-major M×N (+ bias[n]) (+ res, row-major
+// M×N like C); adjacent columns n, n + 1 as one 32-bit word when both exist and N is even (the
+// pair is then 4-byte aligned).
 template <typename T>
 struct RowMajorPairStore {
     T* c;
     int N;
     const T* bias;
+    const T* res;
     __device__ __forceinline__ void operator()(int m, int n, float v0, float v1) const {
         if (bias) {
             v0 += to_f32(bias[n]);
             if (n + 1 < N) v1 += to_f32(bias[n + 1]);
+        }
+        if (res) {
+            const T* r = res + (int64_t)m * N + n;
+            v0 += to_f32(r[0]);
+            if (n + 1 < N) v1 += to_f32(r[1]);
         }
         T* out = c + (int64_t)m * N + n;
         if (n + 1 < N && (N & 1) == 0) *reinterpret_cast<uint32_t*>(out) = pack_f32_pair<T>(v0, v1);

@@ -262,6 +262,19 @@ on_devices!(fn matmul_with_broadcast_batches_strided_operands_and_gradients(dev)
             a.matmul(&b).unwrap()
         });
         check("linear", dev, dtype, |d, dt| input(&[4, 9, 33], 74, dt, d).linear(&input(&[17, 33], 75, dt, d), Some(&input(&[17], 76, dt, d))).unwrap());
+        // The residual fused into the product's epilogue (f16/bf16; elsewhere linear then add): on
+        // the 64×64 tile, on the 128×128 one (128 of its blocks), and a strided residual (unfused).
+        check("linear_add", dev, dtype, |d, dt| {
+            input(&[4, 9, 33], 74, dt, d).linear_add(&input(&[17, 33], 75, dt, d), Some(&input(&[17], 76, dt, d)), &input(&[4, 9, 17], 82, dt, d)).unwrap()
+        });
+        check("linear_add, 128x128 tiles", dev, dtype, |d, dt| {
+            let w = input(&[128, 64], 75, dt, d).mul_scalar(0.1).unwrap();
+            input(&[2, 8192, 64], 74, dt, d).linear_add(&w, Some(&input(&[128], 76, dt, d)), &input(&[2, 8192, 128], 82, dt, d)).unwrap()
+        });
+        check("linear_add, strided residual", dev, dtype, |d, dt| {
+            let r = input(&[4, 17, 9], 82, dt, d).transpose(1, 2).unwrap();
+            input(&[4, 9, 33], 74, dt, d).linear_add(&input(&[17, 33], 75, dt, d), Some(&input(&[17], 76, dt, d)), &r).unwrap()
+        });
         for which in [0usize, 1] {
             check(&format!("d matmul / d operand {which}"), dev, dtype, |d, dt| {
                 let a = input(&[2, 6, 11], 77, dt, d).requires_grad();

@@ -139,6 +139,13 @@ fn matmul_batched_broadcast_and_strided() {
     assert!(a.matmul(&a).is_err());
     grad_check(|t| t[0].matmul(&t[1]), &[randn(&[2, 1, 3, 5], 17), randn(&[3, 5, 4], 18)], "matmul");
     grad_check(|t| t[0].linear(&t[1], Some(&t[2])), &[randn(&[2, 3, 5], 19), randn(&[4, 5], 20), randn(&[4], 21)], "linear");
+    // linear_add: linear then add here (the fused form is CUDA's, tests/device_ops.rs), values and
+    // gradients through all four inputs; a residual of the wrong shape is refused
+    let (x, w, b, r) = (randn(&[2, 3, 5], 19), randn(&[4, 5], 20), randn(&[4], 21), randn(&[2, 3, 4], 22));
+    let want = x.linear(&w, Some(&b)).unwrap().add(&r).unwrap();
+    assert_close(&vals(&x.linear_add(&w, Some(&b), &r).unwrap()), &vals(&want), 0.0, 0.0, "linear_add");
+    grad_check(|t| t[0].linear_add(&t[1], Some(&t[2]), &t[3]), &[x, w, b, r], "linear_add");
+    assert!(randn(&[2, 3, 5], 19).linear_add(&randn(&[4, 5], 20), None, &randn(&[2, 3, 5], 23)).is_err());
 }
 
 #[test]

@@ -174,6 +174,17 @@ impl CrossAttention {
 
     /// x [N, L, Cq], context [N, Lc, Cc] (None: x) → [N, L, Cq]
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        self.to_out.forward(&self.attend(x, context)?)
+    }
+
+    /// forward(x, context) + residual, the sum fused into the output projection where the device
+    /// allows (`Tensor::linear_add`).
+    pub fn forward_add(&self, x: &Tensor, context: Option<&Tensor>, residual: &Tensor) -> Result<Tensor> {
+        self.to_out.forward_add(&self.attend(x, context)?, residual)
+    }
+
+    /// The attention output with the heads merged back, [N, L, H·D]: what to_out projects.
+    fn attend(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
         let ctx = context.unwrap_or(x);
         let split = |t: Tensor| -> Result<Tensor> {
             let (n, l, c) = (t.dim(0)?, t.dim(1)?, t.dim(2)?);
@@ -184,7 +195,7 @@ impl CrossAttention {
         let v = split(self.to_v.forward(ctx)?)?;
         let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None)?; // [N, H, L, D]
         let (n, l) = (x.dim(0)?, x.dim(1)?);
-        self.to_out.forward(&a.transpose(1, 2)?.reshape(&[n, l, q.dim(1)? * q.dim(3)?])?)
+        a.transpose(1, 2)?.reshape(&[n, l, q.dim(1)? * q.dim(3)?])
     }
 }
 
@@ -202,6 +213,11 @@ impl FeedForward {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.proj_out.forward(&self.proj_in.forward(x)?.geglu()?)
+    }
+
+    /// forward(x) + residual, the sum fused into the output projection where the device allows.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.proj_out.forward_add(&self.proj_in.forward(x)?.geglu()?, residual)
     }
 }
 
@@ -228,9 +244,10 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let x = self.attn1.forward(&self.norm1.forward(x)?, None)?.add(x)?;
-        let x = self.attn2.forward(&self.norm2.forward(&x)?, Some(context))?.add(&x)?;
-        self.ff.forward(&self.norm3.forward(&x)?)?.add(&x)
+        // each residual sum joins its output projection's epilogue where the device allows
+        let x = self.attn1.forward_add(&self.norm1.forward(x)?, None, x)?;
+        let x = self.attn2.forward_add(&self.norm2.forward(&x)?, Some(context), &x)?;
+        self.ff.forward_add(&self.norm3.forward(&x)?, &x)
     }
 }
 

@@ -34,6 +34,14 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// forward(x) + residual, fused into the product where the device allows (`Tensor::linear_add`).
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;
+        x.linear_add(&in_dtype(&self.weight, x.dtype())?, b.as_ref(), residual)
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;

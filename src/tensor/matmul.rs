@@ -38,7 +38,7 @@ impl Tensor {
             && self.device() == bias.device()
             && self.shape()[self.rank() - 1] == w.shape()[1]
             && bias.shape() == [w.shape()[0]]
-            && let Some(y) = crate::backend::cuda::linalg::linear_with_bias(self, w, bias)?
+            && let Some(y) = crate::backend::cuda::linalg::linear_with_bias(self, w, bias, None)?
         {
             return Ok(y);
         }
@@ -47,5 +47,32 @@ impl Tensor {
             Some(b) => y.add(b),
             None => Ok(y),
         }
+    }
+
+    /// `x @ wᵀ + b + residual` — a Linear that closes a residual connection (every attention
+    /// and feed-forward output of a transformer block). Where a fused kernel exists (CUDA f16/bf16
+    /// tensor cores with a bias, a dense residual of the output's shape and dtype, no gradient
+    /// recorded) the residual joins the product's epilogue, saving a launch and a full read and
+    /// write of the activation; everywhere else it is `linear` then `add`, with the same result
+    /// up to the one rounding the fused form saves.
+    pub fn linear_add(&self, w: &Tensor, b: Option<&Tensor>, residual: &Tensor) -> Result<Tensor> {
+        if w.rank() != 2 {
+            return Err(Error::bad_shape("linear", "weight must be [out, in]", w.shape()));
+        }
+        if let Some(bias) = b
+            && self.device().is_cuda()
+            && !Tensor::will_record(&[self, w, bias, residual])
+            && self.rank() >= 2
+            && self.dtype() == w.dtype()
+            && self.dtype() == bias.dtype()
+            && self.device() == w.device()
+            && self.device() == bias.device()
+            && self.shape()[self.rank() - 1] == w.shape()[1]
+            && bias.shape() == [w.shape()[0]]
+            && let Some(y) = crate::backend::cuda::linalg::linear_with_bias(self, w, bias, Some(residual))?
+        {
+            return Ok(y);
+        }
+        self.linear(w, b)?.add(residual)
     }
 }

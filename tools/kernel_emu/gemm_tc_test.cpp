@@ -50,6 +50,7 @@ struct Case {
     int m, n, k, batch;
     int64_t a_rs, a_cs, a_bs, b_rs, b_cs, b_bs;
     bool bias;
+    bool res = false;  // a residual of C's shape added in the epilogue (TcGemmDims::res)
 };
 
 template <typename T>
@@ -71,7 +72,9 @@ static void run(const char* dtype, const Case& cs) {
     auto b = random_buffer<T>(extent(cs.batch, cs.b_bs, cs.k, cs.b_rs, cs.n, cs.b_cs));
     auto bias = random_buffer<T>(cs.n);
     std::vector<T> c((size_t)cs.batch * cs.m * cs.n);
-    TcGemmDims d{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs};
+    auto resid = random_buffer<T>(cs.res ? c.size() : 0);
+    const uint64_t res_addr = cs.res ? (uint64_t)(uintptr_t)resid.data() : 0;
+    TcGemmDims d{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs, res_addr};
     dim3 grid{(unsigned)((cs.m + TC_BM - 1) / TC_BM), (unsigned)((cs.n + TC_BN - 1) / TC_BN), (unsigned)cs.batch};
     launch_kind<T>(cs.ak, cs.bk, grid, d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), cs.bias ? bias.data() : nullptr, c.data());
     // the vv cases also through the 128×128 kernel (gemm_tc_wide_vv), batches and padded rows
@@ -86,7 +89,7 @@ static void run(const char* dtype, const Case& cs) {
             gemm_tc_wide<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[0].data());
         });
         dim3 grid3{(unsigned)((cs.m + RING_BM - 1) / RING_BM), (unsigned)((cs.n + RING_BN - 1) / RING_BN), (unsigned)cs.batch};
-        TcGemmDimsV3 d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs};
+        TcGemmDimsV3 d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs, res_addr};
         ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
             gemm_tc_wide_ring<T, false>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[1].data());
         });
@@ -100,13 +103,13 @@ static void run(const char* dtype, const Case& cs) {
     for (int z = 0; z < cs.batch; ++z)
         for (int i = 0; i < cs.m; ++i)
             for (int j = 0; j < cs.n; ++j) {
-                double s = cs.bias ? to_f32(bias[j]) : 0.0, mag = 0;
+                size_t at = ((size_t)z * cs.m + i) * cs.n + j;
+                double s = (cs.bias ? to_f32(bias[j]) : 0.0) + (cs.res ? to_f32(resid[at]) : 0.0), mag = 0;
                 for (int kk = 0; kk < cs.k; ++kk) {
                     double p = (double)to_f32(a[z * cs.a_bs + i * cs.a_rs + kk * cs.a_cs]) * to_f32(b[z * cs.b_bs + kk * cs.b_rs + j * cs.b_cs]);
                     s += p;
                     mag += std::fabs(p);
                 }
-                size_t at = ((size_t)z * cs.m + i) * cs.n + j;
                 double got = to_f32(c[at]), allowed = 2 * eps * std::fabs(s) + 1e-5 * (mag + 1);
                 double err = std::fabs(got - s);
                 if (!(err <= allowed)) ++bad;
@@ -118,7 +121,7 @@ static void run(const char* dtype, const Case& cs) {
                 }
             }
     char line[300];
-    std::snprintf(line, sizeof line, "%s %c%c %s: [%d] %dx%d·%dx%d%s", dtype, cs.ak, cs.bk, cs.name.c_str(), cs.batch, cs.m, cs.k, cs.k, cs.n, cs.bias ? " +bias" : "");
+    std::snprintf(line, sizeof line, "%s %c%c %s: [%d] %dx%d·%dx%d%s%s", dtype, cs.ak, cs.bk, cs.name.c_str(), cs.batch, cs.m, cs.k, cs.k, cs.n, cs.bias ? " +bias" : "", cs.res ? " +res" : "");
     std::printf("%-4s %-78s worst err/allowed %.3f\n", bad ? "FAIL" : "ok", line, worst);
     if (bad) ++failures;
     for (int v = 0; wide && v < 3; ++v) {
@@ -165,6 +168,12 @@ int main() {
     // A k range of many slices, the last partial (8 slices: lab v3's 3-stage ring wraps twice).
     cases.push_back({"linear, k = 232", 'v', 'v', 136, 72, 232, 1, 232, 1, 0, 1, 232, 0, true});
     cases.push_back({"batch, padded rows, B broadcast", 'v', 'v', 140, 40, 32, 3, 48, 1, 140 * 48, 1, 40, 0, true});
+    // A Linear closing a residual connection (y = x·Wᵀ + b + r): 64×64 and 128×128 tiles, an odd N
+    // (unpaired stores), batches; and a gathered-operand kernel with one.
+    cases.push_back({"linear + residual", 'v', 'v', 200, 130, 96, 1, 96, 1, 0, 1, 96, 0, true, true});
+    cases.push_back({"linear + residual, odd N", 'v', 'v', 33, 71, 40, 1, 40, 1, 0, 1, 40, 0, true, true});
+    cases.push_back({"batch + residual", 'v', 'v', 140, 40, 32, 3, 48, 1, 140 * 48, 1, 40, 0, false, true});
+    cases.push_back({"k = 37 + residual", 'k', 'n', 65, 129, 37, 1, 37, 1, 0, 129, 1, 0, true, true});
     // Its gradients: dX = dY [M, N] · W [N, K]; dW = dYᵀ · X (dY [M', N'], X [M', K']).
     cases.push_back({"linear dY·W", 'k', 'n', 130, 72, 70, 1, 70, 1, 0, 72, 1, 0, false});
     cases.push_back({"linear dYᵀ·X", 'm', 'n', 70, 72, 130, 1, 1, 70, 0, 72, 1, 0, false});

@@ -12,6 +12,7 @@ struct TcGemmDimsV3 {
     int m, n, k;
     int64_t a_rs, a_cs;
     int64_t b_rs, b_cs;
+    uint64_t res;  // 0, or a residual of C's shape added before the rounding
 };
 
 // LDSM: variant 4 reads the fragments with ldmatrix, variant 3 with 32-bit loads.
@@ -27,7 +28,8 @@ __device__ void gemm_tc_wide_ring(const TcGemmDimsV3& d, const T* A, const Strid
     float acc[4][4][4];
     ring_mainloop<T, LDSM>(0, d.k, a, b, acc);
     // the shipped epilogue (gemm_tc.cu gemm_tc_wide): adjacent columns paired
-    tc_wide_store_pairs(d.m, d.n, m0, n0, acc, RowMajorPairStore<T>{y, d.n, bias});
+    const T* r = d.res ? reinterpret_cast<const T*>(d.res) + z * (int64_t)d.m * d.n : nullptr;
+    tc_wide_store_pairs(d.m, d.n, m0, n0, acc, RowMajorPairStore<T>{y, d.n, bias, r});
 }
 
 #define GEMM_TC_RING(T, S) \

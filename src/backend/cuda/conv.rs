@@ -107,7 +107,7 @@ pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Resul
         return finish(super::ops::full(&dev, 0.0, &[g.n, g.c_out, g.ho, g.wo], x.dtype())?, bias);
     }
     let wl = weight_operand(g, false);
-    gemm("conv2d", &dev, x.dtype(), (og, p, kg), &[g.n, gr], (data_ptr(&w)?, &wl), (data_ptr(&cols)?, &cl), 0, out.ptr())?;
+    gemm("conv2d", &dev, x.dtype(), (og, p, kg), &[g.n, gr], (data_ptr(&w)?, &wl), (data_ptr(&cols)?, &cl), 0, 0, out.ptr())?;
     finish(wrap(out, &[g.n, g.c_out, g.ho, g.wo], None), bias)
 }
 
@@ -136,11 +136,11 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     }
     if pointwise(g) {
         let out = alloc_out(&dev, dy.dtype(), &shape)?;
-        gemm("conv2d_backward_data", &dev, dy.dtype(), (kg, p, og), &[g.n, gr], (data_ptr(&w)?, &wl), (data_ptr(&dy)?, &dyl), 0, out.ptr())?;
+        gemm("conv2d_backward_data", &dev, dy.dtype(), (kg, p, og), &[g.n, gr], (data_ptr(&w)?, &wl), (data_ptr(&dy)?, &dyl), 0, 0, out.ptr())?;
         return finish(wrap(out, &shape, None), bias);
     }
     let dcols = CudaStorage::alloc(&dev, dy.dtype(), g.n * gr * kg * p)?;
-    gemm("conv2d_backward_data", &dev, dy.dtype(), (kg, p, og), &[g.n, gr], (data_ptr(&w)?, &wl), (data_ptr(&dy)?, &dyl), 0, dcols.ptr())?;
+    gemm("conv2d_backward_data", &dev, dy.dtype(), (kg, p, og), &[g.n, gr], (data_ptr(&w)?, &wl), (data_ptr(&dy)?, &dyl), 0, 0, dcols.ptr())?;
     let out = alloc_out(&dev, dy.dtype(), &shape)?;
     let total = shape.iter().product::<usize>();
     if total > 0 {
@@ -167,7 +167,7 @@ pub fn backward_weight(x: &Tensor, dy: &Tensor, g: &Geom, wdtype: DType) -> Resu
     let dyl = Layout::new(vec![g.n, gr, og, p], vec![gr * og * p, og * p, p, 1], 0);
     let colst = Layout::new(cl.shape()[..2].to_vec().into_iter().chain([p, kg]).collect(), vec![cl.strides()[0], cl.strides()[1], 1, p], 0);
     let per_image = alloc_out(&dev, x.dtype(), &[g.n, g.c_out * kg])?;
-    gemm("conv2d_backward_weight", &dev, x.dtype(), (og, kg, p), &[g.n, gr], (data_ptr(&dy)?, &dyl), (data_ptr(&cols)?, &colst), 0, per_image.ptr())?;
+    gemm("conv2d_backward_weight", &dev, x.dtype(), (og, kg, p), &[g.n, gr], (data_ptr(&dy)?, &dyl), (data_ptr(&cols)?, &colst), 0, 0, per_image.ptr())?;
     let per_image = wrap(per_image, &[g.n, g.c_out * kg], None);
     // Summed in f32 whatever the activation dtype (the reduction kernel accumulates in f64).
     let dw = per_image.to_dtype(DType::F32)?.sum_keepdim(&[0])?;

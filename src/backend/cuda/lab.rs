@@ -25,7 +25,7 @@ pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Resul
     if x.rank() != 2 || w.shape() != [n, k] || k % 8 != 0 || x_ptr % 16 != 0 || w_ptr % 16 != 0 || !(3..=4).contains(&variant) {
         return Err(Error::invalid(op, "x [M, K] and w [N, K], dense and 16-byte aligned, K % 8 = 0; variant 3 or 4"));
     }
-    let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs: k as i64, a_cs: 1, b_rs: 1, b_cs: k as i64 };
+    let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs: k as i64, a_cs: 1, b_rs: 1, b_cs: k as i64, res: 0 };
     let no_batch = Layout::new(vec![], vec![], 0);
     let s = strided_operands(op, &[], &[&no_batch, &no_batch])?;
     let out = alloc_out(&dev, x.dtype(), &[m, n])?;

@@ -24,6 +24,8 @@ pub(crate) struct TcGemmDims {
     pub(crate) a_cs: i64,
     pub(crate) b_rs: i64,
     pub(crate) b_cs: i64,
+    /// 0, or the address of a residual of the output's type and shape added in the epilogue
+    pub(crate) res: u64,
 }
 
 // SAFETY: a plain #[repr(C)] struct of integers, laid out as the C struct it mirrors.
@@ -88,8 +90,9 @@ fn operand_path(rs: usize, ks: usize, k: usize, batch: &Layout, base: u64, row_f
 
 /// One launch of the matrix product over `batch` products; `la`/`lb` are the operands' layouts
 /// already broadcast to [batch..., M, K] and [batch..., K, N]; `out` is a fresh [batch..., M, N]
-/// buffer; `bias_ptr` (0: none) a dense [N] vector added to every row, only on the tensor-core
-/// path (callers check `tensor_core_eligible`).
+/// buffer; `bias_ptr` (0: none) a dense [N] vector added to every row and `res_ptr` (0: none) a
+/// dense tensor of the output's shape added to it, only on the tensor-core path (callers check
+/// `tensor_core_eligible`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     op: &'static str,
@@ -100,6 +103,7 @@ pub(crate) fn gemm(
     (a_ptr, la): (u64, &Layout),
     (b_ptr, lb): (u64, &Layout),
     bias_ptr: u64,
+    res_ptr: u64,
     out_ptr: u64,
 ) -> Result<()> {
     let nb = numel(batch);
@@ -119,7 +123,7 @@ pub(crate) fn gemm(
     if tensor_core_eligible(dtype, (m, n, k)) {
         let a_path = operand_path(a_rs as usize, a_cs as usize, k, &ba, a_ptr, b'm');
         let b_path = operand_path(b_cs as usize, b_rs as usize, k, &bb, b_ptr, b'n');
-        let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs, a_cs, b_rs, b_cs };
+        let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs, a_cs, b_rs, b_cs, res: res_ptr };
         let (module, name, tile, threads) = if (a_path, b_path) == (b'v', b'v') && wide_tile_pays(m, n, nb) {
             let (module, name) = wide_kernel(sfx);
             (module, name, 128, 256)
@@ -130,8 +134,8 @@ pub(crate) fn gemm(
         launch!(dev, module, name, cfg; dims, a_ptr, s[0], b_ptr, s[1], bias_ptr, out_ptr);
         return Ok(());
     }
-    if bias_ptr != 0 {
-        return Err(Error::invalid(op, "internal: a fused bias needs the tensor-core product (f16/bf16)"));
+    if bias_ptr != 0 || res_ptr != 0 {
+        return Err(Error::invalid(op, "internal: a fused bias or residual needs the tensor-core product (f16/bf16)"));
     }
     let cfg = LaunchConfig { grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, nb as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     if m.div_ceil(64) > 65_535 {
@@ -143,22 +147,30 @@ pub(crate) fn gemm(
 }
 
 pub fn matmul(a: &Tensor, b: &Tensor, batch: &[usize], op: Option<Op>) -> Result<Tensor> {
-    product(a, b, batch, None, op)
+    product(a, b, batch, None, None, op)
 }
 
-/// `x @ wᵀ + bias` with the bias added in the tensor-core kernel's epilogue (one pass over the
-/// output instead of two), for inference: None when the product is not a tensor-core one (the
-/// caller then multiplies and adds). x [..., K], w [N, K], bias [N], one half dtype.
-pub fn linear_with_bias(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+/// `x @ wᵀ + bias (+ residual)` with the bias (and the residual) added in the tensor-core
+/// kernel's epilogue (one pass over the output instead of two or three), for inference: None when
+/// the product is not a tensor-core one or the residual is not a dense tensor of the output's
+/// shape and dtype (the caller then multiplies and adds). x [..., K], w [N, K], bias [N], one
+/// half dtype.
+pub fn linear_with_bias(x: &Tensor, w: &Tensor, bias: &Tensor, residual: Option<&Tensor>) -> Result<Option<Tensor>> {
     let (r, n) = (x.rank(), w.shape()[0]);
     let (m, k) = (x.shape()[r - 2], x.shape()[r - 1]);
     if k == 0 || !tensor_core_eligible(x.dtype(), (m, n, k)) {
         return Ok(None);
     }
-    product(x, &w.t()?, &x.shape()[..r - 2], Some(bias), None).map(Some)
+    if let Some(res) = residual {
+        let out_shape: Vec<usize> = x.shape()[..r - 1].iter().copied().chain([n]).collect();
+        if res.shape() != out_shape || res.dtype() != x.dtype() || !res.is_contiguous() || res.device() != x.device() {
+            return Ok(None);
+        }
+    }
+    product(x, &w.t()?, &x.shape()[..r - 2], Some(bias), residual, None).map(Some)
 }
 
-fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, op: Option<Op>) -> Result<Tensor> {
+fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, residual: Option<&Tensor>, op: Option<Op>) -> Result<Tensor> {
     let (ra, rb) = (a.rank(), b.rank());
     let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
     let (dev, a_ptr) = device_and_ptr("matmul", a)?;
@@ -171,8 +183,9 @@ fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, op: O
         return Ok(super::ops::full(&dev, 0.0, &shape, a.dtype())?.with_op(op));
     }
     let (_bias, bias_ptr) = optional_operand(bias)?;
+    let (_res, res_ptr) = optional_operand(residual)?;
     let out = alloc_out(&dev, a.dtype(), &shape)?;
-    gemm("matmul", &dev, a.dtype(), (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), bias_ptr, out.ptr())?;
+    gemm("matmul", &dev, a.dtype(), (m, n, k), batch, (a_ptr, &la), (b_ptr, &lb), bias_ptr, res_ptr, out.ptr())?;
     Ok(wrap(out, &shape, op))
 }
 
