@@ -145,3 +145,22 @@ fn seeded_init_is_reproducible_follows_fan_in_and_trains() {
     let after = loss_of(&stepped).to_scalar().unwrap();
     assert!(after < loss.to_scalar().unwrap(), "one SGD step lowers the loss: {} → {after}", loss.to_scalar().unwrap());
 }
+
+#[test]
+fn a_pointwise_conv_runs_as_a_linear_on_channels_last_tokens() {
+    // SpatialTransformer's proj_in on a channels-last image (CUDA's inference group_norm output):
+    // the 1×1 conv as a Linear over the contiguous [N, H·W, C] tokens, equal to convolving
+    let vb = VarBuilder::seeded_init(DType::F32, 7);
+    let conv = Conv2d::new(&vb.pp("p"), 8, 6, 1, Conv2dParams::default(), true).unwrap();
+    let x = randn(&[2, 8, 3, 5], 8);
+    let tokens = |t: &Tensor| t.reshape(&[2, t.dim(1).unwrap(), 15]).unwrap().transpose(1, 2).unwrap();
+    let stored_nhwc = x.permute(&[0, 2, 3, 1]).unwrap().contiguous().unwrap().permute(&[0, 3, 1, 2]).unwrap();
+    let fast = conv.pointwise_on_tokens(&tokens(&stored_nhwc)).unwrap().expect("contiguous tokens take the Linear");
+    assert!(fast.is_contiguous());
+    assert_eq!(fast.shape(), &[2, 15, 6]);
+    assert_close(&vals(&fast), &vals(&tokens(&conv.forward(&x).unwrap())), 1e-6, 1e-6, "1x1 conv as a Linear");
+    // NCHW tokens are strided, and a 3×3 or strided conv is no Linear: the caller convolves
+    assert!(conv.pointwise_on_tokens(&tokens(&x)).unwrap().is_none());
+    let conv3 = Conv2d::same(&vb.pp("q"), 8, 6, 3).unwrap();
+    assert!(conv3.pointwise_on_tokens(&tokens(&stored_nhwc)).unwrap().is_none());
+}

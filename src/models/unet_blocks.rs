@@ -305,7 +305,13 @@ impl SpatialTransformer {
         };
         let normed = self.norm.forward(x)?;
         let mut t = match &self.proj_in {
-            Proj::Conv(conv) => to_tokens(&conv.forward(&normed)?)?,
+            // a channels-last norm output (CUDA inference) makes the 1×1 proj_in a Linear over
+            // contiguous tokens: the blocks then get contiguous tokens (no copy before norm1, and
+            // the first residual sum fuses into attn1's output projection)
+            Proj::Conv(conv) => match conv.pointwise_on_tokens(&to_tokens(&normed)?)? {
+                Some(t) => t,
+                None => to_tokens(&conv.forward(&normed)?)?,
+            },
             Proj::Linear(lin) => lin.forward(&to_tokens(&normed)?)?,
         };
         for b in &self.blocks {

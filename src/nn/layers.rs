@@ -75,6 +75,20 @@ impl Conv2d {
         let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;
         x.conv2d_add(&in_dtype(&self.weight, x.dtype())?, b.as_ref(), self.params, residual)
     }
+
+    /// A 1×1 conv (stride 1, no padding, one group) applied to `tokens` [N, H·W, C_in] — the image's
+    /// pixels as rows — when those rows are contiguous (the image is stored channels-last, as a
+    /// CUDA half-precision group_norm writes it for inference): the Linear it is, over the tokens,
+    /// giving contiguous [N, H·W, C_out] tokens. None otherwise (the caller convolves the image).
+    pub fn pointwise_on_tokens(&self, tokens: &Tensor) -> Result<Option<Tensor>> {
+        let s = self.weight.shape();
+        if s[2..] != [1, 1] || self.params != Conv2dParams::default() || !tokens.is_contiguous() {
+            return Ok(None);
+        }
+        let b = self.bias.as_ref().map(|b| in_dtype(b, tokens.dtype())).transpose()?;
+        let w = in_dtype(&self.weight, tokens.dtype())?.reshape(&[s[0], s[1]])?;
+        tokens.linear(&w, b.as_ref()).map(Some)
+    }
 }
 
 impl Module for Conv2d {
