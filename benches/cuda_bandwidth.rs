@@ -1,7 +1,9 @@
 //! Memory-bound CUDA kernels against the device's own copy bandwidth (cuMemcpyDtoD): each row is
 //! the bytes a kernel must move (inputs read once + output written once) over its time, and that
 //! bandwidth as a fraction of the measured copy bandwidth (target ≥ 85%). Shapes are the SD UNet's
-//! (group-norm over 320/640/1280 channels at 64²/32²/16², batch 2 with CFG) and large flat tensors.
+//! (group-norm over 320/640/1280 channels at 64²/32²/16², batch 2 with CFG), the SD VAE decoder's
+//! (512/256/128 channels at 128²/256²/512², batch 1) and large flat tensors; each group-norm shape
+//! also has the driver's copy of the same bytes (small tensors are launch-latency bound).
 //! A second table gives the compute-bound ops (GEMM, im2col conv, unfused attention) in TFLOP/s.
 //! Without a GPU it prints why and exits 0.
 //!
@@ -52,11 +54,15 @@ fn main() {
             let xf = randn(&[64 << 20], DType::F32, &mut rng);
             bench("cast f32 ->", &format!("64M {dt}"), n * (4 + es), &mut || drop(xf.to_dtype(dt).unwrap()));
         }
-        for (c, hw) in [(320usize, 64usize), (640, 32), (1280, 16)] {
-            let x = randn(&[2, c, hw, hw], dt, &mut rng);
+        // the UNet's levels (batch 2), then the VAE decoder's at a 512² image (batch 1), where
+        // the tensors are 16–64 MiB and bandwidth, not launch latency, sets the time; each shape
+        // also gets the driver's copy of the same bytes, the best a pass over it can do
+        for (n, c, hw) in [(2usize, 320usize, 64usize), (2, 640, 32), (2, 1280, 16), (1, 512, 128), (1, 256, 256), (1, 128, 512)] {
+            let x = randn(&[n, c, hw, hw], dt, &mut rng);
             let (w, b) = (randn(&[c], dt, &mut rng), randn(&[c], dt, &mut rng));
             let bytes = 2 * x.numel() * es;
-            let shape = format!("[2,{c},{hw},{hw}] {dt}");
+            let shape = format!("[{n},{c},{hw},{hw}] {dt}");
+            bench("memcpy DtoD (same bytes)", &shape, bytes, &mut || drop(cuda::ops::device_copy(&x).unwrap()));
             bench("group_norm (32 groups)", &shape, bytes, &mut || drop(x.group_norm(32, Some(&w), Some(&b), 1e-5).unwrap()));
             bench("group_norm + SiLU (fused)", &shape, bytes, &mut || drop(x.group_norm_silu(32, Some(&w), Some(&b), 1e-5).unwrap()));
         }
