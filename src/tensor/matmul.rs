@@ -29,15 +29,7 @@ impl Tensor {
         }
         // Inference on CUDA in f16/bf16: the bias joins the product's epilogue.
         if let Some(bias) = b
-            && self.device().is_cuda()
-            && !Tensor::will_record(&[self, w, bias])
-            && self.rank() >= 2
-            && self.dtype() == w.dtype()
-            && self.dtype() == bias.dtype()
-            && self.device() == w.device()
-            && self.device() == bias.device()
-            && self.shape()[self.rank() - 1] == w.shape()[1]
-            && bias.shape() == [w.shape()[0]]
+            && self.epilogue_fusable(w, bias, &[])
             && let Some(y) = crate::backend::cuda::linalg::linear_with_bias(self, w, bias, None)?
         {
             return Ok(y);
@@ -47,6 +39,22 @@ impl Tensor {
             Some(b) => y.add(b),
             None => Ok(y),
         }
+    }
+
+    /// Whether `self @ wᵀ + bias` (and the `extra` epilogue operands) may take the CUDA
+    /// tensor-core product with the sums in its epilogue: inference (nothing recorded), one dtype
+    /// and device, the shapes a Linear takes. The backend still declines sizes it has no kernel for.
+    fn epilogue_fusable(&self, w: &Tensor, bias: &Tensor, extra: &[&Tensor]) -> bool {
+        let recorded: Vec<&Tensor> = [self, w, bias].into_iter().chain(extra.iter().copied()).collect();
+        self.device().is_cuda()
+            && !Tensor::will_record(&recorded)
+            && self.rank() >= 2
+            && self.dtype() == w.dtype()
+            && self.dtype() == bias.dtype()
+            && self.device() == w.device()
+            && self.device() == bias.device()
+            && self.shape()[self.rank() - 1] == w.shape()[1]
+            && bias.shape() == [w.shape()[0]]
     }
 
     /// `x @ wᵀ + b + residual` — a Linear that closes a residual connection (every attention
@@ -60,15 +68,7 @@ impl Tensor {
             return Err(Error::bad_shape("linear", "weight must be [out, in]", w.shape()));
         }
         if let Some(bias) = b
-            && self.device().is_cuda()
-            && !Tensor::will_record(&[self, w, bias, residual])
-            && self.rank() >= 2
-            && self.dtype() == w.dtype()
-            && self.dtype() == bias.dtype()
-            && self.device() == w.device()
-            && self.device() == bias.device()
-            && self.shape()[self.rank() - 1] == w.shape()[1]
-            && bias.shape() == [w.shape()[0]]
+            && self.epilogue_fusable(w, bias, &[residual])
             && let Some(y) = crate::backend::cuda::linalg::linear_with_bias(self, w, bias, Some(residual))?
         {
             return Ok(y);
