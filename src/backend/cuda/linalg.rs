@@ -191,8 +191,15 @@ fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, resid
 
 #[cfg(test)]
 mod tests {
-    use super::operand_path;
+    use super::{operand_path, TcGemmDims};
     use crate::tensor::Layout;
+
+    #[test]
+    fn the_gemm_dims_struct_has_the_c_layout() {
+        // int32 ×3 (+4 padding), four int64 strides, the residual's uint64 address: 56 bytes,
+        // kernels/gemm_tc.cu TcGemmDims and the lab's TcGemmDimsV3
+        assert_eq!((std::mem::size_of::<TcGemmDims>(), std::mem::align_of::<TcGemmDims>()), (56, 8));
+    }
 
     /// The path choice decides whether gemm_tc issues 16-byte loads: a wrong 'v' is a misaligned
     /// access on the GPU, so the choice is checked here on the layouts the models make.
