@@ -64,9 +64,11 @@ fn main() {
         if let Some(nvcc) = &nvcc {
             let ptx = out.join(format!("{stem}.ptx"));
             // compute_80 PTX: the driver JITs it for sm_80 (A100) and sm_90 (H100); CUDA 13.0's
-            // NVVM emits PTX ISA 9.0, which driver 580 accepts.
+            // NVVM emits PTX ISA 9.0, which driver 580 accepts. A file named *_sm90a.cu uses
+            // Hopper-only instructions (wgmma): compute_90a PTX, which only an sm_90 device loads.
+            let arch = if stem.ends_with("_sm90a") { "-arch=compute_90a" } else { "-arch=compute_80" };
             let output = Command::new(nvcc)
-                .args(["--ptx", "-O3", "-arch=compute_80", "-I", "kernels", "-o"])
+                .args(["--ptx", "-O3", arch, "-I", "kernels", "-o"])
                 .arg(&ptx)
                 .arg(cu)
                 .output()

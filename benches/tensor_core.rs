@@ -6,7 +6,7 @@
 //! shapes. Without a GPU it prints why and exits 0.
 //!
 //! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v4",
-//! "linear v3", "linear v4", "attention fwd v3"),
+//! "linear v3", "linear v4", "linear v5" (wgmma: Hopper only), "attention fwd v3"),
 //! after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
 //! reads to put PyTorch's time (cuDNN conv, SDPA) for the same shape next to ours:
@@ -103,7 +103,7 @@ fn main() {
             // The kernel lab's GEMM variant on the same tensors (tools/gpu_check.sh builds this
             // bench with --features kernel-lab); its output is checked against the shipped one.
             #[cfg(feature = "kernel-lab")]
-            for variant in [3, 4] {
+            for variant in [3, 4, 5] {
                 if lab_check(&format!("gemm v{variant}"), cuda::lab::linear_ring(&x, &w, &b, variant), &x.linear(&w, Some(&b)).unwrap(), dt) {
                     row(&format!("linear v{variant}"), &format!("{m}x{k}x{n}"), dt, time(&dev, || drop(cuda::lab::linear_ring(&x, &w, &b, variant).unwrap())), 2.0 * (m * k * n) as f64);
                 }

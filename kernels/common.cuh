@@ -10,12 +10,14 @@
 #include <cuda_bf16.h>
 // A statically sized __shared__ array; the emulator gives every thread of a block the same one.
 #define LDM_SHARED(T, name, count) __shared__ __align__(16) T name[count]
+#define LDM_SHARED_ALIGNED(T, name, count, align) __shared__ __align__(align) T name[count]
 #endif
 // NVRTC (the run-time fallback when the build had no nvcc) has no C library headers.
 #ifdef __CUDACC_RTC__
 typedef long long int64_t;
 typedef int int32_t;
 typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
 typedef unsigned long long uintptr_t;
 typedef unsigned char uint8_t;
 #define INT64_MAX 9223372036854775807LL

@@ -213,6 +213,13 @@ for dt in f16 bf16; do
         echo "engine (50 steps, LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4 LDM_CUDA_CONV=lab-v4, --repeat 2): exit $?" >> "$summary"
         grep -E '^(timings|error)' "$out/engine-$dt-lab-all.log" >> "$summary"
         $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_lab_all.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+        # the GEMM on Hopper's wgmma (gemm_tc_wgmma_sm90a.cu, lab variant 5) where the 128×128 tile runs
+        LDM_CUDA_GEMM=lab-v5 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
+            --save-latents "$out/$dt/latents_engine_lab_v5.safetensors" --timings --out "$out/$dt/engine_lab_v5.png" > "$out/engine-$dt-lab-v5.log" 2>&1
+        echo "engine (50 steps, LDM_CUDA_GEMM=lab-v5, --repeat 2): exit $?" >> "$summary"
+        grep -E '^(timings|error)' "$out/engine-$dt-lab-v5.log" >> "$summary"
+        $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_lab_v5.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
         # where the GPU time goes: 3 steps with every kernel timed (src/backend/cuda/profile.rs)
         LDM_CUDA_PROFILE=1 timeout 100 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_profile.png" > "$out/engine-$dt-profile.log" 2>&1

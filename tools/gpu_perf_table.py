@@ -60,6 +60,8 @@ def e2e_table(text: str):
             label = "ldm-engine, conv on the 64×64 tile only"
         elif line.startswith("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4"):
             label = "ldm-engine, kernel-lab attention v3 + GEMM v4 + conv v4"
+        elif line.startswith("engine (50 steps, LDM_CUDA_GEMM=lab-v5"):
+            label = "ldm-engine, GEMM on kernel-lab variant 5 (wgmma)"
         elif line.startswith("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3"):
             label = "ldm-engine, attention on kernel-lab variant 3"
         elif line.startswith("engine ("):

@@ -8,12 +8,13 @@
 // Every vv case also runs through the 128×128 kernel the host takes for large grids
 // (gemm_tc_wide_vv): batches, a broadcast operand and rows padded past k included — and through
 // the kernel lab's variants 3 and 4 of it (tools/kernel_lab/gemm_tc_ring.cu: a 3-stage cp.async
-// ring; 4 reads its fragments with ldmatrix).
+// ring; 4 reads its fragments with ldmatrix) and 5 (gemm_tc_wgmma_sm90a.cu: the ring feeding wgmma).
 //
 // Tolerance per element, as tools/kernel_emu/conv_tc_test.cpp: |out − ref| ≤ 2·eps(T)·|ref| +
 // 1e-5·(Σ|a·b| + 1). Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/gemm_tc.cu"
 #include "../kernel_lab/gemm_tc_ring.cu"
+#include "../kernel_lab/gemm_tc_wgmma_sm90a.cu"
 
 #include <random>
 #include <string>
@@ -80,8 +81,8 @@ static void run(const char* dtype, const Case& cs) {
     // the vv cases also through the 128×128 kernel (gemm_tc_wide_vv), batches and padded rows
     // included, and through the lab's ring variants 3 and 4 of it
     bool wide = cs.ak == 'v' && cs.bk == 'v';
-    const char* labels[3] = {"128x128 ", "lab v3  ", "lab v4  "};
-    std::vector<std::vector<T>> cw(3, std::vector<T>(c.size()));
+    const char* labels[4] = {"128x128 ", "lab v3  ", "lab v4  ", "lab v5  "};
+    std::vector<std::vector<T>> cw(4, std::vector<T>(c.size()));
     if (wide) {
         dim3 grid2{(unsigned)((cs.m + TCW_BM - 1) / TCW_BM), (unsigned)((cs.n + TCW_BN - 1) / TCW_BN), (unsigned)cs.batch};
         const T* bp = cs.bias ? bias.data() : nullptr;
@@ -89,17 +90,20 @@ static void run(const char* dtype, const Case& cs) {
             gemm_tc_wide<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[0].data());
         });
         dim3 grid3{(unsigned)((cs.m + RING_BM - 1) / RING_BM), (unsigned)((cs.n + RING_BN - 1) / RING_BN), (unsigned)cs.batch};
-        TcGemmDimsV3 d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs, res_addr};
+        TcGemmDimsLab d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs, res_addr};
         ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
             gemm_tc_wide_ring<T, false>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[1].data());
         });
         ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
             gemm_tc_wide_ring<T, true>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[2].data());
         });
+        ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
+            gemm_tc_wide_wgmma<T>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[3].data());
+        });
     }
 
-    double eps = eps_of((const T*)nullptr), worst = 0, worst_w[3] = {0, 0, 0};
-    size_t bad = 0, bad_w[3] = {0, 0, 0};
+    double eps = eps_of((const T*)nullptr), worst = 0, worst_w[4] = {0, 0, 0, 0};
+    size_t bad = 0, bad_w[4] = {0, 0, 0, 0};
     for (int z = 0; z < cs.batch; ++z)
         for (int i = 0; i < cs.m; ++i)
             for (int j = 0; j < cs.n; ++j) {
@@ -114,7 +118,7 @@ static void run(const char* dtype, const Case& cs) {
                 double err = std::fabs(got - s);
                 if (!(err <= allowed)) ++bad;
                 worst = std::max(worst, err / allowed);
-                for (int v = 0; wide && v < 3; ++v) {
+                for (int v = 0; wide && v < 4; ++v) {
                     double e = std::fabs(to_f32(cw[v][at]) - s);
                     if (!(e <= allowed)) ++bad_w[v];
                     worst_w[v] = std::max(worst_w[v], e / allowed);
@@ -124,7 +128,7 @@ static void run(const char* dtype, const Case& cs) {
     std::snprintf(line, sizeof line, "%s %c%c %s: [%d] %dx%d·%dx%d%s%s", dtype, cs.ak, cs.bk, cs.name.c_str(), cs.batch, cs.m, cs.k, cs.k, cs.n, cs.bias ? " +bias" : "", cs.res ? " +res" : "");
     std::printf("%-4s %-78s worst err/allowed %.3f\n", bad ? "FAIL" : "ok", line, worst);
     if (bad) ++failures;
-    for (int v = 0; wide && v < 3; ++v) {
+    for (int v = 0; wide && v < 4; ++v) {
         std::printf("%-4s %-78s worst err/allowed %.3f\n", bad_w[v] ? "FAIL" : "ok", (std::string(labels[v]) + line).c_str(), worst_w[v]);
         if (bad_w[v]) ++failures;
     }

@@ -126,7 +126,7 @@ struct Block {
     std::barrier<> bar;
     std::vector<std::unique_ptr<Warp>> warps;
     std::vector<unsigned char> smem;
-    Block(int threads) : bar(threads), smem(SMEM_BYTES + 16, 0) {
+    Block(int threads) : bar(threads), smem(SMEM_BYTES + 1024, 0) {
         for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<Warp>());
     }
 };
@@ -138,9 +138,12 @@ inline std::mutex atomic_lock;
 inline int linear_tid() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
 inline int lane() { return linear_tid() & 31; }
 inline Warp& warp() { return *current->warps[linear_tid() >> 5]; }
-inline void* shared_alloc(size_t bytes) {
-    uintptr_t base = ((uintptr_t)current->smem.data() + 15) & ~(uintptr_t)15;
-    void* p = (void*)(base + shared_used);
+// The block's shared window starts 1024-byte aligned (as a GPU's does), so that the shared-memory
+// addresses below (offsets from it) keep the alignment a swizzled wgmma operand relies on.
+inline unsigned char* smem_base() { return (unsigned char*)(((uintptr_t)current->smem.data() + 1023) & ~(uintptr_t)1023); }
+inline void* shared_alloc(size_t bytes, size_t align = 16) {
+    shared_used = (shared_used + align - 1) & ~(align - 1);
+    void* p = (void*)(smem_base() + shared_used);
     shared_used = (shared_used + bytes + 15) & ~(size_t)15;
     if (shared_used > SMEM_BYTES) {
         std::fprintf(stderr, "ldm_emu: more than %zu bytes of shared memory\n", SMEM_BYTES);
@@ -203,8 +206,10 @@ void launch(dim3 grid, dim3 block, F body) {
 
 }  // namespace ldm_emu
 
-// A statically sized __shared__ array: `LDM_SHARED(T, name, count);` (kernels/common.cuh).
+// A statically sized __shared__ array: `LDM_SHARED(T, name, count);` (kernels/common.cuh), and
+// one aligned to `align` bytes of the shared window.
 #define LDM_SHARED(T, name, count) T* name = (T*)ldm_emu::shared_alloc(sizeof(T) * (count))
+#define LDM_SHARED_ALIGNED(T, name, count, align) T* name = (T*)ldm_emu::shared_alloc(sizeof(T) * (count), align)
 
 inline void __syncthreads() { ldm_emu::current->bar.arrive_and_wait(); }
 
@@ -281,6 +286,47 @@ inline void ldmatrix_x4(uint32_t r[4], const void* row) { emu_ldmatrix_x4<false>
 inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) { emu_ldmatrix_x4<true>(r, row); }
 // ex2.approx.ftz.f32 (≤ 2 ulp on the GPU): exact here.
 inline float fast_exp2(float x) { return exp2f(x); }
+
+// wgmma (sm_90a), as far as the kernel lab's GEMM variant 5 uses it: wgmma.mma_async
+// m64nNk16, f32 accumulators, A and B both K-major in shared memory behind matrix descriptors with
+// the 64-byte swizzle. Emulated from the PTX ISA's description ("Matrix Descriptor Format",
+// "Shared Memory Matrix Layout", "Register Fragments" for wgmma .m64nNk16):
+//   descriptor bits 0–13 start address >> 4, 16–29 leading byte offset >> 4 (unused by a
+//   swizzled K-major operand), 32–45 stride byte offset >> 4 (between 8-row groups), 49–51 base
+//   offset (0 here: the operand's 8-row atoms are 512-byte aligned), 62–63 layout (2: 64-byte swizzle);
+//   element (row r, k) of such an operand sits at start + (r / 8)·SBO + (r % 8)·64 + 2k, with
+//   address bits 4–5 XORed by bits 7–8 (16-byte chunk c of row r moves to c ^ ((r >> 1) & 3));
+//   accumulator 4j + e of thread T (warp w = T / 32 of the warpgroup, g = T % 32 / 4, t = T % 4)
+//   is row 16w + g (+8 for e ≥ 2), column 8j + 2t + (e & 1).
+// The product is computed at issue, from shared memory as it is then (the kernel waits for it
+// before touching shared memory or the accumulators again); fences, commits and waits do nothing
+// here. A descriptor with another layout stops the emulator.
+inline uint32_t smem_addr(const void* p) { return (uint32_t)((const unsigned char*)p - ldm_emu::smem_base()); }
+inline void wgmma_fence() {}
+inline void wgmma_commit() {}
+template <int N>
+inline void wgmma_wait() {}
+inline void fence_proxy_async() {}
+template <bool BF16, int N>
+inline void emu_wgmma_m64k16(float* d, uint64_t da, uint64_t db) {
+    auto elem = [](uint64_t desc, int r, int k) -> float {
+        if ((desc >> 62) != 2 || ((desc >> 49) & 7) != 0) ldm_emu::fail("wgmma: only the 64-byte swizzle at base offset 0 is emulated");
+        uint32_t start = (uint32_t)(desc & 0x3fff) << 4, sbo = (uint32_t)((desc >> 32) & 0x3fff) << 4;
+        uint32_t a = start + (uint32_t)(r >> 3) * sbo + (uint32_t)(r & 7) * 64 + 2 * (uint32_t)k;
+        a ^= ((a >> 7) & 3) << 4;
+        uint16_t h;
+        std::memcpy(&h, ldm_emu::smem_base() + a, 2);
+        return BF16 ? __bfloat162float(__nv_bfloat16{h}) : __half2float(__half{h});
+    };
+    int tid = ldm_emu::linear_tid() % 128, w = tid / 32, g = (tid % 32) >> 2, t = tid & 3;
+    for (int j = 0; j < N / 8; ++j)
+        for (int e = 0; e < 4; ++e) {
+            int row = 16 * w + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * t + (e & 1);
+            float acc = d[4 * j + e];
+            for (int k = 0; k < 16; ++k) acc += elem(da, row, k) * elem(db, col, k);
+            d[4 * j + e] = acc;
+        }
+}
 
 inline float atomicAdd(float* p, float v) {
     std::lock_guard<std::mutex> g(ldm_emu::atomic_lock);

@@ -7,17 +7,9 @@
 // covers it, so reading a stage too early fails there).
 #include "tc_ring.cuh"
 
-// As kernels/gemm_tc.cu TcGemmDims (this file is built on its own).
-struct TcGemmDimsV3 {
-    int m, n, k;
-    int64_t a_rs, a_cs;
-    int64_t b_rs, b_cs;
-    uint64_t res;  // 0, or a residual of C's shape added before the rounding
-};
-
 // LDSM: variant 4 reads the fragments with ldmatrix, variant 3 with 32-bit loads.
 template <typename T, bool LDSM>
-__device__ void gemm_tc_wide_ring(const TcGemmDimsV3& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
+__device__ void gemm_tc_wide_ring(const TcGemmDimsLab& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
     const int64_t z = blockIdx.z;
     const T* x = A + strided_offset(ab, z);
     const T* w = B + strided_offset(bb, z);
@@ -33,9 +25,9 @@ __device__ void gemm_tc_wide_ring(const TcGemmDimsV3& d, const T* A, const Strid
 }
 
 #define GEMM_TC_RING(T, S) \
-extern "C" __global__ void __launch_bounds__(RING_THREADS) gemm_tc_wide_v3_vv_##S(TcGemmDimsV3 d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
+extern "C" __global__ void __launch_bounds__(RING_THREADS) gemm_tc_wide_v3_vv_##S(TcGemmDimsLab d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
     gemm_tc_wide_ring<T, false>(d, A, ab, B, bb, bias, C); } \
-extern "C" __global__ void __launch_bounds__(RING_THREADS) gemm_tc_wide_v4_vv_##S(TcGemmDimsV3 d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
+extern "C" __global__ void __launch_bounds__(RING_THREADS) gemm_tc_wide_v4_vv_##S(TcGemmDimsLab d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
     gemm_tc_wide_ring<T, true>(d, A, ab, B, bb, bias, C); }
 GEMM_TC_RING(f16, f16)
 GEMM_TC_RING(bf16, bf16)

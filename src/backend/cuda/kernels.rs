@@ -10,6 +10,7 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
 /// The PTX text of `module` for a device of compute capability `cc`.
 pub fn ptx_for(module: &'static str, cc: (i32, i32)) -> Result<String> {
+    let arch = module_arch(module, cc)?;
     if let Some((_, ptx)) = BUILD_PTX.iter().find(|(m, _)| *m == module) {
         return Ok((*ptx).to_string());
     }
@@ -17,7 +18,6 @@ pub fn ptx_for(module: &'static str, cc: (i32, i32)) -> Result<String> {
         .iter()
         .find(|(m, _)| *m == module)
         .ok_or_else(|| Error::invalid("cuda", format!("no kernel module named {module} in this build")))?;
-    let arch = nvrtc_arch(cc);
     let key = format!("{module}-{:016x}-{arch}.ptx", fnv1a(&[src.as_bytes(), arch.as_bytes()]));
     let cached = cache_dir().map(|d| d.join(&key));
     if let Some(path) = &cached
@@ -33,6 +33,23 @@ pub fn ptx_for(module: &'static str, cc: (i32, i32)) -> Result<String> {
         }
     }
     Ok(ptx)
+}
+
+/// Whether `module` is Hopper-only (a kernel file named *_sm90a.cu: wgmma), built for compute_90a.
+fn hopper_only(module: &str) -> bool {
+    module.ends_with("_sm90a")
+}
+
+/// The virtual architecture `module` is compiled for on a device of compute capability `cc`:
+/// compute_90a for a Hopper-only module (refused elsewhere), else `nvrtc_arch`.
+fn module_arch(module: &str, cc: (i32, i32)) -> Result<&'static str> {
+    if !hopper_only(module) {
+        return Ok(nvrtc_arch(cc));
+    }
+    if cc != (9, 0) {
+        return Err(Error::invalid("cuda", format!("kernel module {module} needs a compute-capability 9.0 (Hopper) GPU, this one is {}.{}", cc.0, cc.1)));
+    }
+    Ok("compute_90a")
 }
 
 /// The virtual architecture NVRTC targets: the device's own when NVRTC 13.0 knows it.
@@ -118,7 +135,7 @@ mod tests {
         assert!(SOURCES.len() >= 3);
         // With nvcc at build time (CI installs it), every module also has PTX for compute_80.
         for (module, ptx) in BUILD_PTX {
-            assert!(ptx.contains(".target sm_80"), "{module}");
+            assert!(ptx.contains(if hopper_only(module) { ".target sm_90a" } else { ".target sm_80" }), "{module}");
             assert!(ptx.contains(".version 9.0"), "{module}: CUDA 13.0 PTX is ISA 9.0, what driver 580 accepts");
         }
     }
@@ -138,7 +155,8 @@ mod tests {
             return;
         }
         for (module, src) in SOURCES {
-            let ptx = nvrtc_compile(module, src, "compute_80").unwrap_or_else(|e| panic!("{e}"));
+            let arch = if hopper_only(module) { "compute_90a" } else { "compute_80" };
+            let ptx = nvrtc_compile(module, src, arch).unwrap_or_else(|e| panic!("{e}"));
             let names = entries(&ptx);
             assert!(!names.is_empty(), "{module}: no kernels");
             if let Some((_, built)) = BUILD_PTX.iter().find(|(m, _)| m == module) {
@@ -153,5 +171,9 @@ mod tests {
         assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
         assert_eq!(nvrtc_arch((9, 0)), "compute_90");
         assert_eq!(nvrtc_arch((8, 6)), "compute_86");
+        // a Hopper-only module: compute_90a on an H100, refused by name elsewhere
+        assert_eq!(module_arch("lab_gemm_tc_wgmma_sm90a", (9, 0)).unwrap(), "compute_90a");
+        assert!(module_arch("lab_gemm_tc_wgmma_sm90a", (8, 0)).unwrap_err().to_string().contains("Hopper"));
+        assert_eq!(module_arch("gemm_tc", (8, 0)).unwrap(), "compute_80");
     }
 }

@@ -11,10 +11,11 @@ use crate::tensor::{DType, Layout, Tensor};
 use crate::{Error, Result};
 use cudarc::driver::LaunchConfig;
 
-/// `x · wᵀ + bias` (x [M, K], w [N, K], bias [N], one half dtype) with GEMM lab variant 3 or 4
-/// (tools/kernel_lab/gemm_tc_ring.cu: the shipped 128×128 tile fed by a 3-stage cp.async ring;
-/// 4 reads its fragments with ldmatrix), on the operands the shipped kernel's vv path takes:
-/// dense, 16-byte aligned, K % 8 = 0.
+/// `x · wᵀ + bias` (x [M, K], w [N, K], bias [N], one half dtype) with GEMM lab variant 3, 4 or
+/// 5 (tools/kernel_lab/gemm_tc_ring.cu: the shipped 128×128 tile fed by a 3-stage cp.async ring;
+/// 4 reads its fragments with ldmatrix; gemm_tc_wgmma_sm90a.cu: 5 feeds wgmma from the same ring,
+/// Hopper only), on the operands the shipped kernel's vv path takes: dense, 16-byte aligned,
+/// K % 8 = 0.
 pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Result<Tensor> {
     let op = "linear_ring";
     let sfx = float_suffix(op, x.dtype())?;
@@ -22,15 +23,16 @@ pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Resul
     let ((m, k), n) = ((x.shape()[0], x.shape()[1]), w.shape()[0]);
     let (dev, x_ptr) = device_and_ptr(op, &x)?;
     let (w_ptr, b_ptr) = (data_ptr(&w)?, data_ptr(&bias)?);
-    if x.rank() != 2 || w.shape() != [n, k] || k % 8 != 0 || x_ptr % 16 != 0 || w_ptr % 16 != 0 || !(3..=4).contains(&variant) {
-        return Err(Error::invalid(op, "x [M, K] and w [N, K], dense and 16-byte aligned, K % 8 = 0; variant 3 or 4"));
+    if x.rank() != 2 || w.shape() != [n, k] || k % 8 != 0 || x_ptr % 16 != 0 || w_ptr % 16 != 0 || !(3..=5).contains(&variant) {
+        return Err(Error::invalid(op, "x [M, K] and w [N, K], dense and 16-byte aligned, K % 8 = 0; variant 3, 4 or 5"));
     }
     let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs: k as i64, a_cs: 1, b_rs: 1, b_cs: k as i64, res: 0 };
     let no_batch = Layout::new(vec![], vec![], 0);
     let s = strided_operands(op, &[], &[&no_batch, &no_batch])?;
     let out = alloc_out(&dev, x.dtype(), &[m, n])?;
     let cfg = LaunchConfig { grid_dim: (m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-    launch!(dev, "lab_gemm_tc_ring", format!("gemm_tc_wide_v{variant}_vv_{sfx}"), cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
+    let module = if variant == 5 { "lab_gemm_tc_wgmma_sm90a" } else { "lab_gemm_tc_ring" };
+    launch!(dev, module, format!("gemm_tc_wide_v{variant}_vv_{sfx}"), cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
     Ok(wrap(out, &[m, n], None))
 }
 

@@ -58,14 +58,15 @@ fn wide_tile_pays(m: usize, n: usize, batch: usize) -> bool {
 }
 
 /// (module, kernel) of the 128×128 vv product: gemm_tc_wide_vv, or in a build with `--features
-/// kernel-lab` under `LDM_CUDA_GEMM=lab-v3` / `lab-v4` the kernel lab's ring variant, which has
-/// the same signature, grid and block (tools/kernel_lab/gemm_tc_ring.cu; gpu-bundle/e2e.sh times
-/// the SD workload so).
+/// kernel-lab` under `LDM_CUDA_GEMM=lab-v3` / `lab-v4` / `lab-v5` the kernel lab's ring variant,
+/// which has the same signature, grid and block (tools/kernel_lab/gemm_tc_ring.cu, and
+/// gemm_tc_wgmma_sm90a.cu for v5, Hopper only; gpu-bundle/e2e.sh times the SD workload so).
 fn wide_kernel(sfx: &str) -> (&'static str, String) {
     #[cfg(feature = "kernel-lab")]
-    for v in ["v3", "v4"] {
+    for v in ["v3", "v4", "v5"] {
         if forced(&format!("lab-{v}")) {
-            return ("lab_gemm_tc_ring", format!("gemm_tc_wide_{v}_vv_{sfx}"));
+            let module = if v == "v5" { "lab_gemm_tc_wgmma_sm90a" } else { "lab_gemm_tc_ring" };
+            return (module, format!("gemm_tc_wide_{v}_vv_{sfx}"));
         }
     }
     ("gemm_tc", format!("gemm_tc_wide_vv_{sfx}"))
@@ -197,7 +198,7 @@ mod tests {
     #[test]
     fn the_gemm_dims_struct_has_the_c_layout() {
         // int32 ×3 (+4 padding), four int64 strides, the residual's uint64 address: 56 bytes,
-        // kernels/gemm_tc.cu TcGemmDims and the lab's TcGemmDimsV3
+        // kernels/gemm_tc.cu TcGemmDims and the lab's TcGemmDimsLab
         assert_eq!((std::mem::size_of::<TcGemmDims>(), std::mem::align_of::<TcGemmDims>()), (56, 8));
     }
 
