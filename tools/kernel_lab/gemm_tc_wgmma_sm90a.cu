@@ -62,10 +62,12 @@ __device__ void gemm_tc_wide_wgmma(const TcGemmDimsLab& d, const T* A, const Str
         const T* as = As + (i % RING_STAGES) * SLICE + wg * 64 * RING_BK;
         const T* bs = Bs + (i % RING_STAGES) * SLICE;
         wgmma_fence();
+        wgmma_fence_operands(acc);
         #pragma unroll
         for (int ks = 0; ks < RING_BK; ks += 16) wgmma_m64n128k16<T>(acc, sw64_desc(smem_addr(as + ks)), sw64_desc(smem_addr(bs + ks)));
         wgmma_commit();
         wgmma_wait<0>();
+        wgmma_fence_operands(acc);
     }
     cp_async_wait<0>();
 

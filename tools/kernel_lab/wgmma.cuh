@@ -26,6 +26,14 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 // (wgmma's operand reads); each writing thread, before the barrier.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
+// Pins the accumulators at this point of the program: the compiler sees them read and written
+// here, so no ordinary access to them moves across the wgmma wait before it (CUTLASS's
+// warpgroup_fence_operand). No instruction is emitted.
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[64]) {
+    #pragma unroll
+    for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
 // d (64×128 f32, in the wgmma accumulator layout) += A (64×16, descriptor da) · B (128×16, db)ᵀ.
 template <typename T>
 __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, uint64_t db);
@@ -48,6 +56,7 @@ __device__ __forceinline__ void wgmma_m64n128k16<bf16>(float (&d)[64], uint64_t 
         : "l"(da), "l"(db), "r"(1));
 }
 #else
+inline void wgmma_fence_operands(float (&)[64]) {}
 template <typename T>
 inline void wgmma_m64n128k16(float (&d)[64], uint64_t da, uint64_t db);
 template <>
