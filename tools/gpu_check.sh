@@ -164,6 +164,18 @@ save() { cp "$summary" "$dest/e2e-summary.md"; tar czf "$dest/e2e-logs.tgz" -C "
     echo
 } > "$summary"
 $py tools/torch_sd15/bench.py make "$folder" --dtype f16 > "$out/make.log" 2>&1 || { echo "make failed"; cat "$out/make.log"; }
+# One more timed f16 run (--repeat 2) under environment switches ($2 …), named $1: its timings and
+# its latents against PyTorch's go into the summary as "engine (50 steps, <switches>, --repeat 2)".
+engine_variant() {
+    local name=$1
+    shift
+    env "$@" timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+        --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
+        --save-latents "$out/$dt/latents_engine_$name.safetensors" --timings --out "$out/$dt/engine_$name.png" > "$out/engine-$dt-$name.log" 2>&1
+    echo "engine (50 steps, $*, --repeat 2): exit $?" >> "$summary"
+    grep -E '^(timings|error)' "$out/engine-$dt-$name.log" >> "$summary"
+    $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_$name.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+}
 for dt in f16 bf16; do
     echo "## $dt" >> "$summary"
     echo '```' >> "$summary"
@@ -193,33 +205,15 @@ for dt in f16 bf16; do
         $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_graph.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
         # the conv forward's 128×128 tile against the 64×64 one on this workload (conv_tc.rs
         # nhwc_forward_kernel; shipped unmeasured, by the GEMM's measured rule)
-        LDM_CUDA_CONV=tile64 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
-            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --timings --out "$out/$dt/engine_tile64.png" > "$out/engine-$dt-tile64.log" 2>&1
-        echo "engine (50 steps, LDM_CUDA_CONV=tile64, --repeat 2): exit $?" >> "$summary"
-        grep -E '^(timings|error)' "$out/engine-$dt-tile64.log" >> "$summary"
-        # the kernel lab's attention variant 3 (tools/kernel_lab/attention_v3.cu) on this workload:
-        # every unmasked head-dim-40/80 attention of the UNet runs on it
-        LDM_CUDA_ATTENTION=lab-v3 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
-            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
-            --save-latents "$out/$dt/latents_engine_lab_v3.safetensors" --timings --out "$out/$dt/engine_lab_v3.png" > "$out/engine-$dt-lab-v3.log" 2>&1
-        echo "engine (50 steps, LDM_CUDA_ATTENTION=lab-v3, --repeat 2): exit $?" >> "$summary"
-        grep -E '^(timings|error)' "$out/engine-$dt-lab-v3.log" >> "$summary"
-        $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_lab_v3.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+        engine_variant tile64 LDM_CUDA_CONV=tile64
+        # the kernel lab's attention variant 3 (tools/kernel_lab/attention_v3.cu): every unmasked
+        # head-dim-40/80 attention of the UNet runs on it
+        engine_variant lab_v3 LDM_CUDA_ATTENTION=lab-v3
         # every lab variant at once: attention v3, the GEMM's and the conv's cp.async ring with
         # ldmatrix (gemm_tc_ring.cu v4, conv_tc_v4.cu) where the shipped 128×128 tiles would run
-        LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4 LDM_CUDA_CONV=lab-v4 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
-            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
-            --save-latents "$out/$dt/latents_engine_lab_all.safetensors" --timings --out "$out/$dt/engine_lab_all.png" > "$out/engine-$dt-lab-all.log" 2>&1
-        echo "engine (50 steps, LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4 LDM_CUDA_CONV=lab-v4, --repeat 2): exit $?" >> "$summary"
-        grep -E '^(timings|error)' "$out/engine-$dt-lab-all.log" >> "$summary"
-        $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_lab_all.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+        engine_variant lab_all LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4 LDM_CUDA_CONV=lab-v4
         # the GEMM on Hopper's wgmma (gemm_tc_wgmma_sm90a.cu, lab variant 5) where the 128×128 tile runs
-        LDM_CUDA_GEMM=lab-v5 timeout 100 "$here/bin/ldm-engine" sample --repeat 2 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
-            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" \
-            --save-latents "$out/$dt/latents_engine_lab_v5.safetensors" --timings --out "$out/$dt/engine_lab_v5.png" > "$out/engine-$dt-lab-v5.log" 2>&1
-        echo "engine (50 steps, LDM_CUDA_GEMM=lab-v5, --repeat 2): exit $?" >> "$summary"
-        grep -E '^(timings|error)' "$out/engine-$dt-lab-v5.log" >> "$summary"
-        $py tools/torch_sd15/bench.py compare "$out/$dt/latents_engine_lab_v5.safetensors" "$out/$dt/latents_torch.safetensors" >> "$summary" 2>&1
+        engine_variant lab_v5 LDM_CUDA_GEMM=lab-v5
         # where the GPU time goes: 3 steps with every kernel timed (src/backend/cuda/profile.rs)
         LDM_CUDA_PROFILE=1 timeout 100 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_profile.png" > "$out/engine-$dt-profile.log" 2>&1

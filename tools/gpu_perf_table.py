@@ -43,6 +43,17 @@ def timings(line: str) -> dict:
     return dict(kv.split("=") for kv in line.split()[1:])
 
 
+# The engine's e2e runs by the start of their summary line, most specific first.
+ENGINE_RUNS = [
+    ("engine (50 steps, timed", "ldm-engine"),
+    ("engine (50 steps, LDM_CUDA_GRAPH=1)", "ldm-engine, CUDA graph"),
+    ("engine (50 steps, LDM_CUDA_CONV=tile64", "ldm-engine, conv on the 64×64 tile only"),
+    ("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4", "ldm-engine, kernel-lab attention v3 + GEMM v4 + conv v4"),
+    ("engine (50 steps, LDM_CUDA_GEMM=lab-v5", "ldm-engine, GEMM on kernel-lab variant 5 (wgmma)"),
+    ("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3", "ldm-engine, attention on kernel-lab variant 3"),
+]
+
+
 def e2e_table(text: str):
     """The e2e log's timings as one table: per dtype, PyTorch's and the engine's runs."""
     rows, dtype, label = [], None, None
@@ -52,18 +63,8 @@ def e2e_table(text: str):
             dtype = line[3:].strip()
         elif line.startswith("torch ("):
             label = "PyTorch"
-        elif line.startswith("engine (50 steps, timed"):
-            label = "ldm-engine"
-        elif line.startswith("engine (50 steps, LDM_CUDA_GRAPH=1)"):
-            label = "ldm-engine, CUDA graph"
-        elif line.startswith("engine (50 steps, LDM_CUDA_CONV=tile64"):
-            label = "ldm-engine, conv on the 64×64 tile only"
-        elif line.startswith("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4"):
-            label = "ldm-engine, kernel-lab attention v3 + GEMM v4 + conv v4"
-        elif line.startswith("engine (50 steps, LDM_CUDA_GEMM=lab-v5"):
-            label = "ldm-engine, GEMM on kernel-lab variant 5 (wgmma)"
-        elif line.startswith("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3"):
-            label = "ldm-engine, attention on kernel-lab variant 3"
+        elif line.startswith("engine (") and any(line.startswith(p) for p, _ in ENGINE_RUNS):
+            label = next(name for p, name in ENGINE_RUNS if line.startswith(p))
         elif line.startswith("engine ("):
             label = None
         elif line.startswith("timings:") and label and dtype:
