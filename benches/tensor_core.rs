@@ -6,6 +6,7 @@
 //! shapes. Without a GPU it prints why and exits 0.
 //!
 //! With `--features kernel-lab` the kernel lab's variants get rows of their own ("conv2d fwd v4",
+//! "conv2d fwd v5" (wgmma: Hopper only),
 //! "linear v3", "linear v4", "linear v5" (wgmma: Hopper only), "attention fwd v3"),
 //! after a line giving their largest difference from the shipped kernel.
 //! Each row is also printed as one tab-separated `TC` line that tools/torch_bench/tensor_core.py
@@ -88,11 +89,11 @@ fn main() {
             row("conv2d fwd", &shape, dt, time(&dev, || drop(x.conv2d(&w, Some(&b), p).unwrap())), flops);
             row("conv2d bwd data", &shape, dt, time(&dev, || drop(cuda::conv::backward_data(&dy, &w, None, &g).unwrap())), flops);
             row("conv2d bwd weight", &shape, dt, time(&dev, || drop(cuda::conv::backward_weight(&x, &dy, &g, dt).unwrap())), flops);
-            // the kernel lab's conv forward variant 4 on the same tensors, checked against the shipped one
+            // the kernel lab's conv forward variants 4 and 5 on the same tensors, checked against the shipped one
             #[cfg(feature = "kernel-lab")]
-            {
-                if lab_check("conv v4", cuda::lab::conv2d_v4(&x, &w, Some(&b), &g), &x.conv2d(&w, Some(&b), p).unwrap(), dt) {
-                    row("conv2d fwd v4", &shape, dt, time(&dev, || drop(cuda::lab::conv2d_v4(&x, &w, Some(&b), &g).unwrap())), flops);
+            for variant in [4, 5] {
+                if lab_check(&format!("conv v{variant}"), cuda::lab::conv2d_lab(&x, &w, Some(&b), &g, variant), &x.conv2d(&w, Some(&b), p).unwrap(), dt) {
+                    row(&format!("conv2d fwd v{variant}"), &shape, dt, time(&dev, || drop(cuda::lab::conv2d_lab(&x, &w, Some(&b), &g, variant).unwrap())), flops);
                 }
             }
         }

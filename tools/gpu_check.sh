@@ -212,8 +212,9 @@ for dt in f16 bf16; do
         # every lab variant at once: attention v3, the GEMM's and the conv's cp.async ring with
         # ldmatrix (gemm_tc_ring.cu v4, conv_tc_v4.cu) where the shipped 128×128 tiles would run
         engine_variant lab_all LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4 LDM_CUDA_CONV=lab-v4
-        # the GEMM on Hopper's wgmma (gemm_tc_wgmma_sm90a.cu, lab variant 5) where the 128×128 tile runs
-        engine_variant lab_v5 LDM_CUDA_GEMM=lab-v5
+        # the GEMM and the conv on Hopper's wgmma (gemm_tc_wgmma_sm90a.cu, conv_tc_wgmma_sm90a.cu,
+        # lab variants 5) where the shipped 128×128 tiles and split-K run
+        engine_variant lab_v5 LDM_CUDA_GEMM=lab-v5 LDM_CUDA_CONV=lab-v5
         # where the GPU time goes: 3 steps with every kernel timed (src/backend/cuda/profile.rs)
         LDM_CUDA_PROFILE=1 timeout 100 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
             --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_profile.png" > "$out/engine-$dt-profile.log" 2>&1

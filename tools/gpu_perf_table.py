@@ -49,7 +49,7 @@ ENGINE_RUNS = [
     ("engine (50 steps, LDM_CUDA_GRAPH=1)", "ldm-engine, CUDA graph"),
     ("engine (50 steps, LDM_CUDA_CONV=tile64", "ldm-engine, conv on the 64×64 tile only"),
     ("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4", "ldm-engine, kernel-lab attention v3 + GEMM v4 + conv v4"),
-    ("engine (50 steps, LDM_CUDA_GEMM=lab-v5", "ldm-engine, GEMM on kernel-lab variant 5 (wgmma)"),
+    ("engine (50 steps, LDM_CUDA_GEMM=lab-v5", "ldm-engine, GEMM and conv on kernel-lab variants 5 (wgmma)"),
     ("engine (50 steps, LDM_CUDA_ATTENTION=lab-v3", "ldm-engine, attention on kernel-lab variant 3"),
 ]
 

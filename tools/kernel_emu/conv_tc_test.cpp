@@ -8,10 +8,12 @@
 // the f32 sum of K products may differ from the f64 one by ~K·2^-24 of the magnitudes summed.
 // Backward weight is stored in f32: 1e-5·Σ|a·b| only.
 // The channels-last forward also runs on the 128×128 tile (conv_fwd_nhwc_wide) and on the kernel
-// lab's variant 4 of it (tools/kernel_lab/conv_tc_v4.cu: a cp.async ring, ldmatrix fragments).
+// lab's variants 4 and 5 of it (tools/kernel_lab/conv_tc_v4.cu: a cp.async ring, ldmatrix
+// fragments; conv_tc_wgmma_sm90a.cu: the ring feeding wgmma).
 // Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/conv_tc.cu"
 #include "../kernel_lab/conv_tc_v4.cu"
+#include "../kernel_lab/conv_tc_wgmma_sm90a.cu"
 
 #include <random>
 #include <string>
@@ -149,6 +151,14 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
             c4.add(to_f32(y4[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
         }
         report(std::string("fwd lab v4 ") + name, c4);
+        std::vector<T> y5(y.size());
+        ldm_emu::launch(gwide, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v5<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y5.data()); });
+        Check c5;
+        for (size_t o = 0; o < y5.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            c5.add(to_f32(y5[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd lab v5 ") + name, c5);
 
         // Split-K: the k range in chunks of 2 slices, summed in f32 by atomics, then bias and
         // residual in the finishing pass.
@@ -176,6 +186,16 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
             cs4.add(to_f32(ys4[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
         }
         report(std::string("fwd split lab v4 ") + name, cs4);
+        std::fill(ws.begin(), ws.end(), 0.0f);
+        std::vector<T> ys5(y.size());
+        ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split_v5<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
+        ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys5.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys5.data()); });
+        Check cs5;
+        for (size_t o = 0; o < ys5.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            cs5.add(to_f32(ys5[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string("fwd split lab v5 ") + name, cs5);
     }
 
     // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.
@@ -230,6 +250,11 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
         Check cd4;
         for (size_t i = 0; i < dx4.size(); ++i) cd4.add(to_f32(dx4[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
         report(std::string("bwd lab v4 ") + name, cd4);
+        std::vector<T> dx5(dx.size());
+        ldm_emu::launch(gdw, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v5<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dx5.data()); });
+        Check cd5;
+        for (size_t i = 0; i < dx5.size(); ++i) cd5.add(to_f32(dx5[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
+        report(std::string("bwd lab v5 ") + name, cd5);
     }
 
     // Backward weight, the k range (n, oh, ow) split in chunks of 2 slices.

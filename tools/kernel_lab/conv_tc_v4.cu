@@ -7,32 +7,14 @@
 // block (256 threads) as conv_tc_fwd_nhwc_wide, same epilogue (NCHW, bias and residual fused), and
 // flip = 1 runs stride-1 backward data as there; and its split-K twin for small images.
 // Emulated by tools/kernel_emu/conv_tc_test.cpp on every channels-last case the shipped kernels run.
-#include "../../kernels/conv_tc.cuh"
-#include "tc_ring.cuh"
-
-// The window operand as a ring issuer: rows m0 … of the implicit A, k = (kh, kw, ci).
-template <typename T>
-struct WindowNhwcIssuer {
-    WindowNhwcOperand<T, RING_THREADS> rows;  // decodes each of the thread's two rows once
-    __device__ __forceinline__ void issue(T* stage, int k0) const {
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int v = threadIdx.x + RING_THREADS * h, kk = (v & 3) * 8;
-            const T* src = rows.vector_at(h, k0 + kk);
-            cp_async16(stage + ring_swz(v >> 2, kk), src ? (const void*)src : (const void*)rows.x, src != nullptr);
-        }
-    }
-};
+#include "conv_ring.cuh"
 
 template <typename T>
 __device__ void conv_fwd_nhwc_v4(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) {
-    const int M = g.n * g.ho * g.wo, K = g.c * g.kh * g.kw;
-    const int m0 = blockIdx.x * RING_BM, n0 = blockIdx.y * RING_BN;
-    const WindowNhwcIssuer<T> a{WindowNhwcOperand<T, RING_THREADS>(x, g, flip, M, m0)};
-    const DenseKIssuer<T> b{wk, K, g.k, n0, K};
+    const ConvRingTile<T> t(g, flip, x, wk, 0);
     float acc[4][4][4];
-    ring_mainloop<T, true>(0, K, a, b, acc);
-    tc_wide_store(M, g.k, m0, n0, acc, NchwStore<T>{g.ho * g.wo, g.k, bias, res, y});
+    ring_mainloop<T, true>(t.kbeg, t.kend, t.a, t.b, acc);
+    tc_wide_store(t.M, g.k, t.m0, t.n0, acc, NchwStore<T>{g.ho * g.wo, g.k, bias, res, y});
 }
 
 // Split-K on the same loop for small images (few output tiles): block z sums k in
@@ -41,18 +23,10 @@ __device__ void conv_fwd_nhwc_v4(TcConvGeom g, int flip, const T* x, const T* wk
 // then adds bias and residual and rounds.
 template <typename T>
 __device__ void conv_fwd_nhwc_split_v4(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) {
-    const int M = g.n * g.ho * g.wo, K = g.c * g.kh * g.kw, P = g.ho * g.wo;
-    const int m0 = blockIdx.x * RING_BM, n0 = blockIdx.y * RING_BN;
-    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
-    const WindowNhwcIssuer<T> a{WindowNhwcOperand<T, RING_THREADS>(x, g, flip, M, m0)};
-    const DenseKIssuer<T> b{wk, K, g.k, n0, kend};
+    const ConvRingTile<T> t(g, flip, x, wk, chunk);
     float acc[4][4][4];
-    ring_mainloop<T, true>(kbeg, kend, a, b, acc);
-    auto put = [&](int m, int co, float v) {
-        int n = m / P, p = m - n * P;
-        atomicAdd(ws + ((int64_t)n * g.k + co) * P + p, v);
-    };
-    tc_wide_store(M, g.k, m0, n0, acc, put);
+    ring_mainloop<T, true>(t.kbeg, t.kend, t.a, t.b, acc);
+    tc_wide_store(t.M, g.k, t.m0, t.n0, acc, NchwAtomicAdd{ws, g.ho * g.wo, g.k});
 }
 
 #define CONV_TC_V4(T, S) \

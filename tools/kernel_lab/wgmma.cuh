@@ -1,11 +1,12 @@
-// Kernel lab: wgmma (sm_90a) for the GEMM variant 5 (gemm_tc_wgmma_sm90a.cu), with the matrix
+// Kernel lab: wgmma (sm_90a) for the GEMM and conv variants 5 (gemm_tc_wgmma_sm90a.cu,
+// conv_tc_wgmma_sm90a.cu), with the matrix
 // descriptor of a K-major operand stored as tc_ring.cuh's ring slices store it: rows of 32 halves
 // (64 bytes) whose 16-byte chunks are XOR-swizzled by (row >> 1) & 3 — the hardware's 64-byte
 // swizzle (address bits 4–5 XOR bits 7–8) when each 8-row atom is 512-byte aligned. The emulator
 // (tools/kernel_emu/ldm_emu.h) defines the same functions and decodes the descriptors per the PTX
 // ISA; this file is for the GPU only.
 #pragma once
-#include "../../kernels/common.cuh"
+#include "tc_ring.cuh"
 
 // Descriptor of a K-major, 64-byte-swizzled operand whose row 0 (k offset included: +32 bytes for
 // the second 16-wide k step of a 32-wide slice) starts at shared address `saddr`: stride byte
@@ -64,3 +65,78 @@ inline void wgmma_m64n128k16<f16>(float (&d)[64], uint64_t da, uint64_t db) { em
 template <>
 inline void wgmma_m64n128k16<bf16>(float (&d)[64], uint64_t da, uint64_t db) { emu_wgmma_m64k16<true, 128>(d, da, db); }
 #endif
+
+// acc = Σ_{k in [kbeg, kend)} A(m, k)·B(k, n) over a 128×128 block tile: tc_ring.cuh's 3-stage
+// cp.async ring (issuers `a`, `b`) feeding wgmma.mma_async.m64n128k16 — two warpgroups of 128
+// threads, warpgroup wg owning rows 64·wg … of the tile, both operands read by the tensor cores
+// straight from the ring's K-major 64-byte-swizzled slices through matrix descriptors. Per slice:
+// cp.async.wait → fence.proxy.async (the copies visible to wgmma's async-proxy reads) → barrier →
+// issue the slice two ahead → wgmma.fence, two wgmma (k 0–15, 16–31: the descriptor start moves
+// 32 bytes), commit, wait (the stage they read is refilled only after the next barrier).
+// Accumulator 4j + e: wgmma_place (below).
+template <typename T, class IssA, class IssB>
+__device__ __forceinline__ void wgmma_ring_mainloop(int kbeg, int kend, const IssA& a, const IssB& b, float (&acc)[64]) {
+    constexpr int SLICE = RING_BM * RING_BK;  // halves per operand slice (8 KB)
+    LDM_SHARED_ALIGNED(T, As, RING_STAGES * SLICE, 1024);
+    LDM_SHARED_ALIGNED(T, Bs, RING_STAGES * SLICE, 1024);
+#ifdef LDM_KERNEL_EMU
+    if ((smem_addr(As) | smem_addr(Bs)) & 511) ldm_emu::fail("wgmma ring: stages not 512-byte aligned");
+#endif
+    const int wg = threadIdx.x >> 7;
+    const int slices = kend > kbeg ? (kend - kbeg + RING_BK - 1) / RING_BK : 0;
+    #pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+    #pragma unroll
+    for (int s = 0; s < RING_STAGES - 1; ++s) {
+        if (s < slices) {
+            a.issue(As + s * SLICE, kbeg + s * RING_BK);
+            b.issue(Bs + s * SLICE, kbeg + s * RING_BK);
+        }
+        cp_async_commit();
+    }
+    for (int i = 0; i < slices; ++i) {
+        cp_async_wait<RING_STAGES - 2>();
+        fence_proxy_async();
+        __syncthreads();
+        const int next = i + RING_STAGES - 1;
+        if (next < slices) {
+            a.issue(As + (next % RING_STAGES) * SLICE, kbeg + next * RING_BK);
+            b.issue(Bs + (next % RING_STAGES) * SLICE, kbeg + next * RING_BK);
+        }
+        cp_async_commit();
+        const T* as = As + (i % RING_STAGES) * SLICE + wg * 64 * RING_BK;
+        const T* bs = Bs + (i % RING_STAGES) * SLICE;
+        wgmma_fence();
+        wgmma_fence_operands(acc);
+        #pragma unroll
+        for (int ks = 0; ks < RING_BK; ks += 16) wgmma_m64n128k16<T>(acc, sw64_desc(smem_addr(as + ks)), sw64_desc(smem_addr(bs + ks)));
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc);
+    }
+    cp_async_wait<0>();
+}
+
+// Each adjacent pair of the 128×128 tile at (m0, n0) in wgmma's accumulator layout to
+// pair(m, n, v0, v1) (columns n, n + 1 of row m; n + 1 may be N: the callee checks): accumulator
+// 4j + e is row 16·warp + g (+8 for e ≥ 2) of the warpgroup's 64, column 8j + 2t + (e & 1).
+template <class Pair>
+__device__ __forceinline__ void wgmma_store_pairs(int M, int N, int m0, int n0, const float (&acc)[64], const Pair& pair) {
+    const int lane = threadIdx.x & 31, wg = threadIdx.x >> 7, wq = (threadIdx.x & 127) >> 5, g = lane >> 2, t = lane & 3;
+    #pragma unroll
+    for (int j = 0; j < 16; ++j)
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            int m = m0 + wg * 64 + wq * 16 + g + 8 * h, n = n0 + 8 * j + 2 * t;
+            if (m < M && n < N) pair(m, n, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+        }
+}
+
+// The same, value by value: put(m, n, v) for each inside M×N.
+template <class Put>
+__device__ __forceinline__ void wgmma_store(int M, int N, int m0, int n0, const float (&acc)[64], const Put& put) {
+    wgmma_store_pairs(M, N, m0, n0, acc, [&](int m, int n, float v0, float v1) {
+        put(m, n, v0);
+        if (n + 1 < N) put(m, n + 1, v1);
+    });
+}

@@ -7,7 +7,7 @@
 //! planes and x channels-last (or as planes for 1×1) when each image's pixels are a multiple of 8.
 //! `LDM_CUDA_CONV=gemm` forces im2col + GEMM, `LDM_CUDA_CONV=nchw` the NCHW gathers and
 //! `LDM_CUDA_CONV=tile64` the 64×64 tile where the 128×128 one would run (to compare on a GPU),
-//! and, in kernel-lab builds, `LDM_CUDA_CONV=lab-v4` the lab's variant 4 there.
+//! and, in kernel-lab builds, `LDM_CUDA_CONV=lab-v4` / `lab-v5` the lab's variant 4 / 5 there.
 
 use super::ops::{alloc_out, data_ptr, dense, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use super::CudaDevice;
@@ -239,17 +239,45 @@ pub(crate) fn cast_operand(t: Option<&Tensor>, dtype: DType) -> Result<(Option<T
 
 /// y = conv2d(x, w) + bias (+ residual, a tensor of y's shape, added in the epilogue), [N, C_out, HO, WO].
 pub fn forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    forward_with(x, w, bias, residual, g, lab_v4_requested())
+    forward_with(x, w, bias, residual, g, lab_requested())
 }
 
-/// `LDM_CUDA_CONV=lab-v4` in a build with `--features kernel-lab` (always false without it).
-fn lab_v4_requested() -> bool {
-    cfg!(feature = "kernel-lab") && forced("lab-v4")
+/// The kernel lab's conv variant asked for by `LDM_CUDA_CONV=lab-v4` / `lab-v5` in a build with
+/// `--features kernel-lab` (None without it).
+fn lab_requested() -> Option<LabConv> {
+    if !cfg!(feature = "kernel-lab") {
+        return None;
+    }
+    [(LabConv::V4, "lab-v4"), (LabConv::V5, "lab-v5")].into_iter().find(|(_, name)| forced(name)).map(|(v, _)| v)
 }
 
-/// `forward`, with `lab` choosing the kernel lab's variant 4 where the 128×128 tile or split-K
-/// runs (lab.rs conv2d_v4 times it so next to the shipped kernels).
-pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom, lab: bool) -> Result<Tensor> {
+/// A kernel-lab conv forward (tools/kernel_lab/): 4, the cp.async ring with ldmatrix
+/// (conv_tc_v4.cu); 5, the ring feeding wgmma, Hopper only (conv_tc_wgmma_sm90a.cu). Both have the
+/// shipped 128×128 forward's and split-K's signatures, grids and blocks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum LabConv {
+    V4,
+    V5,
+}
+
+impl LabConv {
+    fn module(self) -> &'static str {
+        match self {
+            LabConv::V4 => "lab_conv_tc_v4",
+            LabConv::V5 => "lab_conv_tc_wgmma_sm90a",
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            LabConv::V4 => "v4",
+            LabConv::V5 => "v5",
+        }
+    }
+}
+
+/// `forward`, with `lab` choosing a kernel-lab variant where the 128×128 tile or split-K runs
+/// (lab.rs conv2d_lab times it so next to the shipped kernels).
+pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>, g: &Geom, lab: Option<LabConv>) -> Result<Tensor> {
     let sfx = float_suffix("conv2d", x.dtype())?;
     let (dev, _) = device_and_ptr("conv2d", x)?;
     let (_b, b_ptr) = cast_operand(bias, x.dtype())?;
@@ -298,7 +326,7 @@ pub fn backward_data(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -
     if let Some(flipped) = backward_data_as_forward(g) {
         // the forward over dy [N, HO, WO, C_out] with w as [C_in, KH, KW, C_out], taps flipped
         let (dyn_, wt) = (channels_last(&dy)?, channels_last(&w.detach().transpose(0, 1)?)?); // dense() copies the transposed view first
-        let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in, lab_v4_requested());
+        let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.h * g.w, g.c_in, lab_requested());
         launch!(dev, module, name, cfg; flipped, 1i32, data_ptr(&dyn_)?, data_ptr(&wt)?, b_ptr, 0u64, out.ptr());
     } else {
         launch!(dev, "conv_tc", format!("conv_tc_bwd_data_{sfx}"), cfg;
@@ -324,15 +352,15 @@ fn backward_data_as_forward(g: &Geom) -> Option<TcConvGeom> {
 /// (conv_tc_fwd_nhwc_wide, 256 threads) when its grid holds ≥ 128 blocks, about one per SM of an
 /// H100 — the rule the GEMM's 128×128 tile was measured to pay under (linalg.rs wide_tile_pays) —
 /// else the 64×64 tile. `LDM_CUDA_CONV=tile64` keeps the 64×64 tile everywhere (to compare); in a
-/// build with `--features kernel-lab`, `LDM_CUDA_CONV=lab-v4` runs the kernel lab's variant 4
-/// (tools/kernel_lab/conv_tc_v4.cu: same signature, grid and block) where the 128×128 tile would.
-/// Returns (module, kernel, launch); `lab`: `lab_v4_requested()`, or the lab's own entry.
-fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize, lab: bool) -> (&'static str, String, LaunchConfig) {
+/// build with `--features kernel-lab`, `LDM_CUDA_CONV=lab-v4` / `lab-v5` runs the kernel lab's
+/// variant (`LabConv`) where the 128×128 tile would. Returns (module, kernel, launch); `lab`:
+/// `lab_requested()`, or the lab's own entry.
+fn nhwc_forward_kernel(sfx: &str, pixels: usize, channels: usize, lab: Option<LabConv>) -> (&'static str, String, LaunchConfig) {
     if wide_tile_pays(pixels, channels) {
         let grid = (pixels.div_ceil(WIDE_TILE) as u32, channels.div_ceil(WIDE_TILE) as u32, 1);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 };
-        if lab {
-            return ("lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_v4_{sfx}"), cfg);
+        if let Some(v) = lab {
+            return (v.module(), format!("conv_tc_fwd_nhwc_{}_{sfx}", v.tag()), cfg);
         }
         ("conv_tc", format!("conv_tc_fwd_nhwc_wide_{sfx}"), cfg)
     } else {
@@ -346,15 +374,15 @@ fn wide_tile_pays(pixels: usize, channels: usize) -> bool {
 
 /// The split-K forward over `pixels` × `channels` outputs and a k range of `k` in `splits` parts
 /// (chunks of whole slices): the 64×64 tile, or in a build with `--features kernel-lab` under
-/// `LDM_CUDA_CONV=lab-v4` the lab's 128×128 ring variant with its own split count for its tiles.
+/// `LDM_CUDA_CONV=lab-v4` / `lab-v5` the lab's 128×128 variant with its own split count for its tiles.
 /// Returns (module, kernel, launch, chunk).
-fn split_forward_kernel(sfx: &str, pixels: usize, channels: usize, k: usize, splits: usize, lab: bool) -> (&'static str, String, LaunchConfig, usize) {
-    if lab {
+fn split_forward_kernel(sfx: &str, pixels: usize, channels: usize, k: usize, splits: usize, lab: Option<LabConv>) -> (&'static str, String, LaunchConfig, usize) {
+    if let Some(v) = lab {
         let tiles = (pixels.div_ceil(WIDE_TILE), channels.div_ceil(WIDE_TILE));
         let chunk = k.div_ceil(forward_splits(tiles.0 * tiles.1, k)).div_ceil(TILE_K) * TILE_K;
         let grid = (tiles.0 as u32, tiles.1 as u32, k.div_ceil(chunk) as u32);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (WIDE_THREADS, 1, 1), shared_mem_bytes: 0 };
-        return ("lab_conv_tc_v4", format!("conv_tc_fwd_nhwc_split_v4_{sfx}"), cfg, chunk);
+        return (v.module(), format!("conv_tc_fwd_nhwc_split_{}_{sfx}", v.tag()), cfg, chunk);
     }
     let chunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
     ("conv_tc", format!("conv_tc_fwd_nhwc_split_{sfx}"), config(pixels, channels, k.div_ceil(chunk)), chunk)
@@ -476,10 +504,16 @@ mod tests {
         assert!(wide_tile_pays(2 * 64 * 64, 320));
         assert!(!wide_tile_pays(2 * 32 * 32, 640));
         assert!(wide_tile_pays(512 * 512, 128));
-        let (module, name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320, false);
+        let (module, name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320, None);
         assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc", "conv_tc_fwd_nhwc_wide_f16", (64, 3, 1), 256));
-        let (module, name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640, false);
+        let (module, name, cfg) = nhwc_forward_kernel("bf16", 2 * 32 * 32, 640, None);
         assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("conv_tc", "conv_tc_fwd_nhwc_bf16", (32, 10, 1), 128));
+        // the kernel lab's variants take the 128×128 tile's place, same grid and block
+        let (module, name, cfg) = nhwc_forward_kernel("f16", 2 * 64 * 64, 320, Some(LabConv::V5));
+        assert_eq!((module, name.as_str(), cfg.grid_dim, cfg.block_dim.0), ("lab_conv_tc_wgmma_sm90a", "conv_tc_fwd_nhwc_v5_f16", (64, 3, 1), 256));
+        let (module, name, cfg, chunk) = split_forward_kernel("f16", 2 * 8 * 8, 1280, 1280 * 9, 7, Some(LabConv::V4));
+        assert_eq!((module, name.as_str(), cfg.block_dim.0), ("lab_conv_tc_v4", "conv_tc_fwd_nhwc_split_v4_f16", 256));
+        assert_eq!(chunk % TILE_K, 0);
     }
 
     #[test]

@@ -36,12 +36,19 @@ pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Resul
     Ok(wrap(out, &[m, n], None))
 }
 
-/// conv2d(x, w) + bias with conv lab variant 4 (tools/kernel_lab/conv_tc_v4.cu: the shipped
+/// conv2d(x, w) + bias with conv lab variant 4 or 5 (tools/kernel_lab/conv_tc_v4.cu: the shipped
 /// channels-last 128×128 forward, and its split-K for small images, fed by the cp.async ring with
-/// ldmatrix fragments) wherever the shipped forward would take its 128×128 or split-K kernel; the
-/// host logic is the shipped forward's (conv_tc.rs forward_with).
-pub fn conv2d_v4(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
-    super::conv_tc::forward_with(x, w, bias, None, g, true)
+/// ldmatrix fragments; conv_tc_wgmma_sm90a.cu: the same ring feeding wgmma, Hopper only) wherever
+/// the shipped forward would take its 128×128 or split-K kernel; the host logic is the shipped
+/// forward's (conv_tc.rs forward_with).
+pub fn conv2d_lab(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &Geom, variant: u32) -> Result<Tensor> {
+    use super::conv_tc::LabConv;
+    let v = match variant {
+        4 => LabConv::V4,
+        5 => LabConv::V5,
+        _ => return Err(Error::invalid("conv2d_lab", format!("conv lab variants are 4 and 5, not {variant}"))),
+    };
+    super::conv_tc::forward_with(x, w, bias, None, g, Some(v))
 }
 
 /// softmax(q kᵀ·scale) v for q [B, H, Lq, D], k and v [B, H, Lk, D] (one half dtype, no mask)
