@@ -15,22 +15,7 @@
 // Tiles: tc_tile.cuh (64×64 per block, 4 warps, k slices of 32); the vv path also has a 128×128
 // kernel for large grids (gemm_tc_wide_vv, below). CPU twin:
 // src/backend/cpu/matmul.rs; tools/kernel_emu/gemm_tc_test.cpp runs this file on the CPU.
-#include "tc_tile.cuh"
-
-struct TcGemmDims {
-    int m, n, k;
-    int64_t a_rs, a_cs;  // A(m, k) = A[m·a_rs + k·a_cs]
-    int64_t b_rs, b_cs;  // B(k, n) = B[k·b_rs + n·b_cs]
-    // 0, or the address of a residual R of C's type and shape (M×N contiguous per batch) added
-    // before the one rounding: C = A·B + bias + R (a Linear that closes a residual connection).
-    uint64_t res;
-};
-
-// The residual of batch z (nullptr without one).
-template <typename T>
-__device__ __forceinline__ const T* gemm_residual(const TcGemmDims& d, int64_t z) {
-    return d.res ? reinterpret_cast<const T*>(d.res) + z * (int64_t)d.m * d.n : nullptr;
-}
+#include "gemm_tc.cuh"
 
 // The tile with A's operand `a` ready: B's chosen by B_KIND.
 template <typename T, char B_KIND, class OpA, class GetB, class Put>
@@ -92,14 +77,13 @@ __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab,
     const int64_t z = blockIdx.z;
     const T* x = A + strided_offset(ab, z);
     const T* w = B + strided_offset(bb, z);
-    T* y = C + z * (int64_t)d.m * d.n;
     const int M = d.m, N = d.n, K = d.k;
     const int m0 = blockIdx.x * TCW_BM, n0 = blockIdx.y * TCW_BN;
     // 128×32 slices of both operands, two 16-byte vectors per thread (tc_tile.cuh)
     DenseKOperand<T, TCW_THREADS> ra{x, d.a_rs, M, m0, K}, rb{w, d.b_cs, N, n0, K};
     float acc[4][4][4];
     tc_wide_mainloop<T>(0, K, ra, rb, acc);
-    tc_wide_store_pairs(M, N, m0, n0, acc, RowMajorPairStore<T>{y, N, bias, gemm_residual<T>(d, z)});
+    tc_wide_store_pairs(M, N, m0, n0, acc, batch_pair_store<T>(d, bias, C));
 }
 
 #define GEMM_TC_WIDE(T, S) \

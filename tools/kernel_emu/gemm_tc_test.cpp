@@ -90,15 +90,14 @@ static void run(const char* dtype, const Case& cs) {
             gemm_tc_wide<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[0].data());
         });
         dim3 grid3{(unsigned)((cs.m + RING_BM - 1) / RING_BM), (unsigned)((cs.n + RING_BN - 1) / RING_BN), (unsigned)cs.batch};
-        TcGemmDimsLab d3{cs.m, cs.n, cs.k, cs.a_rs, cs.a_cs, cs.b_rs, cs.b_cs, res_addr};
         ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
-            gemm_tc_wide_ring<T, false>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[1].data());
+            gemm_tc_wide_ring<T, false>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[1].data());
         });
         ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
-            gemm_tc_wide_ring<T, true>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[2].data());
+            gemm_tc_wide_ring<T, true>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[2].data());
         });
         ldm_emu::launch(grid3, dim3{RING_THREADS, 1, 1}, [&] {
-            gemm_tc_wide_wgmma<T>(d3, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[3].data());
+            gemm_tc_wide_wgmma<T>(d, a.data(), batch_of(cs.batch, cs.a_bs), b.data(), batch_of(cs.batch, cs.b_bs), bp, cw[3].data());
         });
     }
 

@@ -13,25 +13,22 @@
 // Same signature, grid (128×128 tiles) and block (256 threads) as gemm_tc_wide_vv.
 // Emulated by tools/kernel_emu/gemm_tc_test.cpp on every vv case (the emulator decodes the
 // descriptors per the PTX ISA; see ldm_emu.h).
+#include "../../kernels/gemm_tc.cuh"
 #include "wgmma.cuh"
 
 template <typename T>
-__device__ void gemm_tc_wide_wgmma(const TcGemmDimsLab& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
+__device__ void gemm_tc_wide_wgmma(const TcGemmDims& d, const T* A, const Strided& ab, const T* B, const Strided& bb, const T* bias, T* C) {
     const int64_t z = blockIdx.z;
-    const T* x = A + strided_offset(ab, z);
-    const T* w = B + strided_offset(bb, z);
-    T* y = C + z * (int64_t)d.m * d.n;
-    const T* r = d.res ? reinterpret_cast<const T*>(d.res) + z * (int64_t)d.m * d.n : nullptr;
     const int m0 = blockIdx.x * RING_BM, n0 = blockIdx.y * RING_BN;
-    const DenseKIssuer<T> a{x, d.a_rs, d.m, m0, d.k};
-    const DenseKIssuer<T> b{w, d.b_cs, d.n, n0, d.k};
+    const DenseKIssuer<T> a{A + strided_offset(ab, z), d.a_rs, d.m, m0, d.k};
+    const DenseKIssuer<T> b{B + strided_offset(bb, z), d.b_cs, d.n, n0, d.k};
     float acc[64];
     wgmma_ring_mainloop<T>(0, d.k, a, b, acc);
-    wgmma_store_pairs(d.m, d.n, m0, n0, acc, RowMajorPairStore<T>{y, d.n, bias, r});
+    wgmma_store_pairs(d.m, d.n, m0, n0, acc, batch_pair_store<T>(d, bias, C));
 }
 
 #define GEMM_TC_WGMMA(T, S) \
-extern "C" __global__ void __launch_bounds__(RING_THREADS) gemm_tc_wide_v5_vv_##S(TcGemmDimsLab d, const T* A, Strided ab, const T* B, Strided bb, \
+extern "C" __global__ void __launch_bounds__(RING_THREADS) gemm_tc_wide_v5_vv_##S(TcGemmDims d, const T* A, Strided ab, const T* B, Strided bb, \
         const T* bias, T* C) { gemm_tc_wide_wgmma<T>(d, A, ab, B, bb, bias, C); }
 GEMM_TC_WGMMA(f16, f16)
 GEMM_TC_WGMMA(bf16, bf16)

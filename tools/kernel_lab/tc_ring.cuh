@@ -26,14 +26,6 @@
 #define RING_THREADS 256
 #define RING_STAGES 3
 
-// As kernels/gemm_tc.cu TcGemmDims, for the lab's GEMM variants (their files are built on their own).
-struct TcGemmDimsLab {
-    int m, n, k;
-    int64_t a_rs, a_cs;
-    int64_t b_rs, b_cs;
-    uint64_t res;  // 0, or a residual of C's shape added before the rounding
-};
-
 // Element (row, col) of a swizzled 128×32 operand slice: chunk col/8 of the row moved to
 // chunk (col/8) ^ ((row >> 1) & 3); the element's place inside its chunk is kept.
 __device__ __forceinline__ int ring_swz(int row, int col) {

@@ -31,8 +31,8 @@ pub fn linear_ring(x: &Tensor, w: &Tensor, bias: &Tensor, variant: u32) -> Resul
     let s = strided_operands(op, &[], &[&no_batch, &no_batch])?;
     let out = alloc_out(&dev, x.dtype(), &[m, n])?;
     let cfg = LaunchConfig { grid_dim: (m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-    let module = if variant == 5 { "lab_gemm_tc_wgmma_sm90a" } else { "lab_gemm_tc_ring" };
-    launch!(dev, module, format!("gemm_tc_wide_v{variant}_vv_{sfx}"), cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
+    let (module, name) = super::linalg::lab_wide_kernel(variant, sfx);
+    launch!(dev, module, name, cfg; dims, x_ptr, s[0], w_ptr, s[1], b_ptr, out.ptr());
     Ok(wrap(out, &[m, n], None))
 }
 

@@ -13,7 +13,7 @@ use crate::{Error, Result};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::OnceLock;
 
-/// Must match `struct TcGemmDims` in kernels/gemm_tc.cu field for field.
+/// Must match `struct TcGemmDims` in kernels/gemm_tc.cuh field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TcGemmDims {
@@ -63,13 +63,20 @@ fn wide_tile_pays(m: usize, n: usize, batch: usize) -> bool {
 /// gemm_tc_wgmma_sm90a.cu for v5, Hopper only; gpu-bundle/e2e.sh times the SD workload so).
 fn wide_kernel(sfx: &str) -> (&'static str, String) {
     #[cfg(feature = "kernel-lab")]
-    for v in ["v3", "v4", "v5"] {
-        if forced(&format!("lab-{v}")) {
-            let module = if v == "v5" { "lab_gemm_tc_wgmma_sm90a" } else { "lab_gemm_tc_ring" };
-            return (module, format!("gemm_tc_wide_{v}_vv_{sfx}"));
+    for variant in 3..=5 {
+        if forced(&format!("lab-v{variant}")) {
+            return lab_wide_kernel(variant, sfx);
         }
     }
     ("gemm_tc", format!("gemm_tc_wide_vv_{sfx}"))
+}
+
+/// (module, kernel) of the kernel lab's 128×128 vv GEMM `variant` (3 and 4: gemm_tc_ring.cu; 5:
+/// gemm_tc_wgmma_sm90a.cu), for `wide_kernel` and lab.rs.
+#[cfg(feature = "kernel-lab")]
+pub(crate) fn lab_wide_kernel(variant: u32, sfx: &str) -> (&'static str, String) {
+    let module = if variant == 5 { "lab_gemm_tc_wgmma_sm90a" } else { "lab_gemm_tc_ring" };
+    (module, format!("gemm_tc_wide_v{variant}_vv_{sfx}"))
 }
 
 /// How gemm_tc reads an operand whose element (row r, k) sits at r·`rs` + k·`ks` from its batch
@@ -198,7 +205,7 @@ mod tests {
     #[test]
     fn the_gemm_dims_struct_has_the_c_layout() {
         // int32 ×3 (+4 padding), four int64 strides, the residual's uint64 address: 56 bytes,
-        // kernels/gemm_tc.cu TcGemmDims and the lab's TcGemmDimsLab
+        // kernels/gemm_tc.cuh TcGemmDims (the lab's GEMM variants take it too)
         assert_eq!((std::mem::size_of::<TcGemmDims>(), std::mem::align_of::<TcGemmDims>()), (56, 8));
     }
 
