@@ -113,52 +113,36 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     ldm_emu::launch(grid, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd<T>(g, x.data(), w.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y.data()); });
     std::vector<double> yr, mag;
     conv_ref(g, xe, we, yr, mag);
-    Check cf;
-    for (size_t o = 0; o < y.size(); ++o) {
-        double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-        cf.add(to_f32(y[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-    }
-    report(std::string("forward  ") + name, cf);
+    // Every forward's output against the reference (+ bias, + residual), reported as `what`.
+    auto check_fwd = [&](const char* what, const std::vector<T>& out) {
+        Check c;
+        for (size_t o = 0; o < out.size(); ++o) {
+            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
+            c.add(to_f32(out[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
+        }
+        report(std::string(what) + name, c);
+    };
+    check_fwd("forward  ", y);
 
 
     // The channels-last forward (C % 8 = 0): x permuted to [N, H, W, C], w to [K, KH, KW, C].
     if (g.c % 8 == 0) {
         std::vector<T> xn = channels_last(x, g.n, g.c, HW), wk = channels_last(w, g.k, g.c, KK), yn(y.size());
         ldm_emu::launch(grid, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, yn.data()); });
-        Check cn;
-        for (size_t o = 0; o < yn.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            cn.add(to_f32(yn[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd nhwc ") + name, cn);
+        check_fwd("fwd nhwc ", yn);
 
         // The same on the 128×128 tile (256 threads): rows and channels past one wide tile or not.
         std::vector<T> yw(y.size());
         dim3 gwide{(unsigned)((g.n * P + TCW_BM - 1) / TCW_BM), (unsigned)((g.k + TCW_BN - 1) / TCW_BN), 1};
         ldm_emu::launch(gwide, dim3{TCW_THREADS, 1, 1}, [&] { conv_fwd_nhwc_wide<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, yw.data()); });
-        Check cwide;
-        for (size_t o = 0; o < yw.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            cwide.add(to_f32(yw[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd wide ") + name, cwide);
+        check_fwd("fwd wide ", yw);
         // The kernel lab's variant 4 (the same tile on a cp.async ring, ldmatrix fragments).
         std::vector<T> y4(y.size());
         ldm_emu::launch(gwide, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v4<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y4.data()); });
-        Check c4;
-        for (size_t o = 0; o < y4.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            c4.add(to_f32(y4[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd lab v4 ") + name, c4);
+        check_fwd("fwd lab v4 ", y4);
         std::vector<T> y5(y.size());
         ldm_emu::launch(gwide, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v5<T>(g, 0, xn.data(), wk.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, y5.data()); });
-        Check c5;
-        for (size_t o = 0; o < y5.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            c5.add(to_f32(y5[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd lab v5 ") + name, c5);
+        check_fwd("fwd lab v5 ", y5);
 
         // Split-K: the k range in chunks of 2 slices, summed in f32 by atomics, then bias and
         // residual in the finishing pass.
@@ -168,34 +152,19 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
         dim3 gs{grid.x, grid.y, (unsigned)((K + chunk - 1) / chunk)};
         ldm_emu::launch(gs, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
         ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys.data()); });
-        Check cs;
-        for (size_t o = 0; o < ys.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            cs.add(to_f32(ys[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd split") + name, cs);
+        check_fwd("fwd split", ys);
         // lab variant 4's split-K on the 128×128 ring, chunks of 2 slices
         std::fill(ws.begin(), ws.end(), 0.0f);
         std::vector<T> ys4(y.size());
         dim3 gs4{gwide.x, gwide.y, gs.z};
         ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split_v4<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
         ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys4.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys4.data()); });
-        Check cs4;
-        for (size_t o = 0; o < ys4.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            cs4.add(to_f32(ys4[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd split lab v4 ") + name, cs4);
+        check_fwd("fwd split lab v4 ", ys4);
         std::fill(ws.begin(), ws.end(), 0.0f);
         std::vector<T> ys5(y.size());
         ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split_v5<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
         ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys5.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys5.data()); });
-        Check cs5;
-        for (size_t o = 0; o < ys5.size(); ++o) {
-            double ref = yr[o] + (bias_on ? be[o / P % g.k] : 0) + (res_on ? re[o] : 0);
-            cs5.add(to_f32(ys5[o]), ref, 2 * eps * std::fabs(ref) + 1e-5 * (mag[o] + 1));
-        }
-        report(std::string("fwd split lab v5 ") + name, cs5);
+        check_fwd("fwd split lab v5 ", ys5);
     }
 
     // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.
@@ -222,9 +191,13 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
     std::vector<T> dx(dxr.size());
     dim3 gd{(unsigned)((g.n * HW + TC_BM - 1) / TC_BM), (unsigned)((g.c + TC_BN - 1) / TC_BN), 1};
     ldm_emu::launch(gd, dim3{TC_THREADS, 1, 1}, [&] { conv_bwd_data<T>(g, dy.data(), w.data(), nullptr, dx.data()); });
-    Check cd;
-    for (size_t i = 0; i < dx.size(); ++i) cd.add(to_f32(dx[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
-    report(std::string("bwd data ") + name, cd);
+    // Every backward-data output against the reference, reported as `what`.
+    auto check_bwd = [&](const char* what, const std::vector<T>& out) {
+        Check c;
+        for (size_t i = 0; i < out.size(); ++i) c.add(to_f32(out[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
+        report(std::string(what) + name, c);
+    };
+    check_bwd("bwd data ", dx);
 
     // Backward data as the channels-last forward with flipped taps (stride 1, C_out % 8 = 0, the
     // padding dh·(KH−1) − ph not negative): dy permuted to [N, HO, WO, C_out], w to [C_in, KH, KW, C_out].
@@ -236,25 +209,17 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
                 for (size_t t = 0; t < KK; ++t) wt[((size_t)ci * KK + t) * g.k + co] = w[((size_t)co * g.c + ci) * KK + t];
         Geom gb{g.n, g.k, g.ho, g.wo, g.c, g.kh, g.kw, 1, 1, fph, fpw, g.dh, g.dw, g.h, g.w};
         ldm_emu::launch(gd, dim3{TC_THREADS, 1, 1}, [&] { conv_fwd_nhwc<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dxn.data()); });
-        Check cdn;
-        for (size_t i = 0; i < dxn.size(); ++i) cdn.add(to_f32(dxn[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
-        report(std::string("bwd nhwc ") + name, cdn);
+        check_bwd("bwd nhwc ", dxn);
         std::vector<T> dxw(dx.size());
         dim3 gdw{(unsigned)((g.n * HW + TCW_BM - 1) / TCW_BM), (unsigned)((g.c + TCW_BN - 1) / TCW_BN), 1};
         ldm_emu::launch(gdw, dim3{TCW_THREADS, 1, 1}, [&] { conv_fwd_nhwc_wide<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dxw.data()); });
-        Check cdw;
-        for (size_t i = 0; i < dxw.size(); ++i) cdw.add(to_f32(dxw[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
-        report(std::string("bwd wide ") + name, cdw);
+        check_bwd("bwd wide ", dxw);
         std::vector<T> dx4(dx.size());
         ldm_emu::launch(gdw, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v4<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dx4.data()); });
-        Check cd4;
-        for (size_t i = 0; i < dx4.size(); ++i) cd4.add(to_f32(dx4[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
-        report(std::string("bwd lab v4 ") + name, cd4);
+        check_bwd("bwd lab v4 ", dx4);
         std::vector<T> dx5(dx.size());
         ldm_emu::launch(gdw, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_v5<T>(gb, 1, dyn.data(), wt.data(), nullptr, nullptr, dx5.data()); });
-        Check cd5;
-        for (size_t i = 0; i < dx5.size(); ++i) cd5.add(to_f32(dx5[i]), dxr[i], 2 * eps * std::fabs(dxr[i]) + 1e-5 * (dxm[i] + 1));
-        report(std::string("bwd lab v5 ") + name, cd5);
+        check_bwd("bwd lab v5 ", dx5);
     }
 
     // Backward weight, the k range (n, oh, ow) split in chunks of 2 slices.
