@@ -86,10 +86,7 @@ pub fn copy_values(dst: &Tensor, src: &Tensor) -> Result<()> {
     let (dev, _) = device_and_ptr("copy_values", dst)?;
     let bytes = dst.numel() * dst.dtype().size_in_bytes();
     if bytes > 0 {
-        dev.bind()?;
-        // SAFETY: both are live contiguous device ranges of `bytes`, ordered on the one stream.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(data_ptr(dst)?, data_ptr(&src)?, bytes, dev.stream().cu_stream()) }
-            .map_err(|e| dev.driver_error("copy_values", e))?;
+        dev.copy_device_to_device("copy_values", data_ptr(dst)?, data_ptr(&src)?, bytes)?;
     }
     Ok(())
 }

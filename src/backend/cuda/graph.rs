@@ -34,8 +34,14 @@ impl std::fmt::Debug for CapturedGraph {
 impl CapturedGraph {
     /// Queues one replay on the device's stream (asynchronous, like a launch).
     pub fn replay(&self) -> Result<()> {
-        let graph = self.graph.as_ref().expect("a CapturedGraph always holds its graph until drop");
-        graph.launch().map_err(|e| self.dev.driver_error("graph replay", e))
+        match (&self.graph, self.dev.dry_run()) {
+            (Some(graph), _) => graph.launch().map_err(|e| self.dev.driver_error("graph replay", e)),
+            (None, Some(dry)) => {
+                dry.replay_graph();
+                Ok(())
+            }
+            (None, None) => Err(Error::invalid("graph replay", "the graph was already released")),
+        }
     }
 }
 
@@ -57,15 +63,21 @@ impl CudaDevice {
         self.bind()?;
         let pool = self.alloc.begin_capture();
         // Relaxed mode: allocating device memory (a new block for the pool) is allowed meanwhile.
-        if let Err(e) = self.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED) {
+        if let Some(stream) = self.stream()
+            && let Err(e) = stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+        {
             self.alloc.drop_pool(pool);
             return Err(self.driver_error("begin graph capture", e));
         }
         self.capturing.store(true, Ordering::Relaxed);
         let result = record();
         self.capturing.store(false, Ordering::Relaxed);
-        // Always end the capture, so the stream is usable whatever happened inside.
-        let ended = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        // Always end the capture, so the stream is usable whatever happened inside. A dry run
+        // keeps everything else (the pool, the refused host copies) and records no graph.
+        let ended = match self.stream() {
+            Some(stream) => stream.end_capture(sys::CUgraphInstantiate_flags(0)).map(|g| g.map(Some)),
+            None => Ok(Some(None)),
+        };
         self.alloc.end_capture();
         let abandon = |e: Error| {
             self.alloc.drop_pool(pool);
@@ -76,7 +88,7 @@ impl CudaDevice {
             Err(e) => return abandon(e),
         };
         match ended {
-            Ok(Some(graph)) => Ok((CapturedGraph { graph: Some(graph), pool, dev: self.clone() }, value)),
+            Ok(Some(graph)) => Ok((CapturedGraph { graph, pool, dev: self.clone() }, value)),
             Ok(None) => abandon(Error::invalid("graph capture", "the capture recorded nothing")),
             Err(e) => abandon(self.driver_error("end graph capture", e)),
         }

@@ -11,8 +11,8 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 /// The PTX text of `module` for a device of compute capability `cc`.
 pub fn ptx_for(module: &'static str, cc: (i32, i32)) -> Result<String> {
     let arch = module_arch(module, cc)?;
-    if let Some((_, ptx)) = BUILD_PTX.iter().find(|(m, _)| *m == module) {
-        return Ok((*ptx).to_string());
+    if let Some(ptx) = build_ptx(module) {
+        return Ok(ptx.to_string());
     }
     let (_, src) = SOURCES
         .iter()
@@ -35,6 +35,16 @@ pub fn ptx_for(module: &'static str, cc: (i32, i32)) -> Result<String> {
     Ok(ptx)
 }
 
+/// The nvcc-compiled PTX of `module`, when this build had nvcc.
+pub(crate) fn build_ptx(module: &str) -> Option<&'static str> {
+    BUILD_PTX.iter().find(|(m, _)| *m == module).map(|(_, ptx)| *ptx)
+}
+
+/// Whether this build has a kernel module named `module` (as PTX or as source for NVRTC).
+pub(crate) fn module_exists(module: &str) -> bool {
+    SOURCES.iter().any(|(m, _)| *m == module)
+}
+
 /// Whether `module` is Hopper-only (a kernel file named *_sm90a.cu: wgmma), built for compute_90a.
 fn hopper_only(module: &str) -> bool {
     module.ends_with("_sm90a")
@@ -42,7 +52,7 @@ fn hopper_only(module: &str) -> bool {
 
 /// The virtual architecture `module` is compiled for on a device of compute capability `cc`:
 /// compute_90a for a Hopper-only module (refused elsewhere), else `nvrtc_arch`.
-fn module_arch(module: &str, cc: (i32, i32)) -> Result<&'static str> {
+pub(crate) fn module_arch(module: &str, cc: (i32, i32)) -> Result<&'static str> {
     if !hopper_only(module) {
         return Ok(nvrtc_arch(cc));
     }

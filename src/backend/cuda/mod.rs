@@ -13,6 +13,7 @@ pub mod conv;
 pub mod conv_tc;
 pub mod fused;
 pub mod index;
+pub mod dry_run;
 mod graph;
 mod kernels;
 #[cfg(feature = "kernel-lab")]
@@ -38,14 +39,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The driver side of the caching allocator: cuMemAlloc / cuMemFree on this device's context.
-pub struct DriverMemory {
-    ctx: Arc<CudaContext>,
+/// The driver side of the caching allocator: cuMemAlloc / cuMemFree on this device's context, or
+/// a dry run's address counter.
+pub enum DeviceMemory {
+    Driver(Arc<CudaContext>),
+    DryRun(dry_run::DryMemory),
 }
 
-impl RawMemory for DriverMemory {
+impl RawMemory for DeviceMemory {
     fn malloc(&self, bytes: usize) -> std::result::Result<u64, RawError> {
-        self.ctx.bind_to_thread().map_err(|e| RawError::Other(e.to_string()))?;
+        let ctx = match self {
+            DeviceMemory::Driver(ctx) => ctx,
+            DeviceMemory::DryRun(m) => return m.malloc(bytes),
+        };
+        ctx.bind_to_thread().map_err(|e| RawError::Other(e.to_string()))?;
         // SAFETY: the context is current; the memory is only used through kernels and copies on
         // this device's stream, which write it before reading.
         match unsafe { cu::malloc_sync(bytes) } {
@@ -54,26 +61,36 @@ impl RawMemory for DriverMemory {
             Err(e) => Err(RawError::Other(e.to_string())),
         }
     }
-    fn free(&self, ptr: u64, _bytes: usize) {
-        if self.ctx.bind_to_thread().is_ok() {
+    fn free(&self, ptr: u64, bytes: usize) {
+        let ctx = match self {
+            DeviceMemory::Driver(ctx) => ctx,
+            DeviceMemory::DryRun(m) => return m.free(ptr, bytes),
+        };
+        if ctx.bind_to_thread().is_ok() {
             // The stream may still be using the block (it was cached, so its last user was queued):
             // wait for it before handing the memory back.
-            let _ = self.ctx.synchronize();
+            let _ = ctx.synchronize();
             // SAFETY: `ptr` came from malloc_sync in this context and is no longer referenced.
             let _ = unsafe { cu::free_sync(ptr) };
         }
     }
 }
 
-/// One GPU: its context, the stream every op runs on, the allocator and the loaded kernels.
+/// What runs a device's work: the driver (a context and the one stream every op runs on), or a
+/// dry run (dry_run.rs) that checks and counts it without a GPU.
+pub(crate) enum Backing {
+    Driver { ctx: Arc<CudaContext>, stream: Arc<CudaStream> },
+    DryRun(dry_run::DryRun),
+}
+
+/// One GPU: its context and stream (or a dry run), the allocator and the loaded kernels.
 pub struct CudaDevice {
     ordinal: usize,
     name: String,
     compute_capability: (i32, i32),
     total_memory: usize,
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    alloc: CachingAllocator<DriverMemory>,
+    backing: Backing,
+    alloc: CachingAllocator<DeviceMemory>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
     /// A CUDA graph capture is in progress on the stream (graph.rs): host copies are refused.
@@ -105,8 +122,12 @@ pub fn driver_present() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
-/// The number of CUDA devices, 0 when there is no driver or no GPU.
+/// The number of CUDA devices, 0 when there is no driver or no GPU (1 in a dry run:
+/// `LDM_CUDA_DRY_RUN`).
 pub fn device_count() -> usize {
+    if dry_run::requested() {
+        return 1;
+    }
     if !driver_present() {
         return 0;
     }
@@ -132,6 +153,9 @@ pub fn device(ordinal: usize) -> Result<Arc<CudaDevice>> {
 
 impl CudaDevice {
     fn open(ordinal: usize) -> Result<CudaDevice> {
+        if dry_run::requested() {
+            return Self::open_dry_run(ordinal);
+        }
         if !driver_present() {
             return Err(unavailable(ordinal, "the NVIDIA driver library (libcuda) was not found; use the CPU (--device cpu)"));
         }
@@ -150,21 +174,35 @@ impl CudaDevice {
         let stream = ctx.new_stream().map_err(|e| unavailable(ordinal, format!("cannot create a stream: {e}")))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let total_memory = ctx.total_mem().unwrap_or(0);
-        let alloc = CachingAllocator::new(DriverMemory { ctx: ctx.clone() });
-        Ok(CudaDevice {
+        let alloc = CachingAllocator::new(DeviceMemory::Driver(ctx.clone()));
+        Ok(Self::with_backing(ordinal, name, cc, total_memory, Backing::Driver { ctx, stream }, alloc))
+    }
+
+    /// The device a dry run imitates (`LDM_CUDA_DRY_RUN`): its compute capability and memory.
+    fn open_dry_run(ordinal: usize) -> Result<CudaDevice> {
+        let gpu = dry_run::imitated().map_err(|why| unavailable(ordinal, why))?;
+        if ordinal > 0 {
+            return Err(unavailable(ordinal, "a dry run (LDM_CUDA_DRY_RUN) has one device, cuda:0"));
+        }
+        let alloc = CachingAllocator::new(DeviceMemory::DryRun(dry_run::DryMemory::new(gpu.memory)));
+        let name = format!("dry run imitating {} (no GPU: nothing is computed)", gpu.name);
+        Ok(Self::with_backing(ordinal, name, gpu.cc, gpu.memory, Backing::DryRun(dry_run::DryRun::new(gpu.cc)), alloc))
+    }
+
+    fn with_backing(ordinal: usize, name: String, cc: (i32, i32), total_memory: usize, backing: Backing, alloc: CachingAllocator<DeviceMemory>) -> CudaDevice {
+        CudaDevice {
             ordinal,
             name,
             compute_capability: cc,
             total_memory,
-            ctx,
-            stream,
+            backing,
             alloc,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             capturing: AtomicBool::new(false),
             index_maps: Mutex::new(HashMap::new()),
             weight_layouts: Default::default(),
-        })
+        }
     }
 
     pub fn ordinal(&self) -> usize {
@@ -179,8 +217,22 @@ impl CudaDevice {
     pub fn total_memory(&self) -> usize {
         self.total_memory
     }
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
+    /// The stream every op runs on; None in a dry run, whose callers skip the driver call.
+    pub(crate) fn stream(&self) -> Option<&Arc<CudaStream>> {
+        match &self.backing {
+            Backing::Driver { stream, .. } => Some(stream),
+            Backing::DryRun(_) => None,
+        }
+    }
+    pub(crate) fn backing(&self) -> &Backing {
+        &self.backing
+    }
+    /// The dry run standing in for the driver, if this device is one (`LDM_CUDA_DRY_RUN`).
+    pub fn dry_run(&self) -> Option<&dry_run::DryRun> {
+        match &self.backing {
+            Backing::DryRun(d) => Some(d),
+            Backing::Driver { .. } => None,
+        }
     }
 
     /// Allocator counters: bytes in use, peak, cached, driver calls.
@@ -197,13 +249,19 @@ impl CudaDevice {
 
     /// Waits for every queued op (timing, or before reading results another way).
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| self.driver_error("synchronize", e))
+        match &self.backing {
+            Backing::Driver { stream, .. } => stream.synchronize().map_err(|e| self.driver_error("synchronize", e)),
+            Backing::DryRun(_) => Ok(()),
+        }
     }
 
     /// Makes this device's context current on the calling thread (driver calls outside a launch
     /// need it; launches bind by themselves).
     pub(crate) fn bind(&self) -> Result<()> {
-        self.ctx.bind_to_thread().map_err(|e| self.driver_error("bind context", e))
+        match &self.backing {
+            Backing::Driver { ctx, .. } => ctx.bind_to_thread().map_err(|e| self.driver_error("bind context", e)),
+            Backing::DryRun(_) => Ok(()),
+        }
     }
 
     pub(crate) fn driver_error(&self, op: &'static str, e: cu::DriverError) -> Error {
@@ -236,6 +294,22 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// `bytes` from device address `src` to `dst` by the driver's copy engine, ordered on the
+    /// stream like every kernel (counted, not made, in a dry run).
+    pub(crate) fn copy_device_to_device(&self, op: &'static str, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        match &self.backing {
+            Backing::Driver { ctx, stream } => {
+                ctx.bind_to_thread().map_err(|e| self.driver_error("bind context", e))?;
+                // SAFETY: the callers pass ranges of at least `bytes` inside live device buffers.
+                unsafe { cu::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(|e| self.driver_error(op, e))
+            }
+            Backing::DryRun(d) => {
+                d.copy(dry_run::CopyKind::DeviceToDevice, bytes);
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn release(&self, block: alloc::Block) {
         self.alloc.release(block)
     }
@@ -258,8 +332,10 @@ impl CudaDevice {
             return Ok(m.clone());
         }
         let ptx = kernels::ptx_for(module, self.compute_capability)?;
-        let m = self
-            .ctx
+        let Backing::Driver { ctx, .. } = &self.backing else {
+            return Err(Error::invalid("cuda", format!("a dry run loads no kernel module ({module})")));
+        };
+        let m = ctx
             .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
             .map_err(|e| Error::invalid("cuda", format!("cannot load kernel module {module} on cuda:{}: {e}", self.ordinal)))?;
         mods.insert(module, m.clone());

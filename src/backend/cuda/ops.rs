@@ -13,17 +13,27 @@ use std::sync::Arc;
 
 /// Launches `module::name` with the given arguments (each bound to a local first: the launch
 /// builder borrows them until the launch is queued).
+/// A dry run (dry_run.rs) checks the arguments' sizes against the kernel's PTX instead.
 macro_rules! launch {
     ($dev:expr, $module:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
-        let f = $dev.function($module, &$name)?;
-        use cudarc::driver::PushKernelArg as _;
-        let mut b = $dev.stream().launch_builder(&f);
-        $( let a = $arg; b.arg(&a); )*
-        // SAFETY: the arguments match the kernel's C signature (kernels/*.cu) in order and type;
-        // device pointers come from live storages that the stream orders before any reuse.
-        let timed = $crate::backend::cuda::profile::begin(&$dev)?;
-        unsafe { b.launch($cfg) }.map_err(|e| $dev.driver_error("launch", e))?;
-        $crate::backend::cuda::profile::end(&$dev, timed, &$name)?;
+        match $dev.backing() {
+            $crate::backend::cuda::Backing::Driver { stream, .. } => {
+                let f = $dev.function($module, &$name)?;
+                use cudarc::driver::PushKernelArg as _;
+                let mut b = stream.launch_builder(&f);
+                $( let a = $arg; b.arg(&a); )*
+                // SAFETY: the arguments match the kernel's C signature (kernels/*.cu) in order and
+                // type; device pointers come from live storages that the stream orders before any
+                // reuse.
+                let timed = $crate::backend::cuda::profile::begin(&$dev)?;
+                unsafe { b.launch($cfg) }.map_err(|e| $dev.driver_error("launch", e))?;
+                $crate::backend::cuda::profile::end(&$dev, timed, &$name)?;
+            }
+            $crate::backend::cuda::Backing::DryRun(dry) => {
+                let sizes: &[usize] = &[$( { let a = $arg; std::mem::size_of_val(&a) } ),*];
+                dry.launch($module, &$name, &$cfg, sizes)?;
+            }
+        }
     }};
 }
 pub(crate) use launch;
@@ -111,12 +121,7 @@ pub fn device_copy(t: &Tensor) -> Result<Tensor> {
     let out = alloc_out(&dev, t.dtype(), t.shape())?;
     let bytes = range.len() * t.dtype().size_in_bytes();
     if bytes > 0 {
-        let src = data_ptr(t)?;
-        dev.bind()?;
-        // SAFETY: both ranges lie inside live device buffers of at least `bytes`; the copy is
-        // ordered on the device's stream like every kernel.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(out.ptr(), src, bytes, dev.stream().cu_stream()) }
-            .map_err(|e| dev.driver_error("device_copy", e))?;
+        dev.copy_device_to_device("device_copy", out.ptr(), data_ptr(t)?, bytes)?;
     }
     Ok(wrap(out, t.shape(), None))
 }

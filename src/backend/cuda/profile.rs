@@ -26,16 +26,16 @@ fn timing_error(dev: &CudaDevice, e: cudarc::driver::DriverError) -> Error {
 
 /// Before a launch: a start event, when profiling and not capturing.
 pub(crate) fn begin(dev: &CudaDevice) -> Result<Option<CudaEvent>> {
-    if !enabled() || dev.capturing.load(Ordering::Relaxed) {
+    let Some(stream) = dev.stream().filter(|_| enabled() && !dev.capturing.load(Ordering::Relaxed)) else {
         return Ok(None);
-    }
-    dev.stream().record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map(Some).map_err(|e| timing_error(dev, e))
+    };
+    stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map(Some).map_err(|e| timing_error(dev, e))
 }
 
 /// After the launch: waits for it and adds its time to `name`'s row.
 pub(crate) fn end(dev: &CudaDevice, start: Option<CudaEvent>, name: &str) -> Result<()> {
-    let Some(start) = start else { return Ok(()) };
-    let stop = dev.stream().record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| timing_error(dev, e))?;
+    let (Some(start), Some(stream)) = (start, dev.stream()) else { return Ok(()) };
+    let stop = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| timing_error(dev, e))?;
     let ms = start.elapsed_ms(&stop).map_err(|e| timing_error(dev, e))? as f64;
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let row = table.get_or_insert_with(HashMap::new).entry(name.to_string()).or_insert((0, 0.0));

@@ -3,7 +3,8 @@
 //! element count — the `Storage::Cuda` variant.
 
 use super::alloc::Block;
-use super::CudaDevice;
+use super::dry_run::CopyKind;
+use super::{Backing, CudaDevice};
 use crate::tensor::{Buf, CpuStorage, DType};
 use crate::Result;
 use cudarc::driver::result as cu;
@@ -73,10 +74,15 @@ impl CudaStorage {
         let bytes = &host.as_bytes()[range.start * host.dtype().size_in_bytes()..range.end * host.dtype().size_in_bytes()];
         if !bytes.is_empty() {
             dev.check_not_capturing("to_device")?;
-            dev.bind()?;
-            // SAFETY: `out` holds at least bytes.len() bytes; a pageable-memory copy returns only
-            // after the source has been read, so `host` may be dropped afterwards.
-            unsafe { cu::memcpy_htod_async(out.ptr(), bytes, dev.stream().cu_stream()) }.map_err(|e| dev.driver_error("to_device", e))?;
+            match dev.backing() {
+                Backing::Driver { stream, .. } => {
+                    dev.bind()?;
+                    // SAFETY: `out` holds at least bytes.len() bytes; a pageable-memory copy
+                    // returns only after the source has been read, so `host` may be dropped.
+                    unsafe { cu::memcpy_htod_async(out.ptr(), bytes, stream.cu_stream()) }.map_err(|e| dev.driver_error("to_device", e))?;
+                }
+                Backing::DryRun(d) => d.copy(CopyKind::HostToDevice, bytes.len()),
+            }
         }
         Ok(out)
     }
@@ -88,11 +94,17 @@ impl CudaStorage {
             let mut v = vec![T::default(); len];
             if len > 0 {
                 dev.check_not_capturing("to_host")?;
-                dev.bind()?;
-                // SAFETY: the source range lies inside the buffer; the copy completes before the
-                // synchronize returns, and `v` outlives it.
-                unsafe { cu::memcpy_dtoh_async(&mut v, s.ptr_at(start), dev.stream().cu_stream()) }.map_err(|e| dev.driver_error("to_device", e))?;
-                dev.synchronize()?;
+                match dev.backing() {
+                    Backing::Driver { stream, .. } => {
+                        dev.bind()?;
+                        // SAFETY: the source range lies inside the buffer; the copy completes
+                        // before the synchronize returns, and `v` outlives it.
+                        unsafe { cu::memcpy_dtoh_async(&mut v, s.ptr_at(start), stream.cu_stream()) }.map_err(|e| dev.driver_error("to_host", e))?;
+                        dev.synchronize()?;
+                    }
+                    // nothing was computed: the host reads zeros
+                    Backing::DryRun(d) => d.copy(CopyKind::DeviceToHost, len * std::mem::size_of::<T>()),
+                }
             }
             Ok(v)
         }
