@@ -36,6 +36,11 @@ pub struct SampleArgs {
     /// the list). Not needed for SD v1 files or diffusers folders.
     #[arg(long)]
     pub preset: Option<String>,
+    /// Build --preset's model (sd_v1, or a paper model) with random weights (seed 0) instead of
+    /// loading --model: to time the real architecture where no pretrained weights exist, or to
+    /// dry-run it (LDM_CUDA_DRY_RUN). The images are noise.
+    #[arg(long)]
+    pub random_weights: bool,
     #[arg(long)]
     pub prompt: Option<String>,
     #[arg(long, default_value = "")]
@@ -236,6 +241,9 @@ fn load(a: &SampleArgs) -> Result<Model> {
         }
         Ok(())
     };
+    if a.random_weights {
+        return random_model(a, dtype, device);
+    }
     let Some(model) = &a.model else {
         if a.preset.is_some() {
             return Err(invalid("--preset names what a --model file is; without --model the built-in MNIST model is used"));
@@ -277,6 +285,26 @@ fn load(a: &SampleArgs) -> Result<Model> {
     let p = presets::preset(name)?;
     f32_only()?;
     let pipe = super::sample_paper::prepare(LatentDiffusion::from_single_file(&file, &p, DType::F32)?, &p)?;
+    Ok(Model::Paper(Box::new(pipe), Box::new(p)))
+}
+
+/// --random-weights: --preset's architecture with fresh weights from seed 0.
+fn random_model(a: &SampleArgs, dtype: DType, device: Device) -> Result<Model> {
+    if a.model.is_some() {
+        return Err(invalid("--random-weights builds the model instead of loading one: drop --model or --random-weights"));
+    }
+    let names: Vec<&str> = presets::paper_presets().iter().map(|p| p.name).collect();
+    let Some(name) = &a.preset else {
+        return Err(invalid(format!("--random-weights needs --preset: sd_v1 or a paper model ({})", names.join(", "))));
+    };
+    if name == "sd_v1" {
+        return Ok(Model::StableDiffusion(Box::new(TextToImage::seeded(0, dtype, device)?)));
+    }
+    let p = presets::preset(name)?;
+    if dtype != DType::F32 {
+        return Err(invalid(format!("--dtype {}: half precision is for Stable Diffusion models; paper models run in f32", a.dtype)));
+    }
+    let pipe = super::sample_paper::prepare(LatentDiffusion::seeded(&p, 0, DType::F32, device)?, &p)?;
     Ok(Model::Paper(Box::new(pipe), Box::new(p)))
 }
 
@@ -334,13 +362,18 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             && let Device::Cuda(i) = outcome.images.device()
         {
             // PyTorch's bench resets its peak after the warm-up run too
-            ldm_engine::backend::cuda::device(i)?.reset_peak_memory();
+            let dev = ldm_engine::backend::cuda::device(i)?;
+            dev.reset_peak_memory();
+            if let Some(dry) = dev.dry_run() {
+                dry.reset();
+            }
         }
         last = Some(outcome);
     }
     let outcome = last.expect("at least one run");
     // everything is computed: now write
-    let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).unwrap_or(DEFAULT_MODEL_NAME);
+    let random_name = a.preset.as_ref().filter(|_| a.random_weights).map(|p| format!("{p} (random weights)"));
+    let model_name = a.model.as_ref().and_then(|m| m.file_name()).and_then(|n| n.to_str()).or(random_name.as_deref()).unwrap_or(DEFAULT_MODEL_NAME);
     let params = format!("{}\n{}, Model: {model_name}", outcome.prompt_lines, outcome.settings.join(", "));
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &outcome.latents.to_device(Device::Cpu)?)], None)?;
@@ -377,6 +410,8 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     if let Some(table) = ldm_engine::backend::cuda::profile::report() {
         println!("{table}");
     }
+    // what one run launched (the last: the warm-up's counts were dropped)
+    super::train::print_dry_run_report(device)?;
     Ok(())
 }
 

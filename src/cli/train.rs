@@ -97,6 +97,16 @@ pub(crate) fn parse_device(s: &str) -> Result<ldm_engine::Device> {
     Ok(device)
 }
 
+/// Under LDM_CUDA_DRY_RUN: what the run launched and copied on `device` (nothing otherwise).
+pub(crate) fn print_dry_run_report(device: ldm_engine::Device) -> Result<()> {
+    if let ldm_engine::Device::Cuda(i) = device
+        && let Some(dry) = ldm_engine::backend::cuda::device(i)?.dry_run()
+    {
+        println!("{}", dry.report());
+    }
+    Ok(())
+}
+
 pub(crate) fn require<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
     v.as_ref().ok_or_else(|| invalid(format!("{flag} is required")))
 }
@@ -262,7 +272,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     pictures(&trainer, &rows)?;
     let done = stop_reason(trainer.step, cfg.steps, last);
     println!("{done} at step {} in {:.1} min; run in {}", trainer.step, started.elapsed().as_secs_f64() / 60.0, out.display());
-    Ok(())
+    print_dry_run_report(device)
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {

@@ -250,5 +250,6 @@ pub fn train_ldm(a: &TrainArgs) -> Result<()> {
     export_model(&t, &out.join("model.safetensors"), export_dtype)?;
     let done = stop_reason(t.step, cfg.steps, last);
     println!("{done} at step {} in {:.1} min; run in {}, model in {}", t.step, started.elapsed().as_secs_f64() / 60.0, out.display(), out.join("model.safetensors").display());
+    super::train::print_dry_run_report(device)?;
     Ok(())
 }

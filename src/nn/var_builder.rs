@@ -24,6 +24,9 @@ enum Source {
     ShapesOnly,
     /// Fresh parameters from an initializer (training from scratch).
     Init(Box<dyn Fn(&str, &[usize], Init) -> Tensor + Send + Sync>),
+    /// Fresh values from an initializer, handed out as loaded weights are (inference: no
+    /// autograd variables, the device's weight layouts).
+    Weights(Box<dyn Fn(&str, &[usize], Init) -> Tensor + Send + Sync>),
 }
 
 /// How a parameter is initialised when a model is built from scratch.
@@ -134,20 +137,14 @@ impl VarBuilder {
 
     /// Fresh parameters following each layer's torch-default init, from a seeded RNG.
     pub fn seeded_init(dtype: DType, seed: u64) -> Self {
-        use rand::SeedableRng;
-        let rng = Mutex::new(rand::rngs::StdRng::seed_from_u64(seed));
-        Self::from_init(dtype, move |_, shape, init| {
-            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            match init {
-                Init::Zeros => Tensor::zeros(shape, dtype),
-                Init::Ones => Tensor::ones(shape, dtype),
-                Init::FanInUniform { fan_in } => {
-                    let b = 1.0 / (fan_in.max(1) as f64).sqrt();
-                    Tensor::rand(shape, -b, b, dtype, &mut *rng)
-                }
-                Init::Normal { std } => Tensor::randn(shape, 0.0, std, dtype, &mut *rng),
-            }
-        })
+        Self::from_init(dtype, seeded_values(dtype, seed))
+    }
+
+    /// The values `seeded_init` draws, as inference weights (not variables): a full-size model
+    /// with random weights, to time or dry-run where no pretrained weights exist.
+    pub fn seeded_weights(dtype: DType, seed: u64) -> Self {
+        // drawn in f32 on the host, then moved and cast like a loaded file's tensors
+        Self::new(Source::Weights(Box::new(seeded_values(DType::F32, seed))), dtype)
     }
 
     /// The builder one level down: `vb.pp("down").pp(0)` names "down.0.…".
@@ -186,6 +183,7 @@ impl VarBuilder {
             Source::ShapesOnly => Some(placeholder()?),
             // fresh parameters are variables: a model built to train backprops into them directly
             Source::Init(f) => Some(f(&full, shape, init).to_dtype(self.dtype)?.requires_grad()),
+            Source::Weights(f) => Some(f(&full, shape, init)),
             Source::Tensors(m) => m.get(&full).cloned(),
             Source::Files { files, index, fix } => match index.get(&full) {
                 Some((i, key)) => {
@@ -220,7 +218,7 @@ impl VarBuilder {
     pub fn contains(&self, name: &str) -> bool {
         let full = self.full_name(name);
         match &*self.source {
-            Source::ShapesOnly | Source::Init(_) => true,
+            Source::ShapesOnly | Source::Init(_) | Source::Weights(_) => true,
             Source::Tensors(m) => m.contains_key(&full),
             Source::Files { index, .. } => index.contains_key(&full),
         }
@@ -244,7 +242,7 @@ impl VarBuilder {
         let source_keys: BTreeSet<String> = match &*self.source {
             Source::Tensors(m) => m.keys().filter(|k| in_scope(k)).cloned().collect(),
             Source::Files { index, .. } => index.keys().filter(|k| in_scope(k)).cloned().collect(),
-            Source::ShapesOnly | Source::Init(_) => BTreeSet::new(),
+            Source::ShapesOnly | Source::Init(_) | Source::Weights(_) => BTreeSet::new(),
         };
         let unexpected: Vec<&String> =
             if allow_unexpected { vec![] } else { source_keys.iter().filter(|k| !report.requested.contains_key(*k)).collect() };
@@ -293,4 +291,22 @@ fn stored_for_inference(t: Tensor) -> Result<Tensor> {
         return crate::backend::cuda::conv_tc::store_channels_last(&t);
     }
     Ok(t)
+}
+
+/// torch's default init for each parameter, drawn from one RNG seeded with `seed`.
+fn seeded_values(dtype: DType, seed: u64) -> impl Fn(&str, &[usize], Init) -> Tensor + Send + Sync + 'static {
+    use rand::SeedableRng;
+    let rng = Mutex::new(rand::rngs::StdRng::seed_from_u64(seed));
+    move |_, shape, init| {
+        let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+        match init {
+            Init::Zeros => Tensor::zeros(shape, dtype),
+            Init::Ones => Tensor::ones(shape, dtype),
+            Init::FanInUniform { fan_in } => {
+                let b = 1.0 / (fan_in.max(1) as f64).sqrt();
+                Tensor::rand(shape, -b, b, dtype, &mut *rng)
+            }
+            Init::Normal { std } => Tensor::randn(shape, 0.0, std, dtype, &mut *rng),
+        }
+    }
 }

@@ -85,6 +85,25 @@ impl TextToImage {
         })
     }
 
+    /// Stable Diffusion v1 (the sd_v1 preset: CLIP ViT-L/14 text encoder, the 860M UNet, the
+    /// KL-f8 VAE) with fresh random weights from `seed` on `device`: the work of the real model,
+    /// to time or dry-run it where no pretrained weights exist. Its images are noise.
+    pub fn seeded(seed: u64, dtype: DType, device: crate::Device) -> Result<Self> {
+        let p = preset("sd_v1")?;
+        let (FirstStageConfig::Kl(vae_cfg), CondStageConfig::Clip(clip_cfg)) = (&p.first_stage, &p.cond_stage) else {
+            return Err(Error::invalid("txt2img", "the sd_v1 preset lost its KL autoencoder or CLIP config"));
+        };
+        let vb = crate::nn::VarBuilder::seeded_weights(dtype, seed).on_device(device);
+        Ok(TextToImage {
+            tokenizer: ClipTokenizer::builtin()?,
+            text_encoder: ClipTextModel::new(&vb.pp("cond_stage_model"), clip_cfg)?,
+            unet: UNet::new(&vb.pp("model.diffusion_model"), &p.unet)?,
+            vae: AutoencoderKL::new(&vb.pp("first_stage_model"), vae_cfg)?,
+            scheduler: SchedulerConfig::sd15(),
+            vae_scale: p.diffusion.scale_factor,
+        })
+    }
+
     /// The last hidden states of the text encoder for each text, padded to 77 tokens: [N, 77, D].
     pub fn encode_text(&self, texts: &[String]) -> Result<Tensor> {
         let mut ids = Vec::with_capacity(texts.len() * MAX_LEN);
