@@ -62,6 +62,13 @@ fn tiny_stable_diffusion_samples_dry_in_every_dtype_with_and_without_a_graph() {
             assert!(out.is_file(), "the (black) image is written");
         }
     }
+    // where a kernel's launches come from, by call path (line tables are in every profile)
+    let out = dir.join("traced.png");
+    let args = ["sample", "--model", model, "--prompt", "a red cube", "--device", "cuda", "--dtype", "f16", "--steps", "1", "--width", "64", "--height", "64"];
+    let (code, stdout, stderr) = dry("1", &[("LDM_CUDA_DRY_RUN_TRACE", "geglu_f16")], &[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let paths = stdout.split("launches of geglu_f16 by call path").nth(1).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(paths.contains(" × ") && paths.contains("(models/unet_blocks.rs"), "{paths}");
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //! PyTorch's meta device does the same job for shapes and memory; this one also proves that what
 //! the host side hands each kernel matches its C signature, which otherwise only a GPU shows (as
 //! garbage, not an error). The variable's value picks the GPU imitated: `1` or `h100`, `h200`,
-//! `a100`.
+//! `a100`. `LDM_CUDA_DRY_RUN_TRACE=<kernel>` also lists the call paths that launched that kernel
+//! (where a copy or a transpose comes from, when hunting launches to fuse away).
 
 use super::alloc::RawError;
 use super::kernels;
@@ -96,6 +97,36 @@ struct Counts {
     copies: BTreeMap<CopyKind, (u64, u64)>,
     /// CUDA graph replays (each replays the launches counted once, at its capture)
     graph_replays: u64,
+    /// LDM_CUDA_DRY_RUN_TRACE: the call paths that launched the traced kernel, with counts
+    traced: BTreeMap<String, u64>,
+}
+
+/// The kernel whose launch sites the report lists (`LDM_CUDA_DRY_RUN_TRACE=name`), if any.
+fn traced_kernel() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| std::env::var("LDM_CUDA_DRY_RUN_TRACE").ok().filter(|v| !v.is_empty())).as_deref()
+}
+
+/// The engine's own frames of the current call stack, innermost first, as `function (file:line)`
+/// (what a person reads to find where a launch comes from; release builds keep line tables).
+fn engine_call_path() -> String {
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    let mut frames = Vec::new();
+    let mut function = "";
+    for line in bt.lines().map(str::trim) {
+        if let Some((_, f)) = line.split_once(": ").filter(|(n, _)| n.parse::<usize>().is_ok()) {
+            function = f;
+        } else if let Some(at) = line.strip_prefix("at ")
+            && let Some((_, file)) = at.split_once("/src/")
+            && !at.contains("/rustc/")
+            && !file.starts_with("backend/cuda/dry_run.rs")
+        {
+            let file = file.rsplit_once(':').map_or(file, |(f, _col)| f);
+            frames.push(format!("{function} ({file})"));
+        }
+    }
+    frames.truncate(10);
+    frames.join(" < ")
 }
 
 /// Per module: each entry's parameter sizes in bytes, from the build's PTX (None: this build has
@@ -152,7 +183,11 @@ impl DryRun {
         if cfg.shared_mem_bytes > 48 * 1024 {
             return refuse(format!("{} bytes of dynamic shared memory, more than 48 KiB", cfg.shared_mem_bytes));
         }
+        let path = (traced_kernel() == Some(name)).then(engine_call_path);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = path {
+            *counts.traced.entry(path).or_default() += 1;
+        }
         let row = counts.kernels.entry(name.to_string()).or_default();
         row.launches += 1;
         row.blocks += g.0 as u64 * g.1 as u64 * g.2 as u64;
@@ -199,6 +234,14 @@ impl DryRun {
         }
         for (kind, (n, bytes)) in &counts.copies {
             out += &format!("\n{kind:?} copies: {n}, {:.1} MiB", *bytes as f64 / MIB as f64);
+        }
+        if let Some(name) = traced_kernel() {
+            out += &format!("\n\nlaunches of {name} by call path (LDM_CUDA_DRY_RUN_TRACE):\n");
+            let mut paths: Vec<_> = counts.traced.iter().collect();
+            paths.sort_by(|a, b| b.1.cmp(a.1));
+            for (path, n) in paths {
+                out += &format!("- {n} × {path}\n");
+            }
         }
         if counts.graph_replays > 0 {
             out += &format!("\nCUDA graph replays: {} (the launches each replays are counted once, at its capture)", counts.graph_replays);
