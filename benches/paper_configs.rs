@@ -88,6 +88,10 @@ fn main() {
     let dtype = a.dtype.unwrap_or(if on_gpu { DType::F16 } else { DType::F32 });
     if let Device::Cuda(i) = a.device {
         let d = cuda::device(i).expect("CUDA device");
+        if d.dry_run().is_some() {
+            println!("paper_configs: skipped: LDM_CUDA_DRY_RUN is set, and a dry run computes nothing, so there is nothing to time");
+            return;
+        }
         println!("device: {} ({:.1} GiB), weights and activations {dtype:?}", d.name(), d.total_memory() as f64 / (1u64 << 30) as f64);
     } else {
         println!("device: cpu — a smoke run (batch 1, 1 and 2 steps): the code path, not a throughput");

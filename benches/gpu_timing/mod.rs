@@ -12,6 +12,10 @@ pub fn first_device(bench: &str) -> Option<Arc<cuda::CudaDevice>> {
         return None;
     }
     let dev = cuda::device(0).unwrap();
+    if dev.dry_run().is_some() {
+        println!("{bench}: skipped: LDM_CUDA_DRY_RUN is set, and a dry run computes nothing, so there is nothing to time");
+        return None;
+    }
     let (major, minor) = dev.compute_capability();
     println!("device: {} (sm_{major}{minor}, {:.1} GiB)", dev.name(), dev.total_memory() as f64 / (1u64 << 30) as f64);
     Some(dev)

@@ -359,7 +359,7 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         runs.push([outcome.text_ms, outcome.unet_ms, outcome.vae_ms, t.elapsed().as_secs_f64() * 1e3]);
         if run == 0
             && a.repeat > 1
-            && let Device::Cuda(i) = outcome.images.device()
+            && let Device::Cuda(i) = device(a)?
         {
             // PyTorch's bench resets its peak after the warm-up run too
             let dev = ldm_engine::backend::cuda::device(i)?;
@@ -378,7 +378,8 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &outcome.latents.to_device(Device::Cpu)?)], None)?;
     }
-    let device = outcome.images.device();
+    // where the model ran (paper pipelines hand their images back on the host)
+    let device = device(a)?;
     let images = outcome.images.to_device(Device::Cpu)?;
     let n = images.dim(0)?;
     let paths = output_paths(&a.out, n, a.grid || outcome.grid_cols.is_some());
@@ -399,6 +400,11 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             median(3),
             timed.len()
         );
+        if let Device::Cuda(i) = device
+            && ldm_engine::backend::cuda::device(i)?.dry_run().is_some()
+        {
+            println!("(a dry run: these are the host's times, with no GPU work behind them)");
+        }
         if let Device::Cuda(i) = device {
             // requested bytes, as torch.cuda.max_memory_allocated counts; held: rounded to the
             // allocator's size classes
