@@ -88,8 +88,15 @@ fn main() {
     let dtype = a.dtype.unwrap_or(if on_gpu { DType::F16 } else { DType::F32 });
     if let Device::Cuda(i) = a.device {
         let d = cuda::device(i).expect("CUDA device");
-        if d.dry_run().is_some() {
-            println!("paper_configs: skipped: LDM_CUDA_DRY_RUN is set, and a dry run computes nothing, so there is nothing to time");
+        if let Some(dry) = d.dry_run() {
+            // the host side of every config, in `dtype`, at one step: nothing to time
+            println!("paper_configs: a dry run (LDM_CUDA_DRY_RUN): each config samples one step at batch 1 with its launches checked; nothing is timed");
+            for (name, _, guidance, _) in CONFIGS {
+                let model = LatentDiffusion::seeded(&preset(name).expect("preset"), 0, dtype, a.device).expect("model");
+                dry.reset();
+                run(&model, 1, 1, guidance, a.device).unwrap_or_else(|e| panic!("{name}: {e}"));
+                println!("{name} (guidance {guidance}): ran dry, {} launches", dry.launches());
+            }
             return;
         }
         println!("device: {} ({:.1} GiB), weights and activations {dtype:?}", d.name(), d.total_memory() as f64 / (1u64 << 30) as f64);

@@ -44,6 +44,21 @@ cargo bench --locked --no-run --message-format=json --features kernel-lab --benc
 # the engine with the kernel lab built in: e2e.sh times the SD workload on lab variants through
 # environment switches (LDM_CUDA_ATTENTION=lab-v3); without them it runs the shipped kernels
 cargo build --release --locked --features kernel-lab
+# Pre-flight, here, without a GPU: the SD1.5 workload e2e.sh times, as a CUDA dry run
+# (LDM_CUDA_DRY_RUN: every launch checked against its kernel's PTX signature, nothing computed)
+# under each switch e2e.sh uses. A host-side failure found here would have cost device minutes.
+preflight() {
+    LDM_CUDA_DRY_RUN=1 env "$@" target/release/ldm-engine sample --random-weights --preset sd_v1 --prompt "a photograph of an astronaut riding a horse" \
+        --device cuda --dtype f16 --sampler ddim --steps 2 --repeat 2 --timings --out "$bundle/preflight.png" > "$bundle/preflight.log" 2>&1 \
+        || { echo "dry-run pre-flight failed under: $*" >&2; tail -3 "$bundle/preflight.log" >&2; exit 1; }
+    echo "pre-flight ($*): $(grep -E '^peak' "$bundle/preflight.log")"
+}
+for switches in LDM_CUDA_GRAPH=0 LDM_CUDA_GRAPH=1 LDM_CUDA_CONV=tile64 LDM_CUDA_ATTENTION=lab-v3 \
+    "LDM_CUDA_ATTENTION=lab-v3 LDM_CUDA_GEMM=lab-v4 LDM_CUDA_CONV=lab-v4" "LDM_CUDA_GEMM=lab-v5 LDM_CUDA_CONV=lab-v5"; do
+    # shellcheck disable=SC2086 # one word per switch
+    preflight $switches
+done
+rm -f "$bundle/preflight.png" "$bundle/preflight.log"
 cp target/release/ldm-engine "$bundle/bin/ldm-engine"
 while read -r kind name exe; do
     cp "$exe" "$bundle/bin/test-$name"
