@@ -118,10 +118,14 @@ __device__ void conv_fwd_nhwc_split(TcConvGeom g, int flip, const T* x, const T*
     conv_nhwc_tile<T>(g, flip, x, wk, kbeg, min(g.c * g.kh * g.kw, kbeg + chunk), put);
 }
 
+// The workspace is left zeroed for the next split-K conv: the host keeps one per device, and the
+// memset kernel that zeroed a fresh workspace before every split conv (60 launches per SD step)
+// is gone.
 template <typename T>
-__device__ void conv_splitk_finish(int64_t total, int64_t C, int64_t P, const float* ws, const T* bias, const T* res, T* y) {
+__device__ void conv_splitk_finish(int64_t total, int64_t C, int64_t P, float* ws, const T* bias, const T* res, T* y) {
     GRID_STRIDE(i, total) {
         float v = ws[i];
+        ws[i] = 0.0f;
         if (bias) v += to_f32(bias[(i / P) % C]);
         if (res) v += to_f32(res[i]);
         y[i] = from_f32<T>(v);
@@ -236,7 +240,7 @@ __device__ void conv_bwd_weight_dense(TcConvGeom g, int nhwc, const T* x, const 
 #define CONV_TC(T, S) \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_split_##S(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) { \
     conv_fwd_nhwc_split<T>(g, flip, x, wk, ws, chunk); } \
-extern "C" __global__ void conv_splitk_finish_##S(int64_t total, int64_t C, int64_t P, const float* ws, const T* bias, const T* res, T* y) { \
+extern "C" __global__ void conv_splitk_finish_##S(int64_t total, int64_t C, int64_t P, float* ws, const T* bias, const T* res, T* y) { \
     conv_splitk_finish<T>(total, C, P, ws, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \
     conv_fwd_nhwc<T>(g, flip, x, wk, bias, res, y); } \

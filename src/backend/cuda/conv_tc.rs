@@ -130,6 +130,33 @@ pub(crate) struct WeightLayouts {
     inner: Mutex<(u64, Vec<CachedLayout>)>,
 }
 
+/// The f32 workspace the split-K forward sums into, zeroed once and left zeroed by every
+/// conv_splitk_finish, so a split conv needs no memset launch of its own. The last is the
+/// current one; one it outgrew stays allocated only if a CUDA graph was recorded with it (the
+/// graph replays with its address).
+#[derive(Default)]
+pub(crate) struct SplitWorkspace {
+    /// (workspace, recorded into a graph)
+    inner: Mutex<Vec<(Tensor, bool)>>,
+}
+
+/// A zeroed f32 workspace of at least `len` elements on `dev` (the device's own, grown to fit
+/// when no graph is being recorded; a fresh zeroed one in the capture's pool otherwise).
+fn zeroed_workspace(dev: &Arc<CudaDevice>, len: usize) -> Result<Tensor> {
+    let capturing = dev.capturing.load(Ordering::Relaxed);
+    let mut held = dev.split_workspace.inner.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((ws, recorded)) = held.last_mut().filter(|(ws, _)| ws.numel() >= len) {
+        *recorded |= capturing;
+        return Ok(ws.clone());
+    }
+    let ws = super::ops::full(dev, 0.0, &[len], DType::F32)?;
+    if !capturing {
+        held.retain(|(_, recorded)| *recorded);
+        held.push((ws.clone(), false));
+    }
+    Ok(ws)
+}
+
 struct CachedLayout {
     source: Weak<RwLock<Storage>>,
     offset: usize,
@@ -298,7 +325,7 @@ pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residu
         if splits > 1 {
             // few output tiles (small images): the k range split over blocks, summed in f32
             let (module, name, cfg, chunk) = split_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out, k, splits, lab);
-            let ws = super::ops::full(&dev, 0.0, &shape, DType::F32)?;
+            let ws = zeroed_workspace(&dev, shape.iter().product())?;
             launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, data_ptr(&ws)?, chunk as i32);
             let total = shape.iter().product::<usize>();
             launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);

@@ -101,6 +101,8 @@ pub struct CudaDevice {
     /// Conv weights in the channels-last layout the tensor-core conv reads (conv_tc.rs), made
     /// once per inference weight instead of on every call.
     pub(crate) weight_layouts: conv_tc::WeightLayouts,
+    /// The split-K conv's zeroed f32 workspace (conv_tc.rs).
+    pub(crate) split_workspace: conv_tc::SplitWorkspace,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -202,6 +204,7 @@ impl CudaDevice {
             capturing: AtomicBool::new(false),
             index_maps: Mutex::new(HashMap::new()),
             weight_layouts: Default::default(),
+            split_workspace: Default::default(),
         }
     }
 
