@@ -23,11 +23,14 @@ enum Source {
     /// No values: every parameter is a zero-memory broadcast of one zero (shapes, counts).
     ShapesOnly,
     /// Fresh parameters from an initializer (training from scratch).
-    Init(Box<dyn Fn(&str, &[usize], Init) -> Tensor + Send + Sync>),
+    Init(Initializer),
     /// Fresh values from an initializer, handed out as loaded weights are (inference: no
     /// autograd variables, the device's weight layouts).
-    Weights(Box<dyn Fn(&str, &[usize], Init) -> Tensor + Send + Sync>),
+    Weights(Initializer),
 }
+
+/// `init(full_name, shape, hint)`: a parameter's fresh value.
+type Initializer = Box<dyn Fn(&str, &[usize], Init) -> Tensor + Send + Sync>;
 
 /// How a parameter is initialised when a model is built from scratch.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -332,7 +332,7 @@ mod tests {
         let m = DryMemory::new(4096);
         let a = m.malloc(1000).unwrap();
         let b = m.malloc(1000).unwrap();
-        assert!(b >= a + 1000 && a % 512 == 0 && b % 512 == 0);
+        assert!(b >= a + 1000 && a.is_multiple_of(512) && b.is_multiple_of(512));
         assert_eq!(m.malloc(4000), Err(RawError::OutOfMemory));
         m.free(a, 1000);
         assert!(m.malloc(3000).is_ok());
