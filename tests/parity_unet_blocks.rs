@@ -38,6 +38,12 @@ fn spatial_transformers_match_diffusers() {
         let st = SpatialTransformer::new(&vb, f.meta("in_channels"), cfg).unwrap();
         vb.finish(false).unwrap();
         let y = st.forward(&f.tensor("x"), &f.tensor("context")).unwrap();
+        // loaded weights project self-attention's q, k, v with one stacked matrix; the same
+        // weights as trainable variables keep three products: both agree with diffusers
+        let vars = vb.params().into_iter().map(|(k, t)| (k, t.requires_grad())).collect();
+        let trainable = SpatialTransformer::new(&ldm_engine::nn::VarBuilder::from_tensors(vars, ldm_engine::DType::F32), f.meta("in_channels"), cfg).unwrap();
+        let _g = ldm_engine::no_grad();
+        assert_parity(&trainable.forward(&f.tensor("x"), &f.tensor("context")).unwrap(), &f.tensor("out"), &format!("{name} (three projections)"));
         assert_parity(&y, &f.tensor("out"), name);
     }
 }
