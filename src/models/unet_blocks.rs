@@ -156,10 +156,12 @@ pub struct CrossAttention {
     to_q: Linear,
     to_k: Linear,
     to_v: Linear,
-    /// Inference weights with query and context of one width: to_q, to_k and to_v stacked as one
-    /// [3·inner, dim] matrix (and the three are views of it), so self-attention projects x to q,
-    /// k and v in one product: one launch instead of three on a GPU, no extra memory.
+    /// Inference weights stacked so one product gives several projections (one launch instead of
+    /// two or three on a GPU, no extra memory: the separate weights become row views of it):
+    /// to_q, to_k, to_v as [3·inner, dim] when query and context have one width (self-attention
+    /// reads q, k, v from one output), else to_k, to_v as [2·inner, context_dim] (cross-attention).
     to_qkv: Option<Linear>,
+    to_kv: Option<Linear>,
     to_out: Linear,
     heads: usize,
 }
@@ -173,16 +175,19 @@ impl CrossAttention {
         // not for variables (training keeps each its own gradient) nor for shape-only
         // placeholders (broadcast views, which stacking would turn into memory)
         let stackable = |l: &Linear| !l.weight.is_var() && l.weight.is_contiguous() && l.weight.numel() > 0;
-        let to_qkv = if query_dim == context_dim && [&to_q, &to_k, &to_v].iter().all(|l| stackable(l)) {
-            let w = Tensor::cat(&[&to_q.weight, &to_k.weight, &to_v.weight], 0)?;
-            for (i, l) in [&mut to_q, &mut to_k, &mut to_v].into_iter().enumerate() {
+        // (row views of the stack replace the separate weights, which are then freed)
+        let stack = |parts: &mut [&mut Linear]| -> Result<Option<Linear>> {
+            if !parts.iter().all(|l| stackable(l)) {
+                return Ok(None);
+            }
+            let w = Tensor::cat(&parts.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)?;
+            for (i, l) in parts.iter_mut().enumerate() {
                 l.weight = w.narrow(0, i * inner, inner)?;
             }
-            Some(Linear { weight: w, bias: None })
-        } else {
-            None
+            Ok(Some(Linear { weight: w, bias: None }))
         };
-        Ok(CrossAttention { to_q, to_k, to_v, to_qkv, to_out: Linear::new(&vb.pp("to_out.0"), inner, query_dim, true)?, heads })
+        let (to_qkv, to_kv) = if query_dim == context_dim { (stack(&mut [&mut to_q, &mut to_k, &mut to_v])?, None) } else { (None, stack(&mut [&mut to_k, &mut to_v])?) };
+        Ok(CrossAttention { to_q, to_k, to_v, to_qkv, to_kv, to_out: Linear::new(&vb.pp("to_out.0"), inner, query_dim, true)?, heads })
     }
 
     /// x [N, L, Cq], context [N, Lc, Cc] (None: x) → [N, L, Cq]
@@ -203,12 +208,19 @@ impl CrossAttention {
             let (n, l, c) = (t.dim(0)?, t.dim(1)?, t.dim(2)?);
             t.reshape(&[n, l, self.heads, c / self.heads])?.transpose(1, 2) // [N, H, L, D]
         };
-        let (q, k, v) = match (&self.to_qkv, context) {
-            (Some(qkv), None) => {
-                let qkv = qkv.forward(x)?; // [N, L, 3·inner]: q, k, v side by side
-                let inner = qkv.dim(2)? / 3;
-                let part = |i: usize| split(qkv.narrow(2, i * inner, inner)?);
-                (part(0)?, part(1)?, part(2)?)
+        // the i-th of the projections side by side in a stacked product's output
+        let part = |t: &Tensor, i: usize| -> Result<Tensor> {
+            let inner = self.to_q.weight.dim(0)?;
+            split(t.narrow(2, i * inner, inner)?)
+        };
+        let (q, k, v) = match (&self.to_qkv, &self.to_kv, context) {
+            (Some(qkv), _, None) => {
+                let qkv = qkv.forward(x)?; // [N, L, 3·inner]
+                (part(&qkv, 0)?, part(&qkv, 1)?, part(&qkv, 2)?)
+            }
+            (_, Some(kv), Some(c)) => {
+                let kv = kv.forward(c)?; // [N, Lc, 2·inner]
+                (split(self.to_q.forward(x)?)?, part(&kv, 0)?, part(&kv, 1)?)
             }
             _ => (split(self.to_q.forward(x)?)?, split(self.to_k.forward(ctx)?)?, split(self.to_v.forward(ctx)?)?),
         };
