@@ -3,7 +3,7 @@
 //! output_blocks.{i}.{j}, out.{0,2}. Like diffusers, an upsampler resizes to the skip's size, so
 //! odd latent sizes (and sizes not divisible by 2^levels) work.
 
-use super::unet_blocks::{AttentionBlock, ResBlock, ResBlockConfig, ResBlockResample, SpatialTransformer, SpatialTransformerConfig};
+use super::unet_blocks::{stack_emb_projections, AttentionBlock, ResBlock, ResBlockConfig, ResBlockResample, SpatialTransformer, SpatialTransformerConfig, TimeEmbedding};
 use crate::nn::{Conv2d, Embedding, GroupNorm, Linear, Module, VarBuilder};
 use crate::tensor::conv::Conv2dParams;
 use crate::{DType, Error, Result, Tensor};
@@ -107,13 +107,13 @@ struct Slot {
 }
 
 impl Slot {
-    fn forward(&self, x: &Tensor, emb: &Tensor, ctx: Option<&Tensor>, up_to: Option<(usize, usize)>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, emb: &TimeEmbedding, ctx: Option<&Tensor>, up_to: Option<(usize, usize)>) -> Result<Tensor> {
         let mut h = match &self.conv_in {
             Some(c) => c.forward(x)?,
             None => x.clone(),
         };
         if let Some(r) = &self.res {
-            h = r.forward(&h, emb)?;
+            h = r.forward_to(&h, emb, None)?;
         }
         if let Some(a) = &self.attn {
             h = a.forward(&h, ctx)?;
@@ -129,7 +129,7 @@ impl Slot {
                 let (hh, ww) = up_to.unwrap_or((h.dim(2)? * 2, h.dim(3)? * 2));
                 h.upsample_nearest2d(hh, ww)
             }
-            Some(Resample::DownRes(r)) => r.forward(&h, emb),
+            Some(Resample::DownRes(r)) => r.forward_to(&h, emb, None),
             Some(Resample::UpRes(r)) => r.forward_to(&h, emb, up_to),
             None => Ok(h),
         }
@@ -145,6 +145,9 @@ pub struct UNet {
     output_blocks: Vec<Slot>,
     out_norm: GroupNorm,
     out_conv: Conv2d,
+    /// Every ResBlock's time-embedding projection as one product, for loaded inference weights
+    /// (`stack_emb_projections`).
+    emb_projections: Option<Linear>,
 }
 
 impl UNet {
@@ -204,7 +207,7 @@ impl UNet {
         }
 
         let mb = vb.pp("middle_block");
-        let middle = (
+        let mut middle = (
             ResBlock::new(&mb.pp(0), ch, ch, emb_dim, rcfg)?,
             attention(&mb.pp(1), ch, levels - 1)?,
             ResBlock::new(&mb.pp(2), ch, ch, emb_dim, rcfg)?,
@@ -236,6 +239,14 @@ impl UNet {
                 output_blocks.push(Slot { conv_in: None, res: Some(res), attn, resample });
             }
         }
+        let mut blocks: Vec<&mut ResBlock> = vec![&mut middle.0, &mut middle.2];
+        for slot in input_blocks.iter_mut().chain(output_blocks.iter_mut()) {
+            blocks.extend(slot.res.as_mut());
+            if let Some(Resample::DownRes(r) | Resample::UpRes(r)) = &mut slot.resample {
+                blocks.push(r);
+            }
+        }
+        let emb_projections = stack_emb_projections(&mut blocks)?;
         Ok(UNet {
             cfg: cfg.clone(),
             time_embed,
@@ -245,6 +256,7 @@ impl UNet {
             output_blocks,
             out_norm: GroupNorm::new(&vb.pp("out").pp(0), cfg.groups, ch, 1e-5)?,
             out_conv: Conv2d::new(&vb.pp("out").pp(2), ch, cfg.out_channels, 3, same3, true)?,
+            emb_projections,
         })
     }
 
@@ -297,15 +309,19 @@ impl UNet {
             (None, Some(_)) => return Err(Error::invalid("UNet", "this model takes no class labels")),
             (None, None) => {}
         }
+        // SiLU once for every ResBlock, and their projections in one product where stacked
+        let act = emb.silu()?;
+        let projected = self.emb_projections.as_ref().map(|p| p.forward(&act)).transpose()?;
+        let emb = TimeEmbedding { act, projected };
         let mut skips = Vec::with_capacity(self.input_blocks.len());
         let mut h = x.clone();
         for slot in &self.input_blocks {
             h = slot.forward(&h, &emb, context, None)?;
             skips.push(h.clone());
         }
-        h = self.middle.0.forward(&h, &emb)?;
+        h = self.middle.0.forward_to(&h, &emb, None)?;
         h = self.middle.1.forward(&h, context)?;
-        h = self.middle.2.forward(&h, &emb)?;
+        h = self.middle.2.forward_to(&h, &emb, None)?;
         for slot in &self.output_blocks {
             let skip = skips.pop().expect("one skip per output block");
             h = Tensor::cat(&[&h, &skip], 1)?;

@@ -34,11 +34,44 @@ impl Default for ResBlockConfig {
     }
 }
 
+/// The time embedding as a UNet's ResBlocks take it in one forward: SiLU applied once for all of
+/// them, and, where the UNet stacked their projections (`stack_emb_projections`), every block's
+/// projection from one product ([N, Σ E_out]).
+pub struct TimeEmbedding {
+    pub act: Tensor,
+    pub projected: Option<Tensor>,
+}
+
+/// Stacks the time-embedding projections of `blocks` into one Linear ([Σ E_out, E] and its
+/// bias) and makes each block's projection a row view of it, when they are all loaded inference
+/// weights (not variables, not shape-only placeholders): a UNet step then projects the embedding
+/// for all its ResBlocks with one product instead of one per block. No extra memory.
+pub fn stack_emb_projections(blocks: &mut [&mut ResBlock]) -> Result<Option<Linear>> {
+    let stackable = |t: &Tensor| !t.is_var() && t.is_contiguous() && t.numel() > 0;
+    let all_stackable = blocks.iter().all(|b| stackable(&b.emb_proj.weight) && b.emb_proj.bias.as_ref().is_some_and(stackable));
+    if blocks.is_empty() || !all_stackable {
+        return Ok(None);
+    }
+    let weights: Vec<&Tensor> = blocks.iter().map(|b| &b.emb_proj.weight).collect();
+    let biases: Vec<&Tensor> = blocks.iter().filter_map(|b| b.emb_proj.bias.as_ref()).collect();
+    let (w, bias) = (Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?);
+    let mut offset = 0;
+    for b in blocks.iter_mut() {
+        let len = b.emb_proj.weight.dim(0)?;
+        b.emb_proj = Linear { weight: w.narrow(0, offset, len)?, bias: Some(bias.narrow(0, offset, len)?) };
+        b.emb_cols = Some((offset, len));
+        offset += len;
+    }
+    Ok(Some(Linear { weight: w, bias: Some(bias) }))
+}
+
 /// x + F(x, emb): norm → SiLU → conv, plus the projected time embedding, norm → SiLU → conv.
 pub struct ResBlock {
     in_norm: GroupNorm,
     in_conv: Conv2d,
     emb_proj: Linear,
+    /// Where this block's projection sits in a stacked product's columns (`stack_emb_projections`).
+    emb_cols: Option<(usize, usize)>,
     out_norm: GroupNorm,
     out_conv: Conv2d,
     skip: Option<Conv2d>,
@@ -58,6 +91,7 @@ impl ResBlock {
             in_norm: GroupNorm::new(&vb.pp("in_layers.0"), cfg.groups, in_ch, cfg.eps)?,
             in_conv: Conv2d::same(&vb.pp("in_layers.2"), in_ch, out_ch, 3)?,
             emb_proj: Linear::new(&vb.pp("emb_layers.1"), emb_ch, emb_out, true)?,
+            emb_cols: None,
             out_norm: GroupNorm::new(&vb.pp("out_layers.0"), cfg.groups, out_ch, cfg.eps)?,
             out_conv: Conv2d::same(&vb.pp("out_layers.3"), out_ch, out_ch, 3)?,
             skip,
@@ -68,12 +102,12 @@ impl ResBlock {
 
     /// x [N, C_in, H, W], emb [N, E] → [N, C_out, H, W]
     pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
-        self.forward_to(x, emb, None)
+        self.forward_to(x, &TimeEmbedding { act: emb.silu()?, projected: None }, None)
     }
 
-    /// Like `forward`; an upsampling block resizes to `up_to` (the skip's size, so odd sizes work)
-    /// instead of exactly 2×.
-    pub fn forward_to(&self, x: &Tensor, emb: &Tensor, up_to: Option<(usize, usize)>) -> Result<Tensor> {
+    /// Like `forward`, with the embedding as the UNet shares it among its blocks; an upsampling
+    /// block resizes to `up_to` (the skip's size, so odd sizes work) instead of exactly 2×.
+    pub fn forward_to(&self, x: &Tensor, emb: &TimeEmbedding, up_to: Option<(usize, usize)>) -> Result<Tensor> {
         let resize = |t: &Tensor| -> Result<Tensor> {
             match self.resample {
                 None => Ok(t.clone()),
@@ -86,7 +120,10 @@ impl ResBlock {
         };
         let h = self.in_conv.forward(&resize(&self.in_norm.forward_silu(x)?)?)?;
         let x = &resize(x)?;
-        let e = self.emb_proj.forward(&emb.silu()?)?;
+        let e = match (&emb.projected, self.emb_cols) {
+            (Some(all), Some((offset, len))) => all.narrow(1, offset, len)?,
+            _ => self.emb_proj.forward(&emb.act)?,
+        };
         let e = e.reshape(&[e.dim(0)?, e.dim(1)?, 1, 1])?; // [N, C or 2C, 1, 1]
         let h = if self.scale_shift {
             let parts = e.chunk(2, 1)?;
