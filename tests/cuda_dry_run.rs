@@ -150,4 +150,11 @@ fn bad_dry_run_and_random_weight_requests_are_one_line_errors() {
         assert!(stderr.contains(want) && stderr.trim().lines().count() == 1, "{args:?}: {stderr}");
         assert!(!out.exists(), "{args:?} wrote an image");
     }
+    // a kernel switch set to a value nothing reads would time the shipped kernels under its name
+    let args = ["sample", "--device", "cuda", "--random-weights", "--preset", "sd_v1", "--prompt", "a", "--out", out.to_str().unwrap()];
+    let lab = if cfg!(feature = "kernel-lab") { "lab-v9" } else { "lab-v5" };
+    for (var, value, want) in [("LDM_CUDA_GEMM", "tile32", "LDM_CUDA_GEMM=tile32 is not a switch value"), ("LDM_CUDA_CONV", lab, "LDM_CUDA_CONV=lab-v")] {
+        let (code, _, stderr) = dry("1", &[(var, value)], &args);
+        assert!(code != 0 && stderr.contains(want) && stderr.trim().lines().count() == 1, "{var}={value}: {stderr}");
+    }
 }

@@ -153,8 +153,36 @@ pub fn device(ordinal: usize) -> Result<Arc<CudaDevice>> {
     Ok(d)
 }
 
+/// The kernel-choice switches (README "Switches") and the values each takes; `lab-` values need
+/// a build with the kernel lab.
+const SWITCHES: [(&str, &[&str]); 3] = [
+    ("LDM_CUDA_GEMM", &["simt", "tile64", "lab-v3", "lab-v4", "lab-v5"]),
+    ("LDM_CUDA_CONV", &["gemm", "nchw", "tile64", "lab-v4", "lab-v5"]),
+    ("LDM_CUDA_ATTENTION", &["unfused", "lab-v3"]),
+];
+
+/// Refuses a switch set to a value nothing reads (a typo, or a kernel-lab variant in a build
+/// without the lab), which would otherwise time the shipped kernels under the variant's name.
+fn check_switches() -> std::result::Result<(), String> {
+    for (var, values) in SWITCHES {
+        let Some(v) = std::env::var_os(var) else { continue };
+        let v = v.to_string_lossy();
+        if v.is_empty() {
+            continue;
+        }
+        if !values.contains(&&*v) {
+            return Err(format!("{var}={v} is not a switch value (one of: {}); unset it for the shipped kernels", values.join(", ")));
+        }
+        if v.starts_with("lab-") && !cfg!(feature = "kernel-lab") {
+            return Err(format!("{var}={v} selects a kernel-lab variant, and this build has no kernel lab (cargo build --release --features kernel-lab)"));
+        }
+    }
+    Ok(())
+}
+
 impl CudaDevice {
     fn open(ordinal: usize) -> Result<CudaDevice> {
+        check_switches().map_err(|why| unavailable(ordinal, why))?;
         if dry_run::requested() {
             return Self::open_dry_run(ordinal);
         }
