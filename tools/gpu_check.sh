@@ -13,7 +13,8 @@
 # e2e.sh times Stable Diffusion 1.5-size text-to-image (512², 50 DDIM steps, CFG 7.5, f16 and
 # bf16) with PyTorch (tools/torch_sd15/bench.py, plain torch: the GPU machine has no diffusers)
 # and with the engine on the same random weights and initial noise (f16 also with the UNet step
-# replayed from a CUDA graph, LDM_CUDA_GRAPH=1), and compares their latents.
+# replayed from a CUDA graph, LDM_CUDA_GRAPH=1), and compares their latents; beside the f16
+# profile it puts the CUDA dry run's prediction of the same work (launches per kernel, peak).
 # Each writes summary.md (date, device, driver, commit, one row per step) and one .tgz of every log
 # and picture into $OUT (the tool returns at most 8 files), and exits non-zero if a test failed.
 # Copy what comes back into benches/results/ with the command that produced it: each summary.md as
@@ -235,6 +236,14 @@ for dt in f16 bf16; do
             --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_profile.png" > "$out/engine-$dt-profile.log" 2>&1
         echo "engine (3 steps, LDM_CUDA_PROFILE=1): exit $?" >> "$summary"
         sed -n '/^kernel time/,$p' "$out/engine-$dt-profile.log" | head -45 >> "$summary"
+        # the CUDA dry run's prediction of the same work (src/backend/cuda/dry_run.rs: no GPU
+        # work, seconds): the profile's launch counts and the timed run's warm peak
+        LDM_CUDA_DRY_RUN=1 timeout 60 "$here/bin/ldm-engine" sample --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps 3 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --out "$out/$dt/engine_dry.png" > "$out/engine-$dt-dry3.log" 2>&1
+        $py tools/dry_run_vs_profile.py "$out/engine-$dt-profile.log" "$out/engine-$dt-dry3.log" >> "$summary" 2>&1
+        LDM_CUDA_DRY_RUN=1 timeout 60 "$here/bin/ldm-engine" sample --repeat 4 --model "$folder" --prompt "$prompt" --device cuda --dtype $dt --sampler ddim \
+            --steps 50 --cfg-scale 7.5 --width 512 --height 512 --init-noise "$out/$dt/noise.safetensors" --timings --out "$out/$dt/engine_dry.png" > "$out/engine-$dt-dry.log" 2>&1
+        echo "dry run of the timed run (50 steps, --repeat 4): exit $?, predicted $(grep -E '^peak' "$out/engine-$dt-dry.log")" >> "$summary"
     fi
     echo '```' >> "$summary"
     save
