@@ -334,6 +334,17 @@ inline float atomicAdd(float* p, float v) {
     *p = old + v;
     return old;
 }
+inline int atomicAdd(int* p, int v) {
+    std::lock_guard<std::mutex> g(ldm_emu::atomic_lock);
+    int old = *p;
+    *p = old + v;
+    return old;
+}
+// Blocks run one after another here, so every earlier block's writes are visible: a fence has
+// nothing to order, and an L2 load (ld.global.cg) is a load.
+inline void __threadfence() {}
+template <typename V>
+inline V __ldcg(const V* p) { return *p; }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: d = A·B + c, A 16×16 (row), B 16×8 (col).
 // The layouts below are the PTX ISA's, section 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with

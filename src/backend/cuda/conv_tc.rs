@@ -325,11 +325,18 @@ pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residu
         if splits > 1 {
             // few output tiles (small images): the k range split over blocks, summed in f32
             let (module, name, cfg, chunk) = split_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out, k, splits, lab);
-            let ws = zeroed_workspace(&dev, shape.iter().product())?;
-            launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, data_ptr(&ws)?, chunk as i32);
             let total = shape.iter().product::<usize>();
-            launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
-                total as i64, g.c_out as i64, (g.ho * g.wo) as i64, data_ptr(&ws)?, b_ptr, r_ptr, out.ptr());
+            // the sums, then one ticket per output tile (i32; zero bits are 0 either way)
+            let ws = zeroed_workspace(&dev, total + (cfg.grid_dim.0 * cfg.grid_dim.1) as usize)?;
+            let (sums, tickets) = (data_ptr(&ws)?, data_ptr(&ws)? + 4 * total as u64);
+            if lab.is_none() {
+                // the tile's last block finishes it (conv_fwd_nhwc_split_finished)
+                launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, sums, tickets, chunk as i32, b_ptr, r_ptr, out.ptr());
+            } else {
+                launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, sums, chunk as i32);
+                launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
+                    total as i64, g.c_out as i64, (g.ho * g.wo) as i64, sums, b_ptr, r_ptr, out.ptr());
+            }
         } else {
             let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out, lab);
             launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
