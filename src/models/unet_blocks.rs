@@ -42,27 +42,21 @@ pub struct TimeEmbedding {
     pub projected: Option<Tensor>,
 }
 
-/// Stacks the time-embedding projections of `blocks` into one Linear ([Σ E_out, E] and its
-/// bias) and makes each block's projection a row view of it, when they are all loaded inference
-/// weights (not variables, not shape-only placeholders): a UNet step then projects the embedding
-/// for all its ResBlocks with one product instead of one per block. No extra memory.
+/// Stacks the time-embedding projections of `blocks` into one Linear (`Linear::stack_rows`: row
+/// views, no extra memory) and records where each block's columns sit in its output, when they
+/// are all loaded inference weights: a UNet step then projects the embedding for all its
+/// ResBlocks with one product instead of one per block.
 pub fn stack_emb_projections(blocks: &mut [&mut ResBlock]) -> Result<Option<Linear>> {
-    let stackable = |t: &Tensor| !t.is_var() && t.is_contiguous() && t.numel() > 0;
-    let all_stackable = blocks.iter().all(|b| stackable(&b.emb_proj.weight) && b.emb_proj.bias.as_ref().is_some_and(stackable));
-    if blocks.is_empty() || !all_stackable {
+    let Some(stacked) = Linear::stack_rows(&mut blocks.iter_mut().map(|b| &mut b.emb_proj).collect::<Vec<_>>())? else {
         return Ok(None);
-    }
-    let weights: Vec<&Tensor> = blocks.iter().map(|b| &b.emb_proj.weight).collect();
-    let biases: Vec<&Tensor> = blocks.iter().filter_map(|b| b.emb_proj.bias.as_ref()).collect();
-    let (w, bias) = (Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?);
+    };
     let mut offset = 0;
     for b in blocks.iter_mut() {
         let len = b.emb_proj.weight.dim(0)?;
-        b.emb_proj = Linear { weight: w.narrow(0, offset, len)?, bias: Some(bias.narrow(0, offset, len)?) };
         b.emb_cols = Some((offset, len));
         offset += len;
     }
-    Ok(Some(Linear { weight: w, bias: Some(bias) }))
+    Ok(Some(stacked))
 }
 
 /// x + F(x, emb): norm → SiLU → conv, plus the projected time embedding, norm → SiLU → conv.
@@ -209,21 +203,11 @@ impl CrossAttention {
         let mut to_q = Linear::new(&vb.pp("to_q"), query_dim, inner, false)?;
         let mut to_k = Linear::new(&vb.pp("to_k"), context_dim, inner, false)?;
         let mut to_v = Linear::new(&vb.pp("to_v"), context_dim, inner, false)?;
-        // not for variables (training keeps each its own gradient) nor for shape-only
-        // placeholders (broadcast views, which stacking would turn into memory)
-        let stackable = |l: &Linear| !l.weight.is_var() && l.weight.is_contiguous() && l.weight.numel() > 0;
-        // (row views of the stack replace the separate weights, which are then freed)
-        let stack = |parts: &mut [&mut Linear]| -> Result<Option<Linear>> {
-            if !parts.iter().all(|l| stackable(l)) {
-                return Ok(None);
-            }
-            let w = Tensor::cat(&parts.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)?;
-            for (i, l) in parts.iter_mut().enumerate() {
-                l.weight = w.narrow(0, i * inner, inner)?;
-            }
-            Ok(Some(Linear { weight: w, bias: None }))
+        let (to_qkv, to_kv) = if query_dim == context_dim {
+            (Linear::stack_rows(&mut [&mut to_q, &mut to_k, &mut to_v])?, None)
+        } else {
+            (None, Linear::stack_rows(&mut [&mut to_k, &mut to_v])?)
         };
-        let (to_qkv, to_kv) = if query_dim == context_dim { (stack(&mut [&mut to_q, &mut to_k, &mut to_v])?, None) } else { (None, stack(&mut [&mut to_k, &mut to_v])?) };
         Ok(CrossAttention { to_q, to_k, to_v, to_qkv, to_kv, to_out: Linear::new(&vb.pp("to_out.0"), inner, query_dim, true)?, heads })
     }
 

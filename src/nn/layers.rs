@@ -32,6 +32,29 @@ impl Linear {
         let bias = if bias { Some(vb.get_with_init(&[out_dim], "bias", init)?) } else { None };
         Ok(Linear { weight, bias })
     }
+
+    /// `parts` (one input width) as one Linear whose output is theirs side by side, in order: one
+    /// product instead of one per part (one launch on a GPU). Each part's weight and bias become
+    /// row views of the stack, so the separate tensors are freed and no memory is added. None,
+    /// with the parts untouched, unless every one is a loaded inference weight: variables keep
+    /// their own gradients, and shape-only placeholders (broadcast views) would become memory.
+    pub fn stack_rows(parts: &mut [&mut Linear]) -> Result<Option<Linear>> {
+        let stackable = |t: &Tensor| !t.is_var() && t.is_contiguous() && t.numel() > 0;
+        let with_bias = parts.first().is_some_and(|l| l.bias.is_some());
+        if parts.is_empty() || !parts.iter().all(|l| stackable(&l.weight) && l.bias.is_some() == with_bias && l.bias.as_ref().is_none_or(stackable)) {
+            return Ok(None);
+        }
+        let weight = Tensor::cat(&parts.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)?;
+        let bias = if with_bias { Some(Tensor::cat(&parts.iter().filter_map(|l| l.bias.as_ref()).collect::<Vec<_>>(), 0)?) } else { None };
+        let mut offset = 0;
+        for l in parts.iter_mut() {
+            let rows = l.weight.dim(0)?;
+            l.weight = weight.narrow(0, offset, rows)?;
+            l.bias = bias.as_ref().map(|b| b.narrow(0, offset, rows)).transpose()?;
+            offset += rows;
+        }
+        Ok(Some(Linear { weight, bias }))
+    }
 }
 
 impl Linear {
