@@ -10,7 +10,6 @@ use crate::backend::cpu::attention::Dims;
 use crate::tensor::{DType, Layout, Tensor};
 use crate::Result;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use std::sync::OnceLock;
 
 /// Query rows and threads of a forward block (FA_FWD_BQ, FA_FWD_THREADS in kernels/attention.cu).
 const FWD_BLOCK_Q: usize = 128;
@@ -40,16 +39,14 @@ pub(crate) struct AttnArgs {
 unsafe impl DeviceRepr for AttnArgs {}
 
 fn forced_unfused() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("LDM_CUDA_ATTENTION").is_ok_and(|v| v == "unfused"))
+    super::switch_is("LDM_CUDA_ATTENTION", "unfused")
 }
 
 /// `LDM_CUDA_ATTENTION=lab-v3` in a build with `--features kernel-lab`: the forwards that the
 /// kernel lab's attention variant 3 takes run on it (gpu-bundle/e2e.sh times the SD workload so).
 #[cfg(feature = "kernel-lab")]
 fn lab_v3_requested() -> bool {
-    static REQUESTED: OnceLock<bool> = OnceLock::new();
-    *REQUESTED.get_or_init(|| std::env::var("LDM_CUDA_ATTENTION").is_ok_and(|v| v == "lab-v3"))
+    super::switch_is("LDM_CUDA_ATTENTION", "lab-v3")
 }
 
 /// The kernel's padded head dim for `d`, if one is built.

@@ -17,7 +17,7 @@ use crate::Result;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use crate::tensor::Storage;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 const TILE_M: usize = 64;
 const TILE_N: usize = 64;
@@ -74,8 +74,7 @@ impl TcConvGeom {
 }
 
 fn forced(path: &str) -> bool {
-    static FORCED: OnceLock<Option<String>> = OnceLock::new();
-    FORCED.get_or_init(|| std::env::var("LDM_CUDA_CONV").ok()).as_deref() == Some(path)
+    super::switch_is("LDM_CUDA_CONV", path)
 }
 
 fn forced_gemm() -> bool {

@@ -11,7 +11,6 @@ use crate::autograd::Op;
 use crate::tensor::{numel, DType, Layout, Tensor};
 use crate::{Error, Result};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use std::sync::OnceLock;
 
 /// Must match `struct TcGemmDims` in kernels/gemm_tc.cuh field for field.
 #[repr(C)]
@@ -33,8 +32,7 @@ unsafe impl DeviceRepr for TcGemmDims {}
 
 /// Whether `LDM_CUDA_GEMM` asks for `mode` (read once).
 fn forced(mode: &str) -> bool {
-    static FORCED: OnceLock<Option<String>> = OnceLock::new();
-    FORCED.get_or_init(|| std::env::var("LDM_CUDA_GEMM").ok()).as_deref() == Some(mode)
+    super::switch_is("LDM_CUDA_GEMM", mode)
 }
 
 fn forced_simt() -> bool {

@@ -154,12 +154,21 @@ pub fn device(ordinal: usize) -> Result<Arc<CudaDevice>> {
 }
 
 /// The kernel-choice switches (README "Switches") and the values each takes; `lab-` values need
-/// a build with the kernel lab.
+/// a build with the kernel lab. `switch_is` is how the backend reads them.
 const SWITCHES: [(&str, &[&str]); 3] = [
     ("LDM_CUDA_GEMM", &["simt", "tile64", "lab-v3", "lab-v4", "lab-v5"]),
     ("LDM_CUDA_CONV", &["gemm", "nchw", "tile64", "lab-v4", "lab-v5"]),
     ("LDM_CUDA_ATTENTION", &["unfused", "lab-v3"]),
 ];
+
+/// Whether switch `var` (one of SWITCHES) is set to `value` (one of its values); each read once.
+pub(crate) fn switch_is(var: &str, value: &str) -> bool {
+    static SET: OnceLock<Vec<Option<String>>> = OnceLock::new();
+    let set = SET.get_or_init(|| SWITCHES.iter().map(|(v, _)| std::env::var(v).ok()).collect());
+    let i = SWITCHES.iter().position(|(v, _)| *v == var);
+    debug_assert!(i.is_some_and(|i| SWITCHES[i].1.contains(&value)), "{var}={value} is not in SWITCHES");
+    i.is_some_and(|i| set[i].as_deref() == Some(value))
+}
 
 /// Refuses a switch set to a value nothing reads (a typo, or a kernel-lab variant in a build
 /// without the lab), which would otherwise time the shipped kernels under the variant's name.
