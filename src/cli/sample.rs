@@ -348,6 +348,12 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     let start = Instant::now();
     let mut model = load(a)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    // where the model runs (paper pipelines hand their images back on the host): its GPU, if any
+    let device = device(a)?;
+    let gpu = match device {
+        Device::Cuda(i) => Some(ldm_engine::backend::cuda::device(i)?),
+        Device::Cpu => None,
+    };
     let mut runs: Vec<[f64; 4]> = Vec::new();
     let mut last = None;
     for run in 0..a.repeat {
@@ -359,10 +365,9 @@ pub fn run(a: &SampleArgs) -> Result<()> {
         runs.push([outcome.text_ms, outcome.unet_ms, outcome.vae_ms, t.elapsed().as_secs_f64() * 1e3]);
         if run == 0
             && a.repeat > 1
-            && let Device::Cuda(i) = device(a)?
+            && let Some(dev) = &gpu
         {
             // PyTorch's bench resets its peak after the warm-up run too
-            let dev = ldm_engine::backend::cuda::device(i)?;
             dev.reset_peak_memory();
             if let Some(dry) = dev.dry_run() {
                 dry.reset();
@@ -378,8 +383,6 @@ pub fn run(a: &SampleArgs) -> Result<()> {
     if let Some(p) = &a.save_latents {
         save(p, &[("latents", &outcome.latents.to_device(Device::Cpu)?)], None)?;
     }
-    // where the model ran (paper pipelines hand their images back on the host)
-    let device = device(a)?;
     let images = outcome.images.to_device(Device::Cpu)?;
     let n = images.dim(0)?;
     let paths = output_paths(&a.out, n, a.grid || outcome.grid_cols.is_some());
@@ -400,15 +403,13 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             median(3),
             timed.len()
         );
-        if let Device::Cuda(i) = device
-            && ldm_engine::backend::cuda::device(i)?.dry_run().is_some()
-        {
-            println!("(a dry run: these are the host's times, with no GPU work behind them)");
-        }
-        if let Device::Cuda(i) = device {
+        if let Some(dev) = &gpu {
+            if dev.dry_run().is_some() {
+                println!("(a dry run: these are the host's times, with no GPU work behind them)");
+            }
             // requested bytes, as torch.cuda.max_memory_allocated counts; held: rounded to the
             // allocator's size classes
-            let s = ldm_engine::backend::cuda::device(i)?.memory_stats();
+            let s = dev.memory_stats();
             let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
             println!("peak_gpu_memory_mib={:.0} peak_gpu_held_mib={:.0}", mib(s.requested_peak), mib(s.peak));
         }

@@ -327,7 +327,8 @@ pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residu
             let total = shape.iter().product::<usize>();
             // the sums, then one ticket per output tile (i32; zero bits are 0 either way)
             let ws = zeroed_workspace(&dev, total + (cfg.grid_dim.0 * cfg.grid_dim.1) as usize)?;
-            let (sums, tickets) = (data_ptr(&ws)?, data_ptr(&ws)? + 4 * total as u64);
+            let sums = data_ptr(&ws)?;
+            let tickets = sums + 4 * total as u64;
             if lab.is_none() {
                 // the tile's last block finishes it (conv_fwd_nhwc_split_finished)
                 launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, sums, tickets, chunk as i32, b_ptr, r_ptr, out.ptr());
