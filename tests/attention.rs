@@ -403,3 +403,35 @@ fn unfused_formula_matches_the_fused_kernel() {
     assert_eq!(unfused.dtype(), DType::F16);
     assert_close(&vals(&unfused), &vals(&sdpa(&q16, &k16, &v16, None)), 1e-3, 1e-3, "f16");
 }
+
+/// The f16 inference formula for head dims the flash kernel lacks (CUDA takes it for the VAE's
+/// 512-wide head): scores rounded to f16 once, the softmax in f32 per row, P rounded to f16 for
+/// the second product. Against the f64 reference on the same f16 inputs, next to the widened f32
+/// formula (one rounding, of the output): the extra error is the scores' rounding, 2⁻¹¹·|s| in
+/// each exponent, so the bound scales with the largest scaled score. The inputs are views like
+/// the VAE's (tokens of an NCHW image: q, k, v transposed), which both products read in place.
+#[test]
+fn f16_formula_for_wide_heads_stays_within_half_precision() {
+    let (lq, lk, d) = (48, 80, 512);
+    let to_tokens = |t: Tensor| t.to_dtype(DType::F16).unwrap().transpose(2, 3).unwrap(); // [1, 1, L, D] view
+    let q = to_tokens(randn(&[1, 1, d, lq], 41).mul_scalar(3.0).unwrap());
+    let (k, v) = (to_tokens(randn(&[1, 1, d, lk], 42)), to_tokens(randn(&[1, 1, d, lk], 43)));
+    let scale = 1.0 / (d as f64).sqrt();
+    let (want, _) = reference(&q, &k, &v, None, scale);
+    let err = |y: &Tensor| vals(y).iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let f16 = Tensor::scaled_dot_product_attention_f16(&q, &k, &v, scale).unwrap();
+    assert_eq!((f16.dtype(), f16.shape()), (DType::F16, &[1, 1, lq, d][..]));
+    let widened = Tensor::scaled_dot_product_attention_unfused(&q, &k, &v, None, scale).unwrap();
+    let (e16, e32) = (err(&f16), err(&widened));
+    // Worst case per output: each probability off by the rounding of its exponent (2⁻¹¹·|s|) and
+    // of itself (2⁻¹¹), all in one direction — 2·(2⁻¹¹·max|s| + 2⁻¹¹)·max|v| — plus the output's
+    // own rounding. Random errors partly cancel: the measured error is well inside this.
+    let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let s_max = vals(&f32s(&q).matmul(&f32s(&k).transpose(2, 3).unwrap()).unwrap()).iter().fold(0.0f64, |m, x| m.max(x.abs())) * scale;
+    let v_max = vals(&v).iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let u = 2f64.powi(-11);
+    let bound = 2.0 * (u * s_max + u) * v_max + u * v_max;
+    println!("max |scaled score| {s_max:.1}: f16 formula max error {e16:.2e}, widened f32 formula {e32:.2e}, bound {bound:.2e}");
+    assert!(e16 <= bound, "f16 formula error {e16:.3e} above {bound:.3e}");
+    assert!(e32 <= e16.max(1e-3), "the widened formula should be the more accurate one");
+}

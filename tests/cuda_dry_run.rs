@@ -136,6 +136,11 @@ fn stable_diffusion_1_5_at_512_fits_under_pytorchs_peak_on_an_h100() {
     for fused_away in ["fill_f32", "conv_splitk_finish_f16"] {
         assert_eq!(launches_of(&two, fused_away), 0, "{fused_away}: {two}");
     }
+    // the VAE's 512-wide attention head stays in f16 on tensor cores (no widened f32 products)
+    for widened in ["gemm_f32", "softmax_f32"] {
+        assert_eq!(launches_of(&two, widened), 0, "{widened}: {two}");
+    }
+    assert_eq!(launches_of(&two, "softmax_f16"), 1, "the VAE attention of the counted run: {two}");
 }
 
 #[test]

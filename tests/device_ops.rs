@@ -407,6 +407,19 @@ on_devices!(fn attention_self_and_cross_with_masks_and_gradients(dev) {
                 });
             }
         }
+        // The autoencoders' single 512-wide head, which no flash kernel takes, on tokens that are
+        // views of NCHW images: on CUDA in f16 both products run on tensor cores in f16
+        // (`scaled_dot_product_attention_f16`, whose CPU run is then the naive twin), elsewhere
+        // the widened f32 formula.
+        check("attention 200x200 d512 (autoencoder)", dev, dtype, |d, dt| {
+            let tokens = |seed| input(&[2, 1, 512, 200], seed, dt, d).transpose(2, 3).unwrap();
+            let (q, k, v) = (tokens(140).mul_scalar(2.0).unwrap(), tokens(141), tokens(142));
+            if d == Device::Cpu && dt == DType::F16 {
+                Tensor::scaled_dot_product_attention_f16(&q, &k, &v, 1.0 / 512f64.sqrt()).unwrap()
+            } else {
+                Tensor::scaled_dot_product_attention(&q, &k, &v, None, None).unwrap()
+            }
+        });
         // A text padding mask that hides every key of one query row of batch 1.
         check("attention with a padding mask", dev, dtype, |d, dt| {
             let m: Vec<f32> = (0..2 * 9 * 77).map(|x| if x / (9 * 77) == 1 && ((x / 77) % 9 == 4 || x % 77 >= 50) { f32::NEG_INFINITY } else { 0.0 }).collect();

@@ -38,7 +38,8 @@ pub(crate) struct AttnArgs {
 // 8-byte aligned, as in C).
 unsafe impl DeviceRepr for AttnArgs {}
 
-fn forced_unfused() -> bool {
+/// `LDM_CUDA_ATTENTION=unfused`: every attention on the widened f32 formula (the reference path).
+pub(crate) fn forced_unfused() -> bool {
     super::switch_is("LDM_CUDA_ATTENTION", "unfused")
 }
 
