@@ -38,6 +38,24 @@ __device__ __forceinline__ void unit_stats(const T* xu, int64_t count, float eps
 //      then applies the affine normalisation (+ SiLU)
 // The merge was a launch of its own between the two (a thread per unit): at the SD sizes the call
 // is latency-bound, and that tiny dependent launch cost as much as either of the others.
+//
+// Optional shift: a value per (n, channel), at shift[n·shift_rs + c], added to x (in f32, not
+// rounded to T) before the statistics and the normalisation — group_norm(x + shift). The UNet
+// ResBlock normalises h + emb; with the shift fused, h + emb is never written (a launch and a
+// write + read of the activation per ResBlock). Null: no shift, and the arithmetic is unchanged.
+
+// The shift of unit u's first channel (u·cpg = n·C + c0), its channel j at [j / S]; null without.
+template <typename T>
+__device__ __forceinline__ const T* gn_unit_shift(const T* shift, int64_t shift_rs, int64_t u, int64_t cpg, int64_t C) {
+    if (!shift) return nullptr;
+    const int64_t first = u * cpg;
+    return shift + first / C * shift_rs + first % C;
+}
+
+// j / S, by 32-bit division where the unit fits (it always does at the models' sizes).
+__device__ __forceinline__ int64_t gn_channel_in_unit(int64_t j, int64_t S, bool narrow) {
+    return narrow ? (int64_t)((uint32_t)j / (uint32_t)S) : j / S;
+}
 
 // 16 bytes of T (V = 16 / sizeof(T)) or one T (V = 1), aligned to its size: one load or store.
 template <typename T, int V>
@@ -45,8 +63,8 @@ struct alignas(sizeof(T) * V) GnVec {
     T v[V];
 };
 
-// f(value) for this thread's share of xu[beg, end): 16 bytes a load when `vec` (beg 16-byte
-// aligned, end − beg whole vectors), else one value.
+// f(index, value) for this thread's share of xu[beg, end): 16 bytes a load when `vec` (beg
+// 16-byte aligned, end − beg whole vectors), else one value.
 template <typename T, typename F>
 __device__ __forceinline__ void gn_visit(const T* xu, int64_t beg, int64_t end, bool vec, F f) {
     constexpr int V = 16 / sizeof(T);
@@ -54,19 +72,23 @@ __device__ __forceinline__ void gn_visit(const T* xu, int64_t beg, int64_t end, 
         for (int64_t j = beg + (int64_t)threadIdx.x * V; j < end; j += (int64_t)blockDim.x * V) {
             const GnVec<T, V> p = *reinterpret_cast<const GnVec<T, V>*>(xu + j);
             #pragma unroll
-            for (int i = 0; i < V; ++i) f(to_f32(p.v[i]));
+            for (int i = 0; i < V; ++i) f(j + i, to_f32(p.v[i]));
         }
     } else {
-        for (int64_t j = beg + threadIdx.x; j < end; j += blockDim.x) f(to_f32(xu[j]));
+        for (int64_t j = beg + threadIdx.x; j < end; j += blockDim.x) f(j, to_f32(xu[j]));
     }
 }
 
 template <typename T>
-__device__ void gn_partial(int64_t count, int splits, const T* x, float* part) {
+__device__ void gn_partial(int64_t count, int64_t C, int64_t S, int64_t cpg, int splits, const T* x, const T* shift, int64_t shift_rs,
+                           float* part) {
     LDM_SHARED(float, scratch, 32);
     constexpr int V = 16 / sizeof(T);
     const int64_t u = blockIdx.x, s = blockIdx.y;
     const T* xu = x + u * count;
+    const T* sh = gn_unit_shift(shift, shift_rs, u, cpg, C);
+    const bool narrow = count <= 0xffffffffll;
+    auto value = [&](int64_t j, float v) { return sh ? v + to_f32(sh[gn_channel_in_unit(j, S, narrow)]) : v; };
     // 16-byte loads when every unit starts 16-byte aligned; chunks are then whole vectors (rounding
     // the chunk up may leave the last chunks empty: their count is 0 and the merge skips them)
     const bool vec = count % V == 0 && packable(x);
@@ -74,10 +96,10 @@ __device__ void gn_partial(int64_t count, int splits, const T* x, float* part) {
     const int64_t chunk = ((count + splits - 1) / splits + step - 1) / step * step;
     const int64_t beg = s * chunk < count ? s * chunk : count, end = beg + chunk < count ? beg + chunk : count;
     float sum = 0.0f, m2 = 0.0f;
-    gn_visit(xu, beg, end, vec, [&](float v) { sum += v; });
+    gn_visit(xu, beg, end, vec, [&](int64_t j, float v) { sum += value(j, v); });
     const float n = (float)(end - beg);
     const float mean = block_sum(sum, scratch) / (n > 0.0f ? n : 1.0f);
-    gn_visit(xu, beg, end, vec, [&](float v) { float d = v - mean; m2 += d * d; });  // from cache
+    gn_visit(xu, beg, end, vec, [&](int64_t j, float v) { float d = value(j, v) - mean; m2 += d * d; });  // from cache
     m2 = block_sum(m2, scratch);
     if (threadIdx.x == 0) {
         float* p = part + 3 * (u * splits + s);
@@ -124,17 +146,18 @@ __device__ __forceinline__ GnStats gn_unit_stats(const float* part, int64_t u, i
     return {m.mean, rsqrtf(m.m2 / m.n + eps)};
 }
 
-// The normalisation of channel c: (x − mean)·rstd·w[c] + b[c], then SiLU if asked — one
-// definition for the NCHW and the channels-last apply, so the two agree to the bit.
+// The normalisation of channel c: (x + pre − mean)·rstd·w[c] + b[c], then SiLU if asked — one
+// definition for the NCHW and the channels-last apply, so the two agree to the bit. `pre` is the
+// channel's shift (0 without one: x + 0 is x, so the unshifted arithmetic is what it was).
 struct GnChannel {
-    float mean, scale, shift;
+    float mean, scale, shift, pre;
     GnChannel() = default;
     template <typename T>
-    __device__ __forceinline__ GnChannel(GnStats st, int64_t c, const T* w, const T* b)
-        : mean(st.mean), scale(st.rstd * (w ? to_f32(w[c]) : 1.0f)), shift(b ? to_f32(b[c]) : 0.0f) {}
+    __device__ __forceinline__ GnChannel(GnStats st, int64_t c, const T* w, const T* b, float pre)
+        : mean(st.mean), scale(st.rstd * (w ? to_f32(w[c]) : 1.0f)), shift(b ? to_f32(b[c]) : 0.0f), pre(pre) {}
     template <typename T>
     __device__ __forceinline__ T operator()(T x, int silu) const {
-        float z = (to_f32(x) - mean) * scale + shift;
+        float z = (to_f32(x) + pre - mean) * scale + shift;
         if (silu) z *= sigmoidf_(z);
         return from_f32<T>(z);
     }
@@ -146,13 +169,14 @@ struct GnChannel {
 // flight, and the first K are loaded before the merge so that their latency overlaps it.
 template <typename T, int V>
 __device__ void gn_apply(int64_t count, int64_t C, int64_t S, int64_t cpg, int splits, int silu, float eps, const float* part,
-                         const T* x, const T* w, const T* b, T* y) {
+                         const T* x, const T* shift, int64_t shift_rs, const T* w, const T* b, T* y) {
     constexpr int K = 4;
     LDM_SHARED(GnStats, st, 1);
     const int64_t u = blockIdx.x, vectors = count / V, per = (vectors + gridDim.y - 1) / gridDim.y;
     const int64_t beg = blockIdx.y * per, end = beg + per < vectors ? beg + per : vectors;
     const int64_t c0 = u * cpg % C;
     const bool narrow = count <= 0xffffffffll;  // the channel of a value by 32-bit division
+    const T* sh = gn_unit_shift(shift, shift_rs, u, cpg, C);
     const GnVec<T, V>* xu = reinterpret_cast<const GnVec<T, V>*>(x + u * count);
     GnVec<T, V>* yu = reinterpret_cast<GnVec<T, V>*>(y + u * count);
     GnVec<T, V> in[K];
@@ -174,7 +198,8 @@ __device__ void gn_apply(int64_t count, int64_t C, int64_t S, int64_t cpg, int s
         for (int k = 0; k < K; ++k) {
             const int64_t v = v0 + k * blockDim.x, j = v * V;
             if (v >= end) break;
-            const GnChannel norm(s, c0 + (narrow ? (int64_t)((uint32_t)j / (uint32_t)S) : j / S), w, b);
+            const int64_t cu = gn_channel_in_unit(j, S, narrow);
+            const GnChannel norm(s, c0 + cu, w, b, sh ? to_f32(sh[cu]) : 0.0f);
             GnVec<T, V> out;
             #pragma unroll
             for (int i = 0; i < V; ++i) out.v[i] = norm(in[k].v[i], silu);
@@ -323,7 +348,7 @@ __device__ void ln_dwdb(int64_t rows, int64_t D, const T* x, const T* dy, const 
 // Each channel's GnChannel is made once per block, into shared memory (not 12 registers a thread).
 template <typename T>
 __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int tiles, int silu, float eps, const float* part,
-                              const T* x, const T* w, const T* b, T* y) {
+                              const T* x, const T* shift, int64_t shift_rs, const T* w, const T* b, T* y) {
     LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
     LDM_SHARED(GnStats, st, 32);
     LDM_SHARED(GnChannel, norm, 32);
@@ -349,7 +374,8 @@ __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int
         if (tx == 0) st[k] = s;
     }
     __syncthreads();
-    if (ty == 0 && tx < rows) norm[tx] = GnChannel(st[(n * C + c0 + tx) / cpg - u0], c0 + tx, w, b);
+    if (ty == 0 && tx < rows)
+        norm[tx] = GnChannel(st[(n * C + c0 + tx) / cpg - u0], c0 + tx, w, b, shift ? to_f32(shift[n * shift_rs + c0 + tx]) : 0.0f);
     __syncthreads();
     for (;;) {
         #pragma unroll
@@ -366,20 +392,24 @@ __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int
 }
 
 #define NORM_OPS(T, S) \
-extern "C" __global__ void group_norm_partial_##S(int64_t count, int32_t splits, const T* x, float* part) { \
-    gn_partial<T>(count, splits, x, part); \
+extern "C" __global__ void group_norm_partial_##S(int64_t count, int64_t C, int64_t Sp, int64_t cpg, int32_t splits, const T* x, \
+                                                  const T* shift, int64_t shift_rs, float* part) { \
+    gn_partial<T>(count, C, Sp, cpg, splits, x, shift, shift_rs, part); \
 } \
 extern "C" __global__ void group_norm_apply_##S(int64_t count, int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t silu, \
-                                                float eps, const float* part, const T* x, const T* w, const T* b, T* y) { \
-    gn_apply<T, 1>(count, C, Sp, cpg, splits, silu, eps, part, x, w, b, y); \
+                                                float eps, const float* part, const T* x, const T* shift, int64_t shift_rs, \
+                                                const T* w, const T* b, T* y) { \
+    gn_apply<T, 1>(count, C, Sp, cpg, splits, silu, eps, part, x, shift, shift_rs, w, b, y); \
 } \
 extern "C" __global__ void group_norm_apply_vec_##S(int64_t count, int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t silu, \
-                                                    float eps, const float* part, const T* x, const T* w, const T* b, T* y) { \
-    gn_apply<T, 16 / sizeof(T)>(count, C, Sp, cpg, splits, silu, eps, part, x, w, b, y); \
+                                                    float eps, const float* part, const T* x, const T* shift, int64_t shift_rs, \
+                                                    const T* w, const T* b, T* y) { \
+    gn_apply<T, 16 / sizeof(T)>(count, C, Sp, cpg, splits, silu, eps, part, x, shift, shift_rs, w, b, y); \
 } \
 extern "C" __global__ void group_norm_apply_nhwc_##S(int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t tiles, int32_t silu, \
-                                                     float eps, const float* part, const T* x, const T* w, const T* b, T* y) { \
-    gn_apply_nhwc<T>(C, Sp, cpg, splits, tiles, silu, eps, part, x, w, b, y); \
+                                                     float eps, const float* part, const T* x, const T* shift, int64_t shift_rs, \
+                                                     const T* w, const T* b, T* y) { \
+    gn_apply_nhwc<T>(C, Sp, cpg, splits, tiles, silu, eps, part, x, shift, shift_rs, w, b, y); \
 } \
 extern "C" __global__ void group_norm_bwd_##S(int64_t N, int64_t C, int64_t Sp, int64_t G, float eps, int32_t silu, \
                                               const T* x, const T* dy, const T* w, const T* b, T* dx, float* stats) { \

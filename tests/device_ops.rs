@@ -213,6 +213,12 @@ on_devices!(fn group_norm_and_layer_norm_forward_and_backward(dev) {
                 let (w, b) = params(d, dt, 32);
                 input(&[2, 32, 9, 11], 48, dt, d).group_norm_silu(8, w.as_ref(), b.as_ref(), 1e-6).unwrap()
             });
+            // the ResBlock's silu(norm(h + emb)): 32 groups, the shift a column slice of wider rows
+            check(&format!("group_norm_silu_shifted affine={affine}"), dev, dtype, |d, dt| {
+                let (w, b) = params(d, dt, 64);
+                let shift = input(&[2, 100], 51, dt, d).mul_scalar(3.0).unwrap().narrow(1, 20, 64).unwrap();
+                input(&[2, 64, 12, 12], 52, dt, d).group_norm_silu_shifted(&shift, 32, w.as_ref(), b.as_ref(), 1e-5).unwrap()
+            });
             check(&format!("layer_norm affine={affine}"), dev, dtype, |d, dt| {
                 let (w, b) = params(d, dt, 83);
                 strided(&input(&[83, 7], 43, dt, d)).transpose(0, 1).unwrap().layer_norm(w.as_ref(), b.as_ref(), 1e-5).unwrap()

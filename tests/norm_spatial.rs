@@ -244,6 +244,33 @@ fn group_norm_silu_is_the_fused_pair() {
     grad_check(|t| t[0].group_norm_silu(2, None, None, 1e-5), &[randn(&[3, 4, 11], 43)], "group_norm_silu x only");
 }
 
+/// group_norm_silu_shifted is silu(group_norm(x + shift[n, c])): against the f64 reference of
+/// the shifted input (per-sample rows and one row broadcast to every sample, the shift read in
+/// place from a column slice as the UNet passes it); when a gradient is asked for, the recorded
+/// add and norm (gradients by finite differences through it); bad shifts are one-line errors.
+#[test]
+fn group_norm_silu_shifted_adds_the_shift_before_the_norm() {
+    let (n, c, s, groups) = (2, 6, 35, 3);
+    let x = randn(&[n, c, 5, 7], 60);
+    let (w, b) = (randn(&[6], 61), randn(&[6], 62));
+    let wide = randn(&[n, 10], 63).mul_scalar(3.0).unwrap();
+    for (name, shift) in [("per sample", wide.narrow(1, 2, c).unwrap()), ("broadcast", wide.narrow(0, 1, 1).unwrap().narrow(1, 4, c).unwrap())] {
+        let (xv, sv) = (vals(&x), vals(&shift));
+        let shifted: Vec<f64> = xv.iter().enumerate().map(|(i, v)| v + sv[if shift.dim(0).unwrap() == 1 { 0 } else { i / (c * s) * c } + i / s % c]).collect();
+        let want: Vec<f64> = group_norm_ref(&shifted, n, c, s, groups, Some(&vals(&w)), Some(&vals(&b)), 1e-5).iter().map(|z| z / (1.0 + (-z).exp())).collect();
+        let got = x.group_norm_silu_shifted(&shift, groups, Some(&w), Some(&b), 1e-5).unwrap();
+        assert_eq!(got.shape(), x.shape());
+        assert_close(&vals(&got), &want, 1e-5, 1e-5, name);
+        let tracked = x.requires_grad().group_norm_silu_shifted(&shift, groups, Some(&w), Some(&b), 1e-5).unwrap();
+        assert_close(&vals(&tracked), &want, 1e-5, 1e-5, &format!("{name}, recorded"));
+    }
+    grad_check(|t| t[0].group_norm_silu_shifted(&t[1], 3, Some(&t[2]), None, 1e-5), &[x.clone(), randn(&[n, c], 64), w.clone()], "shifted x,shift,w");
+    for bad in [&[n, c + 1][..], &[3, c], &[n, c, 1, 1]] {
+        let e = x.group_norm_silu_shifted(&Tensor::zeros(bad, DType::F32), groups, None, None, 1e-5).unwrap_err().to_string();
+        assert!(e.contains("group_norm_silu_shifted") && e.contains("shift has shape") && !e.contains('\n'), "{e}");
+    }
+}
+
 #[test]
 fn group_norm_gradients() {
     let x = randn(&[2, 6, 5, 7], 12);

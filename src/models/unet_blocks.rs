@@ -118,12 +118,12 @@ impl ResBlock {
             (Some(all), Some((offset, len))) => all.narrow(1, offset, len)?,
             _ => self.emb_proj.forward(&emb.act)?,
         };
-        let e = e.reshape(&[e.dim(0)?, e.dim(1)?, 1, 1])?; // [N, C or 2C, 1, 1]
         let h = if self.scale_shift {
+            let e = e.reshape(&[e.dim(0)?, e.dim(1)?, 1, 1])?; // [N, 2C, 1, 1]
             let parts = e.chunk(2, 1)?;
             self.out_norm.forward(&h)?.mul(&parts[0].add_scalar(1.0)?)?.add(&parts[1])?.silu()?
         } else {
-            self.out_norm.forward_silu(&h.add(&e)?)?
+            self.out_norm.forward_silu_shifted(&h, &e)? // silu(norm(h + e)), e [N, C]
         };
         match &self.skip {
             Some(s) => self.out_conv.forward_add(&h, &s.forward(x)?),

@@ -145,6 +145,11 @@ impl GroupNorm {
     pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
         x.group_norm_silu(self.groups, Some(&self.weight), Some(&self.bias), self.eps)
     }
+
+    /// silu(norm(x + shift)) for shift [N, C] per (sample, channel), in one pass for inference.
+    pub fn forward_silu_shifted(&self, x: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        x.group_norm_silu_shifted(shift, self.groups, Some(&self.weight), Some(&self.bias), self.eps)
+    }
 }
 
 impl Module for GroupNorm {

@@ -87,6 +87,41 @@ impl Tensor {
         self.group_norm_impl(groups, weight, bias, eps, true)
     }
 
+    /// silu(group_norm(x + shift)) with shift [N, C] (or [1, C] for all samples) added per
+    /// (sample, channel): the UNet
+    /// ResBlock's norm of h + emb. For inference one pass, and h + emb is never materialised (on
+    /// CUDA the norm's kernels read the shift; the sum is taken in f32, not rounded to x's dtype);
+    /// where a gradient will be asked for, the recorded add and norm.
+    pub fn group_norm_silu_shifted(&self, shift: &Tensor, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+        const OP: &str = "group_norm_silu_shifted";
+        let d = group_dims(OP, self, groups, weight, bias, eps)?;
+        shift.require_float(OP)?;
+        Tensor::same_device(OP, self, shift)?;
+        if shift.rank() != 2 || (shift.dim(0)? != d.n && shift.dim(0)? != 1) || shift.dim(1)? != d.c {
+            return Err(Error::invalid(OP, format!("shift has shape {:?}, expected [N, C] = {:?} or [1, C]", shift.shape(), [d.n, d.c])));
+        }
+        let inputs: Vec<&Tensor> = [self, shift].into_iter().chain(weight).chain(bias).collect();
+        if Tensor::will_record(&inputs) {
+            let mut per_channel = shift.shape().to_vec();
+            per_channel.resize(self.rank(), 1);
+            return self.add(&shift.reshape(&per_channel)?)?.group_norm_silu(groups, weight, bias, eps);
+        }
+        if self.device().is_cuda() {
+            return cuda::group_norm(self, d, weight, bias, eps, true, Some(shift), None);
+        }
+        let (w, b) = (param_values(weight)?, param_values(bias)?);
+        let mut x = self.f32_data()?.into_vec();
+        let shift = shift.f32_data()?;
+        let per_sample = if shift.len() == d.c { 0 } else { d.c }; // [1, C]: the same row for every sample
+        for (i, v) in x.iter_mut().enumerate() {
+            let (n, c) = (i / d.s / d.c, i / d.s % d.c);
+            *v += shift[n * per_sample + c];
+        }
+        let mut out = cpu::group_norm(&x, d, w.as_deref(), b.as_deref(), eps);
+        cpu::silu_in_place(&mut out);
+        Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), None))
+    }
+
     fn group_norm_impl(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64, silu: bool) -> Result<Tensor> {
         let op = if silu { "group_norm_silu" } else { "group_norm" };
         let d = group_dims(op, self, groups, weight, bias, eps)?;
@@ -100,7 +135,7 @@ impl Tensor {
             silu,
         });
         if self.device().is_cuda() {
-            return cuda::group_norm(self, d, weight, bias, eps, silu, rec);
+            return cuda::group_norm(self, d, weight, bias, eps, silu, None, rec);
         }
         let (w, b) = (param_values(weight)?, param_values(bias)?);
         let mut out = {

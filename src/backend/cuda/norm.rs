@@ -28,12 +28,35 @@ fn param_grad(grad: Option<CudaStorage>, p: Option<&Tensor>) -> Result<Option<Te
     }
 }
 
-pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tensor>, eps: f64, silu: bool, op: Option<Op>) -> Result<Tensor> {
+/// `shift`: None, or a [N, C] or [1, C] tensor (validated by the caller) added per (n, channel) before the
+/// norm, read in place where its rows are dense (a column slice of the UNet's stacked embedding
+/// projections is).
+pub fn group_norm(
+    x: &Tensor,
+    d: GroupDims,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+    silu: bool,
+    shift: Option<&Tensor>,
+    op: Option<Op>,
+) -> Result<Tensor> {
     let sfx = float_suffix("group_norm", x.dtype())?;
     let x = dense(x)?;
     let (dev, _) = device_and_ptr("group_norm", &x)?;
     let (_w, wp) = param(w, x.dtype())?;
     let (_b, bp) = param(b, x.dtype())?;
+    let (_shift, shift_ptr, shift_rs) = match shift {
+        None => (None, 0u64, 0i64),
+        Some(t) => {
+            let t = t.to_dtype(x.dtype())?;
+            let t = if t.layout().strides()[1] == 1 { t } else { dense(&t)? };
+            // [1, C]: row stride 0, the same shift for every sample
+            let rs = if t.shape()[0] == 1 { 0 } else { t.layout().strides()[0] as i64 };
+            let ptr = data_ptr(&t)?;
+            (Some(t), ptr, rs)
+        }
+    };
     let out = alloc_out(&dev, x.dtype(), x.shape())?;
     let units = d.n * d.groups;
     let channels_last = channels_last_output(&x, op.is_some());
@@ -45,14 +68,15 @@ pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tenso
         let part = CudaStorage::alloc(&dev, DType::F32, 3 * units * splits)?;
         let xp = data_ptr(&x)?;
         let cfg = LaunchConfig { grid_dim: (units as u32, splits as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        launch!(dev, "norm", format!("group_norm_partial_{sfx}"), cfg; count as i64, splits as i32, xp, part.ptr());
         let cpg = (d.c / d.groups) as i64;
+        launch!(dev, "norm", format!("group_norm_partial_{sfx}"), cfg;
+            count as i64, d.c as i64, d.s as i64, cpg, splits as i32, xp, shift_ptr, shift_rs, part.ptr());
         if channels_last {
             let tiles = group_norm_nhwc_tiles(d.n, d.c, d.s);
             let grid = (d.s.div_ceil(32).div_ceil(tiles) as u32, d.c.div_ceil(32) as u32, d.n as u32);
             let cfg = LaunchConfig { grid_dim: grid, block_dim: (32, 8, 1), shared_mem_bytes: 0 };
             launch!(dev, "norm", format!("group_norm_apply_nhwc_{sfx}"), cfg;
-                d.c as i64, d.s as i64, cpg, splits as i32, tiles as i32, silu as i32, eps as f32, part.ptr(), xp, wp, bp, out.ptr());
+                d.c as i64, d.s as i64, cpg, splits as i32, tiles as i32, silu as i32, eps as f32, part.ptr(), xp, shift_ptr, shift_rs, wp, bp, out.ptr());
         } else {
             let per_vector = 16 / x.dtype().size_in_bytes();
             let vectors = d.s % per_vector == 0 && xp % 16 == 0 && out.ptr() % 16 == 0;
@@ -60,7 +84,7 @@ pub fn group_norm(x: &Tensor, d: GroupDims, w: Option<&Tensor>, b: Option<&Tenso
             let blocks = group_norm_apply_blocks(units, count / step);
             let cfg = LaunchConfig { grid_dim: (units as u32, blocks as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
             launch!(dev, "norm", name, cfg;
-                count as i64, d.c as i64, d.s as i64, cpg, splits as i32, silu as i32, eps as f32, part.ptr(), xp, wp, bp, out.ptr());
+                count as i64, d.c as i64, d.s as i64, cpg, splits as i32, silu as i32, eps as f32, part.ptr(), xp, shift_ptr, shift_rs, wp, bp, out.ptr());
         }
     }
     if channels_last {
