@@ -88,10 +88,9 @@ impl Tensor {
     }
 
     /// silu(group_norm(x + shift)) with shift [N, C] (or [1, C] for all samples) added per
-    /// (sample, channel): the UNet
-    /// ResBlock's norm of h + emb. For inference one pass, and h + emb is never materialised (on
-    /// CUDA the norm's kernels read the shift; the sum is taken in f32, not rounded to x's dtype);
-    /// where a gradient will be asked for, the recorded add and norm.
+    /// (sample, channel): the UNet ResBlock's norm of h + emb. For inference one pass, and h + emb
+    /// is never materialised (on CUDA the norm's kernels read the shift; the sum is taken in f32,
+    /// not rounded to x's dtype); where a gradient will be asked for, the recorded add and norm.
     pub fn group_norm_silu_shifted(&self, shift: &Tensor, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         const OP: &str = "group_norm_silu_shifted";
         let d = group_dims(OP, self, groups, weight, bias, eps)?;
