@@ -7,7 +7,7 @@ mod common;
 use common::fixture::{assert_parity, Fixture};
 use ldm_engine::io::name_map::{resnet_to_compvis, transformer_to_compvis, unet_to_compvis, UNetLayout};
 use ldm_engine::models::unet::{UNet, UNetConfig};
-use ldm_engine::models::unet_blocks::{ResBlock, ResBlockConfig, SpatialTransformer, SpatialTransformerConfig};
+use ldm_engine::models::unet_blocks::{CrossContext, ResBlock, ResBlockConfig, SpatialTransformer, SpatialTransformerConfig};
 
 #[test]
 fn resblocks_match_diffusers() {
@@ -45,6 +45,19 @@ fn spatial_transformers_match_diffusers() {
         let _g = ldm_engine::no_grad();
         assert_parity(&trainable.forward(&f.tensor("x"), &f.tensor("context")).unwrap(), &f.tensor("out"), &format!("{name} (three projections)"));
         assert_parity(&y, &f.tensor("out"), name);
+        // a CrossContext kept across calls (a sampling run's): the second call reads the keys and
+        // values the first projected, to the same bits; with a context that records a gradient
+        // nothing is kept, and the result is the same
+        let kept = CrossContext::new(&f.tensor("context"));
+        let (first, second) = (st.forward_in(&f.tensor("x"), &kept).unwrap(), st.forward_in(&f.tensor("x"), &kept).unwrap());
+        assert_eq!(first.to_vec_f64().unwrap(), y.to_vec_f64().unwrap(), "{name}: first call with a kept context");
+        assert_eq!(second.to_vec_f64().unwrap(), y.to_vec_f64().unwrap(), "{name}: second call with a kept context");
+        assert_eq!(kept.kept(), cfg.depth, "{name}: one projection kept per transformer block");
+        drop(_g);
+        let recorded = CrossContext::new(&f.tensor("context").requires_grad());
+        let with_grad = st.forward_in(&f.tensor("x"), &recorded).unwrap();
+        assert_parity(&with_grad, &f.tensor("out"), &format!("{name} (recorded)"));
+        assert_eq!(recorded.kept(), 0, "{name}: nothing kept for a context that records a gradient");
     }
 }
 

@@ -3,7 +3,9 @@
 //! output_blocks.{i}.{j}, out.{0,2}. Like diffusers, an upsampler resizes to the skip's size, so
 //! odd latent sizes (and sizes not divisible by 2^levels) work.
 
-use super::unet_blocks::{stack_emb_projections, AttentionBlock, ResBlock, ResBlockConfig, ResBlockResample, SpatialTransformer, SpatialTransformerConfig, TimeEmbedding};
+use super::unet_blocks::{
+    stack_emb_projections, AttentionBlock, CrossContext, ResBlock, ResBlockConfig, ResBlockResample, SpatialTransformer, SpatialTransformerConfig, TimeEmbedding,
+};
 use crate::nn::{Conv2d, Embedding, GroupNorm, Linear, Module, VarBuilder};
 use crate::tensor::conv::Conv2dParams;
 use crate::{DType, Error, Result, Tensor};
@@ -74,11 +76,11 @@ enum Attention {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, ctx: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: Option<&CrossContext>) -> Result<Tensor> {
         match self {
             Attention::Legacy(a) => a.forward(x),
             Attention::Spatial(st) => match ctx {
-                Some(c) => st.forward(x, c),
+                Some(c) => st.forward_in(x, c),
                 None => Err(Error::invalid("UNet", "this model cross-attends to a context: pass one")),
             },
         }
@@ -107,7 +109,7 @@ struct Slot {
 }
 
 impl Slot {
-    fn forward(&self, x: &Tensor, emb: &TimeEmbedding, ctx: Option<&Tensor>, up_to: Option<(usize, usize)>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, emb: &TimeEmbedding, ctx: Option<&CrossContext>, up_to: Option<(usize, usize)>) -> Result<Tensor> {
         let mut h = match &self.conv_in {
             Some(c) => c.forward(x)?,
             None => x.clone(),
@@ -292,6 +294,14 @@ impl UNet {
     /// `forward` with the timestep features already on x's device: everything it queues stays on
     /// the device (no host copy, no wait), so it can be recorded as a CUDA graph.
     pub fn forward_embedded(&self, x: &Tensor, temb: &Tensor, context: Option<&Tensor>, labels: Option<&Tensor>) -> Result<Tensor> {
+        let context = context.map(CrossContext::new);
+        self.forward_embedded_in(x, temb, context.as_ref(), labels)
+    }
+
+    /// `forward_embedded` with the context's cross-attention keys and values kept in `context`
+    /// across calls (a sampling run makes one `CrossContext` for all its steps). Its tokens should
+    /// be in x's dtype: others are converted at every call, and nothing is kept.
+    pub fn forward_embedded_in(&self, x: &Tensor, temb: &Tensor, context: Option<&CrossContext>, labels: Option<&Tensor>) -> Result<Tensor> {
         if x.rank() != 4 || x.dim(1)? != self.cfg.in_channels {
             return Err(Error::bad_shape("UNet", format!("expected [N, {}, H, W]", self.cfg.in_channels), x.shape()));
         }
@@ -301,8 +311,11 @@ impl UNet {
         let temb = if temb.dtype() == x.dtype() { temb.clone() } else { temb.to_dtype(x.dtype())? };
         let mut emb = self.time_embed.1.forward(&self.time_embed.0.forward(&temb)?.silu()?)?;
         // Mixed precision: everything that joins the activations is in their dtype (x's).
-        let context = context.map(|c| if c.dtype() == x.dtype() { Ok(c.clone()) } else { c.to_dtype(x.dtype()) }).transpose()?;
-        let context = context.as_ref();
+        let converted = match context {
+            Some(c) if c.tokens().dtype() != x.dtype() => Some(CrossContext::new(&c.tokens().to_dtype(x.dtype())?)),
+            _ => None,
+        };
+        let context = converted.as_ref().or(context);
         match (&self.label_emb, labels) {
             (Some(le), Some(y)) => emb = emb.add(&le.forward(y)?.to_dtype(emb.dtype())?)?,
             (Some(_), None) => return Err(Error::invalid("UNet", "this model is class-conditional: pass class labels")),

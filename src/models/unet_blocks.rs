@@ -8,6 +8,49 @@ use crate::nn::in_dtype;
 use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, Module, VarBuilder};
 use crate::tensor::conv::Conv2dParams;
 use crate::{Result, Tensor};
+use std::sync::Mutex;
+
+/// A UNet's cross-attention context for one or many calls: the context tokens [N, L, C_ctx] and
+/// each cross-attention's keys and values of them, projected on first use and kept. They depend
+/// only on the tokens and the weights, and a sampling run changes neither from step to step, so a
+/// run that keeps one `CrossContext` projects them once instead of at every step (SD1.5: 16
+/// stacked k/v products per step). Nothing is kept where a gradient is recorded. Valid while
+/// the weights stay as they are: make one per sampling run.
+pub struct CrossContext {
+    tokens: Tensor,
+    /// (the stacked k/v weight, its product with the tokens), one per cross-attention
+    projected: Mutex<Vec<(Tensor, Tensor)>>,
+}
+
+impl CrossContext {
+    pub fn new(tokens: &Tensor) -> Self {
+        CrossContext { tokens: tokens.clone(), projected: Mutex::new(Vec::new()) }
+    }
+
+    pub fn tokens(&self) -> &Tensor {
+        &self.tokens
+    }
+
+    /// How many cross-attentions' keys and values it holds.
+    pub fn kept(&self) -> usize {
+        self.projected.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// `proj`'s product with the tokens, the kept one where there is one.
+    fn project(&self, proj: &Linear) -> Result<Tensor> {
+        if crate::Tensor::will_record(&[&self.tokens, &proj.weight]) {
+            return proj.forward(&self.tokens);
+        }
+        let same = |w: &Tensor| w.same_storage(&proj.weight) && w.layout() == proj.weight.layout();
+        let mut kept = self.projected.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, kv)) = kept.iter().find(|(w, _)| same(w)) {
+            return Ok(kv.clone());
+        }
+        let kv = proj.forward(&self.tokens)?;
+        kept.push((proj.weight.clone(), kv.clone()));
+        Ok(kv)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ResBlockConfig {
@@ -213,18 +256,25 @@ impl CrossAttention {
 
     /// x [N, L, Cq], context [N, Lc, Cc] (None: x) → [N, L, Cq]
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        self.to_out.forward(&self.attend(x, context)?)
+        let context = context.map(CrossContext::new);
+        self.to_out.forward(&self.attend(x, context.as_ref())?)
     }
 
     /// forward(x, context) + residual, the sum fused into the output projection where the device
     /// allows (`Tensor::linear_add`).
     pub fn forward_add(&self, x: &Tensor, context: Option<&Tensor>, residual: &Tensor) -> Result<Tensor> {
+        let context = context.map(CrossContext::new);
+        self.forward_add_in(x, context.as_ref(), residual)
+    }
+
+    /// `forward_add` with the context's projections kept in `context` (see `CrossContext`).
+    pub fn forward_add_in(&self, x: &Tensor, context: Option<&CrossContext>, residual: &Tensor) -> Result<Tensor> {
         self.to_out.forward_add(&self.attend(x, context)?, residual)
     }
 
     /// The attention output with the heads merged back, [N, L, H·D]: what to_out projects.
-    fn attend(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let ctx = context.unwrap_or(x);
+    fn attend(&self, x: &Tensor, context: Option<&CrossContext>) -> Result<Tensor> {
+        let ctx = context.map_or(x, CrossContext::tokens);
         let split = |t: Tensor| -> Result<Tensor> {
             let (n, l, c) = (t.dim(0)?, t.dim(1)?, t.dim(2)?);
             t.reshape(&[n, l, self.heads, c / self.heads])?.transpose(1, 2) // [N, H, L, D]
@@ -240,7 +290,7 @@ impl CrossAttention {
                 (part(&qkv, 0)?, part(&qkv, 1)?, part(&qkv, 2)?)
             }
             (_, Some(kv), Some(c)) => {
-                let kv = kv.forward(c)?; // [N, Lc, 2·inner]
+                let kv = c.project(kv)?; // [N, Lc, 2·inner]
                 (split(self.to_q.forward(x)?)?, part(&kv, 0)?, part(&kv, 1)?)
             }
             _ => (split(self.to_q.forward(x)?)?, split(self.to_k.forward(ctx)?)?, split(self.to_v.forward(ctx)?)?),
@@ -296,9 +346,14 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        self.forward_in(x, &CrossContext::new(context))
+    }
+
+    /// `forward` with the context's projections kept in `context` (see `CrossContext`).
+    pub fn forward_in(&self, x: &Tensor, context: &CrossContext) -> Result<Tensor> {
         // each residual sum joins its output projection's epilogue where the device allows
-        let x = self.attn1.forward_add(&self.norm1.forward(x)?, None, x)?;
-        let x = self.attn2.forward_add(&self.norm2.forward(&x)?, Some(context), &x)?;
+        let x = self.attn1.forward_add_in(&self.norm1.forward(x)?, None, x)?;
+        let x = self.attn2.forward_add_in(&self.norm2.forward(&x)?, Some(context), &x)?;
         self.ff.forward_add(&self.norm3.forward(&x)?, &x)
     }
 }
@@ -350,6 +405,11 @@ impl SpatialTransformer {
 
     /// x [N, C, H, W], context [N, Lc, Cc] → [N, C, H, W]
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        self.forward_in(x, &CrossContext::new(context))
+    }
+
+    /// `forward` with the context's projections kept in `context` (see `CrossContext`).
+    pub fn forward_in(&self, x: &Tensor, context: &CrossContext) -> Result<Tensor> {
         let (n, h, w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
         let to_tokens = |t: &Tensor| -> Result<Tensor> {
             let ch = t.dim(1)?;
@@ -367,7 +427,7 @@ impl SpatialTransformer {
             Proj::Linear(lin) => lin.forward(&to_tokens(&normed)?)?,
         };
         for b in &self.blocks {
-            t = b.forward(&t, context)?;
+            t = b.forward_in(&t, context)?;
         }
         let to_map = |t: &Tensor| -> Result<Tensor> {
             let ch = t.dim(2)?;

@@ -79,7 +79,7 @@ impl TextToImage {
                 let keep = mask.affine(-1.0, 1.0)?; // diffusers: image · (mask < 0.5)
                 let masked = self.encode_sample(&image.mul(&keep)?, noise)?;
                 let concat = Tensor::cat(&[&mask_latents, &masked], 1)?;
-                let mut model = super::guided_unet(&self.unet, Some(context), guidance, Some(&concat), on_step);
+                let mut model = super::guided_unet(&self.unet, Some(context), guidance, Some(&concat), on_step)?;
                 sampler.run_from(&mut model, x, noise, start)
             }
             InpaintMode::Blend => {
@@ -93,7 +93,7 @@ impl TextToImage {
                     };
                     keep.mul(&known)?.add(&mask_latents.mul(&x)?)
                 };
-                let mut model = super::guided_unet(&self.unet, Some(context), guidance, None, on_step);
+                let mut model = super::guided_unet(&self.unet, Some(context), guidance, None, on_step)?;
                 sampler.run_hooked(&mut model, x, noise, start, &mut blend)
             }
         }

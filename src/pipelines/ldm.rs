@@ -270,7 +270,7 @@ impl LatentDiffusion {
         let dev = self.unet.device();
         let on = |t: Option<&Tensor>| t.map(|t| t.to_device(dev)).transpose();
         let (context, concat) = (on(c.context.as_ref())?, on(c.concat.as_ref())?);
-        let mut model = super::guided_unet(&self.unet, context.as_ref(), c.guided.then_some(req.guidance), concat.as_ref(), on_step);
+        let mut model = super::guided_unet(&self.unet, context.as_ref(), c.guided.then_some(req.guidance), concat.as_ref(), on_step)?;
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, &initial.to_device(dev)?, noise)
     }
 

@@ -27,21 +27,29 @@ pub(crate) fn binarize_mask(mask: &Tensor) -> Result<Tensor> {
 /// context); the sampler gets its output back in the dtype of its x (f32), so the schedule
 /// arithmetic never runs in half precision. With LDM_CUDA_GRAPH=1 on a GPU the UNet call is
 /// replayed from a CUDA graph (unet_graph.rs).
-pub(crate) fn guided_unet<'a>(unet: &'a UNet, context: Option<&'a Tensor>, guidance: Option<f64>, concat: Option<&'a Tensor>, on_step: &'a mut dyn FnMut()) -> impl FnMut(&Tensor, f64) -> Result<ModelOutput> + 'a {
-    let mut caller = unet_graph::UnetCaller::new(unet);
-    move |x: &Tensor, t: f64| -> Result<ModelOutput> {
+pub(crate) fn guided_unet<'a>(
+    unet: &'a UNet,
+    context: Option<&'a Tensor>,
+    guidance: Option<f64>,
+    concat: Option<&'a Tensor>,
+    on_step: &'a mut dyn FnMut(),
+) -> Result<impl FnMut(&Tensor, f64) -> Result<ModelOutput> + 'a> {
+    // the context in the UNet's dtype once for the run; the caller keeps its cross-attention keys
+    // and values from the first step on (CrossContext)
+    let context = context.map(|c| c.to_dtype(unet.dtype())).transpose()?;
+    let mut caller = unet_graph::UnetCaller::new(unet, context.as_ref());
+    Ok(move |x: &Tensor, t: f64| -> Result<ModelOutput> {
         let x = &match concat {
             Some(c) => Tensor::cat(&[x, c], 1)?,
             None => x.clone(),
         };
         let x_in = if guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
-        let (dtype, x_in) = (unet.dtype(), x_in.to_dtype(unet.dtype())?);
-        let context = context.map(|c| c.to_dtype(dtype)).transpose()?;
-        let out = caller.call(&x_in, t, context.as_ref())?.to_dtype(x.dtype())?;
+        let x_in = x_in.to_dtype(unet.dtype())?;
+        let out = caller.call(&x_in, t)?.to_dtype(x.dtype())?;
         on_step();
         let Some(scale) = guidance else { return Ok(ModelOutput::Plain(out)) };
         let n = x.dim(0)?;
         // the halves go back apart: DDIM applies the guidance inside its update
         Ok(ModelOutput::Guided { uncond: out.narrow(0, 0, n)?, cond: out.narrow(0, n, n)?, scale })
-    }
+    })
 }

@@ -172,7 +172,7 @@ impl TextToImage {
         }
         self.check_plain_unet()?;
         let _g = crate::no_grad();
-        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
+        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step)?;
         diffusion::sample(&self.scheduler, &req.sampler, &mut model, &initial.to_device(self.device())?.to_dtype(DType::F32)?, noise)
     }
 
@@ -191,7 +191,7 @@ impl TextToImage {
         let z = self.encode_sample(image, noise)?;
         let mut sampler = diffusion::build(&self.scheduler, &req.sampler)?;
         let x = sampler.add_noise(&z, &noise.noise_like(&z)?, start)?;
-        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step);
+        let mut model = super::guided_unet(&self.unet, Some(context), (req.guidance > 1.0).then_some(req.guidance), None, on_step)?;
         sampler.run_from(&mut model, x, noise, start)
     }
 
