@@ -179,6 +179,9 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 }
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+// The exact (erf) GELU, as torch's F.gelu: one definition for the unary op, GEGLU and the GEMM's
+// fused GEGLU epilogue (gemm_tc.cu), so they agree.
+__device__ __forceinline__ float gelu_erf_(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067812f)); }
 
 // ---------------------------------------------------------------------------------------------
 // Tensor cores (sm_80+): mma.sync.aligned.m16n8k16.row.col with f16 or bf16 inputs and f32

@@ -27,7 +27,7 @@ template <int OP> __device__ __forceinline__ float unary_f(float x) {
         case U_SIGMOID: return sigmoidf_(x);
         case U_SILU: return x * sigmoidf_(x);
         case U_RELU: return fmaxf(x, 0.0f);
-        case U_GELU_ERF: return 0.5f * x * (1.0f + erff(x * INV_SQRT_2));
+        case U_GELU_ERF: return gelu_erf_(x);
         case U_GELU_TANH: return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
         case U_QUICK_GELU: return x * sigmoidf_(1.702f * x);
         case U_SIN: return sinf(x);

@@ -86,8 +86,45 @@ __device__ void gemm_tc_wide(const TcGemmDims& d, const T* A, const Strided& ab,
     tc_wide_store_pairs(M, N, m0, n0, acc, batch_pair_store<T>(d, bias, C));
 }
 
+// ---------------------------------------------------------------------------------------------
+// GEGLU fused into the 128×128 vv product: C = value · gelu_erf(gate) with [value | gate] =
+// x·Wᵀ + bias, W [2·inner, K] as the Linear stores it (value rows, then gate rows), C [M, inner].
+// The product's column 2j reads W's row j and column 2j + 1 its row inner + j (DenseKOperand's
+// PAIRED rows), so each output pair a thread holds after the main loop (tc_store_pairs: columns
+// n, n + 1 with n even) is one value and its gate: one GEGLU output, from the f32 sums (the
+// unfused pair rounds both to T first). The [M, 2·inner] product is never written — in SD1.5's
+// feed-forward the largest activation of a transformer block, read again by the separate geglu.
+// d.n = 2·inner (the product's columns), no batches, no residual.
+template <typename T>
+struct GegluPairStore {
+    T* c;
+    int inner;
+    const T* bias;  // [2·inner]: value biases, then gate biases
+    __device__ __forceinline__ void operator()(int m, int n, float value, float gate) const {
+        const int j = n >> 1;
+        if (bias) {
+            value += to_f32(bias[j]);
+            gate += to_f32(bias[inner + j]);
+        }
+        c[(int64_t)m * inner + j] = from_f32<T>(value * gelu_erf_(gate));
+    }
+};
+
+template <typename T>
+__device__ void gemm_tc_wide_geglu(const TcGemmDims& d, const T* A, const T* B, const T* bias, T* C) {
+    const int M = d.m, N = d.n, K = d.k;
+    const int m0 = blockIdx.x * TCW_BM, n0 = blockIdx.y * TCW_BN;
+    DenseKOperand<T, TCW_THREADS> ra{A, d.a_rs, M, m0, K};
+    DenseKOperand<T, TCW_THREADS, true> rb{B, d.b_cs, N, n0, K, {}, N / 2};
+    float acc[4][4][4];
+    tc_wide_mainloop<T>(0, K, ra, rb, acc);
+    tc_wide_store_pairs(M, N, m0, n0, acc, GegluPairStore<T>{C, N / 2, bias});
+}
+
 #define GEMM_TC_WIDE(T, S) \
 extern "C" __global__ void __launch_bounds__(TCW_THREADS) gemm_tc_wide_vv_##S(TcGemmDims d, const T* A, Strided ab, const T* B, Strided bb, const T* bias, T* C) { \
-    gemm_tc_wide<T>(d, A, ab, B, bb, bias, C); }
+    gemm_tc_wide<T>(d, A, ab, B, bb, bias, C); } \
+extern "C" __global__ void __launch_bounds__(TCW_THREADS) gemm_tc_wide_geglu_##S(TcGemmDims d, const T* A, const T* B, const T* bias, T* C) { \
+    gemm_tc_wide_geglu<T>(d, A, B, bias, C); }
 GEMM_TC_WIDE(f16, f16)
 GEMM_TC_WIDE(bf16, bf16)

@@ -81,19 +81,23 @@ __device__ __forceinline__ void commit_k_vectors(T* s, const uint4 (&regs)[2]) {
 // aligned 8-element vectors, two 16-byte loads per thread (a quarter of GatherOperand's loads).
 // THREADS: the block's threads; a slice has 2·THREADS/4 rows (64 here, 128 for gemm_tc.cu's
 // 256-thread wide tile), still two vectors per thread.
-template <typename T, int THREADS = TC_THREADS>
+// PAIRED: rows taken from two halves in turn — row 2j is base row j, row 2j + 1 is base row
+// `half` + j (a GEGLU projection's value and gate rows side by side: gemm_tc_wide_geglu).
+template <typename T, int THREADS = TC_THREADS, bool PAIRED = false>
 struct DenseKOperand {
     const T* base;
     int64_t ld;
     int rows, row0, kend;
     uint4 regs[2];
+    int half = 0;  // PAIRED: where the second half's rows start
 
     __device__ __forceinline__ void fetch(int k0) {
         #pragma unroll
         for (int h = 0; h < 2; ++h) {
             int v = threadIdx.x + THREADS * h, r = v >> 2, kk = (v & 3) * 8;
             int gr = row0 + r, gk = k0 + kk;
-            if (gr < rows && gk < kend) regs[h] = load16(base + gr * ld + gk, "DenseKOperand: unaligned 16-byte load");
+            const int64_t row = PAIRED ? (gr >> 1) + (gr & 1) * half : gr;
+            if (gr < rows && gk < kend) regs[h] = load16(base + row * ld + gk, "DenseKOperand: unaligned 16-byte load");
             else regs[h] = uint4{0u, 0u, 0u, 0u};
         }
     }

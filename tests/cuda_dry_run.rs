@@ -132,9 +132,11 @@ fn stable_diffusion_1_5_at_512_fits_under_pytorchs_peak_on_an_h100() {
     // gets one SiLU and one stacked projection for all 22 ResBlocks, 510 since a split-K conv's
     // last block finishes it, 488 since each ResBlock's norm adds the time embedding itself (no
     // h + emb written), 472 since the 16 cross-attentions' keys and values of the (fixed) text
-    // context are projected at the first step only; more means a fusion was lost
+    // context are projected at the first step only, 457 since 15 of the 16 feed-forward gates
+    // run in their product's epilogue (gemm_tc_wide_geglu; the 8×8 level's product is too small
+    // for the 128×128 tile); more means a fusion was lost
     let per_step = launches(&two) - launches(&one);
-    assert!((300..=472).contains(&per_step), "{per_step} launches per UNet step");
+    assert!((300..=457).contains(&per_step), "{per_step} launches per UNet step");
     for fused_away in ["fill_f32", "conv_splitk_finish_f16"] {
         assert_eq!(launches_of(&two, fused_away), 0, "{fused_away}: {two}");
     }

@@ -294,4 +294,13 @@ fn geglu_is_the_value_half_times_gelu_of_the_gate_half() {
     // An odd last dim has no halves.
     let err = randn(&[2, 7], 8).geglu().unwrap_err().to_string();
     assert!(err.contains("geglu") && err.contains("even"), "{err}");
+    // linear_geglu is linear then geglu (the CPU's path; CUDA fuses the gate into its product),
+    // with gradients through it, and errors from either half.
+    let (x, w, b) = (randn(&[2, 3, 6], 9), randn(&[8, 6], 10), randn(&[8], 11));
+    let fused = x.linear_geglu(&w, Some(&b)).unwrap();
+    assert_eq!(fused.shape(), &[2, 3, 4]);
+    assert_eq!(vals(&fused), vals(&x.linear(&w, Some(&b)).unwrap().geglu().unwrap()));
+    grad_check(|t| t[0].linear_geglu(&t[1], Some(&t[2])), &[x.clone(), w.clone(), b.clone()], "linear_geglu");
+    let odd = x.linear_geglu(&randn(&[7, 6], 12), None).unwrap_err().to_string();
+    assert!(odd.contains("geglu") && odd.contains("even"), "{odd}");
 }

@@ -314,12 +314,12 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward(&self.proj_in.forward(x)?.geglu()?)
+        self.proj_out.forward(&self.proj_in.forward_geglu(x)?)
     }
 
     /// forward(x) + residual, the sum fused into the output projection where the device allows.
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward_add(&self.proj_in.forward(x)?.geglu()?, residual)
+        self.proj_out.forward_add(&self.proj_in.forward_geglu(x)?, residual)
     }
 }
 

@@ -58,6 +58,13 @@ impl Linear {
 }
 
 impl Linear {
+    /// geglu(forward(x)), the gate fused into the product where the device allows
+    /// (`Tensor::linear_geglu`).
+    pub fn forward_geglu(&self, x: &Tensor) -> Result<Tensor> {
+        let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;
+        x.linear_geglu(&in_dtype(&self.weight, x.dtype())?, b.as_ref())
+    }
+
     /// forward(x) + residual, fused into the product where the device allows (`Tensor::linear_add`).
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| in_dtype(b, x.dtype())).transpose()?;

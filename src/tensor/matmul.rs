@@ -75,4 +75,23 @@ impl Tensor {
         }
         self.linear(w, b)?.add(residual)
     }
+
+    /// `geglu(x @ wᵀ + b)` — the first product of a GEGLU feed-forward and its gate, w [2·inner,
+    /// in] (value rows, then gate rows). Where a fused kernel exists (CUDA f16/bf16, the 128×128
+    /// tensor-core product, nothing recorded) the gate is applied in the product's epilogue and
+    /// the [..., 2·inner] product is never written; everywhere else it is `linear` then `geglu`,
+    /// with the same result up to the roundings of the product the fused form saves.
+    pub fn linear_geglu(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if w.rank() != 2 {
+            return Err(Error::bad_shape("linear", "weight must be [out, in]", w.shape()));
+        }
+        if let Some(bias) = b
+            && w.shape()[0] % 2 == 0
+            && self.epilogue_fusable(w, bias, &[])
+            && let Some(y) = crate::backend::cuda::linalg::linear_geglu(self, w, bias)?
+        {
+            return Ok(y);
+        }
+        self.linear(w, b)?.geglu()
+    }
 }

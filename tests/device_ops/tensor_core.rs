@@ -168,6 +168,15 @@ on_devices!(fn geglu_fused_gate(dev) {
     for dtype in DTYPES {
         // The SD feed-forward's gate: [B, L, 2·inner], read once by the fused kernel.
         check("geglu", dev, dtype, |d, dt| input(&[2, 77, 2 * 40], 155, dt, d).geglu().unwrap());
+        // The feed-forward's first product with its gate (Linear::forward_geglu): on CUDA in half
+        // precision, large enough for the 128×128 tile, the gate runs in the product's epilogue
+        // (gemm_tc_wide_geglu); smaller, and everywhere else, it is the product then the gate.
+        for (rows, inner) in [(1024usize, 1024usize), (40, 24)] {
+            check(&format!("linear_geglu [{rows}, 64] -> {inner}"), dev, dtype, |d, dt| {
+                let w = input(&[2 * inner, 64], 158, dt, d).mul_scalar(0.2).unwrap();
+                input(&[2, rows / 2, 64], 159, dt, d).linear_geglu(&w, Some(&input(&[2 * inner], 160, dt, d))).unwrap()
+            });
+        }
         check("d geglu", dev, dtype, |d, dt| {
             let x = input(&[3, 2 * 9], 156, dt, d).requires_grad();
             let y = x.geglu().unwrap();

@@ -10,6 +10,8 @@
 // the kernel lab's variants 3 and 4 of it (tools/kernel_lab/gemm_tc_ring.cu: a 3-stage cp.async
 // ring; 4 reads its fragments with ldmatrix) and 5 (gemm_tc_wgmma_sm90a.cu: the ring feeding wgmma).
 //
+// Then the 128×128 kernel with GEGLU fused into its epilogue (gemm_tc_wide_geglu, run_geglu).
+//
 // Tolerance per element, as tools/kernel_emu/conv_tc_test.cpp: |out − ref| ≤ 2·eps(T)·|ref| +
 // 1e-5·(Σ|a·b| + 1). Prints one line per case; exit status 1 if any case fails.
 #include "../../kernels/gemm_tc.cu"
@@ -133,6 +135,46 @@ static void run(const char* dtype, const Case& cs) {
     }
 }
 
+// GEGLU fused into the 128×128 product (gemm_tc_wide_geglu): x [M, K] (rows padded) times W
+// [2·inner, K] (value rows, then gate rows; rows padded) + bias, out [M, inner] = value ·
+// gelu_erf(gate), against f64. The value and gate sums carry the product's tolerance (no rounding
+// between the sum and the gate); the output one rounding: |out − ref| ≤ 2·eps·|ref| +
+// |gelu(g)|·tol_v + 1.13·|v|·tol_g (|gelu'| ≤ 1.13).
+template <typename T>
+static void run_geglu(const char* dtype, const char* name, int m, int inner, int k, bool with_bias) {
+    const int n = 2 * inner;
+    const int64_t a_rs = k + 8, w_rs = k + 8;
+    auto a = random_buffer<T>((size_t)m * a_rs);
+    auto w = random_buffer<T>((size_t)n * w_rs);
+    auto bias = random_buffer<T>(n);
+    std::vector<T> c((size_t)m * inner);
+    TcGemmDims d{m, n, k, a_rs, 1, 1, w_rs, 0};
+    dim3 grid{(unsigned)((m + TCW_BM - 1) / TCW_BM), (unsigned)((n + TCW_BN - 1) / TCW_BN), 1};
+    ldm_emu::launch(grid, dim3{TCW_THREADS, 1, 1}, [&] { gemm_tc_wide_geglu<T>(d, a.data(), w.data(), with_bias ? bias.data() : nullptr, c.data()); });
+    const double eps = eps_of((const T*)nullptr);
+    double worst = 0;
+    size_t bad = 0;
+    auto gelu = [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); };
+    for (int i = 0; i < m; ++i)
+        for (int j = 0; j < inner; ++j) {
+            double v = with_bias ? to_f32(bias[j]) : 0.0, g = with_bias ? to_f32(bias[inner + j]) : 0.0, mv = 0, mg = 0;
+            for (int kk = 0; kk < k; ++kk) {
+                const double x = to_f32(a[i * a_rs + kk]);
+                const double pv = x * to_f32(w[j * w_rs + kk]), pg = x * to_f32(w[(inner + j) * w_rs + kk]);
+                v += pv, g += pg, mv += std::fabs(pv), mg += std::fabs(pg);
+            }
+            const double ref = v * gelu(g);
+            const double allowed = 2 * eps * std::fabs(ref) + std::fabs(gelu(g)) * 1e-5 * (mv + 1) + 1.13 * std::fabs(v) * 1e-5 * (mg + 1) + 1e-7;
+            const double err = std::fabs(to_f32(c[(size_t)i * inner + j]) - ref);
+            bad += !(err <= allowed);
+            worst = std::max(worst, err / allowed);
+        }
+    char line[300];
+    std::snprintf(line, sizeof line, "%s 128x128 GEGLU %s: %dx%d·%dx%d%s", dtype, name, m, k, k, n, with_bias ? " +bias" : "");
+    std::printf("%-4s %-78s worst err/allowed %.3f\n", bad ? "FAIL" : "ok", line, worst);
+    if (bad) ++failures;
+}
+
 // A layout for which the host picks path `kind` for an operand with `rows` rows and k columns:
 // v dense along k with padded, 16-byte aligned rows; k any strides (here: every other element);
 // m/n contiguous along the rows (column-major with a padded leading dimension).
@@ -187,6 +229,12 @@ int main() {
         run<__half>("f16 ", c);
         run<__nv_bfloat16>("bf16", c);
     }
+    // The SD feed-forward's first product with its GEGLU: ragged tiles both ways (inner 130: the
+    // last column tile holds pairs 128–129 only), many k slices, with and without bias.
+    run_geglu<__half>("f16 ", "ragged", 200, 130, 40, true);
+    run_geglu<__nv_bfloat16>("bf16", "ragged", 200, 130, 40, true);
+    run_geglu<__half>("f16 ", "k = 232", 130, 64, 232, false);
+    run_geglu<__nv_bfloat16>("bf16", "k = 232", 130, 64, 232, true);
     std::printf("%s\n", failures ? "gemm_tc emulation: FAILED" : "gemm_tc emulation: all cases pass");
     return failures ? 1 : 0;
 }

@@ -6,7 +6,7 @@
 //! src/backend/cpu/matmul.rs.
 
 use super::launch::strided_operands;
-use super::ops::{alloc_out, device_and_ptr, float_suffix, launch, optional_operand, wrap};
+use super::ops::{alloc_out, data_ptr, device_and_ptr, float_suffix, launch, optional_operand, wrap};
 use crate::autograd::Op;
 use crate::tensor::{numel, DType, Layout, Tensor};
 use crate::{Error, Result};
@@ -174,6 +174,36 @@ pub fn linear_with_bias(x: &Tensor, w: &Tensor, bias: &Tensor, residual: Option<
         }
     }
     product(x, &w.t()?, &x.shape()[..r - 2], Some(bias), residual, None).map(Some)
+}
+
+/// `geglu(x @ wᵀ + bias)` in one launch for inference (gemm_tc_wide_geglu: the 128×128 product
+/// reads w's value and gate rows in turn, and each output pair it holds becomes one gated value),
+/// x [..., K] dense, w [2·inner, K] dense, bias [2·inner], one half dtype → [..., inner]. None
+/// where the plain product would not take the shipped 128×128 vv kernel (a small grid, rows not
+/// 16-byte vectors, `LDM_CUDA_GEMM=tile64` or a kernel-lab GEMM asked for): the caller then
+/// multiplies and gates.
+pub fn linear_geglu(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    let (r, n) = (x.rank(), w.shape()[0]);
+    let k = x.shape()[r - 1];
+    let m = x.numel() / k.max(1);
+    if k == 0 || m == 0 || !x.is_contiguous() || !w.is_contiguous() || !bias.is_contiguous() || !tensor_core_eligible(x.dtype(), (m, n, k)) {
+        return Ok(None);
+    }
+    let (dev, _) = device_and_ptr("linear_geglu", x)?;
+    let sfx = float_suffix("linear_geglu", x.dtype())?;
+    let (x_ptr, w_ptr) = (data_ptr(x)?, data_ptr(w)?);
+    let vectors = |base: u64| k.is_multiple_of(8) && base.is_multiple_of(16);
+    if !vectors(x_ptr) || !vectors(w_ptr) || !wide_tile_pays(m, n, 1) || wide_kernel(sfx).0 != "gemm_tc" {
+        return Ok(None);
+    }
+    let (_bias, bias_ptr) = optional_operand(Some(bias))?;
+    let mut shape = x.shape().to_vec();
+    shape[r - 1] = n / 2;
+    let out = alloc_out(&dev, x.dtype(), &shape)?;
+    let dims = TcGemmDims { m: m as i32, n: n as i32, k: k as i32, a_rs: k as i64, a_cs: 1, b_rs: 1, b_cs: k as i64, res: 0 };
+    let cfg = LaunchConfig { grid_dim: (m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    launch!(dev, "gemm_tc", format!("gemm_tc_wide_geglu_{sfx}"), cfg; dims, x_ptr, w_ptr, bias_ptr, out.ptr());
+    Ok(Some(wrap(out, &shape, None)))
 }
 
 fn product(a: &Tensor, b: &Tensor, batch: &[usize], bias: Option<&Tensor>, residual: Option<&Tensor>, op: Option<Op>) -> Result<Tensor> {
