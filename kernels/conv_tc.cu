@@ -119,50 +119,13 @@ __device__ void conv_fwd_nhwc_split(TcConvGeom g, int flip, const T* x, const T*
     conv_nhwc_tile<T>(g, flip, x, wk, kbeg, min(g.c * g.kh * g.kw, kbeg + chunk), put);
 }
 
-// The split-K forward with its finish in the kernel (serial split-K): after adding its partial
-// sums, each block takes a ticket on its output tile's counter (tickets: zeroed like ws); the
-// block that takes the last one reads the tile's sums back from L2, where the atomics were
-// performed, adds bias and residual, rounds once to T, and leaves the tile's ws entries and its
-// counter zeroed for the next split conv. One launch per split conv instead of two (the finishing
-// pass was 60 launches per SD1.5 UNet step).
+// The split-K forward with its finish in the kernel: the tile's last block finishes it
+// (conv_tc.cuh conv_split_finish_tile, which the kernel lab's split variants share).
 template <typename T>
 __device__ void conv_fwd_nhwc_split_finished(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int* tickets, int chunk, const T* bias,
                                              const T* res, T* y) {
     conv_fwd_nhwc_split<T>(g, flip, x, wk, ws, chunk);
-    LDM_SHARED(int, last, 1);
-    __threadfence();  // this thread's sums are visible device-wide before the block's ticket
-    __syncthreads();
-    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-    if (threadIdx.x == 0) *last = atomicAdd(tickets + tile, 1) == (int)gridDim.z - 1;
-    __syncthreads();
-    if (!*last) return;
-    __threadfence();
-    const int P = g.ho * g.wo, M = g.n * P, m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
-    for (int e = threadIdx.x; e < TC_BM * TC_BN; e += blockDim.x) {
-        const int m = m0 + e % TC_BM, co = n0 + e / TC_BM;  // consecutive threads, consecutive pixels
-        if (m >= M || co >= g.k) continue;
-        const int n = m / P, p = m - n * P;
-        const int64_t i = ((int64_t)n * g.k + co) * P + p;
-        float v = __ldcg(ws + i);
-        ws[i] = 0.0f;
-        if (bias) v += to_f32(bias[co]);
-        if (res) v += to_f32(res[i]);
-        y[i] = from_f32<T>(v);
-    }
-    if (threadIdx.x == 0) tickets[tile] = 0;
-}
-
-// The finishing pass of the lab's split-K variants (tools/kernel_lab conv v4/v5). The workspace is
-// left zeroed for the next split-K conv: the host keeps one per device, so no memset per conv.
-template <typename T>
-__device__ void conv_splitk_finish(int64_t total, int64_t C, int64_t P, float* ws, const T* bias, const T* res, T* y) {
-    GRID_STRIDE(i, total) {
-        float v = ws[i];
-        ws[i] = 0.0f;
-        if (bias) v += to_f32(bias[(i / P) % C]);
-        if (res) v += to_f32(res[i]);
-        y[i] = from_f32<T>(v);
-    }
+    conv_split_finish_tile<T, TC_BM, TC_BN>(g, ws, tickets, bias, res, y);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,8 +237,6 @@ __device__ void conv_bwd_weight_dense(TcConvGeom g, int nhwc, const T* x, const 
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_split_##S(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int* tickets, \
         int chunk, const T* bias, const T* res, T* y) { \
     conv_fwd_nhwc_split_finished<T>(g, flip, x, wk, ws, tickets, chunk, bias, res, y); } \
-extern "C" __global__ void conv_splitk_finish_##S(int64_t total, int64_t C, int64_t P, float* ws, const T* bias, const T* res, T* y) { \
-    conv_splitk_finish<T>(total, C, P, ws, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) conv_tc_fwd_nhwc_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \
     conv_fwd_nhwc<T>(g, flip, x, wk, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(TCW_THREADS) conv_tc_fwd_nhwc_wide_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, const T* res, T* y) { \

@@ -81,3 +81,35 @@ struct WindowNhwcOperand {
     }
     __device__ __forceinline__ void commit(T* s) const { commit_k_vectors<T, THREADS>(s, regs); }
 };
+
+// Split-K conv forward, finished by the tile's last block (serial split-K), for any block tile
+// BM × BN: after adding its partial sums to the zeroed f32 workspace ws (NCHW), each block takes a
+// ticket on its output tile's counter (tickets: zeroed like ws, one per tile of the grid's x × y);
+// the block that takes the last one reads the tile's sums back from L2, where the atomics were
+// performed, adds bias and residual, rounds once to T, and leaves the tile's ws entries and its
+// counter zeroed for the next split conv. One launch per split conv instead of two (the finishing
+// pass was 60 launches per SD1.5 UNet step). Called by every thread of the block, after its sums.
+// The verdict reaches the block through __syncthreads_or, not shared memory: the lab's ring
+// kernels use all 48 KB of static shared memory.
+template <typename T, int BM, int BN>
+__device__ __forceinline__ void conv_split_finish_tile(const TcConvGeom& g, float* ws, int* tickets, const T* bias, const T* res, T* y) {
+    __threadfence();  // this thread's sums are visible device-wide before the block's ticket
+    __syncthreads();
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    const bool last = threadIdx.x == 0 && atomicAdd(tickets + tile, 1) == (int)gridDim.z - 1;
+    if (!__syncthreads_or(last)) return;
+    __threadfence();
+    const int P = g.ho * g.wo, M = g.n * P, m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    for (int e = threadIdx.x; e < BM * BN; e += blockDim.x) {
+        const int m = m0 + e % BM, co = n0 + e / BM;  // consecutive threads, consecutive pixels
+        if (m >= M || co >= g.k) continue;
+        const int n = m / P, p = m - n * P;
+        const int64_t i = ((int64_t)n * g.k + co) * P + p;
+        float v = __ldcg(ws + i);
+        ws[i] = 0.0f;
+        if (bias) v += to_f32(bias[co]);
+        if (res) v += to_f32(res[i]);
+        y[i] = from_f32<T>(v);
+    }
+    if (threadIdx.x == 0) tickets[tile] = 0;
+}

@@ -160,20 +160,25 @@ static void run_case(const char* dtype, Geom g, bool bias_on, bool res_on) {
         Check untouched;
         for (int t : tickets) untouched.add(t, 0.0, 0.0);
         report(std::string("split tickets zeroed ") + name, untouched);
-        // lab variant 4's split-K on the 128×128 ring, chunks of 2 slices, into the same workspace:
-        // the finishing pass left it zeroed (the host keeps one per device and no longer clears it)
+        // lab variants 4 and 5's split-K on the 128×128 ring, chunks of 2 slices, into the same
+        // workspace and the same tickets (the shipped kernel left both zeroed; the host keeps one
+        // of each per device), each tile finished by its last block as the shipped kernel does
         std::vector<T> ys4(y.size());
         dim3 gs4{gwide.x, gwide.y, gs.z};
-        ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split_v4<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
-        ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys4.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys4.data()); });
+        std::vector<int> tickets4(gwide.x * gwide.y, 0);
+        ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] {
+            conv_fwd_nhwc_split_v4<T>(g, 0, xn.data(), wk.data(), ws.data(), tickets4.data(), chunk, bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys4.data());
+        });
         check_fwd("fwd split lab v4 ", ys4);
         std::vector<T> ys5(y.size());
-        ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] { conv_fwd_nhwc_split_v5<T>(g, 0, xn.data(), wk.data(), ws.data(), chunk); });
-        ldm_emu::launch(dim3{4, 1, 1}, dim3{64, 1, 1}, [&] { conv_splitk_finish<T>((int64_t)ys5.size(), g.k, (int64_t)P, ws.data(), bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys5.data()); });
+        ldm_emu::launch(gs4, dim3{RING_THREADS, 1, 1}, [&] {
+            conv_fwd_nhwc_split_v5<T>(g, 0, xn.data(), wk.data(), ws.data(), tickets4.data(), chunk, bias_on ? b.data() : nullptr, res_on ? r.data() : nullptr, ys5.data());
+        });
         check_fwd("fwd split lab v5 ", ys5);
         Check zeroed;
         for (float v : ws) zeroed.add(v, 0.0, 0.0);
-        report(std::string("split workspace zeroed ") + name, zeroed);
+        for (int t : tickets4) zeroed.add(t, 0.0, 0.0);
+        report(std::string("split workspace and lab tickets zeroed ") + name, zeroed);
     }
 
     // Backward data: dx = Σ over outputs of dy·w, by brute force over the forward's index map.

@@ -13,6 +13,7 @@
 // Used by tools/kernel_emu/*.cpp and tests/kernel_emulation.rs.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <sched.h>
 #include <cmath>
@@ -124,6 +125,7 @@ struct Warp {
 
 struct Block {
     std::barrier<> bar;
+    std::atomic<int> any{0};  // __syncthreads_or's vote
     std::vector<std::unique_ptr<Warp>> warps;
     std::vector<unsigned char> smem;
     Block(int threads) : bar(threads), smem(SMEM_BYTES + 1024, 0) {
@@ -212,6 +214,18 @@ void launch(dim3 grid, dim3 block, F body) {
 #define LDM_SHARED_ALIGNED(T, name, count, align) T* name = (T*)ldm_emu::shared_alloc(sizeof(T) * (count), align)
 
 inline void __syncthreads() { ldm_emu::current->bar.arrive_and_wait(); }
+
+// A block barrier that returns nonzero to every thread if any thread's `pred` was nonzero.
+inline int __syncthreads_or(int pred) {
+    auto& b = *ldm_emu::current;
+    if (pred) b.any.store(1);
+    b.bar.arrive_and_wait();
+    const int any = b.any.load();
+    b.bar.arrive_and_wait();  // every thread has read the vote
+    if (ldm_emu::linear_tid() == 0) b.any.store(0);
+    b.bar.arrive_and_wait();  // cleared before the next vote
+    return any;
+}
 
 template <typename V>
 inline V __shfl_xor_sync(unsigned, V v, int lane_mask) {

@@ -19,19 +19,22 @@ __device__ void conv_fwd_nhwc_v4(TcConvGeom g, int flip, const T* x, const T* wk
 
 // Split-K on the same loop for small images (few output tiles): block z sums k in
 // [z·chunk, (z+1)·chunk) (chunk a multiple of 32) into the zeroed f32 workspace ws (NCHW) with
-// atomics, as conv_tc.cu conv_fwd_nhwc_split does on the 64×64 tile; conv_splitk_finish (shipped)
-// then adds bias and residual and rounds.
+// atomics, as conv_tc.cu conv_fwd_nhwc_split does on the 64×64 tile, and the tile's last block
+// adds bias and residual and rounds (conv_tc.cuh conv_split_finish_tile, as the shipped kernel).
 template <typename T>
-__device__ void conv_fwd_nhwc_split_v4(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int chunk) {
+__device__ void conv_fwd_nhwc_split_v4(TcConvGeom g, int flip, const T* x, const T* wk, float* ws, int* tickets, int chunk, const T* bias,
+                                       const T* res, T* y) {
     const ConvRingTile<T> t(g, flip, x, wk, chunk);
     float acc[4][4][4];
     ring_mainloop<T, true>(t.kbeg, t.kend, t.a, t.b, acc);
     tc_wide_store(t.M, g.k, t.m0, t.n0, acc, NchwAtomicAdd{ws, g.ho * g.wo, g.k});
+    conv_split_finish_tile<T, RING_BM, RING_BN>(g, ws, tickets, bias, res, y);
 }
 
 #define CONV_TC_V4(T, S) \
 extern "C" __global__ void __launch_bounds__(RING_THREADS) conv_tc_fwd_nhwc_split_v4_##S(TcConvGeom g, int flip, const T* x, const T* wk, \
-        float* ws, int chunk) { conv_fwd_nhwc_split_v4<T>(g, flip, x, wk, ws, chunk); } \
+        float* ws, int* tickets, int chunk, const T* bias, const T* res, T* y) { \
+    conv_fwd_nhwc_split_v4<T>(g, flip, x, wk, ws, tickets, chunk, bias, res, y); } \
 extern "C" __global__ void __launch_bounds__(RING_THREADS) conv_tc_fwd_nhwc_v4_##S(TcConvGeom g, int flip, const T* x, const T* wk, const T* bias, \
         const T* res, T* y) { conv_fwd_nhwc_v4<T>(g, flip, x, wk, bias, res, y); }
 CONV_TC_V4(f16, f16)

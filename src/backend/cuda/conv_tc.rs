@@ -129,8 +129,8 @@ pub(crate) struct WeightLayouts {
     inner: Mutex<(u64, Vec<CachedLayout>)>,
 }
 
-/// The f32 workspace the split-K forward sums into, zeroed once and left zeroed by every
-/// conv_splitk_finish, so a split conv needs no memset launch of its own. The last is the
+/// The f32 workspace the split-K forward sums into (and its tiles' tickets), zeroed once and left
+/// zeroed by every split conv's finishing blocks, so a split conv needs no memset launch of its own. The last is the
 /// current one; one it outgrew stays allocated only if a CUDA graph was recorded with it (the
 /// graph replays with its address).
 #[derive(Default)]
@@ -329,14 +329,9 @@ pub(crate) fn forward_with(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, residu
             let ws = zeroed_workspace(&dev, total + (cfg.grid_dim.0 * cfg.grid_dim.1) as usize)?;
             let sums = data_ptr(&ws)?;
             let tickets = sums + 4 * total as u64;
-            if lab.is_none() {
-                // the tile's last block finishes it (conv_fwd_nhwc_split_finished)
-                launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, sums, tickets, chunk as i32, b_ptr, r_ptr, out.ptr());
-            } else {
-                launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, sums, chunk as i32);
-                launch!(dev, "conv_tc", format!("conv_splitk_finish_{sfx}"), super::launch::elementwise_config(total);
-                    total as i64, g.c_out as i64, (g.ho * g.wo) as i64, sums, b_ptr, r_ptr, out.ptr());
-            }
+            // the tile's last block finishes it (conv_tc.cuh conv_split_finish_tile; the lab's
+            // split variants too)
+            launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, sums, tickets, chunk as i32, b_ptr, r_ptr, out.ptr());
         } else {
             let (module, name, cfg) = nhwc_forward_kernel(sfx, g.n * g.ho * g.wo, g.c_out, lab);
             launch!(dev, module, name, cfg; TcConvGeom::of(g), 0i32, data_ptr(&xn)?, data_ptr(&wk)?, b_ptr, r_ptr, out.ptr());
