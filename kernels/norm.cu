@@ -346,10 +346,13 @@ __device__ void ln_dwdb(int64_t rows, int64_t D, const T* x, const T* dy, const 
 // channels [32q, 32q + 32) of `tiles` 32-pixel tiles, so that large images do not merge the same
 // partials in thousands of blocks; the tile after the current one is loaded before its store.
 // Each channel's GnChannel is made once per block, into shared memory (not 12 registers a thread).
+// x_nhwc (null: none): x itself written channels-last too, from the same loads — a ResBlock's 1×1
+// skip conv reads x channels-last, and this copy saves it a transpose (a launch, a read of x).
 template <typename T>
 __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int tiles, int silu, float eps, const float* part,
-                              const T* x, const T* shift, int64_t shift_rs, const T* w, const T* b, T* y) {
+                              const T* x, const T* shift, int64_t shift_rs, const T* w, const T* b, T* y, T* x_nhwc) {
     LDM_SHARED(T, tile, 32 * 33);  // 33: a column read does not hit one bank 32 times
+    LDM_SHARED(T, raw, 32 * 33);   // x's tile, for x_nhwc
     LDM_SHARED(GnStats, st, 32);
     LDM_SHARED(GnChannel, norm, 32);
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -360,6 +363,7 @@ __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int
     const int64_t t_end = t + tiles < all ? t + tiles : all;
     const T* xt = x + (n * C + c0 + ty) * S + tx;  // row ty of the tile, pixel tx
     T* yt = y + (n * S + ty) * C + c0 + tx;        // pixel ty of the tile, channel tx
+    const int64_t xt_out = (n * S + ty) * C + c0 + tx;
     T in[4];
     auto load = [&] {
         #pragma unroll
@@ -380,11 +384,17 @@ __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int
     for (;;) {
         #pragma unroll
         for (int i = 0; i < 4; ++i)
-            if (ty + 8 * i < rows && 32 * t + tx < S) tile[(ty + 8 * i) * 33 + tx] = norm[ty + 8 * i](in[i], silu);
+            if (ty + 8 * i < rows && 32 * t + tx < S) {
+                tile[(ty + 8 * i) * 33 + tx] = norm[ty + 8 * i](in[i], silu);
+                if (x_nhwc) raw[(ty + 8 * i) * 33 + tx] = in[i];
+            }
         __syncthreads();
         #pragma unroll
         for (int i = 0; i < 4; ++i)
-            if (32 * t + ty + 8 * i < S && tx < rows) yt[(32 * t + 8 * i) * C] = tile[tx * 33 + ty + 8 * i];
+            if (32 * t + ty + 8 * i < S && tx < rows) {
+                yt[(32 * t + 8 * i) * C] = tile[tx * 33 + ty + 8 * i];
+                if (x_nhwc) x_nhwc[xt_out + (32 * t + 8 * i) * C] = raw[tx * 33 + ty + 8 * i];
+            }
         if (++t >= t_end) break;
         load();
         __syncthreads();  // the tile is written again
@@ -408,8 +418,8 @@ extern "C" __global__ void group_norm_apply_vec_##S(int64_t count, int64_t C, in
 } \
 extern "C" __global__ void group_norm_apply_nhwc_##S(int64_t C, int64_t Sp, int64_t cpg, int32_t splits, int32_t tiles, int32_t silu, \
                                                      float eps, const float* part, const T* x, const T* shift, int64_t shift_rs, \
-                                                     const T* w, const T* b, T* y) { \
-    gn_apply_nhwc<T>(C, Sp, cpg, splits, tiles, silu, eps, part, x, shift, shift_rs, w, b, y); \
+                                                     const T* w, const T* b, T* y, T* x_nhwc) { \
+    gn_apply_nhwc<T>(C, Sp, cpg, splits, tiles, silu, eps, part, x, shift, shift_rs, w, b, y, x_nhwc); \
 } \
 extern "C" __global__ void group_norm_bwd_##S(int64_t N, int64_t C, int64_t Sp, int64_t G, float eps, int32_t silu, \
                                               const T* x, const T* dy, const T* w, const T* b, T* dx, float* stats) { \

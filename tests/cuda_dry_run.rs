@@ -134,9 +134,10 @@ fn stable_diffusion_1_5_at_512_fits_under_pytorchs_peak_on_an_h100() {
     // h + emb written), 472 since the 16 cross-attentions' keys and values of the (fixed) text
     // context are projected at the first step only, 457 since 15 of the 16 feed-forward gates
     // run in their product's epilogue (gemm_tc_wide_geglu; the 8×8 level's product is too small
-    // for the 128×128 tile); more means a fusion was lost
+    // for the 128×128 tile), 443 since the 14 ResBlocks with a 1×1 skip conv get x channels-last
+    // from their first norm's launch instead of a transpose; more means a fusion was lost
     let per_step = launches(&two) - launches(&one);
-    assert!((300..=457).contains(&per_step), "{per_step} launches per UNet step");
+    assert!((300..=443).contains(&per_step), "{per_step} launches per UNet step");
     // no memset per split conv (its workspace stays zeroed); the split convs finish in their own
     // last blocks (the separate finishing kernel no longer exists)
     assert_eq!(launches_of(&two, "fill_f32"), 0, "fill_f32: {two}");

@@ -58,11 +58,20 @@ impl ResnetBlock {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
-        let h = self.norm2.forward_silu(&h)?;
         match &self.shortcut {
-            Some(s) => self.conv2.forward_add(&h, &s.forward(x)?),
-            None => self.conv2.forward_add(&h, x),
+            Some(s) => {
+                // the shortcut conv gets x from norm1's launch in the layout it reads, and runs
+                // first, so that copy is freed before conv1's output exists
+                let (hn, x) = self.norm1.forward_silu_and_input(x)?;
+                let shortcut = s.forward(&x)?;
+                drop(x);
+                let h = self.norm2.forward_silu(&self.conv1.forward(&hn)?)?;
+                self.conv2.forward_add(&h, &shortcut)
+            }
+            None => {
+                let h = self.norm2.forward_silu(&self.conv1.forward(&self.norm1.forward_silu(x)?)?)?;
+                self.conv2.forward_add(&h, x)
+            }
         }
     }
 }

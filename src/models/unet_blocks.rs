@@ -155,8 +155,13 @@ impl ResBlock {
                 }
             }
         };
-        let h = self.in_conv.forward(&resize(&self.in_norm.forward_silu(x)?)?)?;
-        let x = &resize(x)?;
+        // a 1×1 skip conv on an unresized x gets it from the norm's launch in the layout it reads
+        let (hn, x) = match (&self.skip, self.resample) {
+            (Some(_), None) => self.in_norm.forward_silu_and_input(x)?,
+            _ => (self.in_norm.forward_silu(x)?, resize(x)?),
+        };
+        let h = self.in_conv.forward(&resize(&hn)?)?;
+        let x = &x;
         let e = match (&emb.projected, self.emb_cols) {
             (Some(all), Some((offset, len))) => all.narrow(1, offset, len)?,
             _ => self.emb_proj.forward(&emb.act)?,

@@ -153,6 +153,11 @@ impl GroupNorm {
         x.group_norm_silu(self.groups, Some(&self.weight), Some(&self.bias), self.eps)
     }
 
+    /// (silu(norm(x)), x again in the layout a following conv reads best): `Tensor::group_norm_silu_and_input`.
+    pub fn forward_silu_and_input(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        x.group_norm_silu_and_input(self.groups, Some(&self.weight), Some(&self.bias), self.eps)
+    }
+
     /// silu(norm(x + shift)) for shift [N, C] per (sample, channel), in one pass for inference.
     pub fn forward_silu_shifted(&self, x: &Tensor, shift: &Tensor) -> Result<Tensor> {
         x.group_norm_silu_shifted(shift, self.groups, Some(&self.weight), Some(&self.bias), self.eps)

@@ -121,6 +121,20 @@ impl Tensor {
         Ok(Tensor::from_f32_values(out, self.shape(), self.dtype(), None))
     }
 
+    /// (silu(group_norm(x)), x again): the second is x's values in the layout a following conv
+    /// reads best — on CUDA for inference, where the norm is written channels-last, a
+    /// channels-last copy written by the norm's own launch (a ResBlock's 1×1 skip conv then needs
+    /// no transpose of x); everywhere else x itself.
+    pub fn group_norm_silu_and_input(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<(Tensor, Tensor)> {
+        let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
+        if self.device().is_cuda() && !Tensor::will_record(&inputs) {
+            let d = group_dims("group_norm_silu", self, groups, weight, bias, eps)?;
+            let (y, copy) = cuda::group_norm_with_copy(self, d, weight, bias, eps, true, None, true, None)?;
+            return Ok((y, copy.unwrap_or_else(|| self.clone())));
+        }
+        Ok((self.group_norm_silu(groups, weight, bias, eps)?, self.clone()))
+    }
+
     fn group_norm_impl(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64, silu: bool) -> Result<Tensor> {
         let op = if silu { "group_norm_silu" } else { "group_norm" };
         let d = group_dims(op, self, groups, weight, bias, eps)?;

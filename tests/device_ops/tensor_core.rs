@@ -129,6 +129,16 @@ on_devices!(fn half_group_norm_is_written_channels_last_for_the_conv(dev) {
         check("a channels-last group_norm plus a tensor", dev, dtype, |d, dt| norm(d, dt).add(&input(&[2, 64, 9, 11], 194, dt, d)).unwrap());
         let recorded = input(&[2, 64, 9, 11], 190, dtype, dev).requires_grad().group_norm(8, None, None, 1e-5).unwrap();
         assert!(recorded.is_contiguous(), "a recorded group_norm on {dev:?} keeps NCHW");
+        // the norm and x again (a ResBlock's skip conv input): on CUDA a channels-last copy of x
+        // from the same launch, equal to x; elsewhere x itself
+        let both = |d: Device, dt: DType| input(&[2, 64, 9, 11], 195, dt, d).group_norm_silu_and_input(8, Some(&input(&[64], 191, dt, d)), Some(&input(&[64], 192, dt, d)), 1e-5).unwrap();
+        let (_, x_again) = both(dev, dtype);
+        assert_eq!(x_again.permute(&[0, 2, 3, 1]).unwrap().is_contiguous(), dev.is_cuda(), "x's layout on {dev:?}: {:?}", x_again.layout().strides());
+        assert_eq!(x_again.to_vec_f64().unwrap(), input(&[2, 64, 9, 11], 195, dtype, dev).to_vec_f64().unwrap(), "x again on {dev:?}");
+        check("group_norm_silu_and_input: the norm", dev, dtype, |d, dt| both(d, dt).0);
+        check("1x1 conv of group_norm_silu_and_input's x", dev, dtype, |d, dt| {
+            both(d, dt).1.conv2d(&input(&[32, 64, 1, 1], 196, dt, d).mul_scalar(0.1).unwrap(), Some(&input(&[32], 197, dt, d)), Conv2dParams::default()).unwrap()
+        });
     }
 });
 

@@ -15,7 +15,8 @@
 //   here, σ ~ 1.7) adds ~3e-7 to x̂ — together ~1e-6, so 1e-5 leaves 10× slack and no more.
 //   r: the output's rounding to its dtype, half an ulp relative: 0 (f32), 2⁻¹¹ (f16: 11 significant bits), 2⁻⁸ (bf16: 8).
 // Exact, bit for bit: the 16-byte and the scalar NCHW apply, and the channels-last apply at the
-// transposed place, all from the same partials — they share gn_unit_stats and GnChannel.
+// transposed place, all from the same partials — they share gn_unit_stats and GnChannel; and the
+// channels-last copy of x that the apply can write beside its output equals x.
 #include "../../kernels/norm.cu"
 
 #include <random>
@@ -65,9 +66,10 @@ static int run(const char* dtype, const Case& k) {
         ldm_emu::launch(dim3{(unsigned)units, (unsigned)k.blocks, 1}, dim3{256, 1, 1},
                         [&] { gn_apply<T, V>(count, C, S, cpg, k.splits, k.silu, eps, part.data(), x, sh, shift_rs, wp, bp, y_vec.data()); });
     const int tiles[2] = {1, k.tiles}, all = (S + 31) / 32;
+    std::vector<T> x_copy(total);  // the second channels-last run also writes x channels-last
     for (int r = 0; r < 2; ++r)
         ldm_emu::launch(dim3{(unsigned)((all + tiles[r] - 1) / tiles[r]), (unsigned)((C + 31) / 32), (unsigned)N}, dim3{32, 8, 1}, [&] {
-            gn_apply_nhwc<T>(C, S, cpg, k.splits, tiles[r], k.silu, eps, part.data(), x, sh, shift_rs, wp, bp, y_nhwc[r].data());
+            gn_apply_nhwc<T>(C, S, cpg, k.splits, tiles[r], k.silu, eps, part.data(), x, sh, shift_rs, wp, bp, y_nhwc[r].data(), r == 1 ? x_copy.data() : nullptr);
         });
 
     size_t bad = 0, differ = 0;
@@ -96,12 +98,12 @@ static int run(const char* dtype, const Case& k) {
                     const T a = y_scalar[i];
                     const int64_t t = ((int64_t)n * S + p) * C + c;
                     differ += (vec && std::memcmp(&a, &y_vec[i], sizeof(T)) != 0) + (std::memcmp(&a, &y_nhwc[0][t], sizeof(T)) != 0) +
-                              (std::memcmp(&a, &y_nhwc[1][t], sizeof(T)) != 0);
+                              (std::memcmp(&a, &y_nhwc[1][t], sizeof(T)) != 0) + (std::memcmp(&x[i], &x_copy[t], sizeof(T)) != 0);
                 }
         }
     const bool fail = bad || differ;
     std::printf("%-4s %s [%d, %d, %d] groups %d, %d chunks%s%s%s%s: %zu of %lld values off (worst %.2f of tolerance); "
-                "%s scalar, nhwc tiles 1 and %d: %zu differ\n",
+                "%s scalar, nhwc tiles 1 and %d, x copied channels-last: %zu differ\n",
                 fail ? "FAIL" : "ok", dtype, N, C, S, G, k.splits, k.shifted ? " +shift" : "", k.silu ? " +silu" : "", k.affine ? " +affine" : "",
                 k.misalign ? " x misaligned" : "", bad, (long long)total, worst, vec ? "nchw 16-byte =" : "nchw", k.tiles, differ);
     return fail ? 1 : 0;

@@ -41,6 +41,24 @@ pub fn group_norm(
     shift: Option<&Tensor>,
     op: Option<Op>,
 ) -> Result<Tensor> {
+    Ok(group_norm_with_copy(x, d, w, b, eps, silu, shift, false, op)?.0)
+}
+
+/// `group_norm`, and with `copy_x` where the output is written channels-last, x itself written
+/// channels-last by the same launch (a [N, C, H, W] view of [N, H, W, C] storage, which the
+/// channels-last conv reads without a transpose); None otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_with_copy(
+    x: &Tensor,
+    d: GroupDims,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    eps: f64,
+    silu: bool,
+    shift: Option<&Tensor>,
+    copy_x: bool,
+    op: Option<Op>,
+) -> Result<(Tensor, Option<Tensor>)> {
     let sfx = float_suffix("group_norm", x.dtype())?;
     let x = dense(x)?;
     let (dev, _) = device_and_ptr("group_norm", &x)?;
@@ -60,6 +78,7 @@ pub fn group_norm(
     let out = alloc_out(&dev, x.dtype(), x.shape())?;
     let units = d.n * d.groups;
     let channels_last = channels_last_output(&x, op.is_some());
+    let x_copy = (channels_last && copy_x).then(|| alloc_out(&dev, x.dtype(), x.shape())).transpose()?;
     if x.numel() > 0 {
         // kernels/norm.cu: partial statistics per chunk, then the normalisation, whose blocks each
         // merge the partials of the units they write (two launches)
@@ -76,7 +95,8 @@ pub fn group_norm(
             let grid = (d.s.div_ceil(32).div_ceil(tiles) as u32, d.c.div_ceil(32) as u32, d.n as u32);
             let cfg = LaunchConfig { grid_dim: grid, block_dim: (32, 8, 1), shared_mem_bytes: 0 };
             launch!(dev, "norm", format!("group_norm_apply_nhwc_{sfx}"), cfg;
-                d.c as i64, d.s as i64, cpg, splits as i32, tiles as i32, silu as i32, eps as f32, part.ptr(), xp, shift_ptr, shift_rs, wp, bp, out.ptr());
+                d.c as i64, d.s as i64, cpg, splits as i32, tiles as i32, silu as i32, eps as f32, part.ptr(), xp, shift_ptr, shift_rs, wp, bp, out.ptr(),
+                x_copy.as_ref().map_or(0, |c| c.ptr()));
         } else {
             let per_vector = 16 / x.dtype().size_in_bytes();
             let vectors = d.s % per_vector == 0 && xp % 16 == 0 && out.ptr() % 16 == 0;
@@ -90,9 +110,10 @@ pub fn group_norm(
     if channels_last {
         // [N, H, W, C] in memory, seen as [N, C, H, W]: the shape every caller expects
         let s = x.shape();
-        return wrap(out, &[s[0], s[2], s[3], s[1]], None).permute(&[0, 3, 1, 2]);
+        let view = |t: CudaStorage| wrap(t, &[s[0], s[2], s[3], s[1]], None).permute(&[0, 3, 1, 2]);
+        return Ok((view(out)?, x_copy.map(view).transpose()?));
     }
-    Ok(wrap(out, x.shape(), op))
+    Ok((wrap(out, x.shape(), op), None))
 }
 
 /// Whether the normalisation is written channels-last: for inference (nothing recorded) on
