@@ -106,7 +106,7 @@ impl Tensor {
             return self.add(&shift.reshape(&per_channel)?)?.group_norm_silu(groups, weight, bias, eps);
         }
         if self.device().is_cuda() {
-            return cuda::group_norm(self, d, weight, bias, eps, true, Some(shift), None);
+            return Ok(cuda::group_norm(self, d, weight, bias, eps, true, Some(shift), false, None)?.0);
         }
         let (w, b) = (param_values(weight)?, param_values(bias)?);
         let mut x = self.f32_data()?.into_vec();
@@ -129,7 +129,7 @@ impl Tensor {
         let inputs: Vec<&Tensor> = std::iter::once(self).chain(weight).chain(bias).collect();
         if self.device().is_cuda() && !Tensor::will_record(&inputs) {
             let d = group_dims("group_norm_silu", self, groups, weight, bias, eps)?;
-            let (y, copy) = cuda::group_norm_with_copy(self, d, weight, bias, eps, true, None, true, None)?;
+            let (y, copy) = cuda::group_norm(self, d, weight, bias, eps, true, None, true, None)?;
             return Ok((y, copy.unwrap_or_else(|| self.clone())));
         }
         Ok((self.group_norm_silu(groups, weight, bias, eps)?, self.clone()))
@@ -148,7 +148,7 @@ impl Tensor {
             silu,
         });
         if self.device().is_cuda() {
-            return cuda::group_norm(self, d, weight, bias, eps, silu, None, rec);
+            return Ok(cuda::group_norm(self, d, weight, bias, eps, silu, None, false, rec)?.0);
         }
         let (w, b) = (param_values(weight)?, param_values(bias)?);
         let mut out = {

@@ -30,25 +30,11 @@ fn param_grad(grad: Option<CudaStorage>, p: Option<&Tensor>) -> Result<Option<Te
 
 /// `shift`: None, or a [N, C] or [1, C] tensor (validated by the caller) added per (n, channel) before the
 /// norm, read in place where its rows are dense (a column slice of the UNet's stacked embedding
-/// projections is).
-pub fn group_norm(
-    x: &Tensor,
-    d: GroupDims,
-    w: Option<&Tensor>,
-    b: Option<&Tensor>,
-    eps: f64,
-    silu: bool,
-    shift: Option<&Tensor>,
-    op: Option<Op>,
-) -> Result<Tensor> {
-    Ok(group_norm_with_copy(x, d, w, b, eps, silu, shift, false, op)?.0)
-}
-
-/// `group_norm`, and with `copy_x` where the output is written channels-last, x itself written
-/// channels-last by the same launch (a [N, C, H, W] view of [N, H, W, C] storage, which the
-/// channels-last conv reads without a transpose); None otherwise.
+/// projections is). With `copy_x`, where the output is written channels-last, x itself is written
+/// channels-last by the same launch and returned second (a [N, C, H, W] view of [N, H, W, C]
+/// storage, which the channels-last conv reads without a transpose); None otherwise.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm_with_copy(
+pub fn group_norm(
     x: &Tensor,
     d: GroupDims,
     w: Option<&Tensor>,
