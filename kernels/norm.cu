@@ -362,8 +362,8 @@ __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int
     int64_t t = (int64_t)blockIdx.x * tiles;
     const int64_t t_end = t + tiles < all ? t + tiles : all;
     const T* xt = x + (n * C + c0 + ty) * S + tx;  // row ty of the tile, pixel tx
-    T* yt = y + (n * S + ty) * C + c0 + tx;        // pixel ty of the tile, channel tx
-    const int64_t xt_out = (n * S + ty) * C + c0 + tx;
+    const int64_t out0 = (n * S + ty) * C + c0 + tx;  // pixel ty of the tile, channel tx (y, x_nhwc)
+    T* yt = y + out0;
     T in[4];
     auto load = [&] {
         #pragma unroll
@@ -393,7 +393,7 @@ __device__ void gn_apply_nhwc(int64_t C, int64_t S, int64_t cpg, int splits, int
         for (int i = 0; i < 4; ++i)
             if (32 * t + ty + 8 * i < S && tx < rows) {
                 yt[(32 * t + 8 * i) * C] = tile[tx * 33 + ty + 8 * i];
-                if (x_nhwc) x_nhwc[xt_out + (32 * t + 8 * i) * C] = raw[tx * 33 + ty + 8 * i];
+                if (x_nhwc) x_nhwc[out0 + (32 * t + 8 * i) * C] = raw[tx * 33 + ty + 8 * i];
             }
         if (++t >= t_end) break;
         load();

@@ -192,8 +192,10 @@ pub fn linear_geglu(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Option<Tens
     let (dev, _) = device_and_ptr("linear_geglu", x)?;
     let sfx = float_suffix("linear_geglu", x.dtype())?;
     let (x_ptr, w_ptr) = (data_ptr(x)?, data_ptr(w)?);
-    let vectors = |base: u64| k.is_multiple_of(8) && base.is_multiple_of(16);
-    if !vectors(x_ptr) || !vectors(w_ptr) || !wide_tile_pays(m, n, 1) || wide_kernel(sfx).0 != "gemm_tc" {
+    // both operands on the vv path, by the rule `gemm` picks paths with (rows of k, dense along k)
+    let no_batch = Layout::new(Vec::new(), Vec::new(), 0);
+    let vv = operand_path(k, 1, k, &no_batch, x_ptr, b'm') == b'v' && operand_path(k, 1, k, &no_batch, w_ptr, b'n') == b'v';
+    if !vv || !wide_tile_pays(m, n, 1) || wide_kernel(sfx).0 != "gemm_tc" {
         return Ok(None);
     }
     let (_bias, bias_ptr) = optional_operand(Some(bias))?;
